@@ -1,0 +1,35 @@
+"""The purchases service's own tables."""
+
+from sqlalchemy import Column, DateTime, MetaData, String, Table
+
+from shared.db import Migration, Money, create_tables
+
+metadata = MetaData()
+
+purchases = Table(
+    "purchases",
+    metadata,
+    Column("purchase_id", String(64), primary_key=True),
+    Column("account_id", String(64), nullable=False, index=True),
+    Column("amount", Money, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("merchant_id", String(64), nullable=False),
+    Column("mcc", String(4), nullable=False),
+    Column("posted_at", DateTime(timezone=True), nullable=False),
+    Column("refunded_total", Money, nullable=False),
+    Column("event_id", String(64), nullable=False),
+)
+
+refunds = Table(
+    "refunds",
+    metadata,
+    Column("refund_id", String(64), primary_key=True),
+    Column("purchase_id", String(64), nullable=False, index=True),
+    Column("account_id", String(64), nullable=False),
+    Column("amount", Money, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("refunded_at", DateTime(timezone=True), nullable=False),
+    Column("event_id", String(64), nullable=False),
+)
+
+MIGRATIONS = [Migration(1, "purchases and refunds", create_tables(metadata))]

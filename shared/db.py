@@ -1,0 +1,218 @@
+"""Database plumbing shared by every service.
+
+Each service owns its data: on PostgreSQL its own schema (named after the
+service) inside the database of ``DATABASE_URL``; on SQLite its own file. No
+service reads another's tables; they share only events.
+
+Also here, written once: the ``Money`` column type, explicit versioned
+migrations, and the three runtime tables every consumer uses (inbox for
+dedupe, outbox for publishing, stored offsets per partition).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Engine,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    create_engine,
+    event,
+    insert,
+    select,
+    text,
+)
+from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.types import TypeDecorator
+
+from shared.settings import Settings
+
+
+class Money(TypeDecorator[Decimal]):
+    """An exact decimal: NUMERIC(20, 4) on PostgreSQL, text on SQLite. Never a float."""
+
+    impl = Numeric(20, 4)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(32))
+        return dialect.type_descriptor(Numeric(20, 4, asdecimal=True))
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, Decimal):
+            raise TypeError(f"money must be a Decimal, got {type(value).__name__}")
+        return str(value) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        return Decimal(value) if isinstance(value, str) else value
+
+
+def utcnow() -> datetime:
+    """Wall-clock time for bookkeeping columns only (never for business rules)."""
+    return datetime.now(UTC)
+
+
+BigId = BigInteger().with_variant(Integer, "sqlite")
+
+# --- runtime tables (in every service's schema) ------------------------------
+
+runtime_metadata = MetaData()
+
+inbox = Table(
+    "inbox",
+    runtime_metadata,
+    Column("consumer", String(100), primary_key=True),
+    Column("event_id", String(64), primary_key=True),
+    Column("topic", String(255), nullable=False),
+    Column("partition", Integer, nullable=False),
+    Column("offset", BigInteger, nullable=False),
+    Column("processed_at", DateTime(timezone=True), nullable=False),
+)
+
+outbox = Table(
+    "outbox",
+    runtime_metadata,
+    Column("seq", BigId, primary_key=True, autoincrement=True),
+    Column("event_id", String(64), nullable=False),
+    Column("topic", String(255), nullable=False),
+    Column("key", LargeBinary, nullable=True),
+    Column("value", LargeBinary, nullable=False),
+    Column("headers", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+consumer_offsets = Table(
+    "consumer_offsets",
+    runtime_metadata,
+    Column("consumer", String(100), primary_key=True),
+    Column("topic", String(255), primary_key=True),
+    Column("partition", Integer, primary_key=True),
+    Column("next_offset", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+schema_migrations = Table(
+    "schema_migrations",
+    MetaData(),
+    Column("component", String(50), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("applied_at", DateTime(timezone=True), nullable=False),
+)
+
+
+# --- migrations ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One explicit, versioned schema change."""
+
+    version: int
+    name: str
+    apply: Callable[[Connection], None]
+
+
+def create_tables(metadata: MetaData) -> Callable[[Connection], None]:
+    """A migration step that creates the tables of ``metadata`` (for version 1)."""
+
+    def _apply(conn: Connection) -> None:
+        metadata.create_all(conn)
+
+    return _apply
+
+
+RUNTIME_MIGRATIONS = [Migration(1, "inbox, outbox, consumer offsets", create_tables(runtime_metadata))]
+
+
+def migrate(engine: Engine, service_migrations: Iterable[Migration]) -> list[str]:
+    """Apply the runtime's and the service's missing migrations, in order.
+
+    Returns the names of the migrations applied. Safe to run concurrently from
+    several processes on PostgreSQL (an advisory lock serialises them).
+    """
+    applied: list[str] = []
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(current_schema()))"))
+        schema_migrations.create(conn, checkfirst=True)
+        done = {
+            (row.component, row.version)
+            for row in conn.execute(select(schema_migrations.c.component, schema_migrations.c.version))
+        }
+        for component, steps in (("runtime", RUNTIME_MIGRATIONS), ("service", list(service_migrations))):
+            for step in sorted(steps, key=lambda m: m.version):
+                if (component, step.version) in done:
+                    continue
+                step.apply(conn)
+                conn.execute(
+                    insert(schema_migrations).values(
+                        component=component, version=step.version, name=step.name, applied_at=utcnow()
+                    )
+                )
+                applied.append(f"{component}:{step.version} {step.name}")
+    return applied
+
+
+# --- engines --------------------------------------------------------------------
+
+
+def service_database_url(settings: Settings, service: str) -> str:
+    """The URL a service connects to (SQLite: its own file)."""
+    return settings.database_url.replace("{service}", service)
+
+
+def make_engine(settings: Settings, service: str, **kwargs: Any) -> Engine:
+    """An engine bound to the service's own schema (PostgreSQL) or file (SQLite)."""
+    url = service_database_url(settings, service)
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[1] if "///" in url else ""
+        if path and path != ":memory:":
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        engine = create_engine(url, **kwargs)
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        return engine
+
+    kwargs.setdefault("pool_pre_ping", True)
+    kwargs.setdefault("pool_size", 5)
+    base = create_engine(url, **kwargs)
+    with base.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{service}"'))
+    return base.execution_options(schema_translate_map={None: service})
+
+
+def stored_offsets(conn: Connection, consumer: str, topic: str) -> dict[int, int]:
+    """Next offset to process per partition of ``topic`` for ``consumer`` (all processes)."""
+    rows = conn.execute(
+        select(consumer_offsets.c.partition, consumer_offsets.c.next_offset).where(
+            consumer_offsets.c.consumer == consumer, consumer_offsets.c.topic == topic
+        )
+    )
+    return {row.partition: row.next_offset for row in rows}

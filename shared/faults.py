@@ -1,0 +1,26 @@
+"""Fail points: crash the process at a named step, once, to test recovery.
+
+Off unless ``INSTALLMENTS_FAULT_POINT`` names a point. The fault fires once per
+marker file (``INSTALLMENTS_FAULT_MARKER``), so the restarted process runs on.
+Points: ``after_db_commit`` (state committed, nothing published, Kafka offsets
+not committed) and ``after_publish`` (events sent, outbox rows not yet deleted).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+POINTS = ("after_db_commit", "after_publish")
+
+
+def maybe_crash(point: str) -> None:
+    if os.environ.get("INSTALLMENTS_FAULT_POINT") != point:
+        return
+    marker = os.environ.get("INSTALLMENTS_FAULT_MARKER")
+    if marker:
+        if os.path.exists(marker):
+            return
+        with open(marker, "w") as fh:
+            fh.write(point)
+    os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,107 @@
+"""Health and Prometheus metrics for every service, on one small HTTP port.
+
+``/healthz``: the process is alive. ``/readyz``: the consumer has its partitions
+and the database answers. ``/metrics``: Prometheus exposition.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from sqlalchemy import func, select, text
+
+EVENTS = Counter(
+    "installments_events_total",
+    "Events handled by a service, by type and outcome (processed, duplicate, dlq, failed)",
+    ["service", "type", "outcome"],
+)
+EMITTED = Counter("installments_events_emitted_total", "Outbox rows published", ["service"])
+BATCH_SIZE = Histogram(
+    "installments_batch_size",
+    "Records per processed batch",
+    ["service"],
+    buckets=(1, 5, 10, 50, 100, 250, 500, 1000, 2000, 5000),
+)
+BATCH_SECONDS = Histogram(
+    "installments_batch_seconds", "Time to process one batch (database transaction)", ["service"]
+)
+HANDLER_SECONDS = Histogram(
+    "installments_handler_seconds",
+    "Handler latency per event type",
+    ["service", "type"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)
+OUTBOX_BACKLOG = Gauge("installments_outbox_backlog", "Unpublished outbox rows", ["service"])
+ASSIGNED = Gauge("installments_assigned_partitions", "Partitions assigned", ["service"])
+
+
+def count(service: str, event_type: str, outcome: str) -> None:
+    EVENTS.labels(service, event_type, outcome).inc()
+
+
+def count_emitted(service: str, n: int) -> None:
+    EMITTED.labels(service).inc(n)
+
+
+def observe_batch(service: str, size: int, seconds: float) -> None:
+    BATCH_SIZE.labels(service).observe(size)
+    BATCH_SECONDS.labels(service).observe(seconds)
+
+
+def observe_handler(service: str, event_type: str, seconds: float) -> None:
+    HANDLER_SECONDS.labels(service, event_type).observe(seconds)
+
+
+def readiness(runner: Any) -> tuple[bool, dict[str, Any]]:
+    """Ready when partitions are assigned (or the loop polled) and the database answers."""
+    detail: dict[str, Any] = {"service": runner.service.name, "polling": runner.ready}
+    try:
+        from shared.db import outbox
+
+        with runner.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+            backlog = conn.execute(select(func.count()).select_from(outbox)).scalar_one()
+        OUTBOX_BACKLOG.labels(runner.service.name).set(backlog)
+        detail["database"] = "ok"
+        detail["outbox_backlog"] = backlog
+    except Exception as exc:  # any failure means not ready
+        detail["database"] = type(exc).__name__
+        return False, detail
+    detail["assigned_partitions"] = len(runner.assigned)
+    ASSIGNED.labels(runner.service.name).set(len(runner.assigned))
+    return bool(runner.ready), detail
+
+
+def serve(port: int, runner: Any) -> ThreadingHTTPServer:
+    """Start the health/metrics server in a daemon thread."""
+
+    class _Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            if self.path == "/healthz":
+                self._send(200, b'{"status":"alive"}', "application/json")
+            elif self.path == "/readyz":
+                ok, detail = readiness(runner)
+                self._send(200 if ok else 503, json.dumps(detail).encode(), "application/json")
+            elif self.path == "/metrics":
+                readiness(runner)
+                self._send(200, generate_latest(), CONTENT_TYPE_LATEST)
+            else:
+                self._send(404, b"not found", "text/plain")
+
+        def _send(self, status: int, body: bytes, ctype: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args: Any) -> None:  # keep access logs out of the JSON log
+            return
+
+    server = ThreadingHTTPServer(("0.0.0.0", port), _Handler)
+    threading.Thread(target=server.serve_forever, daemon=True, name="http").start()
+    return server

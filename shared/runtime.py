@@ -1,0 +1,688 @@
+"""The consumer runtime every service runs on: exactly-once effects over Kafka + SQL.
+
+A service is a table of handlers (event type -> function). The runtime owns
+everything else. Per poll it does, in this order (the same numbers mark the
+steps in :meth:`Runner._process_batch` and :meth:`Runner.run_once`):
+
+1. Poll a batch of records (auto-commit is off).
+2. Decode each record; a bad one becomes a dead letter for ``<topic>.dlq`` with
+   the headers ``error.reason``, ``error.service``, ``original.topic``,
+   ``original.partition``, ``original.offset``. It never blocks its partition.
+3. In ONE database transaction for the whole batch:
+   a. drop records below the offset stored for their partition (already applied);
+   b. skip event ids already in the inbox (duplicates);
+   c. run the handlers (each writes the service's state and stages events);
+   d. write the inbox rows, the outbox rows (events and dead letters) and the
+      next offsets. The offsets are written compare-and-set, so a process that
+      lost its partitions (a zombie past its session timeout) fails to commit.
+4. Publish the batch's outbox rows with the idempotent producer, flush, then
+   delete them (mark sent). A crash before the delete re-publishes the same
+   event ids, which consumers dedupe.
+5. Commit the offsets to Kafka as well, for lag tools. The database is the
+   source of truth: on (re)assignment the runtime seeks to the stored offsets.
+
+A crash anywhere re-delivers; the stored offsets and the inbox make the
+re-delivery harmless. Transient failures (database or broker unavailable) roll
+the batch back and retry it with back-off, never skipping or committing.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
+from pydantic import BaseModel
+from sqlalchemy import Engine, and_, delete, insert, select, tuple_, update
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import InterfaceError as SAInterfaceError
+from sqlalchemy.orm import Session
+
+from schemas import Envelope, InvalidEvent, decode, dlq_topic, encode, new_event, topic_for
+from shared import faults, metrics
+from shared.db import (
+    Migration,
+    consumer_offsets,
+    inbox,
+    make_engine,
+    migrate,
+    outbox,
+    stored_offsets,
+    utcnow,
+)
+from shared.logging import configure_logging, redact_text
+from shared.settings import Settings
+
+log = structlog.get_logger("runtime")
+
+Handler = Callable[["Context", Envelope], None]
+
+
+class Reject(Exception):
+    """Raised by a handler: this message is invalid for the business; dead-letter it.
+
+    The message's own changes are rolled back; the reason goes into the
+    ``error.reason`` header, so it must be readable and carry no card data.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Defer(Exception):
+    """Raised by a handler: not yet; retry this message (and its partition) later."""
+
+    def __init__(self, reason: str, retry_after_s: float = 0.5) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after_s = retry_after_s
+
+
+class Fenced(Exception):
+    """Another process advanced our partition's stored offset: we lost it."""
+
+
+@dataclass
+class Service:
+    """What a service is to the runtime: a name, its input topics and its handlers."""
+
+    name: str
+    consumes: Sequence[str]
+    handlers: Mapping[str, Handler]
+    migrations: Sequence[Migration]
+    policy: Any = None
+    group_id: str | None = None
+
+    @property
+    def consumer_group(self) -> str:
+        return self.group_id or f"installments-{self.name}"
+
+
+TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (OperationalError, SAInterfaceError)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Errors worth retrying the whole batch for: the database or broker is unavailable."""
+    if isinstance(exc, TRANSIENT_DB_ERRORS):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, KafkaError) and getattr(exc, "retriable", False)
+
+
+@dataclass
+class Context:
+    """What a handler sees: the open session, the current event, and ``emit``."""
+
+    service: Service
+    settings: Settings
+    session: Session
+    runner: Runner
+    event: Envelope | None = None
+    topic: str = ""
+    partition: int = -1
+    offset: int = -1
+    staged: list[tuple[str, str, bytes, str]] = field(default_factory=list)
+
+    @property
+    def policy(self) -> Any:
+        return self.service.policy
+
+    @property
+    def log(self) -> Any:
+        return structlog.get_logger(self.service.name)
+
+    def emit(
+        self, event_type: str, data: BaseModel, *, rule: str, subject: str | None = None
+    ) -> Envelope:
+        """Stage an event caused by the current one; it is published after the commit.
+
+        The id is derived from the cause's id and ``rule``: a replay emits the same
+        ids, so downstream dedupe holds. ``rule`` must be unique per emitted event
+        of one cause.
+        """
+        assert self.event is not None, "emit() outside a handler"
+        out = new_event(
+            event_type,
+            subject=subject or self.event.subject,
+            data=data,
+            source=self.service.name,
+            cause=self.event,
+            rule=rule,
+        )
+        topic = self.settings.topic(topic_for(event_type))
+        self.staged.append((topic, out.subject, encode(out), out.id))
+        return out
+
+    def stored_offsets(self, topic: str) -> dict[int, int]:
+        """This consumer group's progress on a contract topic, across all its processes."""
+        return stored_offsets(
+            self.session.connection(), self.service.consumer_group, self.settings.topic(topic)
+        )
+
+    def end_offsets(self, topic: str) -> dict[int, int]:
+        """The broker's log-end offset per partition of a contract topic."""
+        return self.runner.end_offsets(self.settings.topic(topic))
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    """Non-blocking: only notes partitions; the loop seeks them from the database."""
+
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        self.runner.forget(revoked)
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        self.runner.pending_seek.update(assigned)
+        if assigned:
+            self.runner.consumer.pause(*assigned)
+
+
+@dataclass
+class _Decoded:
+    record: Any
+    tp: TopicPartition
+    contract_topic: str
+    event: Envelope | None
+    error: str | None
+
+
+class Runner:
+    """Runs one service: the loop of :func:`run_once` until stopped."""
+
+    def __init__(
+        self,
+        service: Service,
+        settings: Settings | None = None,
+        *,
+        engine: Engine | None = None,
+        consumer_overrides: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.service = service
+        self.settings = settings or Settings()
+        self.engine = engine or make_engine(self.settings, service.name)
+        self.group = service.consumer_group
+        self.stop_event = threading.Event()
+        self.pending_seek: set[TopicPartition] = set()
+        self.deferred_until: dict[TopicPartition, float] = {}
+        self.assigned: set[TopicPartition] = set()
+        self.ready = False
+        self._consumer_overrides = dict(consumer_overrides or {})
+        self._consumer: KafkaConsumer | None = None
+        self._producer: KafkaProducer | None = None
+        self._backoff = 0.0
+
+    # --- wiring -----------------------------------------------------------
+
+    @property
+    def consumer(self) -> KafkaConsumer:
+        assert self._consumer is not None
+        return self._consumer
+
+    @property
+    def producer(self) -> KafkaProducer:
+        if self._producer is None:
+            self._producer = KafkaProducer(
+                **self.settings.kafka_client_config(),
+                enable_idempotence=True,
+                acks="all",
+                linger_ms=5,
+                max_request_size=max(1048576, self.settings.max_message_bytes * 4),
+                client_id=f"{self.service.name}-producer",
+            )
+        return self._producer
+
+    def start(self) -> None:
+        """Migrate (when allowed), publish leftovers, then join the consumer group."""
+        if self.settings.auto_migrate:
+            for name in migrate(self.engine, self.service.migrations):
+                log.info("migration applied", service=self.service.name, migration=name)
+        self.publish_pending()
+        config: dict[str, Any] = {
+            **self.settings.kafka_client_config(),
+            "group_id": self.group,
+            "client_id": f"{self.service.name}-consumer",
+            "enable_auto_commit": False,
+            "auto_offset_reset": "earliest",
+            "session_timeout_ms": self.settings.session_timeout_ms,
+            "max_poll_interval_ms": self.settings.max_poll_interval_ms,
+            "max_poll_records": self.settings.poll_max_records,
+            "fetch_max_bytes": 52428800,
+            "max_partition_fetch_bytes": 4194304,
+        }
+        config.update(self._consumer_overrides)
+        self._consumer = KafkaConsumer(**config)
+        topics = [self.settings.topic(t) for t in self.service.consumes]
+        self._consumer.subscribe(topics=topics, listener=_Rebalance(self))
+        log.info("service started", service=self.service.name, group=self.group, topics=topics)
+
+    def stop(self) -> None:
+        """Ask the loop to finish its batch and exit (safe from a signal handler)."""
+        self.stop_event.set()
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close(autocommit=False)
+            self._consumer = None
+        if self._producer is not None:
+            self._producer.flush()
+            self._producer.close()
+            self._producer = None
+        self.engine.dispose()
+        self.ready = False
+
+    def run(self, *, install_signal_handlers: bool = True) -> None:
+        """Start, loop until SIGTERM/SIGINT or :meth:`stop`, then close cleanly."""
+        if install_signal_handlers and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, lambda *_: self.stop())
+            signal.signal(signal.SIGINT, lambda *_: self.stop())
+        self.start()
+        try:
+            while not self.stop_event.is_set():
+                self.run_once()
+        finally:
+            log.info("service stopping", service=self.service.name)
+            self.close()
+
+    # --- the loop -----------------------------------------------------------
+
+    def run_once(self) -> int:
+        """One poll-process-publish-commit cycle. Returns the number of records seen."""
+        # Step 1: poll a batch (auto-commit off). Rebalance callbacks run inside.
+        batch = self.consumer.poll(
+            timeout_ms=self.settings.poll_timeout_ms,
+            max_records=self.settings.poll_max_records,
+        )
+        self.assigned = set(self.consumer.assignment())
+        self._seek_pending()
+        self._resume_deferred()
+        records = [r for tp, recs in batch.items() if tp not in self.pending_seek for r in recs]
+        self.ready = True
+        if not records:
+            return 0
+        try:
+            next_offsets, sent = self._process_batch(records)
+            self._backoff = 0.0
+        except Fenced as exc:
+            log.warning("partition fenced; resyncing from the database", reason=str(exc))
+            self._resync_all()
+            return len(records)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            self._retry_later(exc)
+            return len(records)
+        faults.maybe_crash("after_db_commit")
+        # Step 4: publish the outbox rows, flush, mark sent.
+        self._publish(sent)
+        # Step 5: commit the offsets to Kafka too (lag tools read them).
+        self._commit_kafka(next_offsets)
+        return len(records)
+
+    def _process_batch(self, records: list[Any]) -> tuple[dict[TopicPartition, int], list[Any]]:
+        started = time.perf_counter()
+        # Step 2: decode; bad records become dead letters.
+        decoded = [self._decode(r) for r in records]
+        by_tp: dict[TopicPartition, list[_Decoded]] = defaultdict(list)
+        for d in decoded:
+            by_tp[d.tp].append(d)
+
+        # Step 3: one transaction for the whole batch.
+        with Session(self.engine) as session, session.begin():
+            ctx = Context(self.service, self.settings, session, self)
+            conn = session.connection()
+            stored = self._load_offsets(conn, list(by_tp))
+            # Step 3b: ids already in the inbox.
+            ids = [d.event.id for d in decoded if d.event is not None]
+            seen = self._seen_ids(conn, ids)
+            inbox_rows: list[dict[str, Any]] = []
+            outbox_rows: list[dict[str, Any]] = []
+            next_offsets: dict[TopicPartition, int] = {}
+            now = utcnow()
+            for tp, items in by_tp.items():
+                position = stored.get(tp)
+                for d in items:
+                    rec = d.record
+                    # Step 3a: already applied by an earlier batch (stored offset is ahead).
+                    if position is not None and rec.offset < position:
+                        continue
+                    outcome = self._handle_one(ctx, d, seen, outbox_rows, now)
+                    if outcome == "defer":
+                        break
+                    if outcome == "applied" and d.event is not None:
+                        seen.add(d.event.id)
+                        inbox_rows.append(
+                            {
+                                "consumer": self.group,
+                                "event_id": d.event.id,
+                                "topic": rec.topic,
+                                "partition": rec.partition,
+                                "offset": rec.offset,
+                                "processed_at": now,
+                            }
+                        )
+                    position = rec.offset + 1
+                    next_offsets[tp] = position
+            # Step 3d: inbox, outbox and offsets, in the same transaction.
+            if inbox_rows:
+                conn.execute(insert(inbox), inbox_rows)
+            sent: list[Any] = []
+            if outbox_rows:
+                result = conn.execute(insert(outbox).returning(outbox.c.seq), outbox_rows)
+                seqs = [row[0] for row in result]
+                sent = [(seq, row) for seq, row in zip(seqs, outbox_rows, strict=True)]
+            self._store_offsets(session, conn, stored, next_offsets, now)
+        metrics.observe_batch(self.service.name, len(records), time.perf_counter() - started)
+        return next_offsets, sent
+
+    def _handle_one(
+        self,
+        ctx: Context,
+        d: _Decoded,
+        seen: set[str],
+        outbox_rows: list[dict[str, Any]],
+        now: Any,
+    ) -> str:
+        """Run one record through its handler. Returns applied|skipped|dead|defer."""
+        rec = d.record
+        if d.event is None:
+            outbox_rows.append(self._dead_letter(d, d.error or "undecodable", now))
+            metrics.count(self.service.name, "?", "dlq")
+            return "dead"
+        event = d.event
+        if event.id in seen:
+            log.info("duplicate event skipped", event_id=event.id, type=event.type)
+            metrics.count(self.service.name, event.type, "duplicate")
+            return "skipped"
+        handler = self.service.handlers.get(event.type)
+        if handler is None:
+            return "applied"  # not ours: remember it, move on
+        structlog.contextvars.bind_contextvars(
+            service=self.service.name,
+            topic=d.contract_topic,
+            partition=rec.partition,
+            offset=rec.offset,
+            event_id=event.id,
+            type=event.type,
+        )
+        ctx.event, ctx.topic, ctx.partition, ctx.offset = event, d.contract_topic, rec.partition, rec.offset
+        ctx.staged = []
+        savepoint = ctx.session.begin_nested()
+        started = time.perf_counter()
+        try:
+            handler(ctx, event)
+            savepoint.commit()
+        except Reject as exc:
+            savepoint.rollback()
+            log.warning("event rejected to the DLQ", reason=exc.reason)
+            outbox_rows.append(self._dead_letter(d, exc.reason, now))
+            metrics.count(self.service.name, event.type, "dlq")
+            return "applied"  # dead-lettered once: a re-delivery is a duplicate
+        except Defer as exc:
+            savepoint.rollback()
+            log.info("event deferred", reason=exc.reason)
+            self.deferred_until[d.tp] = time.monotonic() + exc.retry_after_s
+            self.consumer.seek(d.tp, rec.offset)
+            self.consumer.pause(d.tp)
+            return "defer"
+        except Exception as exc:
+            savepoint.rollback()
+            if is_transient(exc):
+                raise
+            log.exception("handler failed; event sent to the DLQ")
+            reason = f"handler error: {type(exc).__name__}: {redact_text(str(exc))[:300]}"
+            outbox_rows.append(self._dead_letter(d, reason, now))
+            metrics.count(self.service.name, event.type, "failed")
+            return "applied"
+        finally:
+            structlog.contextvars.clear_contextvars()
+        metrics.observe_handler(self.service.name, event.type, time.perf_counter() - started)
+        metrics.count(self.service.name, event.type, "processed")
+        for topic, key, value, event_id in ctx.staged:
+            outbox_rows.append(
+                {
+                    "event_id": event_id,
+                    "topic": topic,
+                    "key": key.encode(),
+                    "value": value,
+                    "headers": [],
+                    "created_at": now,
+                }
+            )
+        return "applied"
+
+    def _decode(self, rec: Any) -> _Decoded:
+        tp = TopicPartition(rec.topic, rec.partition)
+        contract_topic = self.settings.contract_topic(rec.topic)
+        try:
+            event = decode(
+                contract_topic, rec.key, rec.value, max_bytes=self.settings.max_message_bytes
+            )
+            return _Decoded(rec, tp, contract_topic, event, None)
+        except InvalidEvent as exc:
+            return _Decoded(rec, tp, contract_topic, None, exc.reason)
+
+    def _dead_letter(self, d: _Decoded, reason: str, now: Any) -> dict[str, Any]:
+        rec = d.record
+        headers = [
+            ["error.reason", redact_text(reason)[:500]],
+            ["error.service", self.service.name],
+            ["original.topic", d.contract_topic],
+            ["original.partition", str(rec.partition)],
+            ["original.offset", str(rec.offset)],
+        ]
+        value = rec.value if rec.value is not None else b""
+        return {
+            "event_id": d.event.id if d.event else f"dlq:{rec.topic}:{rec.partition}:{rec.offset}",
+            "topic": self.settings.topic(dlq_topic(d.contract_topic)),
+            "key": rec.key,
+            "value": value,
+            "headers": headers,
+            "created_at": now,
+        }
+
+    # --- stored offsets, inbox --------------------------------------------------
+
+    def _load_offsets(self, conn: Any, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        if not tps:
+            return {}
+        rows = conn.execute(
+            select(consumer_offsets.c.topic, consumer_offsets.c.partition, consumer_offsets.c.next_offset).where(
+                consumer_offsets.c.consumer == self.group,
+                tuple_(consumer_offsets.c.topic, consumer_offsets.c.partition).in_(
+                    [(tp.topic, tp.partition) for tp in tps]
+                ),
+            )
+        )
+        return {TopicPartition(r.topic, r.partition): r.next_offset for r in rows}
+
+    def _seen_ids(self, conn: Any, ids: list[str]) -> set[str]:
+        seen: set[str] = set()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            rows = conn.execute(
+                select(inbox.c.event_id).where(inbox.c.consumer == self.group, inbox.c.event_id.in_(chunk))
+            )
+            seen.update(row[0] for row in rows)
+        return seen
+
+    def _store_offsets(
+        self,
+        session: Session,
+        conn: Any,
+        stored: dict[TopicPartition, int],
+        next_offsets: dict[TopicPartition, int],
+        now: Any,
+    ) -> None:
+        """Compare-and-set each partition's next offset (fencing a zombie process)."""
+        for tp, offset in next_offsets.items():
+            if tp in stored:
+                if offset == stored[tp]:
+                    continue
+                result = conn.execute(
+                    update(consumer_offsets)
+                    .where(
+                        and_(
+                            consumer_offsets.c.consumer == self.group,
+                            consumer_offsets.c.topic == tp.topic,
+                            consumer_offsets.c.partition == tp.partition,
+                            consumer_offsets.c.next_offset == stored[tp],
+                        )
+                    )
+                    .values(next_offset=offset, updated_at=now)
+                )
+                if result.rowcount != 1:
+                    raise Fenced(f"{tp.topic}[{tp.partition}] moved past {stored[tp]}")
+            else:
+                try:
+                    with session.begin_nested():
+                        conn.execute(
+                            insert(consumer_offsets).values(
+                                consumer=self.group,
+                                topic=tp.topic,
+                                partition=tp.partition,
+                                next_offset=offset,
+                                updated_at=now,
+                            )
+                        )
+                except DBAPIError as exc:
+                    if is_transient(exc):
+                        raise
+                    raise Fenced(f"{tp.topic}[{tp.partition}] claimed by another process") from exc
+
+    # --- publishing ----------------------------------------------------------
+
+    def _publish(self, sent: list[Any]) -> None:
+        """Step 4: publish outbox rows in order, flush, then delete them (mark sent)."""
+        if not sent:
+            return
+        while True:
+            try:
+                futures = [
+                    self.producer.send(
+                        row["topic"],
+                        key=row["key"],
+                        value=row["value"],
+                        headers=[(k, v.encode()) for k, v in row["headers"]],
+                    )
+                    for _seq, row in sent
+                ]
+                self.producer.flush()
+                for f in futures:
+                    f.get(timeout=30)
+                faults.maybe_crash("after_publish")
+                break
+            except KafkaError as exc:
+                if self.stop_event.is_set():
+                    log.warning("stopping with unsent outbox rows; they go out at next start")
+                    return
+                self._sleep_backoff(exc)
+        seqs = [seq for seq, _row in sent]
+        with self.engine.begin() as conn:
+            for start in range(0, len(seqs), 1000):
+                conn.execute(delete(outbox).where(outbox.c.seq.in_(seqs[start : start + 1000])))
+        metrics.count_emitted(self.service.name, len(sent))
+
+    def publish_pending(self) -> int:
+        """Publish outbox rows left by an earlier run (crash after commit, before send)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(outbox).order_by(outbox.c.seq)).mappings().all()
+        if rows:
+            log.info("publishing outbox leftovers", count=len(rows))
+            self._publish([(row["seq"], dict(row)) for row in rows])
+        return len(rows)
+
+    # --- offsets in Kafka, seeking -----------------------------------------------
+
+    def _commit_kafka(self, next_offsets: dict[TopicPartition, int]) -> None:
+        owned = {tp: OffsetAndMetadata(o, "", -1) for tp, o in next_offsets.items() if tp in self.assigned}
+        if not owned:
+            return
+        try:
+            self.consumer.commit(owned)
+        except KafkaError as exc:  # the database holds the truth; lag view catches up later
+            log.warning("kafka offset commit failed", error=type(exc).__name__)
+
+    def _seek_pending(self) -> None:
+        """Seek newly assigned partitions to the offsets stored in the database."""
+        if not self.pending_seek:
+            return
+        tps = [tp for tp in self.pending_seek if tp in self.assigned]
+        try:
+            with self.engine.connect() as conn:
+                stored = self._load_offsets(conn, tps)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            self._retry_later(exc)
+            return
+        for tp in tps:
+            if tp in stored:
+                self.consumer.seek(tp, stored[tp])
+            else:
+                self.consumer.seek_to_beginning(tp)
+        if tps:
+            self.consumer.resume(*tps)
+        self.pending_seek.clear()
+
+    def _resume_deferred(self) -> None:
+        now = time.monotonic()
+        for tp, until in list(self.deferred_until.items()):
+            if tp not in self.assigned:
+                del self.deferred_until[tp]
+            elif now >= until:
+                del self.deferred_until[tp]
+                self.consumer.resume(tp)
+            elif tp not in self.consumer.paused():
+                self.consumer.pause(tp)
+
+    def _resync_all(self) -> None:
+        self.pending_seek.update(self.assigned)
+        if self.assigned:
+            self.consumer.pause(*self.assigned)
+
+    def _retry_later(self, exc: BaseException) -> None:
+        self._resync_all()
+        self._sleep_backoff(exc)
+
+    def _sleep_backoff(self, exc: BaseException) -> None:
+        self._backoff = min(self.settings.retry_backoff_max_s, max(0.5, self._backoff * 2))
+        log.warning(
+            "transient failure; retrying", error=type(exc).__name__, retry_in_s=self._backoff
+        )
+        self.stop_event.wait(self._backoff)
+
+    def forget(self, revoked: Any) -> None:
+        for tp in revoked:
+            self.pending_seek.discard(tp)
+            self.deferred_until.pop(tp, None)
+
+    def end_offsets(self, topic: str) -> dict[int, int]:
+        parts = self.consumer.partitions_for_topic(topic) or set()
+        ends = self.consumer.end_offsets([TopicPartition(topic, p) for p in parts])
+        return {tp.partition: off for tp, off in ends.items()}
+
+
+def run_service(service: Service, settings: Settings | None = None) -> None:
+    """Entry point used by ``python -m services.<name>`` and ``installments run``."""
+    settings = settings or Settings()
+    configure_logging(settings.log_level, settings.log_format)
+    runner = Runner(service, settings)
+    server = metrics.serve(settings.http_port, runner) if settings.http_port is not None else None
+    try:
+        runner.run()
+    finally:
+        if server is not None:
+            server.shutdown()

@@ -1,0 +1,107 @@
+"""One typed settings object per process, read from the environment.
+
+Every variable has the prefix ``INSTALLMENTS_`` except the two that the wider
+ecosystem already names: ``KAFKA_BOOTSTRAP_SERVERS`` and ``DATABASE_URL`` (the
+prefixed spellings work too). The table in README.md lists them all.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SQLITE_URL = "sqlite:///.data/{service}.sqlite3"
+
+
+class Settings(BaseSettings):
+    """Process-wide settings, validated at start."""
+
+    model_config = SettingsConfigDict(env_prefix="INSTALLMENTS_", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+
+    # --- Kafka -----------------------------------------------------------
+    kafka_bootstrap_servers: str = Field(
+        "127.0.0.1:9092",
+        validation_alias=AliasChoices(
+            "KAFKA_BOOTSTRAP_SERVERS", "INSTALLMENTS_KAFKA_BOOTSTRAP_SERVERS"
+        ),
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = (
+        "PLAINTEXT"
+    )
+    kafka_sasl_mechanism: str | None = None  # e.g. SCRAM-SHA-512
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: str | None = None
+    kafka_ssl_cafile: str | None = None
+    topic_prefix: str = ""  # namespaces every topic (tests, shared clusters); "" in production
+    topic_partitions: int = Field(6, ge=1)
+    topic_replication: int = Field(1, ge=1)
+    max_message_bytes: int = Field(65536, ge=1024)
+
+    # --- consumer runtime ------------------------------------------------
+    poll_max_records: int = Field(1000, ge=1)
+    poll_timeout_ms: int = Field(200, ge=1)
+    session_timeout_ms: int = Field(10000, ge=1000)
+    max_poll_interval_ms: int = Field(300000, ge=1000)
+    retry_backoff_max_s: float = Field(30.0, gt=0)
+
+    # --- database --------------------------------------------------------
+    database_url: str = Field(
+        DEFAULT_SQLITE_URL,
+        validation_alias=AliasChoices("DATABASE_URL", "INSTALLMENTS_DATABASE_URL"),
+    )
+    auto_migrate: bool = True
+
+    # --- operations ------------------------------------------------------
+    http_port: int | None = Field(None, ge=0, le=65535)  # health + metrics; None = off
+    log_level: str = "INFO"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    policy_file: str | None = None  # YAML with business-rule overrides
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Settings:
+        if self.environment == "production":
+            if self.database_url.startswith("sqlite"):
+                raise ValueError("production needs PostgreSQL: set DATABASE_URL")
+            if self.kafka_security_protocol == "PLAINTEXT":
+                raise ValueError(
+                    "production refuses PLAINTEXT Kafka: set INSTALLMENTS_KAFKA_SECURITY_PROTOCOL"
+                )
+        if self.database_url.startswith("sqlite") and "{service}" not in self.database_url:
+            raise ValueError(
+                "a SQLite DATABASE_URL must contain '{service}' (each service owns its file),"
+                f" e.g. {DEFAULT_SQLITE_URL}"
+            )
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def topic(self, name: str) -> str:
+        """The physical topic name for a contract topic name."""
+        return f"{self.topic_prefix}{name}"
+
+    def contract_topic(self, physical: str) -> str:
+        """The contract topic name for a physical one (strips the prefix)."""
+        if self.topic_prefix and physical.startswith(self.topic_prefix):
+            return physical[len(self.topic_prefix) :]
+        return physical
+
+    def kafka_client_config(self) -> dict[str, object]:
+        """Connection options common to every kafka-python client."""
+        config: dict[str, object] = {
+            "bootstrap_servers": self.kafka_bootstrap_servers.split(","),
+            "security_protocol": self.kafka_security_protocol,
+        }
+        if self.kafka_sasl_mechanism:
+            config["sasl_mechanism"] = self.kafka_sasl_mechanism
+            config["sasl_plain_username"] = self.kafka_sasl_username
+            config["sasl_plain_password"] = self.kafka_sasl_password
+        if self.kafka_ssl_cafile:
+            config["ssl_cafile"] = self.kafka_ssl_cafile
+            config["ssl_check_hostname"] = True
+        return config

@@ -1,0 +1,48 @@
+"""Topic admin: create every topic of the contract, and their dead-letter topics."""
+
+from __future__ import annotations
+
+from kafka.admin import KafkaAdminClient
+from kafka.errors import TopicAlreadyExistsError
+
+from schemas import TOPICS, dlq_topic
+from shared.settings import Settings
+
+
+def contract_topics() -> dict[str, dict[str, str]]:
+    """Every topic the pipeline uses (contract name -> topic configs), DLQs included."""
+    topics: dict[str, dict[str, str]] = {}
+    for name, spec in TOPICS.items():
+        topics[name] = {"cleanup.policy": "compact"} if spec.compacted else {}
+        topics[dlq_topic(name)] = {}
+    return topics
+
+
+def ensure_topics(settings: Settings, *, timeout_s: float = 30.0) -> list[str]:
+    """Create the missing topics with the configured partitions and replication.
+
+    Idempotent; returns the physical names it created.
+    """
+    admin = KafkaAdminClient(**settings.kafka_client_config(), client_id="installments-admin")
+    try:
+        existing = set(admin.list_topics())
+        wanted = {settings.topic(name): configs for name, configs in contract_topics().items()}
+        missing = {
+            name: {
+                "num_partitions": settings.topic_partitions,
+                "replication_factor": settings.topic_replication,
+                "configs": configs,
+            }
+            for name, configs in wanted.items()
+            if name not in existing
+        }
+        if missing:
+            try:
+                admin.create_topics(
+                    missing, timeout_ms=int(timeout_s * 1000), wait_for_metadata=True
+                )
+            except TopicAlreadyExistsError:
+                pass  # another process won the race; that is fine
+        return sorted(missing)
+    finally:
+        admin.close()
