@@ -1,0 +1,284 @@
+"""Collections rules (CONTRACT §5 "Collections"): plain Python, no Kafka, no SQL, no
+wall clock. Every number comes from ``CollectionsPolicy`` (defaults in brackets).
+
+* **DPD** = business date - oldest unpaid due date (0 when nothing is overdue).
+* **Ladder.** The level for a DPD is the highest rung whose ``min_dpd`` it reaches
+  [1 sms, 8 sms_push, 15 call, 31 letter, 61 agency, 91 legal]; 0 when current.
+* **Escalation.** Per case, every level up to the DPD's level that has not been
+  raised yet is raised, in order, oldest first: after an outage each crossed level is
+  emitted in the same catch-up, a level is never skipped and never raised twice. A
+  lower DPD later (a partial payment) raises nothing and lowers nothing.
+* **Legal guard.** The legal level [6] is raised only when the overdue amount is
+  >= [50,000.00] and the case has had >= [2] contacts [30] or more days apart
+  (contacts chained: each one at least the gap after the previous counted one; with
+  2 that is: two raised levels whose business dates differ by >= 30 days). The
+  contacts are the levels already raised on the case **plus** those raised in the same
+  catch-up, dated the current business date. Without the guard the case stays at
+  the agency level and no level above the legal one is raised either (no skipping);
+  the next reports re-check it.
+* **Buckets** [M1 1-30, M2 31-60, M3 61-90, M4+ 91+]; none when current.
+* **Cure.** A report with DPD 0 while a case is open resolves it ``cured``; a later
+  delinquency opens a new case, whose id is derived from the account and the
+  business date it opened on.
+* **Charge-off.** DPD >= [180] resolves the open case ``charged_off``, writing off the
+  overdue amount reported. A charged-off case takes no further escalation; a
+  report with DPD 0 then closes it silently, and a later delinquency opens a new case.
+* **Risk reserve.** Outstanding principal x rate of its bucket [current 1 %, M1 5 %,
+  M2 20 %, M3 50 %, M4+ 100 %], summed per bucket, rounded half-up to the minor unit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from decimal import ROUND_HALF_UP, Decimal
+from typing import NamedTuple
+
+from services.collections.policy import CURRENT, DEFAULT_POLICY, CollectionsPolicy
+
+CURED = "cured"
+CHARGED_OFF = "charged_off"
+
+
+class Escalation(NamedTuple):
+    """A level to raise (``escalation.raised``): unpacks as ``(level, action)``."""
+
+    level: int
+    action: str
+
+
+@dataclass(frozen=True)
+class CaseState:
+    """An account's collections case.
+
+    ``levels_raised``: ``(level, business_date)`` pairs, in the order raised.
+    ``opened_on``: the business date of the report that opened the case.
+    ``charged_off``: the case was resolved ``charged_off`` (kept to block a new case
+    while the account stays delinquent).
+    """
+
+    levels_raised: Sequence[tuple[int, date]]  # stored as a tuple
+    opened_on: date
+    charged_off: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "levels_raised", tuple((int(lv), d) for lv, d in self.levels_raised)
+        )
+
+    @property
+    def highest_level(self) -> int:
+        return max((level for level, _ in self.levels_raised), default=0)
+
+    def with_raised(self, escalations: Iterable[Escalation], business_date: date) -> CaseState:
+        """The case after raising ``escalations`` on ``business_date``."""
+        added = tuple((e.level, business_date) for e in escalations)
+        return CaseState(tuple(self.levels_raised) + added, self.opened_on, self.charged_off)
+
+
+# --------------------------------------------------------------------------- measures
+
+
+def days_past_due(oldest_unpaid_due_date: date | None, business_date: date) -> int:
+    """Business date - oldest unpaid due date, never below 0 (0: nothing overdue)."""
+    if oldest_unpaid_due_date is None:
+        return 0
+    return max(0, (business_date - oldest_unpaid_due_date).days)
+
+
+def level_for(dpd: int, policy: CollectionsPolicy = DEFAULT_POLICY) -> int:
+    """The ladder level a DPD has reached (0 when current); ignores the legal guard."""
+    level = 0
+    for rung in policy.ladder:
+        if dpd >= rung.min_dpd:
+            level = rung.level
+    return level
+
+
+def bucket_for(dpd: int, policy: CollectionsPolicy = DEFAULT_POLICY) -> str | None:
+    """The delinquency bucket of a DPD (``M1`` ... ``M4+``), None when current."""
+    for bucket in policy.buckets:
+        if dpd >= bucket.min_dpd and (bucket.max_dpd is None or dpd <= bucket.max_dpd):
+            return bucket.name
+    return None
+
+
+def should_charge_off(dpd: int, policy: CollectionsPolicy = DEFAULT_POLICY) -> bool:
+    return dpd >= policy.charge_off_dpd
+
+
+def is_cured(dpd: int) -> bool:
+    """A report with DPD 0 (every overdue installment cleared) cures an open case."""
+    return dpd <= 0
+
+
+def case_id_for(account_id: str, opened_on: date) -> str:
+    """Deterministic case id: the account and the business date the case opened."""
+    return f"case:{account_id}:{opened_on.isoformat()}"
+
+
+# --------------------------------------------------------------------------- escalation
+
+
+def legal_guard_holds(
+    contact_dates: Iterable[date],
+    overdue_amount: Decimal,
+    policy: CollectionsPolicy = DEFAULT_POLICY,
+) -> bool:
+    """Overdue >= the legal minimum and enough contacts spaced the minimum gap apart.
+
+    Contacts are counted greedily over the sorted dates: the first, then each one at
+    least ``legal_contact_gap_days`` after the last counted one (for 2 contacts: the
+    latest and the earliest are >= the gap apart).
+    """
+    _check_money(overdue_amount, "overdue_amount")
+    if overdue_amount < policy.legal_min_overdue:
+        return False
+    counted = 0
+    last: date | None = None
+    for contact in sorted(contact_dates):
+        if last is None or (contact - last).days >= policy.legal_contact_gap_days:
+            counted += 1
+            last = contact
+    return counted >= policy.legal_min_contacts
+
+
+def escalations_due(
+    case: CaseState,
+    dpd: int,
+    overdue_amount: Decimal,
+    business_date: date,
+    policy: CollectionsPolicy = DEFAULT_POLICY,
+) -> list[Escalation]:
+    """Every level up to ``level_for(dpd)`` not raised on the case yet, lowest first.
+
+    Stops before the legal level unless ``legal_guard_holds`` over the case's contacts
+    plus the ones raised now (dated ``business_date``). A charged-off case gets none.
+    """
+    _check_money(overdue_amount, "overdue_amount")
+    if case.charged_off:
+        return []
+    raised = {level for level, _ in case.levels_raised}
+    contacts = [raised_on for _, raised_on in case.levels_raised]
+    due: list[Escalation] = []
+    for level in range(1, level_for(dpd, policy) + 1):
+        if level in raised:
+            continue
+        if level == policy.legal_level and not legal_guard_holds(contacts, overdue_amount, policy):
+            break  # stays with the agency; never skip to a level above
+        due.append(Escalation(level, policy.rung(level).action))
+        contacts.append(business_date)
+    return due
+
+
+# --------------------------------------------------------------------------- one report
+
+
+@dataclass(frozen=True)
+class CollectionsDecision:
+    """What one ``account.delinquency`` report leads to, in emission order:
+
+    1. ``opened``: a new case ``case_id`` was opened (no event of its own);
+    2. ``escalations``: one ``escalation.raised`` each (with ``bucket``);
+    3. ``resolution``: ``cured`` / ``charged_off`` -> ``escalation.resolved``
+       (``written_off`` is its ``amount`` for a charge-off, else None).
+
+    ``case`` is the state to store afterwards (None: no case on the account).
+    ``case_id`` is None only when there was and is no case.
+    """
+
+    case_id: str | None
+    opened: bool
+    escalations: tuple[Escalation, ...]
+    bucket: str | None
+    resolution: str | None
+    written_off: Decimal | None
+    case: CaseState | None
+
+
+def assess_delinquency(
+    account_id: str,
+    case: CaseState | None,
+    dpd: int,
+    overdue_amount: Decimal,
+    business_date: date,
+    policy: CollectionsPolicy = DEFAULT_POLICY,
+) -> CollectionsDecision:
+    """Apply one delinquency report to the account's case (see the module rules)."""
+    _check_money(overdue_amount, "overdue_amount")
+    bucket = bucket_for(dpd, policy)
+    case_id = case_id_for(account_id, case.opened_on) if case is not None else None
+
+    if case is None:
+        if is_cured(dpd):
+            return CollectionsDecision(None, False, (), None, None, None, None)
+        case = CaseState((), business_date)
+        case_id = case_id_for(account_id, business_date)
+        opened = True
+    else:
+        opened = False
+        if case.charged_off:
+            # Written off already: a clean report closes it silently, else nothing.
+            after = None if is_cured(dpd) else case
+            return CollectionsDecision(case_id, False, (), bucket, None, None, after)
+        if is_cured(dpd):
+            return CollectionsDecision(case_id, False, (), None, CURED, None, None)
+
+    escalations = tuple(escalations_due(case, dpd, overdue_amount, business_date, policy))
+    case = case.with_raised(escalations, business_date)
+    if should_charge_off(dpd, policy):
+        charged = CaseState(case.levels_raised, case.opened_on, charged_off=True)
+        return CollectionsDecision(
+            case_id, opened, escalations, bucket, CHARGED_OFF, overdue_amount, charged
+        )
+    return CollectionsDecision(case_id, opened, escalations, bucket, None, None, case)
+
+
+# --------------------------------------------------------------------------- reserve
+
+
+def reserve_bucket_for(dpd: int | None, policy: CollectionsPolicy = DEFAULT_POLICY) -> str:
+    """The reserve bucket: ``current`` for None / DPD <= 0, else ``bucket_for``."""
+    if dpd is None or dpd <= 0:
+        return CURRENT
+    bucket = bucket_for(dpd, policy)
+    assert bucket is not None  # buckets are contiguous from DPD 1 and open-ended
+    return bucket
+
+
+def risk_reserve(
+    exposures: Iterable[tuple[int | None, Decimal]],
+    policy: CollectionsPolicy = DEFAULT_POLICY,
+) -> dict[str, Decimal]:
+    """Reserve per bucket for ``(dpd or None for current, outstanding_principal)`` pairs.
+
+    Principal is summed per bucket, times the bucket's rate, rounded half-up to the
+    minor unit. Every bucket is present (``current`` first, then the policy's order).
+    """
+    principal: dict[str, Decimal] = {CURRENT: Decimal(0)}
+    principal.update({b.name: Decimal(0) for b in policy.buckets})
+    for dpd, outstanding in exposures:
+        _check_money(outstanding, "outstanding_principal")
+        principal[reserve_bucket_for(dpd, policy)] += outstanding
+    return {
+        name: (amount * policy.reserve_rates[name]).quantize(
+            policy.minor_unit, rounding=ROUND_HALF_UP
+        )
+        for name, amount in principal.items()
+    }
+
+
+def reserve_total(reserve: dict[str, Decimal]) -> Decimal:
+    """The total of a ``risk_reserve`` result."""
+    return sum(reserve.values(), Decimal(0))
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _check_money(value: Decimal, name: str) -> None:
+    if not isinstance(value, Decimal):
+        raise TypeError(f"{name} must be a Decimal, not {type(value).__name__}")
+    if not value.is_finite() or value < 0:
+        raise ValueError(f"{name} must be a finite amount >= 0")

@@ -1,0 +1,80 @@
+"""Reminders policy: when reminders go out and which template each uses
+(CONTRACT §5 "Reminders").
+
+Defaults are the contract's. Override in the policy file (``INSTALLMENTS_POLICY_FILE``,
+YAML), section ``reminders``::
+
+    reminders:
+      offsets: [7, 3, 1, 0]          # days before the due date
+      templates: {7: due_in_7_days, 3: due_in_3_days, 1: due_in_1_day, 0: due_today}
+
+An offset without a configured template gets ``due_in_<n>_days`` (``due_in_1_day``,
+``due_today``). The channel is not policy: it is the account's ``contact.channel``.
+Unknown keys are rejected.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+SECTION = "reminders"
+
+
+class RemindersPolicy(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    offsets: tuple[int, ...] = (7, 3, 1, 0)
+    templates: dict[int, str] = Field(
+        default_factory=lambda: {
+            7: "due_in_7_days",
+            3: "due_in_3_days",
+            1: "due_in_1_day",
+            0: "due_today",
+        }
+    )
+
+    @field_validator("offsets")
+    @classmethod
+    def _offsets_distinct_not_negative(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value:
+            raise ValueError("at least one reminder offset is required")
+        if any(offset < 0 for offset in value):
+            raise ValueError("reminder offsets are days before due: >= 0")
+        if len(set(value)) != len(value):
+            raise ValueError("reminder offsets must be distinct")
+        return tuple(sorted(value, reverse=True))
+
+    def template_for(self, offset: int) -> str:
+        """The notification template for the reminder ``offset`` days before due."""
+        if offset in self.templates:
+            return self.templates[offset]
+        if offset == 0:
+            return "due_today"
+        if offset == 1:
+            return "due_in_1_day"
+        return f"due_in_{offset}_days"
+
+
+DEFAULT_POLICY = RemindersPolicy()
+
+
+def load_policy(path: str | Path | None) -> RemindersPolicy:
+    """The policy from the ``reminders`` section of the YAML file at ``path``
+    (``None``, an empty file or no such section: the contract's defaults)."""
+    if path is None:
+        return DEFAULT_POLICY
+    return RemindersPolicy.model_validate(_section(Path(path), SECTION))
+
+
+def _section(path: Path, name: str) -> dict[str, Any]:
+    document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(document, dict):
+        raise ValueError(f"{path}: the policy file must be a YAML mapping of sections")
+    section = document.get(name) or {}
+    if not isinstance(section, dict):
+        raise ValueError(f"{path}: section {name!r} must be a mapping")
+    return section
