@@ -1,0 +1,577 @@
+"""The offers rules: eligibility, pricing, schedules, payments, refunds, waivers, end of day.
+
+Plain Python, no Kafka and no SQL. Conventions used throughout:
+
+- Money is `Decimal` on the currency's minor unit (`minor_digits`, 2 for EUR, 0 for JPY);
+  never a float. Rates are `Decimal` fractions (0.006 = 0.60 % a month).
+- Rounding: amounts computed from a rate (a fee) are rounded ROUND_HALF_UP to the minor
+  unit; amounts split into parts (a schedule) are rounded DOWN and the remainder goes on
+  one part, so the parts always add up to the total exactly.
+- Dates come in as arguments (posting date, payment date, business date); nothing here
+  reads the clock. An installment "is due" on its due date: due when due_date <= date,
+  "not yet due" when due_date > date.
+- State is immutable: a function returns the new `InstallmentState`s with its result,
+  and the handler writes them.
+"""
+
+from __future__ import annotations
+
+import calendar
+from dataclasses import dataclass, replace
+from datetime import date, timedelta
+from decimal import ROUND_DOWN, ROUND_FLOOR, ROUND_HALF_UP, Decimal, localcontext
+from typing import Literal
+
+from services.offers.policy import OffersPolicy
+
+ZERO = Decimal(0)
+Placement = Literal["first", "last"]
+
+
+def minor_unit(minor_digits: int = 2) -> Decimal:
+    """The smallest amount of the currency: 0.01 for 2 digits, 1 for 0 digits."""
+    return Decimal(1).scaleb(-minor_digits)
+
+
+def round_money(amount: Decimal, minor_digits: int = 2) -> Decimal:
+    """`amount` rounded half up to the minor unit (the rounding used for computed fees)."""
+    return amount.quantize(minor_unit(minor_digits), rounding=ROUND_HALF_UP)
+
+
+def split_equally(
+    total: Decimal, parts: int, remainder: Placement = "first", minor_digits: int = 2
+) -> list[Decimal]:
+    """`total` in `parts` equal amounts rounded down to the minor unit; what is left over
+    (less than `parts` minor units) goes on the first part (or the last). Σ == total."""
+    unit = minor_unit(minor_digits)
+    if parts < 1:
+        raise ValueError("parts must be at least 1")
+    if total != total.quantize(unit) or total < 0:
+        raise ValueError(f"{total} is not a non-negative amount in minor units of {unit}")
+    base = (total / parts).quantize(unit, rounding=ROUND_DOWN)
+    amounts = [base] * parts
+    amounts[0 if remainder == "first" else -1] += total - base * parts
+    return [a.quantize(unit) for a in amounts]
+
+
+def add_months(start: date, months: int) -> date:
+    """`start` plus `months` calendar months, clamped to the end of a shorter month.
+    Always clamps from the original day: Jan 31 + 1 → Feb 28 (29 in leap years), + 2 → Mar 31."""
+    month_index = start.month - 1 + months
+    year, month = start.year + month_index // 12, month_index % 12 + 1
+    return date(year, month, min(start.day, calendar.monthrange(year, month)[1]))
+
+
+# ------------------------------------------------------------------ eligibility
+
+
+@dataclass(frozen=True)
+class AccountView:
+    """What the offer rules need to know about an account (from `account.upserted`).
+    `installment_limit` None means "the policy's share of credit_limit"."""
+
+    account_id: str
+    status: str  # active | blocked | closed
+    segment: str  # young | middle_class | white_collar | high_net_worth | standard
+    tier: str  # silver | gold | platinum | diamond
+    credit_limit: Decimal
+    risk_score: int
+    installment_limit: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class PurchaseFacts:
+    """What the offer rules need to know about a recorded purchase."""
+
+    amount: Decimal
+    mcc: str | int  # 4 digits; compared as a number, so "0742" == 742
+    posted_on: date
+    merchant_id: str | None = None
+    category: str | None = None
+
+
+def installment_limit(account: AccountView, policy: OffersPolicy) -> Decimal:
+    """The account's installment limit: its own, else share × credit_limit."""
+    if account.installment_limit is not None:
+        return account.installment_limit
+    return account.credit_limit * policy.installment_limit_share
+
+
+def eligibility_reasons(
+    account: AccountView | None,
+    purchase: PurchaseFacts,
+    outstanding_principal: Decimal,
+    has_overdue: bool,
+    policy: OffersPolicy,
+) -> list[str]:
+    """Every reason the purchase cannot be converted; an empty list means eligible.
+
+    Codes, in this order: account_unknown, account_not_active, amount_below_minimum
+    (500.00, or the segment's minimum, e.g. 300.00 for young), mcc_excluded, account_overdue
+    (the account has an overdue installment), risk_score_too_low (< 600),
+    installment_limit_exceeded (outstanding installment principal + amount > limit).
+    For an unknown account only the purchase's own checks (general minimum, MCC) run.
+    """
+    reasons: list[str] = []
+    if account is None:
+        reasons.append("account_unknown")
+    elif account.status != "active":
+        reasons.append("account_not_active")
+    if purchase.amount < policy.min_amount_for(account.segment if account else None):
+        reasons.append("amount_below_minimum")
+    if int(purchase.mcc) in policy.excluded_mccs:
+        reasons.append("mcc_excluded")
+    if account is None:
+        return reasons
+    if has_overdue:
+        reasons.append("account_overdue")
+    if account.risk_score < policy.min_risk_score:
+        reasons.append("risk_score_too_low")
+    if outstanding_principal + purchase.amount > installment_limit(account, policy):
+        reasons.append("installment_limit_exceeded")
+    return reasons
+
+
+# ------------------------------------------------------------------ offers and schedules
+
+
+@dataclass(frozen=True)
+class Installment:
+    """One line of a plan's schedule (as in `plan.created`)."""
+
+    seq: int  # 1-based
+    due_date: date
+    principal: Decimal
+    fee: Decimal
+
+    @property
+    def amount(self) -> Decimal:
+        return self.principal + self.fee
+
+
+@dataclass(frozen=True)
+class OfferOption:
+    """One tenor of an offer (as in `offer.made`'s `options`)."""
+
+    tenor_months: int
+    fee_model: str
+    monthly_fee_rate: Decimal
+    total_fee: Decimal
+    first_installment: Decimal
+    regular_installment: Decimal
+    apr: Decimal
+
+
+def total_fee(
+    principal: Decimal, monthly_rate: Decimal, tenor: int, minor_digits: int = 2
+) -> Decimal:
+    """Flat monthly fee on the original principal: principal × rate × tenor, ROUND_HALF_UP."""
+    return round_money(principal * monthly_rate * tenor, minor_digits)
+
+
+def build_schedule(
+    principal: Decimal,
+    total_fee: Decimal,
+    tenor: int,
+    posted_on: date,
+    remainder: Placement = "first",
+    minor_digits: int = 2,
+) -> list[Installment]:
+    """The plan's installments. Principal and fee are each split equally, rounded down to the
+    minor unit, the remainder on the first (or last) installment, so Σ principal == principal
+    and Σ fee == total_fee exactly. Installment k is due `add_months(posted_on, k)`."""
+    principals = split_equally(principal, tenor, remainder, minor_digits)
+    fees = split_equally(total_fee, tenor, remainder, minor_digits)
+    return [
+        Installment(k, add_months(posted_on, k), principals[k - 1], fees[k - 1])
+        for k in range(1, tenor + 1)
+    ]
+
+
+def apr(principal: Decimal, schedule_amounts: list[Decimal]) -> Decimal:
+    """The nominal annual rate in percent (2 places, half up) = 12 × the monthly internal
+    rate of return r of the cash flows +principal at month 0 and -amount_k at month k:
+        principal == Σ amount_k / (1 + r)^k.
+    Solved by Newton's method in 50-digit Decimal, starting at r = 0: the right side minus
+    the left is decreasing and convex in r, so the iterates rise monotonically to the root.
+    12 payments at 0.60 % flat a month give 13.03; no fee gives 0.00."""
+    if principal <= 0 or not schedule_amounts:
+        raise ValueError("apr needs a positive principal and at least one payment")
+    with localcontext() as ctx:
+        ctx.prec = 50
+        rate = ZERO
+        for _ in range(200):
+            value, slope, discount = -principal, ZERO, Decimal(1) / (1 + rate)
+            for k, amount in enumerate(schedule_amounts, start=1):
+                value += amount * discount**k
+                slope -= k * amount * discount ** (k + 1)
+            step = value / slope
+            rate -= step
+            if abs(step) < Decimal("1e-30"):
+                break
+        annual_percent = rate * 12 * 100
+    return annual_percent.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP) + 0
+
+
+def flat_apr(monthly_rate: Decimal, tenor: int) -> Decimal:
+    """The APR of a flat monthly rate over `tenor` months: `apr` of the exact (unrounded)
+    level payments (1 + rate × tenor) / tenor per 1 of principal. It depends only on rate and
+    tenor (0.006 × 12 → 13.03), not on how the schedule's cents happen to round (the rounded
+    schedule of 500.00 would give 13.04 because its remainder is paid first)."""
+    with localcontext() as ctx:
+        ctx.prec = 50
+        level = (1 + monthly_rate * tenor) / tenor
+    return apr(Decimal(1), [level] * tenor)
+
+
+def monthly_rate(tenor: int, segment: str, policy: OffersPolicy) -> Decimal:
+    """The tenor's monthly fee rate × the segment's multiplier (1 when none), half up to
+    `policy.rate_places` places (6: 0.0075 × 0.80 = 0.006000)."""
+    multiplier = policy.segment_rate_multipliers.get(segment, Decimal(1))
+    places = Decimal(1).scaleb(-policy.rate_places)
+    return (policy.monthly_fee_rates[tenor] * multiplier).quantize(places, ROUND_HALF_UP)
+
+
+def offer_options(
+    principal: Decimal,
+    account: AccountView,
+    purchase: PurchaseFacts,
+    policy: OffersPolicy,
+    minor_digits: int = 2,
+) -> tuple[list[OfferOption], str | None]:
+    """The options of an offer, one per tenor the account's tier may see (ascending), and
+    the id of the promotion applied (None when none).
+
+    A promotion applies to a tenor when it matches the purchase's merchant or category, lists
+    the tenor, and the purchase was posted within its validity; it replaces the fee rate for
+    that tenor (0: merchant-funded). With several matching promotions the first listed wins.
+    first_installment / regular_installment come from `build_schedule` with the policy's
+    remainder placement; apr is `flat_apr(rate, tenor)`, so one rate and tenor always show
+    one APR whatever the amount.
+    """
+    promotion = policy.promotion_for(purchase.merchant_id, purchase.category, purchase.posted_on)
+    options, promoted = [], False
+    for tenor in policy.tenors_for(account.tier):
+        rate = monthly_rate(tenor, account.segment, policy)
+        if promotion is not None and tenor in promotion.tenors:
+            rate, promoted = promotion.monthly_fee_rate, True
+        fee = total_fee(principal, rate, tenor, minor_digits)
+        schedule = build_schedule(
+            principal, fee, tenor, purchase.posted_on, policy.remainder_placement, minor_digits
+        )
+        regular = schedule[-1] if policy.remainder_placement == "first" else schedule[0]
+        options.append(
+            OfferOption(
+                tenor_months=tenor,
+                fee_model=policy.fee_model,
+                monthly_fee_rate=rate,
+                total_fee=fee,
+                first_installment=schedule[0].amount,
+                regular_installment=regular.amount,
+                apr=flat_apr(rate, tenor),
+            )
+        )
+    return options, (promotion.id if promoted and promotion else None)
+
+
+def offer_expires_on(posted_on: date, policy: OffersPolicy) -> date:
+    """The last day an offer can be accepted: posting date + offer_validity_days (30)."""
+    return posted_on + timedelta(days=policy.offer_validity_days)
+
+
+def is_expired(expires_on: date, business_date: date) -> bool:
+    """An offer is expired once a business day AFTER `expires_on` closes (the end of day of
+    `expires_on` itself leaves it open: it was acceptable all that day)."""
+    return business_date > expires_on
+
+
+# ------------------------------------------------------------------ plan state
+
+
+@dataclass(frozen=True)
+class InstallmentState:
+    """An installment as stored: scheduled amounts and what has been paid or waived.
+    `plan_order` is the plan's creation order on the account (ties between plans)."""
+
+    plan_id: str
+    seq: int
+    due_date: date
+    principal: Decimal
+    fee: Decimal
+    principal_paid: Decimal = ZERO
+    fee_paid: Decimal = ZERO
+    fee_waived: Decimal = ZERO
+    plan_order: int = 0
+
+    @property
+    def principal_due(self) -> Decimal:
+        return self.principal - self.principal_paid
+
+    @property
+    def fee_due(self) -> Decimal:
+        return self.fee - self.fee_paid - self.fee_waived
+
+    @property
+    def amount_due(self) -> Decimal:
+        return self.principal_due + self.fee_due
+
+    @property
+    def is_paid(self) -> bool:
+        """Nothing left to pay (paid, waived or refunded)."""
+        return self.amount_due == 0
+
+
+def _payment_order(i: InstallmentState) -> tuple:
+    return (i.due_date, i.plan_order, i.plan_id, i.seq)
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """What one payment did to one installment."""
+
+    plan_id: str
+    seq: int
+    fee_paid: Decimal = ZERO
+    principal_paid: Decimal = ZERO
+    fee_waived: Decimal = ZERO  # early payoff waiver (not money)
+
+    @property
+    def amount(self) -> Decimal:
+        return self.fee_paid + self.principal_paid
+
+
+@dataclass(frozen=True)
+class PlanPayoff:
+    """A plan settled early: its remaining principal paid, its remaining fees waived."""
+
+    plan_id: str
+    principal_paid: Decimal
+    fee_waived: Decimal
+
+
+@dataclass(frozen=True)
+class PaymentResult:
+    allocations: list[Allocation]  # in the order applied; one per installment touched
+    paid: list[tuple[str, int]]  # (plan_id, seq) of installments this payment settled
+    completed_plans: list[str]  # plans now fully paid by regular allocation
+    paid_off_plans: list[PlanPayoff]  # plans settled by early payoff (fees waived)
+    credit: Decimal  # the account's credit after the payment
+    installments: list[InstallmentState]  # new state of every installment passed in
+
+
+def allocate_payment(
+    installments: list[InstallmentState],
+    amount: Decimal,
+    credit: Decimal,
+    paid_on: date,
+    waive_fees_on_payoff: bool = True,
+) -> PaymentResult:
+    """Apply a payment plus the account's credit to the account's installments (all plans).
+
+    1. Due items: installments due on or before `paid_on`, oldest due date first (ties: plan
+       creation order, then seq), each fee before its principal.
+    2. Early payoff (when `waive_fees_on_payoff`): then, plan by plan in creation order, if the
+       money left covers ALL the plan's remaining principal, that principal is paid and the
+       plan's remaining (not yet due) fees are waived. Stops at the first plan not covered.
+       Note this includes paying a plan's last installment before its due date.
+    3. Whatever is left pays the remaining installments in the order of step 1, fee first.
+    4. What is still left is the new credit.
+    Never pays more than is due; Σ allocations + new credit == amount + credit exactly.
+    """
+    if amount < 0 or credit < 0:
+        raise ValueError("payment and credit must not be negative")
+    state = {(i.plan_id, i.seq): i for i in installments}
+    touched: dict[tuple[str, int], None] = {}  # keys in the order first paid
+    money = amount + credit
+
+    def pay(key: tuple[str, int], fee: Decimal, principal: Decimal, waived: Decimal = ZERO) -> None:
+        nonlocal money
+        old = state[key]
+        state[key] = replace(
+            old,
+            fee_paid=old.fee_paid + fee,
+            principal_paid=old.principal_paid + principal,
+            fee_waived=old.fee_waived + waived,
+        )
+        touched.setdefault(key)
+        money -= fee + principal
+
+    def pay_in_order(items: list[InstallmentState]) -> None:
+        for item in items:
+            current = state[(item.plan_id, item.seq)]
+            fee = min(money, current.fee_due)
+            principal = min(money - fee, current.principal_due)
+            if fee or principal:
+                pay((item.plan_id, item.seq), fee, principal)
+
+    ordered = sorted((i for i in installments if not i.is_paid), key=_payment_order)
+    pay_in_order([i for i in ordered if i.due_date <= paid_on])  # step 1
+    payoffs: list[PlanPayoff] = []
+    if waive_fees_on_payoff and money > 0:  # step 2
+        plans = sorted({(i.plan_order, i.plan_id) for i in ordered if i.due_date > paid_on})
+        for _, plan_id in plans:
+            rest = [state[(i.plan_id, i.seq)] for i in ordered if i.plan_id == plan_id]
+            rest = [i for i in rest if not i.is_paid]
+            needed = sum((i.principal_due for i in rest), ZERO)
+            if needed > money:
+                break
+            for i in rest:
+                pay((i.plan_id, i.seq), ZERO, i.principal_due, i.fee_due)
+            payoffs.append(PlanPayoff(plan_id, needed, sum((i.fee_due for i in rest), ZERO)))
+    pay_in_order(ordered)  # step 3
+
+    before = {(i.plan_id, i.seq): i for i in installments}
+    allocations = [
+        Allocation(
+            *key,
+            fee_paid=state[key].fee_paid - before[key].fee_paid,
+            principal_paid=state[key].principal_paid - before[key].principal_paid,
+            fee_waived=state[key].fee_waived - before[key].fee_waived,
+        )
+        for key in touched
+    ]
+    paid_off = {p.plan_id for p in payoffs}
+    newly_paid = [k for k in touched if state[k].is_paid]
+    completed = sorted(
+        {k[0] for k in newly_paid} - paid_off - {i.plan_id for i in state.values() if not i.is_paid}
+    )
+    return PaymentResult(
+        allocations=allocations,
+        paid=newly_paid,
+        completed_plans=completed,
+        paid_off_plans=payoffs,
+        credit=money,
+        installments=[state[(i.plan_id, i.seq)] for i in installments],
+    )
+
+
+# ------------------------------------------------------------------ refunds and waivers
+
+
+@dataclass(frozen=True)
+class RefundOutcome:
+    cancelled: bool  # True when no principal is left on the plan
+    principal_returned: Decimal  # principal taken off the plan
+    fee_returned: Decimal  # not-yet-due fees taken off the plan
+    excess: Decimal  # refund the plan could not absorb (principal already paid)
+    installments: list[InstallmentState]  # the plan's installments after the refund
+
+
+def apply_refund(
+    plan: list[InstallmentState],
+    refund_amount: Decimal,
+    business_date: date,
+    remainder: Placement = "first",
+    minor_digits: int = 2,
+) -> RefundOutcome:
+    """Take a refund of the converted purchase off one plan's installments.
+
+    - principal_returned = min(refund, remaining unpaid principal R); excess = the rest (the
+      handler credits it: it is principal the customer already paid).
+    - Principal: the new remaining principal R - principal_returned is re-split equally over
+      the installments that still had principal due (by seq, same remainder rule); each keeps
+      what was already paid on it.
+    - Fees: only fees not yet due (due_date > business_date) shrink, each unpaid one in
+      proportion q = principal_returned / R: new unpaid fee = unpaid × (1 - q) rounded DOWN
+      (in the customer's favour); fee_returned is the sum of the reductions. Fees already due
+      stay owed. A full refund (q = 1) returns every not-yet-due fee and cancels the plan.
+    Σ principal falls by exactly principal_returned and Σ fee by exactly fee_returned.
+    """
+    if refund_amount < 0:
+        raise ValueError("refund must not be negative")
+    unit = minor_unit(minor_digits)
+    remaining = sorted((i for i in plan if i.principal_due > 0), key=lambda i: i.seq)
+    owed = sum((i.principal_due for i in remaining), ZERO)
+    returned = min(refund_amount, owed)
+    new: dict[int, InstallmentState] = {i.seq: i for i in plan}
+    if remaining:
+        shares = split_equally(owed - returned, len(remaining), remainder, minor_digits)
+        for item, share in zip(remaining, shares, strict=True):
+            new[item.seq] = replace(item, principal=item.principal_paid + share)
+    keep = (1 - returned / owed) if owed else Decimal(1)
+    fee_returned = ZERO
+    for seq, item in new.items():
+        if item.due_date > business_date and item.fee_due > 0:
+            cut = item.fee_due - (item.fee_due * keep).quantize(unit, rounding=ROUND_FLOOR)
+            new[seq] = replace(item, fee=item.fee - cut)
+            fee_returned += cut
+    return RefundOutcome(
+        cancelled=returned == owed,
+        principal_returned=returned,
+        fee_returned=fee_returned,
+        excess=refund_amount - returned,
+        installments=[new[i.seq] for i in plan],
+    )
+
+
+@dataclass(frozen=True)
+class WaiverResult:
+    waived: Decimal  # total actually waived (<= the amount asked, <= unpaid fees)
+    per_installment: list[tuple[int, Decimal]]  # (seq, waived), oldest first, non-zero only
+    installments: list[InstallmentState]
+
+
+def waive_fees(
+    installments: list[InstallmentState], amount: Decimal, business_date: date | None = None
+) -> WaiverResult:
+    """Waive up to `amount` of one plan's unpaid fees (points redemption), oldest due first.
+    A waiver is not a payment: it only lowers unpaid fees, never below 0, never principal.
+    With `business_date`, only installments not yet due are touched, so a waiver can never
+    settle an overdue installment (it never cures delinquency)."""
+    if amount < 0:
+        raise ValueError("waiver must not be negative")
+    left, per, new = amount, [], {(i.plan_id, i.seq): i for i in installments}
+    for item in sorted(installments, key=_payment_order):
+        if left == 0:
+            break
+        if business_date is not None and item.due_date <= business_date:
+            continue
+        cut = min(left, item.fee_due)
+        if cut > 0:
+            new[(item.plan_id, item.seq)] = replace(item, fee_waived=item.fee_waived + cut)
+            per.append((item.seq, cut))
+            left -= cut
+    return WaiverResult(amount - left, per, [new[(i.plan_id, i.seq)] for i in installments])
+
+
+# ------------------------------------------------------------------ end of day
+
+
+@dataclass(frozen=True)
+class DueSoon:
+    plan_id: str
+    seq: int
+    due_date: date
+    amount_outstanding: Decimal
+    days_until_due: int
+
+
+def due_soon(
+    installments: list[InstallmentState], business_date: date, window_days: int = 7
+) -> list[DueSoon]:
+    """Unpaid installments due within the window: 0 <= due_date - business_date <= window,
+    in payment order."""
+    return [
+        DueSoon(i.plan_id, i.seq, i.due_date, i.amount_due, (i.due_date - business_date).days)
+        for i in sorted(installments, key=_payment_order)
+        if not i.is_paid and 0 <= (i.due_date - business_date).days <= window_days
+    ]
+
+
+@dataclass(frozen=True)
+class Delinquency:
+    days_past_due: int
+    overdue_amount: Decimal
+    oldest_unpaid_due_date: date
+
+
+def delinquency(installments: list[InstallmentState], business_date: date) -> Delinquency | None:
+    """The account's delinquency on `business_date`, None when nothing is overdue.
+    Overdue = unpaid with due_date < business_date (an installment is on time all its due
+    date); overdue_amount = what is left to pay on them; DPD = business_date - oldest."""
+    overdue = [i for i in installments if not i.is_paid and i.due_date < business_date]
+    if not overdue:
+        return None
+    oldest = min(i.due_date for i in overdue)
+    amount = sum((i.amount_due for i in overdue), ZERO)
+    return Delinquency((business_date - oldest).days, amount, oldest)

@@ -1,0 +1,123 @@
+"""The offers policy: every number the offer and plan rules use, with the contract's defaults.
+
+`load_policy(path)` reads overrides from YAML (`INSTALLMENTS_POLICY_FILE`): the whole file,
+or its `offers:` section when it has one; a key left out keeps its default. Write rates and
+amounts as strings ("0.0075"); YAML floats also work (converted through their decimal text).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Promotion(BaseModel):
+    """A merchant-funded promotion: a purchase at `merchant_id` (or in `category`) posted
+    between `valid_from` and `valid_to` (both inclusive) gets `monthly_fee_rate` (0 by
+    default) for the listed tenors. At least one of merchant_id / category is required."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str
+    merchant_id: str | None = None
+    category: str | None = None
+    tenors: list[int]
+    monthly_fee_rate: Decimal = Field(default=Decimal("0"), ge=0)
+    valid_from: date
+    valid_to: date
+
+    @model_validator(mode="after")
+    def _check(self) -> Promotion:
+        if self.merchant_id is None and self.category is None:
+            raise ValueError(f"promotion {self.id}: needs a merchant_id or a category")
+        if self.valid_to < self.valid_from:
+            raise ValueError(f"promotion {self.id}: valid_to is before valid_from")
+        return self
+
+    def applies_to(self, merchant_id: str | None, category: str | None, posted_on: date) -> bool:
+        """True when the purchase's merchant or category matches and it was posted in time."""
+        matches = (self.merchant_id is not None and self.merchant_id == merchant_id) or (
+            self.category is not None and self.category == category
+        )
+        return matches and self.valid_from <= posted_on <= self.valid_to
+
+
+class OffersPolicy(BaseModel):
+    """Offer eligibility, pricing and plan rules. Defaults are the contract's."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # Eligibility
+    min_amount: Decimal = Field(default=Decimal("500.00"), ge=0)
+    min_amount_by_segment: dict[str, Decimal] = {"young": Decimal("300.00")}
+    excluded_mccs: frozenset[int] = frozenset({6010, 6011, 6051, 4829, 7995})
+    min_risk_score: int = 600
+    installment_limit_share: Decimal = Field(default=Decimal("0.80"), ge=0)
+
+    # Pricing
+    tenors: list[int] = [3, 6, 12, 24]
+    extra_tenors_by_tier: dict[str, list[int]] = {"diamond": [36]}
+    monthly_fee_rates: dict[int, Decimal] = {
+        3: Decimal("0.0075"),
+        6: Decimal("0.0070"),
+        12: Decimal("0.0060"),
+        24: Decimal("0.0060"),
+        36: Decimal("0.0060"),
+    }
+    segment_rate_multipliers: dict[str, Decimal] = {"high_net_worth": Decimal("0.80")}
+    rate_places: int = Field(default=6, ge=0)  # a monthly rate is rounded to this many places
+    fee_model: Literal["flat_monthly"] = "flat_monthly"
+    promotions: list[Promotion] = []
+
+    # Offers, plans and end of day
+    offer_validity_days: int = Field(default=30, ge=0)
+    due_soon_days: int = Field(default=7, ge=0)
+    remainder_placement: Literal["first", "last"] = "first"
+    early_payoff_waives_fees: bool = True
+
+    @model_validator(mode="after")
+    def _every_tenor_has_a_rate(self) -> OffersPolicy:
+        offered = set(self.tenors).union(*self.extra_tenors_by_tier.values())
+        missing = sorted(t for t in offered if t not in self.monthly_fee_rates)
+        if missing:
+            raise ValueError(f"monthly_fee_rates has no rate for tenor(s) {missing}")
+        if any(t < 1 for t in offered):
+            raise ValueError("tenors must be at least 1 month")
+        if any(r < 0 for r in self.monthly_fee_rates.values()):
+            raise ValueError("monthly fee rates must not be negative")
+        return self
+
+    def tenors_for(self, tier: str) -> list[int]:
+        """The tenors offered to an account of `tier`, ascending."""
+        return sorted(set(self.tenors) | set(self.extra_tenors_by_tier.get(tier, [])))
+
+    def promotion_for(
+        self, merchant_id: str | None, category: str | None, posted_on: date
+    ) -> Promotion | None:
+        """The first listed promotion that applies to such a purchase, None when none does."""
+        return next(
+            (p for p in self.promotions if p.applies_to(merchant_id, category, posted_on)), None
+        )
+
+    def min_amount_for(self, segment: str | None) -> Decimal:
+        """The smallest purchase amount that can be converted for `segment`."""
+        if segment is None:
+            return self.min_amount
+        return self.min_amount_by_segment.get(segment, self.min_amount)
+
+
+def load_policy(path: str | None) -> OffersPolicy:
+    """The default policy when `path` is None, else the defaults overridden by the YAML file
+    at `path` (its `offers:` section if it has one). Raises on an unknown key or bad value."""
+    if path is None:
+        return OffersPolicy()
+    raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: the policy file must hold a mapping")
+    section = raw.get("offers", raw)
+    return OffersPolicy.model_validate(section or {})

@@ -1,0 +1,134 @@
+from datetime import date
+from decimal import Decimal as D
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from services.offers.domain import allocate_payment, apply_refund, waive_fees
+from tests.unit.offers.helpers import money, plan_states
+
+# 300.00 over 3 months at 2 %: 3 × (100.00 + 6.00), due 2026-02-15, 03-15, 04-15.
+PLAN = plan_states("A", "300.00", 3, date(2026, 1, 15), rate="0.02")
+
+
+def shape(installments):
+    return [(i.principal, i.fee, i.principal_due, i.fee_due) for i in installments]
+
+
+def test_a_full_refund_before_anything_is_due_cancels_and_returns_every_fee():
+    r = apply_refund(PLAN, D("300.00"), date(2026, 1, 20))
+    assert (r.cancelled, r.principal_returned, r.fee_returned, r.excess) == (
+        True,
+        D("300.00"),
+        D("18.00"),
+        0,
+    )
+    assert all(i.is_paid for i in r.installments)
+
+
+def test_a_full_refund_keeps_fees_already_due():
+    r = apply_refund(PLAN, D("300.00"), date(2026, 2, 20))  # seq 1 is overdue
+    assert r.cancelled and r.fee_returned == D("12.00")
+    assert [i.amount_due for i in r.installments] == [D("6.00"), 0, 0]
+
+
+def test_a_partial_refund_shrinks_the_remaining_installments():
+    r = apply_refund(PLAN, D("150.00"), date(2026, 1, 20))
+    assert not r.cancelled and r.principal_returned == D("150.00")
+    assert [i.principal for i in r.installments] == [D("50.00")] * 3
+    assert [i.fee for i in r.installments] == [D("3.00")] * 3
+    assert r.fee_returned == D("9.00")
+
+
+def test_a_partial_refund_after_a_payment():
+    paid = allocate_payment(PLAN, D("106.00"), D("0"), date(2026, 2, 15)).installments
+    r = apply_refund(paid, D("100.00"), date(2026, 2, 20))
+    assert shape(r.installments) == [
+        (D("100.00"), D("6.00"), 0, 0),  # already paid: untouched
+        (D("50.00"), D("3.00"), D("50.00"), D("3.00")),
+        (D("50.00"), D("3.00"), D("50.00"), D("3.00")),
+    ]
+    assert (r.principal_returned, r.fee_returned) == (D("100.00"), D("6.00"))
+
+
+def test_refunding_more_than_is_owed_leaves_an_excess():
+    paid = allocate_payment(PLAN, D("106.00"), D("0"), date(2026, 2, 15)).installments
+    r = apply_refund(paid, D("300.00"), date(2026, 2, 20))
+    assert r.cancelled and (r.principal_returned, r.excess) == (D("200.00"), D("100.00"))
+
+
+def test_fee_returns_round_in_the_customers_favour():
+    plan = plan_states("A", "100.00", 3, date(2026, 1, 15), rate="0.0075")  # fees 0.75 each
+    r = apply_refund(plan, D("33.33"), date(2026, 1, 20))  # keeps 66.67 %: 0.50002 → 0.50
+    assert [i.fee for i in r.installments] == [D("0.50")] * 3 and r.fee_returned == D("0.75")
+    assert [i.principal for i in r.installments] == [D("22.23"), D("22.22"), D("22.22")]
+
+
+@settings(max_examples=300)
+@given(
+    principal=money(2, high=10**5),
+    tenor=st.sampled_from([3, 6, 12, 24]),
+    paid=st.one_of(st.just(D("0")), money(2, high=10**5)),
+    refund=money(2, high=2 * 10**5),
+    days=st.integers(0, 800),
+    remainder=st.sampled_from(["first", "last"]),
+)
+def test_refunds_conserve_money(principal, tenor, paid, refund, days, remainder):
+    posted = date(2026, 1, 31)
+    plan = plan_states("A", principal, tenor, posted, rate="0.0075")
+    on = date.fromordinal(posted.toordinal() + days)
+    before = allocate_payment(plan, paid, D("0"), on, waive_fees_on_payoff=False).installments
+    r = apply_refund(before, refund, on, remainder)
+    owed = sum(i.principal_due for i in before)
+    assert r.principal_returned == min(refund, owed) and r.principal_returned + r.excess == refund
+    assert sum(i.principal for i in r.installments) == sum(i.principal for i in before) - (
+        r.principal_returned
+    )
+    assert sum(i.fee for i in r.installments) == sum(i.fee for i in before) - r.fee_returned
+    assert r.fee_returned >= 0
+    assert r.cancelled == (sum(i.principal_due for i in r.installments) == 0)
+    for old, new in zip(before, r.installments, strict=True):
+        assert (new.principal_paid, new.fee_paid, new.fee_waived) == (
+            old.principal_paid,
+            old.fee_paid,
+            old.fee_waived,
+        )
+        assert new.principal_due >= 0 and 0 <= new.fee_due <= old.fee_due
+        if new.due_date <= on:
+            assert new.fee == old.fee  # fees already due are not returned
+    if r.cancelled:
+        assert all(i.fee_due == 0 for i in r.installments if i.due_date > on)
+
+
+def test_a_waiver_lowers_the_oldest_unpaid_fees_first():
+    r = waive_fees(PLAN, D("10.00"))
+    assert r.waived == D("10.00") and r.per_installment == [(1, D("6.00")), (2, D("4.00"))]
+    assert [i.fee_due for i in r.installments] == [0, D("2.00"), D("6.00")]
+    assert [i.principal_due for i in r.installments] == [D("100.00")] * 3
+
+
+def test_a_waiver_is_capped_at_the_unpaid_fees():
+    paid = allocate_payment(PLAN, D("106.00"), D("0"), date(2026, 2, 15)).installments
+    r = waive_fees(paid, D("100.00"))
+    assert r.waived == D("12.00") and r.per_installment == [(2, D("6.00")), (3, D("6.00"))]
+
+
+def test_a_waiver_never_touches_an_overdue_installment_when_given_the_date():
+    r = waive_fees(PLAN, D("100.00"), business_date=date(2026, 2, 20))
+    assert r.waived == D("12.00") and r.installments[0].fee_due == D("6.00")
+
+
+@given(
+    principal=money(2, high=10**5),
+    paid=st.one_of(st.just(D("0")), money(2, high=10**5)),
+    amount=st.one_of(st.just(D("0")), money(2, high=10**4)),
+)
+def test_a_waiver_is_never_negative_nor_more_than_the_unpaid_fees(principal, paid, amount):
+    plan = plan_states("A", principal, 12, date(2026, 1, 15), rate="0.0075")
+    before = allocate_payment(plan, paid, D("0"), date(2027, 6, 1), False).installments
+    r = waive_fees(before, amount)
+    assert r.waived == min(amount, sum(i.fee_due for i in before))
+    assert r.waived == sum(w for _, w in r.per_installment)
+    assert all(w > 0 for _, w in r.per_installment)
+    assert all(i.fee_due >= 0 for i in r.installments)
+    assert sum(i.fee_due for i in r.installments) == sum(i.fee_due for i in before) - r.waived
