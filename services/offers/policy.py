@@ -1,8 +1,8 @@
 """The offers policy: every number the offer and plan rules use, with the contract's defaults.
 
-`load_policy(path)` reads overrides from YAML (`INSTALLMENTS_POLICY_FILE`): the whole file,
-or its `offers:` section when it has one; a key left out keeps its default. Write rates and
-amounts as strings ("0.0075"); YAML floats also work (converted through their decimal text).
+`load_policy(path)` reads overrides from the `offers:` section of the YAML file shared by all
+services (`INSTALLMENTS_POLICY_FILE`); no file, no section or a key left out: the default.
+Write rates and amounts as strings ("0.0075"); YAML floats also work (via their decimal text).
 """
 
 from __future__ import annotations
@@ -111,13 +111,12 @@ class OffersPolicy(BaseModel):
         return self.min_amount_by_segment.get(segment, self.min_amount)
 
 
-def load_policy(path: str | None) -> OffersPolicy:
-    """The default policy when `path` is None, else the defaults overridden by the YAML file
-    at `path` (its `offers:` section if it has one). Raises on an unknown key or bad value."""
+def load_policy(path: str | Path | None) -> OffersPolicy:
+    """The policy from the `offers` section of the YAML file at `path` (None, an empty file
+    or no such section: the defaults). Raises on an unknown key or a bad value."""
     if path is None:
         return OffersPolicy()
-    raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: the policy file must hold a mapping")
-    section = raw.get("offers", raw)
-    return OffersPolicy.model_validate(section or {})
+    document = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    if not isinstance(document, dict):
+        raise ValueError(f"{path}: the policy file must be a YAML mapping of sections")
+    return OffersPolicy.model_validate(document.get("offers") or {})

@@ -37,12 +37,14 @@ def test_load_policy_overrides_from_yaml(tmp_path):
     f = tmp_path / "policy.yaml"
     f.write_text(
         """
-min_amount: "750.00"
-monthly_fee_rates: {3: 0.0080, 6: "0.0070", 12: "0.0060", 24: "0.0060", 36: "0.0060"}
-remainder_placement: last
-promotions:
-  - {id: promo-tv, category: electronics, tenors: [3, 6],
-     valid_from: 2026-11-01, valid_to: 2026-12-31}
+points: {anything: 1}
+offers:
+ min_amount: "750.00"
+ monthly_fee_rates: {3: 0.0080, 6: "0.0070", 12: "0.0060", 24: "0.0060", 36: "0.0060"}
+ remainder_placement: last
+ promotions:
+   - {id: promo-tv, category: electronics, tenors: [3, 6],
+      valid_from: 2026-11-01, valid_to: 2026-12-31}
 """
     )
     p = load_policy(str(f))
@@ -54,10 +56,17 @@ promotions:
     assert p.min_risk_score == 600  # untouched keys keep their default
 
 
-def test_load_policy_reads_the_offers_section_of_a_shared_file(tmp_path):
+def test_a_file_without_an_offers_section_is_the_default(tmp_path):
     f = tmp_path / "policy.yaml"
-    f.write_text("offers:\n  min_risk_score: 650\npoints:\n  anything: 1\n")
-    assert load_policy(str(f)).min_risk_score == 650
+    f.write_text("points:\n  anything: 1\n")
+    assert load_policy(f) == OffersPolicy()
+
+
+def test_an_unknown_key_in_the_offers_section_is_refused(tmp_path):
+    f = tmp_path / "policy.yaml"
+    f.write_text("offers:\n  min_risk_scor: 650\n")
+    with pytest.raises(ValidationError):
+        load_policy(f)
 
 
 def test_an_empty_file_is_the_default(tmp_path):
