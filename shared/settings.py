@@ -18,7 +18,9 @@ DEFAULT_SQLITE_URL = "sqlite:///.data/{service}.sqlite3"
 class Settings(BaseSettings):
     """Process-wide settings, validated at start."""
 
-    model_config = SettingsConfigDict(env_prefix="INSTALLMENTS_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="INSTALLMENTS_", extra="ignore", populate_by_name=True
+    )
 
     environment: Literal["development", "test", "production"] = "development"
 

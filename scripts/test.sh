@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# README command two: the whole test suite on the real stack.
+# Installs what is missing, brings up the local Kafka broker and PostgreSQL
+# (unless KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL point elsewhere), runs pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+installments stack up
+python -m pytest -p no:cacheprovider "$@"

@@ -1,0 +1,58 @@
+"""Fixtures: the real stack once per session; a fresh namespace per test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from shared.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def stack() -> tuple[str, str]:
+    """Kafka bootstrap servers and the PostgreSQL URL (started by the project if needed)."""
+    from shared.stack import ensure_stack
+
+    bootstrap, db_url = ensure_stack(need_postgres=True)
+    assert db_url, "PostgreSQL is required for integration tests"
+    return bootstrap, db_url
+
+
+@pytest.fixture
+def pg_database(stack: tuple[str, str]) -> Iterator[str]:
+    """A fresh PostgreSQL database for one test, dropped afterwards."""
+    _, admin_url = stack
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    base, _, _ = admin_url.rpartition("/")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def settings(stack: tuple[str, str], pg_database: str) -> Settings:
+    """Settings for one test: its own topics (prefix) and its own database."""
+    from shared.topics import ensure_topics
+
+    bootstrap, _ = stack
+    s = Settings(
+        kafka_bootstrap_servers=bootstrap,
+        database_url=pg_database,
+        topic_prefix=f"t{uuid.uuid4().hex[:10]}.",
+        topic_partitions=3,
+        poll_timeout_ms=100,
+        session_timeout_ms=6000,
+        environment="test",
+        log_format="json",
+    )
+    ensure_topics(s)
+    return s
