@@ -43,15 +43,19 @@ from shared.settings import Settings
 
 
 class Money(TypeDecorator[Decimal]):
-    """An exact decimal: NUMERIC(20, 4) on PostgreSQL, text on SQLite. Never a float."""
+    """An exact decimal: NUMERIC on PostgreSQL (keeps the scale it is given), text on SQLite.
 
-    impl = Numeric(20, 4)
+    Never a float. Unconstrained NUMERIC keeps "40.00" as 40.00, so amounts come
+    back with their currency's digits.
+    """
+
+    impl = Numeric()
     cache_ok = True
 
     def load_dialect_impl(self, dialect: Dialect) -> Any:
         if dialect.name == "sqlite":
             return dialect.type_descriptor(String(32))
-        return dialect.type_descriptor(Numeric(20, 4, asdecimal=True))
+        return dialect.type_descriptor(Numeric(asdecimal=True))
 
     def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
         if value is None:

@@ -257,6 +257,7 @@ class Runner:
             "enable_auto_commit": False,
             "auto_offset_reset": "earliest",
             "session_timeout_ms": self.settings.session_timeout_ms,
+            "heartbeat_interval_ms": max(500, self.settings.session_timeout_ms // 4),
             "max_poll_interval_ms": self.settings.max_poll_interval_ms,
             "max_poll_records": self.settings.poll_max_records,
             "fetch_max_bytes": 52428800,
