@@ -133,6 +133,7 @@ class Context:
     partition: int = -1
     offset: int = -1
     staged: list[tuple[str, str, bytes, str]] = field(default_factory=list)
+    batch_progress: dict[TopicPartition, int] = field(default_factory=dict)
 
     @property
     def policy(self) -> Any:
@@ -165,10 +166,16 @@ class Context:
         return out
 
     def stored_offsets(self, topic: str) -> dict[int, int]:
-        """This consumer group's progress on a contract topic, across all its processes."""
-        return stored_offsets(
-            self.session.connection(), self.service.consumer_group, self.settings.topic(topic)
-        )
+        """This consumer group's progress on a contract topic, across all its processes.
+
+        Includes the records this batch has already handled (not yet written).
+        """
+        physical = self.settings.topic(topic)
+        progress = stored_offsets(self.session.connection(), self.service.consumer_group, physical)
+        for tp, offset in self.batch_progress.items():
+            if tp.topic == physical:
+                progress[tp.partition] = max(offset, progress.get(tp.partition, 0))
+        return progress
 
     def end_offsets(self, topic: str) -> dict[int, int]:
         """The broker's log-end offset per partition of a contract topic."""
@@ -376,6 +383,7 @@ class Runner:
                         )
                     position = rec.offset + 1
                     next_offsets[tp] = position
+                    ctx.batch_progress[tp] = position
             # Step 3d: inbox, outbox and offsets, in the same transaction.
             if inbox_rows:
                 conn.execute(insert(inbox), inbox_rows)
