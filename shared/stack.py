@@ -439,10 +439,14 @@ app = typer.Typer(help="Local Kafka (KRaft) broker and PostgreSQL for developmen
 
 @app.command()
 def up(no_postgres: bool = typer.Option(False, "--no-postgres", help="Kafka only.")) -> None:
-    """Start the stack (idempotent) and print its connection settings."""
-    typer.echo(f"KAFKA_BOOTSTRAP_SERVERS={kafka_up()}")
-    if not no_postgres:
-        typer.echo(f"DATABASE_URL={postgres_up()}")
+    """Start the stack (idempotent) and print its connection settings.
+
+    Starts nothing for a part whose KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL is set.
+    """
+    bootstrap, url = ensure_stack(need_postgres=not no_postgres)
+    typer.echo(f"KAFKA_BOOTSTRAP_SERVERS={bootstrap}")
+    if url:
+        typer.echo(f"DATABASE_URL={url}")
 
 
 @app.command()
