@@ -1,0 +1,354 @@
+"""Bytes <-> envelopes, and deterministic event construction.
+
+:func:`decode` turns one Kafka record into a typed :class:`~schemas.envelope.Envelope`
+or raises :class:`InvalidEvent` with a short, human-readable ``reason`` (the DLQ's
+``error.reason`` header). Checks, in order; the first failure is reported:
+
+1. size: ``len(value) <= max_bytes``;
+2. UTF-8;
+3. JSON, parsed once with hooks: numbers with a fraction or exponent are kept as
+   :class:`~schemas.types.JsonNumber` text (no float is ever made, so ``1e309`` and
+   ``0.1`` can be reported as numbers), ``NaN``/``Infinity`` and duplicate keys are
+   rejected;
+4. the top level is a JSON object;
+5. nesting depth <= ``MAX_DEPTH``;
+6. PAN guard over every key and value (:mod:`schemas.guard`);
+7. envelope fields (``id``, ``type``, ``source``, ``time``, ``subject``, ``data`` present);
+8. the event type is known and allowed on this topic;
+9. the Kafka key equals ``subject`` (on ``card.business-days.v1`` both are
+   ``business-day``);
+10. the payload (and ``subject == data.account_id`` where the payload has one);
+11. ``schema_version == 1``.
+
+Reasons look like ``data.amount: money must be a JSON string like "12.34", got a
+number``. They name fields, kinds and rules, never a string's value (so never a PAN,
+a name or an account id).
+
+Passing a topic that is not in the registry is a configuration error, not bad data:
+it raises ``ValueError``, not ``InvalidEvent``.
+
+:func:`encode` writes compact UTF-8 JSON in model field order (deterministic), money
+and rates as strings, times in UTC with ``Z``, absent optional fields omitted.
+
+:func:`new_event` builds an event the project emits; its id is
+``uuid5(EVENT_ID_NAMESPACE, f"{cause.id}:{rule}")`` so a replay emits the same ids.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from schemas.envelope import Envelope
+from schemas.guard import field_path, inspect_message
+from schemas.payloads import Payload
+from schemas.registry import BUSINESS_DAY_KEY, ENVELOPES, EVENT_TYPES, TOPICS
+from schemas.types import JsonNumber, describe_kind
+
+__all__ = [
+    "InvalidEvent",
+    "decode",
+    "encode",
+    "new_event",
+    "EVENT_ID_NAMESPACE",
+    "MAX_BYTES",
+    "MAX_DEPTH",
+]
+
+#: Namespace of the project's deterministic event ids (never change it: replays rely on it).
+EVENT_ID_NAMESPACE = uuid.UUID("b62cfbcc-5908-4013-976c-4973bd1ac769")
+
+#: Default size cap of one message value.
+MAX_BYTES = 65536
+#: Deepest JSON nesting accepted (the top-level object is depth 1).
+MAX_DEPTH = 32
+
+_HEADER_FIELDS = frozenset(
+    {"id", "type", "source", "time", "subject", "correlation_id", "causation_id"}
+)
+
+
+class InvalidEvent(ValueError):
+    """A message that breaks the contract; ``reason`` is safe to log and to put in headers."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+# --- JSON parsing -------------------------------------------------------------------
+
+
+class _BadJson(ValueError):
+    pass
+
+
+def _reject_constant(name: str) -> Any:
+    raise _BadJson(f"{name} is not a valid JSON number")
+
+
+def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _BadJson(f"duplicate key {field_path((key,))!r} in a JSON object")
+            seen.add(key)
+    return obj
+
+
+_DECODER = json.JSONDecoder(
+    parse_float=JsonNumber,
+    parse_constant=_reject_constant,
+    object_pairs_hook=_object_without_duplicates,
+)
+
+
+def _parse_json(text: str) -> Any:
+    try:
+        return _DECODER.decode(text)
+    except _BadJson as exc:
+        raise InvalidEvent(f"not valid JSON: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidEvent(
+            f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    except RecursionError:
+        raise InvalidEvent(f"JSON nesting is deeper than {MAX_DEPTH} levels") from None
+    except ValueError:  # e.g. an integer longer than Python's int_max_str_digits
+        raise InvalidEvent("not valid JSON: a number is too long") from None
+
+
+# --- validation errors -> reasons ---------------------------------------------------
+
+_TYPE_MESSAGES = {
+    "string_type": "must be a JSON string",
+    "int_type": "must be a JSON integer",
+    "bool_type": "must be true or false",
+    "dict_type": "must be a JSON object",
+    "model_type": "must be a JSON object",
+    "model_attributes_type": "must be a JSON object",
+    "list_type": "must be a JSON array",
+}
+
+
+def _message(error: dict[str, Any]) -> str:
+    kind = error["type"]
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "extra_forbidden":
+        return "unknown field (not in the contract)"
+    if kind in _TYPE_MESSAGES:
+        return f"{_TYPE_MESSAGES[kind]}, got {describe_kind(error.get('input'))}"
+    msg = str(error["msg"])
+    if kind == "value_error":
+        return msg.removeprefix("Value error, ")
+    for prefix in ("Input should ", "String should ", "List should "):
+        if msg.startswith(prefix):
+            return "must " + msg.removeprefix(prefix)
+    return msg
+
+
+def _reason(error: dict[str, Any]) -> str:
+    path = field_path(tuple(error["loc"])) if error["loc"] else ""
+    message = _message(error)
+    if "field" in error.get("ctx", {}):  # model-level check naming a field inside the model
+        return f"{path}.{message}" if path else message
+    return f"{path}: {message}" if path else message
+
+
+def _is_header_error(error: dict[str, Any]) -> bool:
+    loc = error["loc"]
+    if not loc:
+        return False
+    if loc[0] in _HEADER_FIELDS:
+        return True
+    if loc == ("data",) and error["type"] == "missing":
+        return True
+    return len(loc) == 1 and error["type"] == "extra_forbidden"
+
+
+def _error_rank(error: dict[str, Any]) -> int:
+    loc = error["loc"]
+    if loc and loc[0] == "schema_version":
+        return 2
+    if not loc:  # cross-field checks of the envelope (subject vs data.account_id)
+        return 1
+    return 0
+
+
+def _errors(exc: ValidationError) -> list[dict[str, Any]]:
+    return exc.errors(include_url=False, include_context=True, include_input=True)  # type: ignore[return-value]
+
+
+_HEADER_ENVELOPE = Envelope[Any]
+
+
+def _check_header(obj: dict[str, Any]) -> None:
+    """Report envelope-field errors of a message whose payload cannot be validated."""
+    try:
+        _HEADER_ENVELOPE.model_validate(obj)
+    except ValidationError as exc:
+        header = [e for e in _errors(exc) if _is_header_error(e)]
+        if header:
+            raise InvalidEvent(_reason(header[0])) from None
+
+
+# --- decode -------------------------------------------------------------------------
+
+
+def _safe_type_name(value: str) -> str:
+    if len(value) <= 64 and value.replace(".", "").replace("-", "").isalnum() and value.isascii():
+        return repr(value)
+    return "(not shown)"
+
+
+def decode(
+    topic: str, key: bytes | None, value: bytes, *, max_bytes: int = MAX_BYTES
+) -> Envelope[Any]:
+    """Validate one Kafka record of ``topic`` and return its typed envelope.
+
+    Raises :class:`InvalidEvent` (``.reason``) for any contract violation, in the order
+    listed in the module docstring, and ``ValueError`` for a topic not in the registry.
+    """
+    spec = TOPICS.get(topic)
+    if spec is None:
+        raise ValueError(f"topic {topic!r} is not in the schemas registry")
+
+    # 1-2. size, UTF-8
+    if value is None:
+        raise InvalidEvent("message has no value (a tombstone)")
+    if type(value) is not bytes:
+        value = bytes(value)  # bytearray / memoryview from a client library
+    if len(value) > max_bytes:
+        raise InvalidEvent(f"message is {len(value)} bytes, over the {max_bytes}-byte limit")
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidEvent(f"message is not valid UTF-8 (bad byte at offset {exc.start})") from None
+
+    # 3-4. JSON, one object
+    obj = _parse_json(text)
+    if type(obj) is not dict:
+        raise InvalidEvent(f"message must be a JSON object, got {describe_kind(obj)}")
+
+    # 5-6. depth, PAN guard, surrogates
+    problem = inspect_message(obj, max_depth=MAX_DEPTH, raw=value)
+    if problem is not None:
+        raise InvalidEvent(problem)
+
+    # 7-8. envelope and event type
+    event_type = obj.get("type")
+    envelope_cls = ENVELOPES.get(event_type) if type(event_type) is str else None
+    if envelope_cls is None:
+        _check_header(obj)
+        raise InvalidEvent(f"unknown event type {_safe_type_name(event_type)}")  # type: ignore[arg-type]
+
+    errors: list[dict[str, Any]] | None = None
+    try:
+        env = envelope_cls.model_validate(obj)
+    except ValidationError as exc:
+        errors = _errors(exc)
+        header = [e for e in errors if _is_header_error(e)]
+        if header:
+            raise InvalidEvent(_reason(header[0])) from None
+
+    if event_type not in spec.event_types:
+        raise InvalidEvent(f"event type {event_type!r} is not allowed on topic {topic}")
+
+    # 9. key
+    subject = obj["subject"]  # validated above: a non-empty string
+    if key is None:
+        raise InvalidEvent("the Kafka key is missing (it must equal the envelope subject)")
+    try:
+        key_text = bytes(key).decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidEvent("the Kafka key is not valid UTF-8") from None
+    if spec.key == "business-day":
+        if key_text != BUSINESS_DAY_KEY or subject != BUSINESS_DAY_KEY:
+            raise InvalidEvent(
+                f'on {topic} the Kafka key and the subject must both be "{BUSINESS_DAY_KEY}"'
+            )
+    elif key_text != subject:
+        raise InvalidEvent("the Kafka key does not equal the envelope subject")
+
+    # 10-11. payload, subject vs account_id, schema_version
+    if errors is not None:
+        errors.sort(key=_error_rank)
+        raise InvalidEvent(_reason(errors[0]))
+    return env
+
+
+# --- encode / new_event -------------------------------------------------------------
+
+
+def encode(env: Envelope[Any]) -> bytes:
+    """Compact UTF-8 JSON of ``env``: field order of the models, optional ``None`` omitted."""
+    return env.__pydantic_serializer__.to_json(env, exclude_none=True)
+
+
+def new_event(
+    event_type: str,
+    *,
+    subject: str | None = None,
+    data: BaseModel | dict[str, Any],
+    source: str,
+    cause: Envelope[Any] | None,
+    rule: str,
+    time: datetime | None = None,
+) -> Envelope[Any]:
+    """Build an event the project emits, with a deterministic id.
+
+    - ``id = uuid5(EVENT_ID_NAMESPACE, f"{cause.id}:{rule}")`` (``rule`` alone without a
+      cause): ``rule`` must be unique among the events one cause emits.
+    - ``causation_id = cause.id``; ``correlation_id = cause.correlation_id or cause.id``.
+    - ``time = cause.time`` unless given (required without a cause: no wall clock here).
+    - ``subject`` defaults to ``data.account_id``, else ``cause.subject``.
+    - ``data`` is the payload model for ``event_type`` (a dict is validated into it).
+
+    Raises ``KeyError`` for an unknown type, ``TypeError`` for a payload of another
+    type, ``ValueError``/``ValidationError`` for anything else invalid.
+    """
+    envelope_cls = ENVELOPES.get(event_type)
+    if envelope_cls is None:
+        raise KeyError(f"unknown event type {event_type!r}")
+    payload_cls = EVENT_TYPES[event_type]
+    if isinstance(data, dict):
+        data = payload_cls.model_validate(data)
+    elif type(data) is not payload_cls:
+        raise TypeError(
+            f"{event_type} needs data of type {payload_cls.__name__}, got {type(data).__name__}"
+        )
+    assert isinstance(data, Payload)
+
+    if cause is None:
+        name = rule
+        causation_id = correlation_id = None
+        if time is None:
+            raise ValueError("new_event needs time= when there is no cause")
+    else:
+        name = f"{cause.id}:{rule}"
+        causation_id = cause.id
+        correlation_id = cause.correlation_id or cause.id
+        if time is None:
+            time = cause.time
+    if subject is None:
+        subject = getattr(data, "account_id", None) or (cause.subject if cause else None)
+        if subject is None:
+            raise ValueError(f"new_event needs subject= for {event_type}")
+
+    return envelope_cls(
+        id=str(uuid.uuid5(EVENT_ID_NAMESPACE, name)),
+        type=event_type,
+        source=source,
+        time=time,
+        subject=subject,
+        correlation_id=correlation_id,
+        causation_id=causation_id,
+        data=data,
+    )

@@ -1,0 +1,323 @@
+"""Money, currencies and decimal rates: no float ever touches money.
+
+Rules (contract section 2):
+
+- On the wire a money amount is a JSON **string** holding a plain decimal:
+  ``"1234.50"``, ``"0.99"``, ``"1200"``. Rejected: JSON numbers (``12.5``, ``12``,
+  ``1e309``), ``NaN``/``Infinity``, exponents (``"1E+3"``), signs (``"-5.00"``,
+  ``"+5.00"``), spaces, leading zeros (``"012.00"``), ``".5"``, ``"5."``, and more than
+  18 digits before the point.
+- In Python it is a :class:`decimal.Decimal` (a ``str`` is parsed with the same rules;
+  ``int``/``float`` are rejected so no float can sneak in through a service either).
+- An amount has at most the minor-unit digits of its currency (:data:`MINOR_UNITS`,
+  ISO 4217): ``"12.345"`` is not USD, ``"1000.5"`` and ``"1000.0"`` are not JPY.
+  Trailing zeros count: digits are counted as written.
+- ``PositiveMoney`` must be > 0 (purchases, refunds, payments, principals,
+  installments); ``Money`` must be >= 0 (fees, limits, balances, returned amounts).
+- Output: the amount quantized to exactly the currency's minor digits
+  (``"1234.5"`` USD is written ``"1234.50"``; JPY ``"1200"``).
+
+The digit rule needs the currency, which is a *sibling* field, so it cannot run in the
+field validator. :class:`MoneyModel` is the base class that knows which of its fields
+are money (found from the ``Money``/``PositiveMoney`` annotations at class creation)
+and checks and quantizes them in a model validator against the model's ``currency``
+field. Nested models without a currency of their own (``AutoConvert``,
+``OfferOption``, ``ScheduleLine``) set ``money_currency_field = None``; the enclosing
+payload checks them with its own ``currency``.
+
+``Rate`` is for decimal strings that are not money (``apr`` ``"13.03"``,
+``monthly_fee_rate`` ``"0.0060"``): same "string only, plain decimal, >= 0" rule, up to
+8 decimal places, no currency, written back exactly as held.
+"""
+
+from __future__ import annotations
+
+import re
+import types
+import typing
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any, ClassVar
+
+from pydantic import BaseModel, PlainSerializer, PlainValidator, WithJsonSchema, model_validator
+from pydantic_core import PydanticCustomError
+
+from schemas.types import describe_kind
+
+__all__ = [
+    "MINOR_UNITS",
+    "Currency",
+    "Money",
+    "PositiveMoney",
+    "Rate",
+    "MoneyModel",
+    "parse_money",
+]
+
+#: ISO 4217 minor-unit digits of the currencies this build accepts. Anything else is
+#: rejected as an unknown currency.
+MINOR_UNITS: typing.Mapping[str, int] = types.MappingProxyType(
+    {
+        # 2 decimal places
+        **dict.fromkeys(
+            (
+                "USD EUR GBP CHF CAD AUD NZD SGD HKD CNY TWD INR BRL MXN ARS COP PEN UYU "
+                "SEK NOK DKK PLN CZK HUF RON BGN TRY ILS AED SAR QAR EGP MAD ZAR NGN KES "
+                "THB IDR MYR PHP PKR BDT LKR UAH"
+            ).split(),
+            2,
+        ),
+        # 0 decimal places
+        **dict.fromkeys("JPY KRW VND CLP ISK PYG UGX XAF XOF".split(), 0),
+        # 3 decimal places
+        **dict.fromkeys("KWD BHD JOD OMR TND IQD LYD".split(), 3),
+    }
+)
+
+_MAX_INTEGER_DIGITS = 18  # 10^18 - 1 of any currency; quantizing stays far below prec 28
+_QUANTA = {digits: Decimal(1).scaleb(-digits) for digits in set(MINOR_UNITS.values())}
+
+# A plain decimal: no sign, no exponent, no spaces, no leading zeros, digits both sides
+# of a point. Fraction length is not limited here: the currency check reports it.
+_MONEY_RE = re.compile(r"(?:0|[1-9][0-9]{0,17})(?:\.([0-9]{1,30}))?")
+_RATE_RE = re.compile(r"(?:0|[1-9][0-9]{0,5})(?:\.[0-9]{1,8})?")
+
+_MONEY_HINT = 'money must be a JSON string like "12.34"'
+_PLAIN_HINT = "(no sign, exponent, spaces or leading zeros)"
+
+
+class _MoneyMarker:
+    """Annotation metadata that tells :class:`MoneyModel` a field is money."""
+
+    __slots__ = ("positive",)
+
+    def __init__(self, positive: bool) -> None:
+        self.positive = positive
+
+    def __repr__(self) -> str:
+        return f"_MoneyMarker(positive={self.positive})"
+
+
+def _exponent(value: Decimal) -> int:
+    """The exponent of a finite decimal (``Decimal("12.30")`` -> -2)."""
+    return int(value.as_tuple().exponent)
+
+
+def parse_money(value: Any, *, positive: bool) -> Decimal:
+    """Parse one money value (without the currency digit rule; see :class:`MoneyModel`)."""
+    if type(value) is str:
+        if not _MONEY_RE.fullmatch(value):
+            if value[:1] == "-" and _MONEY_RE.fullmatch(value[1:]):
+                raise ValueError("money must not be negative")
+            raise ValueError(f'money must be a plain decimal string like "12.34" {_PLAIN_HINT}')
+        amount = Decimal(value)
+    elif isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError("money must be a finite decimal")
+        if value.is_signed() and not value.is_zero():
+            raise ValueError("money must not be negative")
+        amount = abs(value) if value.is_zero() else value  # no "-0.00"
+        if amount.adjusted() >= _MAX_INTEGER_DIGITS or _exponent(amount) < -30:
+            raise ValueError(f"money must have at most {_MAX_INTEGER_DIGITS} integer digits")
+    else:
+        raise ValueError(f"{_MONEY_HINT}, got {describe_kind(value)}")
+    if positive and amount.is_zero():
+        raise ValueError("money must be greater than zero")
+    return amount
+
+
+def _parse_nonnegative(value: Any) -> Decimal:
+    return parse_money(value, positive=False)
+
+
+def _parse_positive(value: Any) -> Decimal:
+    return parse_money(value, positive=True)
+
+
+def _format_decimal(value: Decimal) -> str:
+    return format(value, "f")
+
+
+def _money_schema(positive: bool) -> dict[str, Any]:
+    return {
+        "type": "string",
+        "pattern": r"^(0|[1-9][0-9]{0,17})(\.[0-9]{1,3})?$",
+        "description": (
+            "Money: a decimal string with at most the currency's ISO 4217 minor-unit "
+            "digits, " + ("greater than zero." if positive else "zero or more.")
+        ),
+    }
+
+
+#: Money >= 0 (fees, limits, balances, returned amounts).
+Money = Annotated[
+    Decimal,
+    PlainValidator(_parse_nonnegative),
+    PlainSerializer(_format_decimal, return_type=str, when_used="json"),
+    WithJsonSchema(_money_schema(positive=False)),
+    _MoneyMarker(positive=False),
+]
+
+#: Money > 0 (purchases, refunds, payments, principals, installments).
+PositiveMoney = Annotated[
+    Decimal,
+    PlainValidator(_parse_positive),
+    PlainSerializer(_format_decimal, return_type=str, when_used="json"),
+    WithJsonSchema(_money_schema(positive=True)),
+    _MoneyMarker(positive=True),
+]
+
+
+def _check_currency(value: Any) -> str:
+    if type(value) is str and value in MINOR_UNITS:
+        return value
+    if isinstance(value, str):
+        if re.fullmatch(r"[A-Z]{3}", value):
+            raise ValueError(f"unknown currency {value} (not in this build's ISO 4217 table)")
+        raise ValueError('currency must be a three-letter ISO 4217 code like "USD"')
+    raise ValueError(f'currency must be a JSON string like "USD", got {describe_kind(value)}')
+
+
+#: An ISO 4217 code from :data:`MINOR_UNITS`.
+Currency = Annotated[
+    str,
+    PlainValidator(_check_currency),
+    WithJsonSchema({"type": "string", "enum": sorted(MINOR_UNITS)}),
+]
+
+
+def _parse_rate(value: Any) -> Decimal:
+    if type(value) is str:
+        if _RATE_RE.fullmatch(value):
+            return Decimal(value)
+        raise ValueError(
+            f'must be a decimal string like "13.03" with at most 8 decimal places {_PLAIN_HINT}'
+        )
+    if isinstance(value, Decimal):
+        if value.is_finite() and (not value.is_signed() or value.is_zero()):
+            value = abs(value) if value.is_zero() else value
+            if value.adjusted() < 6 and _exponent(value) >= -8:
+                return value
+        raise ValueError("must be a decimal >= 0 below 1000000 with at most 8 decimal places")
+    raise ValueError(f'must be a decimal JSON string like "13.03", got {describe_kind(value)}')
+
+
+#: A non-money decimal >= 0 carried as a string (``apr``, ``monthly_fee_rate``).
+Rate = Annotated[
+    Decimal,
+    PlainValidator(_parse_rate),
+    PlainSerializer(_format_decimal, return_type=str, when_used="json"),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^(0|[1-9][0-9]{0,5})(\.[0-9]{1,8})?$",
+            "description": "A decimal string (not money): at most 8 decimal places.",
+        }
+    ),
+]
+
+
+def _money_marker(annotation: Any, metadata: list[Any]) -> bool:
+    """True when a field's annotation (possibly ``X | None``) is Money/PositiveMoney."""
+    if any(isinstance(m, _MoneyMarker) for m in metadata):
+        return True
+    for arg in typing.get_args(annotation):
+        if typing.get_origin(arg) is Annotated:
+            if any(isinstance(m, _MoneyMarker) for m in arg.__metadata__):
+                return True
+    return False
+
+
+def _money_child(annotation: Any) -> bool:
+    """True when a field holds a nested MoneyModel (or an optional one, or a list)."""
+    candidates = [annotation, *typing.get_args(annotation)]
+    for candidate in candidates:
+        if isinstance(candidate, type) and issubclass(candidate, MoneyModel):
+            return True
+        if typing.get_origin(candidate) is list:
+            (item,) = typing.get_args(candidate)
+            if isinstance(item, type) and issubclass(item, MoneyModel):
+                return True
+    return False
+
+
+class MoneyModel(BaseModel):
+    """Base of every model with money: applies the currency's minor-unit digit rule.
+
+    Subclasses get two class attributes computed from their fields:
+    ``__money_fields__`` (names of ``Money``/``PositiveMoney`` fields) and
+    ``__money_children__`` (fields holding nested ``MoneyModel`` or lists of them).
+    A model whose ``money_currency_field`` names a field (default ``"currency"``)
+    checks itself and its children against that currency after validation; a nested
+    model sets it to ``None`` and is checked by its parent.
+    """
+
+    money_currency_field: ClassVar[str | None] = "currency"
+    __money_fields__: ClassVar[tuple[str, ...]] = ()
+    __money_children__: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        fields = cls.model_fields
+        cls.__money_fields__ = tuple(
+            name for name, f in fields.items() if _money_marker(f.annotation, f.metadata)
+        )
+        cls.__money_children__ = tuple(
+            name for name, f in fields.items() if _money_child(f.annotation)
+        )
+        has_money = bool(cls.__money_fields__ or cls.__money_children__)
+        currency_field = cls.money_currency_field
+        if has_money and currency_field is not None and currency_field not in fields:
+            raise TypeError(
+                f"{cls.__name__} has money fields but no {currency_field!r} field; add one "
+                "or set money_currency_field = None (checked by the enclosing model)"
+            )
+
+    @model_validator(mode="after")
+    def _check_money_digits(self) -> MoneyModel:
+        field = self.money_currency_field
+        if field is not None and (self.__money_fields__ or self.__money_children__):
+            self._apply_currency(getattr(self, field), "")
+        return self
+
+    def _apply_currency(self, currency: str, prefix: str) -> None:
+        """Check every money field against ``currency`` and quantize it in place.
+
+        Quantizing keeps the value (``12.5 == 12.50``) and makes serialization write
+        exactly the currency's minor digits. Models are frozen, so the value is
+        replaced in ``__dict__`` directly, during validation only.
+        """
+        digits = MINOR_UNITS[currency]
+        quantum = _QUANTA[digits]
+        values = self.__dict__
+        for name in self.__money_fields__:
+            amount = values[name]
+            if amount is None or amount.same_quantum(quantum):  # already exactly `digits`
+                continue
+            exponent = _exponent(amount)
+            if exponent < -digits:
+                raise PydanticCustomError(
+                    "money_digits",
+                    "{field}: {currency} amounts have at most {digits} decimal places, got {got}",
+                    {
+                        "field": prefix + name,
+                        "currency": currency,
+                        "digits": digits,
+                        "got": -exponent,
+                    },
+                )
+            try:
+                values[name] = amount.quantize(quantum)
+            except InvalidOperation:  # pragma: no cover - bounded by _MAX_INTEGER_DIGITS
+                raise PydanticCustomError(
+                    "money_range", "{field}: amount is too large", {"field": prefix + name}
+                ) from None
+        for name in self.__money_children__:
+            child = values[name]
+            if child is None:
+                continue
+            if isinstance(child, list):
+                for index, item in enumerate(child):
+                    item._apply_currency(currency, f"{prefix}{name}[{index}].")
+            else:
+                child._apply_currency(currency, f"{prefix}{name}.")

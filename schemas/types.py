@@ -1,0 +1,202 @@
+"""Field types shared by the envelope and the payloads.
+
+Every type here is *strict* about what it accepts, because the models are validated
+from JSON parsed by :mod:`schemas.codec` (``json.loads`` with hooks), not from a
+lenient source:
+
+- ``Id`` / ``Text``: JSON strings only, with a length range. No coercion from numbers.
+- ``Count`` and friends: JSON integers only (``true`` is not 1, ``"3"`` is not 3,
+  ``3.0`` is not 3), with bounds.
+- ``Date``: ``YYYY-MM-DD`` strings (or ``datetime.date`` in Python, never a
+  ``datetime``).
+- ``UtcDateTime``: RFC 3339 strings with a ``Z`` or a numeric offset (or an aware
+  ``datetime`` in Python); stored converted to UTC, written with ``Z``. Naive times
+  and Unix timestamps are rejected.
+- ``Digits4``: exactly four ASCII digits as a string (``mcc``, ``card_last4``).
+
+``JsonNumber`` is the value :mod:`schemas.codec` puts where the JSON text had a
+number with a fraction or an exponent: it keeps the exact text and is *not* a ``str``,
+``int`` or ``float``, so no field accepts it by accident and money validators can say
+"got a number".
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    StrictInt,
+    WithJsonSchema,
+)
+from pydantic import StrictBool as StrictBool  # re-exported for the payloads
+
+__all__ = [
+    "JsonNumber",
+    "is_number",
+    "describe_kind",
+    "Id",
+    "Text",
+    "Digits4",
+    "Count",
+    "PositiveCount",
+    "SignedCount",
+    "Date",
+    "UtcDateTime",
+    "StrictBool",
+    "SchemaVersion",
+    "SCHEMA_VERSION",
+]
+
+#: The only envelope ``schema_version`` this build reads and writes.
+SCHEMA_VERSION = 1
+
+
+class JsonNumber:
+    """A JSON number with a fraction or exponent, kept as its exact source text.
+
+    :func:`schemas.codec.decode` parses with ``parse_float=JsonNumber`` so a float never
+    exists (``1e309`` is not infinity, ``0.1`` is not 0.1000000000000000055...). Nothing
+    in the contract is a JSON float, so every field rejects this type.
+    """
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return f"JsonNumber({self.text!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, JsonNumber) and other.text == self.text
+
+    def __hash__(self) -> int:
+        return hash(self.text)
+
+
+def is_number(value: Any) -> bool:
+    """True for anything that came from (or stands for) a JSON number."""
+    return isinstance(value, (int, float, JsonNumber)) and not isinstance(value, bool)
+
+
+def describe_kind(value: Any) -> str:
+    """The JSON kind of ``value`` for error messages (never the value itself)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if is_number(value):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    return type(value).__name__
+
+
+# --- strings ------------------------------------------------------------------------
+
+#: Identifiers (account, purchase, offer, plan ... ids; tokens; references).
+Id = Annotated[str, Field(strict=True, min_length=1, max_length=128)]
+
+#: Short free text (merchant names, templates, locales, categories).
+Text = Annotated[str, Field(strict=True, min_length=1, max_length=200)]
+
+Digits4 = Annotated[str, Field(strict=True, pattern=r"^[0-9]{4}$")]
+
+# --- integers -----------------------------------------------------------------------
+
+_INT_MAX = 10**15  # far above any count the contract has; keeps ints out of bignum land
+
+#: An integer >= 0 (JSON integer only).
+Count = Annotated[StrictInt, Field(ge=0, le=_INT_MAX)]
+#: An integer >= 1.
+PositiveCount = Annotated[StrictInt, Field(ge=1, le=_INT_MAX)]
+#: Any integer (a points balance may go below zero).
+SignedCount = Annotated[StrictInt, Field(ge=-_INT_MAX, le=_INT_MAX)]
+
+
+def _check_schema_version(value: int) -> int:
+    if value != SCHEMA_VERSION:
+        raise ValueError(f"unsupported version {value} (this build reads {SCHEMA_VERSION})")
+    return value
+
+
+#: ``schema_version``: the integer 1 (not ``true``, not ``"1"``, not ``1.0``).
+SchemaVersion = Annotated[
+    StrictInt,
+    AfterValidator(_check_schema_version),
+    WithJsonSchema({"type": "integer", "const": SCHEMA_VERSION}),
+]
+
+# --- dates and times ----------------------------------------------------------------
+
+_DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_DATETIME_RE = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?"
+    r"(?:[Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+
+
+def _parse_date(value: Any) -> date:
+    if type(value) is date:
+        return value
+    if isinstance(value, str):
+        if _DATE_RE.fullmatch(value):
+            try:
+                return date.fromisoformat(value)
+            except ValueError:
+                pass
+        raise ValueError('must be a calendar date like "2026-11-28"')
+    raise ValueError(f'must be a date string like "2026-11-28", got {describe_kind(value)}')
+
+
+def _parse_datetime(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("must be timezone-aware (UTC)")
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("is out of range") from None
+    if isinstance(value, str):
+        if _DATETIME_RE.fullmatch(value):
+            try:
+                # upper(): RFC 3339 allows "t" and "z"; fromisoformat wants "T"/"Z".
+                return datetime.fromisoformat(value.upper()).astimezone(UTC)
+            except (ValueError, OverflowError):
+                pass
+        raise ValueError('must be an RFC 3339 time like "2026-11-28T09:30:00Z"')
+    raise ValueError(
+        f'must be an RFC 3339 time string like "2026-11-28T09:30:00Z", got {describe_kind(value)}'
+    )
+
+
+def _format_datetime(value: datetime) -> str:
+    text = value.astimezone(UTC).isoformat()
+    return text[:-6] + "Z"  # isoformat of a UTC time ends with "+00:00"
+
+
+#: A calendar date, ``YYYY-MM-DD`` on the wire.
+Date = Annotated[
+    date,
+    PlainValidator(_parse_date),
+    PlainSerializer(lambda d: d.isoformat(), return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "format": "date"}),
+]
+
+#: A point in time: RFC 3339 on the wire, always written in UTC with ``Z``.
+UtcDateTime = Annotated[
+    datetime,
+    PlainValidator(_parse_datetime),
+    PlainSerializer(_format_datetime, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
