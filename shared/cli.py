@@ -73,6 +73,52 @@ def run(service: str = typer.Argument(..., help="|".join(SERVICE_NAMES))) -> Non
     run_service(load_service(service))
 
 
+@app.command()
+def demo(
+    accounts: int = typer.Option(1000, help="accounts in the simulated portfolio"),
+    days: int = typer.Option(90, help="business days to simulate"),
+    seed: int = typer.Option(42, help="random seed (same seed, same events)"),
+    keep_running: bool = typer.Option(False, help="leave the services running afterwards"),
+) -> None:
+    """README command one: the whole pipeline on a local broker, with the KPI report."""
+    from shared.tools.demo import run_demo
+
+    run_demo(accounts, days, seed, Console(), keep_running=keep_running)
+
+
+@app.command()
+def simulate(
+    accounts: int = typer.Option(100, help="accounts in the simulated portfolio"),
+    days: int = typer.Option(30, help="business days to simulate"),
+    seed: int = typer.Option(42, help="random seed (same seed, same events)"),
+) -> None:
+    """Play the card system and the customer channel against a running pipeline."""
+    from shared.cli_support import groups_of_pipeline
+    from shared.tools.simulator import SimConfig, Simulator, wait_groups_idle
+
+    settings = Settings()
+    groups = groups_of_pipeline(settings)
+    sim = Simulator(settings, SimConfig(accounts=accounts, days=days, seed=seed),
+                    lambda t: wait_groups_idle(settings, groups, t),
+                    lambda day, what: console.print(f"day {day + 1}/{days}: {what}"))
+    stats = sim.run()
+    console.print(stats)
+
+
+@app.command()
+def report(json_output: bool = typer.Option(False, "--json", help="print JSON")) -> None:
+    """The business report (KPIs), rebuilt from the topics of a running system."""
+    import json
+
+    from shared.tools.report import build_report, render_report
+
+    figures = build_report(Settings())
+    if json_output:
+        typer.echo(json.dumps(figures, indent=2))
+    else:
+        render_report(figures, Console())
+
+
 def _mount_optional() -> None:
     try:
         from shared.stack import app as stack_app

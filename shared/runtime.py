@@ -171,7 +171,7 @@ class Context:
         Includes the records this batch has already handled (not yet written).
         """
         physical = self.settings.topic(topic)
-        progress = stored_offsets(self.session.connection(), self.service.consumer_group, physical)
+        progress = stored_offsets(self.session.connection(), self.runner.group, physical)
         for tp, offset in self.batch_progress.items():
             if tp.topic == physical:
                 progress[tp.partition] = max(offset, progress.get(tp.partition, 0))
@@ -220,7 +220,8 @@ class Runner:
         self.service = service
         self.settings = settings or Settings()
         self.engine = engine or make_engine(self.settings, service.name)
-        self.group = service.consumer_group
+        # The topic prefix namespaces consumer groups too (tests, demo runs).
+        self.group = self.settings.topic_prefix + service.consumer_group
         self.stop_event = threading.Event()
         self.pending_seek: set[TopicPartition] = set()
         self.deferred_until: dict[TopicPartition, float] = {}

@@ -156,7 +156,7 @@ def test_sigterm_exits_cleanly_with_offsets_committed(settings, tmp_path):
     assert proc.wait(timeout=60) == 0
     logs = [json.loads(line) for line in open(tmp_path / "svc.log") if line.startswith("{")]
     assert any(entry.get("event") == "service stopping" for entry in logs)
-    consumer = KafkaConsumer(**settings.kafka_client_config(), group_id=SERVICE.consumer_group,
+    consumer = KafkaConsumer(**settings.kafka_client_config(), group_id=settings.topic_prefix + SERVICE.consumer_group,
                              enable_auto_commit=False)
     topic = settings.topic(IN)
     committed = sum(

@@ -1,0 +1,166 @@
+"""The main job: the whole pipeline on a local broker, driven by the simulator.
+
+1. Bring up the local Kafka broker (PostgreSQL only when DATABASE_URL says so;
+   otherwise each service gets its own SQLite file).
+2. Create the topics of a fresh namespace for this run (``demo-<run>.``).
+3. Start every service as its own OS process.
+4. Simulate N accounts over D business days, with a progress bar.
+5. Wait until every consumer group's lag is 0; print the report and the lag table;
+   save the report as JSON.
+6. Stop the services with SIGTERM.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from shared.settings import Settings
+from shared.tools.report import build_report, render_report
+from shared.tools.simulator import DEMO_POLICY_YAML, SimConfig, Simulator, wait_groups_idle
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _postgres_database(url: str, name: str) -> str:
+    """Create a fresh database for this run on the server of ``url``; return its URL."""
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return f"{url.rpartition('/')[0]}/{name}"
+
+
+def run_demo(accounts: int, days: int, seed: int, console: Console,
+             keep_running: bool = False) -> dict[str, Any]:
+    from shared.stack import ensure_stack
+    from shared.topics import ensure_topics
+
+    run = datetime.now().strftime("%Y%m%d%H%M%S")
+    workdir = REPO / ".data" / f"demo-{run}"
+    (workdir / "logs").mkdir(parents=True, exist_ok=True)
+    console.print(f"[bold]1/6[/] local stack (run {run}, files in {workdir})")
+    bootstrap, db_url = ensure_stack(need_postgres=False)
+    if db_url and db_url.startswith("postgresql"):
+        db_url = _postgres_database(db_url, f"installments_demo_{run}")
+        console.print(f"    PostgreSQL database {db_url.rpartition('/')[2]}")
+    else:
+        db_url = f"sqlite:///{workdir}/{{service}}.sqlite3"
+        console.print("    embedded SQLite, one file per service")
+    policy = workdir / "policy.yaml"
+    policy.write_text(DEMO_POLICY_YAML)
+    settings = Settings(kafka_bootstrap_servers=bootstrap, database_url=db_url,
+                        topic_prefix=f"demo-{run}.", policy_file=str(policy))
+    console.print("[bold]2/6[/] topics")
+    ensure_topics(settings)
+
+    from shared.cli import available_services
+    from shared.cli_support import groups_of_pipeline
+
+    services = available_services()
+    groups = groups_of_pipeline(settings)
+    console.print(f"[bold]3/6[/] starting {len(services)} services: {', '.join(services)}")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INSTALLMENTS_")}
+    env.update({
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "DATABASE_URL": db_url,
+        "INSTALLMENTS_TOPIC_PREFIX": settings.topic_prefix,
+        "INSTALLMENTS_POLICY_FILE": str(policy), "INSTALLMENTS_LOG_FORMAT": "json",
+        "INSTALLMENTS_LOG_LEVEL": "WARNING", "PYTHONPATH": str(REPO),
+    })
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    for name in services:
+        log = open(workdir / "logs" / f"{name}.log", "ab")
+        procs[name] = subprocess.Popen([sys.executable, "-m", f"services.{name}"], env=env,
+                                       cwd=REPO, stdout=log, stderr=log)
+
+    def wait_idle(timeout_s: float) -> None:
+        for name, proc in procs.items():
+            if proc.poll() is not None:
+                raise RuntimeError(f"service {name} exited with {proc.returncode};"
+                                   f" see {workdir}/logs/{name}.log")
+        wait_groups_idle(settings, groups, timeout_s)
+
+    try:
+        config = SimConfig(accounts=accounts, days=days, seed=seed)
+        console.print(f"[bold]4/6[/] simulating {accounts} accounts over {days} business days"
+                      f" (seed {seed})")
+        started = time.monotonic()
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=console) as progress:
+            task = progress.add_task("days", total=days)
+
+            def on_progress(day: int, what: str) -> None:
+                progress.update(task, completed=day, description=what)
+
+            sim = Simulator(settings, config, wait_idle, on_progress)
+            stats = sim.run()
+            progress.update(task, completed=days, description="done")
+        elapsed = time.monotonic() - started
+        console.print(f"[bold]5/6[/] waiting for every consumer group's lag to reach 0")
+        wait_idle(300)
+        report = build_report(settings)
+        report["run"] = {
+            "namespace": settings.topic_prefix, "database": db_url.split("@")[-1],
+            "accounts": stats.accounts, "days": stats.days, "input_events": stats.events,
+            "purchases_posted": stats.purchases, "refunds_posted": stats.refunds,
+            "payments_posted": stats.payments, "decisions": dict(stats.decisions),
+            "seconds": round(elapsed, 1),
+        }
+        report["lag"] = lag_rows(settings, groups)
+        render_report(report, console)
+        (workdir / "report.json").write_text(json.dumps(report, indent=2))
+        console.print(f"report saved to {workdir / 'report.json'}")
+        if keep_running:
+            console.print("services keep running; Ctrl-C to stop")
+            signal.pause()
+        return report
+    finally:
+        console.print("[bold]6/6[/] stopping services")
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs.values():
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def lag_rows(settings: Settings, groups: dict[str, list[str]]) -> dict[str, dict[str, int]]:
+    """Lag per group and topic (log end minus committed), for the report's lag table."""
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(**settings.kafka_client_config(), client_id="demo-lag")
+    consumer = KafkaConsumer(**settings.kafka_client_config(), group_id=None)
+    rows: dict[str, dict[str, int]] = {}
+    try:
+        all_committed = admin.list_group_offsets(list(groups))
+        for group, topics in groups.items():
+            committed = all_committed.get(group, {})
+            rows[group] = {}
+            for t in topics:
+                physical = settings.topic(t)
+                tps = [TopicPartition(physical, p)
+                       for p in consumer.partitions_for_topic(physical) or set()]
+                ends = consumer.end_offsets(tps)
+                rows[group][t] = sum(
+                    end - (committed[tp].offset if tp in committed else 0)
+                    for tp, end in ends.items()
+                )
+    finally:
+        admin.close()
+        consumer.close()
+    return rows

@@ -1,0 +1,209 @@
+"""The business report: the pipeline's performance indicators, rebuilt from its topics.
+
+The report reads every output topic from the beginning and folds the events into
+figures, so it works against any running system with nothing but Kafka access,
+and it is an independent view: it never reads a service's tables.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from kafka import KafkaConsumer, TopicPartition
+
+from schemas import TOPICS, decode
+from shared.settings import Settings
+
+ZERO = Decimal("0")
+
+
+@dataclass
+class _Plan:
+    account_id: str
+    principal: Decimal
+    principal_by_seq: dict[int, Decimal]
+    paid: set[int] = field(default_factory=set)
+    closed: bool = False
+    returned: Decimal = ZERO
+
+    @property
+    def outstanding(self) -> Decimal:
+        if self.closed:
+            return ZERO
+        paid = sum((self.principal_by_seq.get(s, ZERO) for s in self.paid), ZERO)
+        return max(ZERO, self.principal - paid - self.returned)
+
+
+def read_topic(settings: Settings, topic: str, max_bytes: int = 1 << 20) -> list[Any]:
+    """Every event of a topic, from the beginning to the current end."""
+    consumer = KafkaConsumer(**settings.kafka_client_config(), group_id=None,
+                             enable_auto_commit=False, client_id="report")
+    try:
+        physical = settings.topic(topic)
+        parts = consumer.partitions_for_topic(physical) or set()
+        tps = [TopicPartition(physical, p) for p in parts]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        events: list[Any] = []
+        while any(consumer.position(tp) < ends[tp] for tp in tps):
+            for records in consumer.poll(timeout_ms=500, max_records=10000).values():
+                for r in records:
+                    try:
+                        events.append(decode(topic, r.key, r.value, max_bytes=max_bytes))
+                    except Exception:  # a foreign message on our topic: not ours to count
+                        continue
+        events.sort(key=lambda e: e.time)
+        return events
+    finally:
+        consumer.close()
+
+
+def build_report(settings: Settings) -> dict[str, Any]:
+    """All the figures, as a JSON-ready dict (money as strings)."""
+    ev = {t: read_topic(settings, t) for t in TOPICS if not TOPICS[t].producer.startswith("card")
+          and TOPICS[t].producer != "customer-channel"}
+    decisions = read_topic(settings, "installments.decisions.v1")
+
+    recorded = [e for e in ev["purchases.recorded.v1"] if e.type == "purchase.recorded"]
+    refunds = [e for e in ev["purchases.recorded.v1"] if e.type == "refund.recorded"]
+    offers = Counter(e.type for e in ev["installments.offers.v1"])
+    reasons: Counter[str] = Counter()
+    rejected: Counter[str] = Counter()
+    for e in ev["installments.offers.v1"]:
+        if e.type == "offer.not-eligible":
+            reasons.update(e.data.reasons)
+        elif e.type == "offer.rejected":
+            rejected[e.data.reason] += 1
+
+    plans: dict[str, _Plan] = {}
+    auto = accepted = 0
+    cancelled: Counter[str] = Counter()
+    waived = ZERO
+    latest_dpd: dict[str, int] = {}
+    for e in ev["installments.plans.v1"]:
+        d = e.data
+        if e.type == "plan.created":
+            plans[d.plan_id] = _Plan(d.account_id, d.principal,
+                                     {line.seq: line.principal for line in d.schedule})
+            auto += d.auto_converted
+            accepted += not d.auto_converted
+        elif e.type == "installment.paid" and d.plan_id in plans:
+            plans[d.plan_id].paid.add(d.seq)
+        elif e.type == "plan.completed" and d.plan_id in plans:
+            plans[d.plan_id].closed = True
+        elif e.type == "plan.cancelled" and d.plan_id in plans:
+            cancelled[d.reason] += 1
+            plans[d.plan_id].closed = True
+        elif e.type == "fee.waived":
+            waived += d.amount
+        elif e.type == "account.delinquency":
+            latest_dpd[d.account_id] = d.days_past_due
+
+    points: Counter[str] = Counter()
+    for e in ev["points.ledger.v1"]:
+        points[e.type] += e.data.points
+
+    reminders = Counter(e.data.channel for e in ev["reminders.outbound.v1"])
+    levels: Counter[int] = Counter()
+    resolutions: Counter[str] = Counter()
+    written_off = ZERO
+    for e in ev["collections.escalations.v1"]:
+        if e.type == "escalation.raised":
+            levels[e.data.level] += 1
+        else:
+            resolutions[e.data.resolution] += 1
+            if e.data.resolution == "charged_off" and e.data.amount is not None:
+                written_off += e.data.amount
+
+    outstanding_by_account: dict[str, Decimal] = defaultdict(lambda: ZERO)
+    for plan in plans.values():
+        outstanding_by_account[plan.account_id] += plan.outstanding
+    balance = sum(outstanding_by_account.values(), ZERO)
+    converted = sum((p.principal for p in plans.values()), ZERO)
+    accounts_with_plans = {p.account_id for p in plans.values()}
+    overdue = [a for a in accounts_with_plans if latest_dpd.get(a, 0) > 0]
+    reserve = _risk_reserve(
+        [(latest_dpd.get(a) or None, amt) for a, amt in outstanding_by_account.items()]
+    )
+    made = offers.get("offer.made", 0)
+    return {
+        "purchases": {"recorded": len(recorded), "refunds": len(refunds),
+                      "amount": _s(sum((e.data.amount for e in recorded), ZERO))},
+        "offers": {
+            "made": made,
+            "not_eligible": offers.get("offer.not-eligible", 0),
+            "not_eligible_by_reason": dict(reasons.most_common()),
+            "expired": offers.get("offer.expired", 0),
+            "rejected_by_reason": dict(rejected),
+            "decisions": dict(Counter(e.type for e in decisions)),
+        },
+        "plans": {
+            "created": len(plans), "accepted": accepted, "auto_converted": auto,
+            "conversion_rate": _rate(accepted, made),
+            "cancelled_by_reason": dict(cancelled),
+            "completed": sum(1 for e in ev["installments.plans.v1"] if e.type == "plan.completed"),
+            "converted_principal": _s(converted),
+            "installment_balance": _s(balance),
+            "fees_waived": _s(waived),
+        },
+        "points": {"issued": points.get("points.accrued", 0),
+                   "redeemed": points.get("points.redeemed", 0),
+                   "reversed": points.get("points.reversed", 0),
+                   "redemptions_rejected": sum(1 for e in ev["points.ledger.v1"]
+                                               if e.type == "points.redemption-rejected")},
+        "reminders": {"by_channel": dict(reminders), "total": sum(reminders.values())},
+        "collections": {
+            "escalations_by_level": {str(k): v for k, v in sorted(levels.items())},
+            "cured": resolutions.get("cured", 0),
+            "charged_off": resolutions.get("charged_off", 0),
+            "written_off": _s(written_off),
+        },
+        "risk": {
+            "overdue_rate": _rate(len(overdue), len(accounts_with_plans)),
+            "bad_debt_rate": _rate(written_off, converted),
+            "risk_reserve": {k: _s(v) for k, v in reserve.items()},
+            "risk_reserve_total": _s(sum(reserve.values(), ZERO)),
+        },
+    }
+
+
+def _risk_reserve(exposures: list[tuple[int | None, Decimal]]) -> dict[str, Decimal]:
+    """The collections service's own rule (its domain module), over these exposures."""
+    try:
+        domain = importlib.import_module("services.collections.domain")
+    except ModuleNotFoundError:
+        return {}
+    return dict(domain.risk_reserve(exposures))
+
+
+def _s(value: Decimal) -> str:
+    return str(value.quantize(Decimal("0.01")))
+
+
+def _rate(part: Decimal | int, whole: Decimal | int) -> str:
+    if not whole:
+        return "0.00%"
+    return f"{(Decimal(part) * 100 / Decimal(whole)).quantize(Decimal('0.01'))}%"
+
+
+def render_report(report: dict[str, Any], console: Any) -> None:
+    """Print the report as readable tables."""
+    from rich.table import Table
+
+    for section, figures in report.items():
+        table = Table(title=section.replace("_", " ").title(), show_header=False,
+                      title_justify="left", min_width=60)
+        table.add_column("figure", style="bold")
+        table.add_column("value", justify="right")
+        for name, value in figures.items():
+            if isinstance(value, dict):
+                value = ", ".join(f"{k}: {v}" for k, v in value.items()) or "-"
+            table.add_row(name.replace("_", " "), str(value))
+        console.print(table)

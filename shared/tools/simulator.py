@@ -1,0 +1,379 @@
+"""A card-system simulator: plays the card transaction system and the customer channel.
+
+It writes to the real topics, per the contract: a portfolio of accounts (segments,
+tiers, limits, risk scores, some opted in to auto-conversion), purchases across
+merchants and MCCs (some promotional, some excluded, some refunded), customers
+who accept or decline offers (some redeeming points), payments on time, late,
+partial or never, and one ``business-day.closed`` per simulated day.
+
+Seeded and reproducible: every choice comes from a random generator seeded with
+(seed, what, whom), and every event id is derived from the seed and the fact, so
+the same seed publishes the same events with the same ids (a re-run is a replay).
+
+The simulator is reactive where the customer is: each day it publishes the day's
+purchases, waits for the pipeline to go idle, answers the offers it made, waits
+again, pays what each customer's behaviour says is paid today, then closes the day.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import ROUND_DOWN, Decimal
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from schemas import decode
+from shared.settings import Settings
+
+SIM_NAMESPACE = uuid.UUID("8f1d2c34-5b6a-4e7f-9a0b-1c2d3e4f5a6b")
+
+SEGMENTS = [("standard", 45), ("young", 15), ("middle_class", 20), ("white_collar", 15),
+            ("high_net_worth", 5)]
+TIERS = [("silver", 50), ("gold", 30), ("platinum", 15), ("diamond", 5)]
+CHANNELS = [("sms", 50), ("email", 30), ("push", 20)]
+BEHAVIOURS = [("on_time", 70), ("late", 15), ("partial", 8), ("never", 7)]
+
+# (merchant_id, name, mcc, category, weight, amount range)
+MERCHANTS = [
+    ("m-electro", "Electro World", "5732", "electronics", 20, (150, 3000)),
+    ("m-travel", "Sky Travel", "4722", "travel", 10, (300, 6000)),
+    ("m-school", "Bright Academy", "8299", "education", 5, (400, 5000)),
+    ("m-home", "Home Builders", "5211", "home_improvement", 8, (100, 4000)),
+    ("m-auto", "City Motors Service", "7538", "auto", 5, (200, 3500)),
+    ("m-grocer", "Fresh Market", "5411", None, 35, (10, 250)),
+    ("m-atm", "ATM Cash", "6011", None, 6, (50, 1000)),
+    ("m-casino", "Lucky Casino", "7995", None, 3, (100, 2000)),
+    ("m-transfer", "Wire Transfer Co", "4829", None, 3, (100, 2500)),
+]
+
+#: Offers policy the demo runs with: one merchant-funded promotion (travel, 0 % fee).
+DEMO_POLICY_YAML = """\
+offers:
+  promotions:
+    - id: promo-sky-travel-0pct
+      merchant_id: m-travel
+      tenors: [3, 6]
+      monthly_fee_rate: "0"
+      valid_from: "2026-01-01"
+      valid_to: "2026-12-31"
+"""
+
+
+@dataclass
+class SimConfig:
+    accounts: int = 1000
+    days: int = 90
+    seed: int = 42
+    start: date = date(2026, 1, 5)
+    purchases_per_account_day: float = 0.06
+    refund_rate: float = 0.05
+    accept_rate: float = 0.55
+    decline_rate: float = 0.20
+    redeem_rate: float = 0.25
+    auto_convert_rate: float = 0.10
+    idle_timeout_s: float = 120.0
+
+
+@dataclass
+class Account:
+    account_id: str
+    segment: str
+    tier: str
+    behaviour: str
+    late_days: int
+
+
+@dataclass
+class SimStats:
+    accounts: int = 0
+    purchases: int = 0
+    refunds: int = 0
+    decisions: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    payments: int = 0
+    days: int = 0
+    events: int = 0
+
+
+def _pick(rng: random.Random, weighted: list[tuple[Any, int]]) -> Any:
+    return rng.choices([w[0] for w in weighted], weights=[w[1] for w in weighted])[0]
+
+
+def _money(value: Decimal) -> str:
+    return str(value.quantize(Decimal("0.01"), rounding=ROUND_DOWN))
+
+
+def _ts(day: date, seconds: int) -> str:
+    return (datetime(day.year, day.month, day.day) + timedelta(seconds=seconds)).strftime(
+        "%Y-%m-%dT%H:%M:%SZ"
+    )
+
+
+class Simulator:
+    """Publishes one simulated portfolio, day by day, and answers the pipeline."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        config: SimConfig,
+        wait_idle: Callable[[float], None],
+        progress: Callable[[int, str], None] | None = None,
+    ) -> None:
+        self.s = settings
+        self.c = config
+        self.wait_idle = wait_idle
+        self.progress = progress or (lambda _day, _msg: None)
+        self.stats = SimStats()
+        self.producer = KafkaProducer(
+            **settings.kafka_client_config(), acks="all", enable_idempotence=True, linger_ms=20,
+            client_id="card-system-simulator",
+        )
+        self.accounts: list[Account] = []
+        self.purchases: list[tuple[str, str, Decimal, date]] = []  # (acc, purchase, amount, day)
+        self.refunded: set[str] = set()
+        # account -> list of (due_date, amount) installments to pay
+        self.dues: dict[str, list[tuple[date, Decimal]]] = defaultdict(list)
+        self._offers = self._reader("installments.offers.v1")
+        self._plans = self._reader("installments.plans.v1")
+
+    # --- plumbing ------------------------------------------------------------
+
+    def _rng(self, *what: object) -> random.Random:
+        return random.Random(f"{self.c.seed}:" + ":".join(map(str, what)))
+
+    def _id(self, *what: object) -> str:
+        return str(uuid.uuid5(SIM_NAMESPACE, f"{self.c.seed}:" + ":".join(map(str, what))))
+
+    def _send(self, topic: str, event_type: str, subject: str, data: dict[str, Any],
+              at: str, event_key: tuple[object, ...], source: str = "card-system") -> None:
+        envelope = {
+            "id": self._id(event_type, *event_key),
+            "type": event_type,
+            "source": source,
+            "time": at,
+            "subject": subject,
+            "schema_version": 1,
+            "data": data,
+        }
+        self.producer.send(self.s.topic(topic), key=subject.encode(),
+                           value=json.dumps(envelope, separators=(",", ":")).encode())
+        self.stats.events += 1
+
+    def _reader(self, topic: str) -> KafkaConsumer:
+        consumer = KafkaConsumer(**self.s.kafka_client_config(), group_id=None,
+                                 enable_auto_commit=False, client_id="simulator-reader")
+        physical = self.s.topic(topic)
+        parts = consumer.partitions_for_topic(physical) or set()
+        tps = [TopicPartition(physical, p) for p in parts]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        return consumer
+
+    def _drain(self, consumer: KafkaConsumer, topic: str) -> list[Any]:
+        events = []
+        while True:
+            batch = consumer.poll(timeout_ms=200, max_records=5000)
+            if not batch:
+                return events
+            for records in batch.values():
+                for r in records:
+                    events.append(decode(topic, r.key, r.value, max_bytes=1 << 20))
+
+    # --- the story -------------------------------------------------------------
+
+    def run(self) -> SimStats:
+        self.open_accounts()
+        self.producer.flush()
+        self.wait_idle(self.c.idle_timeout_s)
+        for n in range(self.c.days):
+            day = self.c.start + timedelta(days=n)
+            self.progress(n, f"{day} purchases")
+            self.post_purchases(day)
+            self.producer.flush()
+            self.wait_idle(self.c.idle_timeout_s)
+            self.progress(n, f"{day} decisions")
+            self.answer_offers(day)
+            self.producer.flush()
+            self.wait_idle(self.c.idle_timeout_s)
+            self.progress(n, f"{day} payments + end of day")
+            self.learn_plans()
+            self.pay(day)
+            self.producer.flush()
+            self._send("card.business-days.v1", "business-day.closed", "business-day",
+                       {"business_date": day.isoformat()}, _ts(day, 86000), (day,))
+            self.producer.flush()
+            self.wait_idle(self.c.idle_timeout_s)
+            self.stats.days += 1
+        self.learn_plans()
+        self.producer.close()
+        self._offers.close()
+        self._plans.close()
+        return self.stats
+
+    def open_accounts(self) -> None:
+        for i in range(self.c.accounts):
+            acc_id = f"acc-{self.c.seed}-{i:06d}"
+            rng = self._rng("account", acc_id)
+            segment, tier = _pick(rng, SEGMENTS), _pick(rng, TIERS)
+            limit = Decimal(rng.choice([2000, 5000, 8000, 12000, 20000, 50000]))
+            if segment == "high_net_worth":
+                limit *= 5
+            status = "active" if rng.random() > 0.03 else "blocked"
+            data: dict[str, Any] = {
+                "account_id": acc_id,
+                "status": status,
+                "segment": segment,
+                "tier": tier,
+                "credit_limit": _money(limit),
+                "risk_score": rng.randint(520, 900),
+                "currency": "USD",
+                "contact": {"channel": _pick(rng, CHANNELS), "locale": "en-US",
+                            "contact_ref": f"cref-{acc_id}"},
+            }
+            if rng.random() < self.c.auto_convert_rate:
+                data["auto_convert"] = {"enabled": True, "threshold": "1000.00",
+                                        "tenor_months": rng.choice([6, 12])}
+            self._send("card.accounts.v1", "account.upserted", acc_id, data,
+                       _ts(self.c.start - timedelta(days=1), 3600), (acc_id,))
+            behaviour = _pick(rng, BEHAVIOURS)
+            self.accounts.append(Account(acc_id, segment, tier, behaviour, rng.randint(5, 45)))
+        self.stats.accounts = len(self.accounts)
+
+    def post_purchases(self, day: date) -> None:
+        for acc in self.accounts:
+            rng = self._rng("purchases", acc.account_id, day)
+            if rng.random() >= self.c.purchases_per_account_day:
+                continue
+            mid, name, mcc, category, _w, (lo, hi) = _pick(
+                rng, [(m, m[4]) for m in MERCHANTS]
+            )
+            amount = Decimal(rng.randint(lo * 100, hi * 100)) / 100
+            pid = f"pur-{self._id('purchase', acc.account_id, day)[:13]}"
+            merchant: dict[str, Any] = {"merchant_id": mid, "name": name, "mcc": mcc}
+            if category:
+                merchant["category"] = category
+            self._send("card.purchases.v1", "purchase.posted", acc.account_id, {
+                "purchase_id": pid, "account_id": acc.account_id, "card_token": f"tok-{acc.account_id}",
+                "card_last4": f"{rng.randint(0, 9999):04d}", "amount": _money(amount),
+                "currency": "USD", "merchant": merchant,
+                "channel": rng.choice(["pos", "ecommerce", "moto"]),
+                "posted_at": _ts(day, rng.randint(8 * 3600, 20 * 3600)),
+            }, _ts(day, 0), (pid,))
+            self.purchases.append((acc.account_id, pid, amount, day))
+            self.stats.purchases += 1
+        # refunds of earlier purchases (some partial)
+        for acc_id, pid, amount, posted in self.purchases:
+            if pid in self.refunded or (day - posted).days not in (3, 10):
+                continue
+            rng = self._rng("refund", pid, day)
+            if rng.random() >= self.c.refund_rate:
+                continue
+            part = amount if rng.random() < 0.6 else (amount / 2).quantize(Decimal("0.01"))
+            rid = f"ref-{pid}"
+            self._send("card.purchases.v1", "purchase.refunded", acc_id, {
+                "refund_id": rid, "purchase_id": pid, "account_id": acc_id,
+                "amount": _money(part), "currency": "USD", "refunded_at": _ts(day, 12 * 3600),
+            }, _ts(day, 12 * 3600), (rid,))
+            self.refunded.add(pid)
+            self.stats.refunds += 1
+
+    def answer_offers(self, day: date) -> None:
+        for event in self._drain(self._offers, "installments.offers.v1"):
+            if event.type != "offer.made":
+                continue
+            offer = event.data
+            rng = self._rng("decision", offer.offer_id)
+            roll = rng.random()
+            if roll < self.c.accept_rate:
+                option = rng.choice(offer.options)
+                data: dict[str, Any] = {"offer_id": offer.offer_id, "account_id": offer.account_id,
+                                        "tenor_months": option.tenor_months}
+                if rng.random() < self.c.redeem_rate:
+                    data["redeem_points"] = rng.choice([200, 500, 1000, 5000])
+                self._send("installments.decisions.v1", "offer.accepted", offer.account_id, data,
+                           _ts(day, 21 * 3600), (offer.offer_id,), source="customer-channel")
+                self.stats.decisions["accepted"] += 1
+            elif roll < self.c.accept_rate + self.c.decline_rate:
+                self._send("installments.decisions.v1", "offer.declined", offer.account_id,
+                           {"offer_id": offer.offer_id, "account_id": offer.account_id},
+                           _ts(day, 21 * 3600), (offer.offer_id,), source="customer-channel")
+                self.stats.decisions["declined"] += 1
+            else:
+                self.stats.decisions["ignored"] += 1
+
+    def learn_plans(self) -> None:
+        by_id = {a.account_id: a for a in self.accounts}
+        for event in self._drain(self._plans, "installments.plans.v1"):
+            if event.type != "plan.created":
+                continue
+            plan = event.data
+            acc = by_id.get(plan.account_id)
+            if acc is None:
+                continue
+            for line in plan.schedule:
+                due = line.due_date
+                if acc.behaviour == "never":
+                    continue
+                if acc.behaviour == "late":
+                    due = due + timedelta(days=acc.late_days)
+                amount = line.amount
+                if acc.behaviour == "partial":
+                    amount = (amount / 2).quantize(Decimal("0.01"))
+                self.dues[acc.account_id].append((due, amount))
+
+    def pay(self, day: date) -> None:
+        for acc_id, dues in self.dues.items():
+            today = [amt for due, amt in dues if due == day]
+            if not today:
+                continue
+            total = sum(today, Decimal("0"))
+            pay_id = f"pay-{self._id('payment', acc_id, day)[:13]}"
+            self._send("card.payments.v1", "payment.received", acc_id, {
+                "payment_id": pay_id, "account_id": acc_id, "amount": _money(total),
+                "currency": "USD", "received_at": _ts(day, 15 * 3600),
+            }, _ts(day, 15 * 3600), (pay_id,))
+            self.stats.payments += 1
+
+
+def wait_groups_idle(settings: Settings, groups: dict[str, list[str]], timeout_s: float,
+                     poll_s: float = 0.1) -> None:
+    """Block until every group has committed up to the log end of each of its topics."""
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(**settings.kafka_client_config(), client_id="idle-check")
+    consumer = KafkaConsumer(**settings.kafka_client_config(), group_id=None)
+    try:
+        tps = []
+        for topics in groups.values():
+            for t in topics:
+                parts = consumer.partitions_for_topic(settings.topic(t)) or set()
+                tps += [TopicPartition(settings.topic(t), p) for p in parts]
+        deadline = time.monotonic() + timeout_s
+        while True:
+            # Committed offsets FIRST, then log ends: a group commits only after it has
+            # published its output, so this order can never see a false "idle".
+            committed = admin.list_group_offsets(list(groups))
+            ends = consumer.end_offsets(list(set(tps)))
+            behind = 0
+            for group, topics in groups.items():
+                for t in topics:
+                    for tp, end in ends.items():
+                        if tp.topic != settings.topic(t):
+                            continue
+                        om = committed.get(group, {}).get(tp)
+                        behind += end - (om.offset if om is not None and om.offset >= 0 else 0)
+            if behind == 0:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"pipeline still {behind} message(s) behind after {timeout_s}s")
+            time.sleep(poll_s)
+    finally:
+        admin.close()
+        consumer.close()
