@@ -119,6 +119,23 @@ def report(json_output: bool = typer.Option(False, "--json", help="print JSON"))
         render_report(figures, Console())
 
 
+@app.command()
+def bench(
+    events: int = typer.Option(50000, help="input events per service and run"),
+    service: list[str] = typer.Option(None, help="services to measure (default: all)"),
+    e2e_rate: int = typer.Option(2000, help="offered load for the latency run (0 = skip)"),
+    e2e_seconds: int = typer.Option(10, help="length of the latency run"),
+    out: str = typer.Option("docs/benchmarks", help="where latest.json and latest.md go"),
+) -> None:
+    """Benchmarks on the local stack with PostgreSQL: throughput vs raw client, latency."""
+    from pathlib import Path
+
+    from shared.tools.bench import run_bench
+
+    run_bench(events, service or available_services(), e2e_rate, e2e_seconds, Path(out),
+              lambda msg: console.print(msg))
+
+
 def _mount_optional() -> None:
     try:
         from shared.stack import app as stack_app

@@ -96,6 +96,7 @@ outbox = Table(
     "outbox",
     runtime_metadata,
     Column("seq", BigId, primary_key=True, autoincrement=True),
+    Column("batch", String(32), nullable=False, index=True),  # one id per runtime batch
     Column("event_id", String(64), nullable=False),
     Column("topic", String(255), nullable=False),
     Column("key", LargeBinary, nullable=True),

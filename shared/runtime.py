@@ -31,6 +31,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -88,6 +89,10 @@ class Defer(Exception):
         self.retry_after_s = retry_after_s
 
 
+class _HandlerFailed(Exception):
+    """Fast path only: a handler refused or failed; replay the batch record by record."""
+
+
 class Fenced(Exception):
     """Another process advanced our partition's stored offset: we lost it."""
 
@@ -102,6 +107,10 @@ class Service:
     migrations: Sequence[Migration]
     policy: Any = None
     group_id: str | None = None
+    #: Optional batch repository: ``repository(session)`` returns an object with
+    #: ``load(events)`` (bulk-read what the batch touches) and ``save()`` (bulk-write
+    #: what changed). Handlers then use ``ctx.repo`` instead of per-event SQL.
+    repository: Callable[[Session], Any] | None = None
 
     @property
     def consumer_group(self) -> str:
@@ -134,6 +143,7 @@ class Context:
     offset: int = -1
     staged: list[tuple[str, str, bytes, str]] = field(default_factory=list)
     batch_progress: dict[TopicPartition, int] = field(default_factory=dict)
+    repo: Any = None
 
     @property
     def policy(self) -> Any:
@@ -341,61 +351,86 @@ class Runner:
         return len(records)
 
     def _process_batch(self, records: list[Any]) -> tuple[dict[TopicPartition, int], list[Any]]:
+        """Steps 2 and 3. Returns the next offsets and the outbox rows written.
+
+        Fast path: the whole batch in one transaction, no savepoints. If any handler
+        refuses or fails, that transaction is rolled back and the batch is replayed
+        one record per transaction, so the failure touches only its own record.
+        """
         started = time.perf_counter()
         # Step 2: decode; bad records become dead letters.
         decoded = [self._decode(r) for r in records]
+        try:
+            next_offsets, sent = self._transaction(decoded, isolated=False)
+        except _HandlerFailed:
+            next_offsets, sent = {}, []
+            blocked: set[TopicPartition] = set()
+            for d in decoded:
+                if d.tp in blocked:
+                    continue
+                offsets, rows = self._transaction([d], isolated=True)
+                if d.tp not in offsets and d.tp in self.deferred_until:
+                    blocked.add(d.tp)
+                next_offsets.update(offsets)
+                sent.extend(rows)
+        metrics.observe_batch(self.service.name, len(records), time.perf_counter() - started)
+        return next_offsets, sent
+
+    def _transaction(
+        self, decoded: list[_Decoded], *, isolated: bool
+    ) -> tuple[dict[TopicPartition, int], list[Any]]:
+        """Step 3: one database transaction over ``decoded`` (in partition order)."""
         by_tp: dict[TopicPartition, list[_Decoded]] = defaultdict(list)
         for d in decoded:
             by_tp[d.tp].append(d)
-
-        # Step 3: one transaction for the whole batch.
-        with Session(self.engine) as session, session.begin():
+        with Session(self.engine, autoflush=False) as session, session.begin():
             ctx = Context(self.service, self.settings, session, self)
             conn = session.connection()
             stored = self._load_offsets(conn, list(by_tp))
-            # Step 3b: ids already in the inbox.
-            ids = [d.event.id for d in decoded if d.event is not None]
-            seen = self._seen_ids(conn, ids)
+            # Step 3a: drop what an earlier batch already applied (stored offset is ahead).
+            todo = [
+                d for tp, items in by_tp.items() for d in items
+                if stored.get(tp) is None or d.record.offset >= stored[tp]
+            ]
+            # Step 3b: ids already in the inbox are duplicates.
+            seen = self._seen_ids(conn, [d.event.id for d in todo if d.event is not None])
+            if self.service.repository is not None:
+                ctx.repo = self.service.repository(session)
+                ctx.repo.load([d.event for d in todo if d.event is not None])
             inbox_rows: list[dict[str, Any]] = []
             outbox_rows: list[dict[str, Any]] = []
             next_offsets: dict[TopicPartition, int] = {}
             now = utcnow()
-            for tp, items in by_tp.items():
-                position = stored.get(tp)
-                for d in items:
-                    rec = d.record
-                    # Step 3a: already applied by an earlier batch (stored offset is ahead).
-                    if position is not None and rec.offset < position:
-                        continue
-                    outcome = self._handle_one(ctx, d, seen, outbox_rows, now)
-                    if outcome == "defer":
-                        break
-                    if outcome == "applied" and d.event is not None:
-                        seen.add(d.event.id)
-                        inbox_rows.append(
-                            {
-                                "consumer": self.group,
-                                "event_id": d.event.id,
-                                "topic": rec.topic,
-                                "partition": rec.partition,
-                                "offset": rec.offset,
-                                "processed_at": now,
-                            }
-                        )
-                    position = rec.offset + 1
-                    next_offsets[tp] = position
-                    ctx.batch_progress[tp] = position
-            # Step 3d: inbox, outbox and offsets, in the same transaction.
+            deferred: set[TopicPartition] = set()
+            # Step 3c: the handlers.
+            for d in todo:
+                if d.tp in deferred:
+                    continue
+                rec = d.record
+                outcome = self._handle_one(ctx, d, seen, outbox_rows, now, isolated)
+                if outcome == "defer":
+                    deferred.add(d.tp)
+                    continue
+                if outcome == "applied" and d.event is not None:
+                    seen.add(d.event.id)
+                    inbox_rows.append({
+                        "consumer": self.group, "event_id": d.event.id, "topic": rec.topic,
+                        "partition": rec.partition, "offset": rec.offset, "processed_at": now,
+                    })
+                next_offsets[d.tp] = rec.offset + 1
+                ctx.batch_progress[d.tp] = rec.offset + 1
+            # Step 3d: state, inbox, outbox and offsets, in the same transaction.
+            if ctx.repo is not None:
+                ctx.repo.save()
             if inbox_rows:
                 conn.execute(insert(inbox), inbox_rows)
-            sent: list[Any] = []
             if outbox_rows:
-                result = conn.execute(insert(outbox).returning(outbox.c.seq), outbox_rows)
-                seqs = [row[0] for row in result]
-                sent = [(seq, row) for seq, row in zip(seqs, outbox_rows, strict=True)]
+                batch = uuid.uuid4().hex
+                for row in outbox_rows:
+                    row["batch"] = batch
+                conn.execute(insert(outbox), outbox_rows)
             self._store_offsets(session, conn, stored, next_offsets, now)
-        metrics.observe_batch(self.service.name, len(records), time.perf_counter() - started)
-        return next_offsets, sent
+        return next_offsets, outbox_rows
 
     def _handle_one(
         self,
@@ -404,8 +439,14 @@ class Runner:
         seen: set[str],
         outbox_rows: list[dict[str, Any]],
         now: Any,
+        isolated: bool,
     ) -> str:
-        """Run one record through its handler. Returns applied|skipped|dead|defer."""
+        """Run one record through its handler. Returns applied|skipped|dead|defer.
+
+        Not isolated (fast path): any refusal or failure raises :class:`_HandlerFailed`
+        so the caller replays the batch one record at a time. Isolated: the record's
+        changes are rolled back (savepoint) and it is dead-lettered or deferred.
+        """
         rec = d.record
         if d.event is None:
             outbox_rows.append(self._dead_letter(d, d.error or "undecodable", now))
@@ -429,33 +470,20 @@ class Runner:
         )
         ctx.event, ctx.topic, ctx.partition, ctx.offset = event, d.contract_topic, rec.partition, rec.offset
         ctx.staged = []
-        savepoint = ctx.session.begin_nested()
+        savepoint = ctx.session.begin_nested() if isolated else None
         started = time.perf_counter()
         try:
             handler(ctx, event)
-            savepoint.commit()
-        except Reject as exc:
-            savepoint.rollback()
-            log.warning("event rejected to the DLQ", reason=exc.reason)
-            outbox_rows.append(self._dead_letter(d, exc.reason, now))
-            metrics.count(self.service.name, event.type, "dlq")
-            return "applied"  # dead-lettered once: a re-delivery is a duplicate
-        except Defer as exc:
-            savepoint.rollback()
-            log.info("event deferred", reason=exc.reason)
-            self.deferred_until[d.tp] = time.monotonic() + exc.retry_after_s
-            self.consumer.seek(d.tp, rec.offset)
-            self.consumer.pause(d.tp)
-            return "defer"
+            if savepoint is not None:
+                savepoint.commit()
         except Exception as exc:
-            savepoint.rollback()
+            if savepoint is not None:
+                savepoint.rollback()
             if is_transient(exc):
                 raise
-            log.exception("handler failed; event sent to the DLQ")
-            reason = f"handler error: {type(exc).__name__}: {redact_text(str(exc))[:300]}"
-            outbox_rows.append(self._dead_letter(d, reason, now))
-            metrics.count(self.service.name, event.type, "failed")
-            return "applied"
+            if not isolated:
+                raise _HandlerFailed() from exc
+            return self._refused(ctx, d, exc, outbox_rows, now)
         finally:
             structlog.contextvars.clear_contextvars()
         metrics.observe_handler(self.service.name, event.type, time.perf_counter() - started)
@@ -472,6 +500,31 @@ class Runner:
                 }
             )
         return "applied"
+
+    def _refused(
+        self, ctx: Context, d: _Decoded, exc: Exception, outbox_rows: list[dict[str, Any]], now: Any
+    ) -> str:
+        """An isolated record's handler refused or failed: dead-letter or defer it."""
+        event = d.event
+        assert event is not None
+        ctx.repo = None  # this transaction holds only this record: drop its in-memory changes
+        if isinstance(exc, Defer):
+            log.info("event deferred", reason=exc.reason, event_id=event.id)
+            self.deferred_until[d.tp] = time.monotonic() + exc.retry_after_s
+            self.consumer.seek(d.tp, d.record.offset)
+            self.consumer.pause(d.tp)
+            return "defer"
+        if isinstance(exc, Reject):
+            log.warning("event rejected to the DLQ", reason=exc.reason, event_id=event.id)
+            reason = exc.reason
+            metrics.count(self.service.name, event.type, "dlq")
+        else:
+            log.error("handler failed; event sent to the DLQ", event_id=event.id,
+                      error=type(exc).__name__, exc_info=exc)
+            reason = f"handler error: {type(exc).__name__}: {redact_text(str(exc))[:300]}"
+            metrics.count(self.service.name, event.type, "failed")
+        outbox_rows.append(self._dead_letter(d, reason, now))
+        return "applied"  # dead-lettered once: a re-delivery is a duplicate
 
     def _decode(self, rec: Any) -> _Decoded:
         tp = TopicPartition(rec.topic, rec.partition)
@@ -587,7 +640,7 @@ class Runner:
                         value=row["value"],
                         headers=[(k, v.encode()) for k, v in row["headers"]],
                     )
-                    for _seq, row in sent
+                    for row in sent
                 ]
                 self.producer.flush()
                 for f in futures:
@@ -599,10 +652,9 @@ class Runner:
                     log.warning("stopping with unsent outbox rows; they go out at next start")
                     return
                 self._sleep_backoff(exc)
-        seqs = [seq for seq, _row in sent]
+        batches = sorted({row["batch"] for row in sent})
         with self.engine.begin() as conn:
-            for start in range(0, len(seqs), 1000):
-                conn.execute(delete(outbox).where(outbox.c.seq.in_(seqs[start : start + 1000])))
+            conn.execute(delete(outbox).where(outbox.c.batch.in_(batches)))
         metrics.count_emitted(self.service.name, len(sent))
 
     def publish_pending(self) -> int:
@@ -611,7 +663,7 @@ class Runner:
             rows = conn.execute(select(outbox).order_by(outbox.c.seq)).mappings().all()
         if rows:
             log.info("publishing outbox leftovers", count=len(rows))
-            self._publish([(row["seq"], dict(row)) for row in rows])
+            self._publish([dict(row) for row in rows])
         return len(rows)
 
     # --- offsets in Kafka, seeking -----------------------------------------------

@@ -92,7 +92,7 @@ class Harness:
         self.runner.assigned = {TopicPartition(r.topic, r.partition) for r in records}
         _offsets, sent = self.runner._process_batch(list(records))
         emitted = []
-        for _seq, row in sent:
+        for row in sent:
             contract_topic = self.settings.contract_topic(row["topic"])
             headers = {k: v for k, v in row["headers"]}
             event = None if contract_topic.endswith(".dlq") else decode(

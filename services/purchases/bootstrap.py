@@ -1,6 +1,7 @@
 """Wiring of the purchases service."""
 
 from services.purchases.handlers import HANDLERS
+from services.purchases.repository import PurchasesRepository
 from services.purchases.tables import MIGRATIONS
 from shared.runtime import Service
 
@@ -9,4 +10,5 @@ SERVICE = Service(
     consumes=["card.purchases.v1"],
     handlers=HANDLERS,
     migrations=MIGRATIONS,
+    repository=PurchasesRepository,
 )

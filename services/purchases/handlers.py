@@ -1,59 +1,47 @@
 """Purchases service: what happens when each event arrives.
 
 The HANDLERS table at the bottom is the index: event type -> reaction.
-Every handler has the same shape: load, ask the domain, write, emit.
+Every handler has the same shape: read the batch view (``ctx.repo``, bulk-loaded by
+``repository.py``), ask the domain, record the change, emit.
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
 
-from sqlalchemy import insert, select, update
-
 from schemas import Envelope
 from schemas.payloads import PurchasePosted, PurchaseRecorded, PurchaseRefunded, RefundRecorded
 from services.purchases import domain
-from services.purchases.tables import purchases, refunds
+from services.purchases.repository import PurchasesRepository
 from shared.runtime import Context, Handler, Reject
-
-
-def _load_purchase(ctx: Context, purchase_id: str) -> domain.RecordedPurchase | None:
-    row = ctx.session.execute(
-        select(
-            purchases.c.purchase_id,
-            purchases.c.account_id,
-            purchases.c.amount,
-            purchases.c.currency,
-            purchases.c.refunded_total,
-        ).where(purchases.c.purchase_id == purchase_id)
-    ).first()
-    return domain.RecordedPurchase(*row) if row else None
 
 
 def record_purchase(ctx: Context, event: Envelope) -> None:
     """purchase.posted -> remember it once, emit purchase.recorded."""
     p: PurchasePosted = event.data
+    repo: PurchasesRepository = ctx.repo
     try:
         decision = domain.decide_purchase(
-            _load_purchase(ctx, p.purchase_id), p.account_id, p.amount, p.currency
+            repo.purchase(p.purchase_id), p.account_id, p.amount, p.currency
         )
     except domain.Refused as exc:
         raise Reject(str(exc)) from exc
     if decision == "duplicate":
         ctx.log.info("duplicate purchase ignored", purchase_id=p.purchase_id)
         return
-    ctx.session.execute(
-        insert(purchases).values(
-            purchase_id=p.purchase_id,
-            account_id=p.account_id,
-            amount=p.amount,
-            currency=p.currency,
-            merchant_id=p.merchant.merchant_id,
-            mcc=p.merchant.mcc,
-            posted_at=p.posted_at,
-            refunded_total=Decimal("0"),
-            event_id=event.id,
-        )
+    repo.add_purchase(
+        domain.RecordedPurchase(p.purchase_id, p.account_id, p.amount, p.currency, Decimal("0")),
+        {
+            "purchase_id": p.purchase_id,
+            "account_id": p.account_id,
+            "amount": p.amount,
+            "currency": p.currency,
+            "merchant_id": p.merchant.merchant_id,
+            "mcc": p.merchant.mcc,
+            "posted_at": p.posted_at,
+            "refunded_total": Decimal("0"),
+            "event_id": event.id,
+        },
     )
     ctx.emit("purchase.recorded", PurchaseRecorded(**p.model_dump()), rule="recorded")
 
@@ -61,32 +49,28 @@ def record_purchase(ctx: Context, event: Envelope) -> None:
 def record_refund(ctx: Context, event: Envelope) -> None:
     """purchase.refunded -> check it against what is left, emit refund.recorded."""
     r: PurchaseRefunded = event.data
-    if ctx.session.execute(
-        select(refunds.c.refund_id).where(refunds.c.refund_id == r.refund_id)
-    ).first():
+    repo: PurchasesRepository = ctx.repo
+    if repo.has_refund(r.refund_id):
         ctx.log.info("duplicate refund ignored", refund_id=r.refund_id)
         return
     try:
         outcome = domain.decide_refund(
-            _load_purchase(ctx, r.purchase_id), r.account_id, r.amount, r.currency
+            repo.purchase(r.purchase_id), r.account_id, r.amount, r.currency
         )
     except domain.Refused as exc:
         raise Reject(str(exc)) from exc
-    ctx.session.execute(
-        update(purchases)
-        .where(purchases.c.purchase_id == r.purchase_id)
-        .values(refunded_total=outcome.refunded_total)
-    )
-    ctx.session.execute(
-        insert(refunds).values(
-            refund_id=r.refund_id,
-            purchase_id=r.purchase_id,
-            account_id=r.account_id,
-            amount=r.amount,
-            currency=r.currency,
-            refunded_at=r.refunded_at,
-            event_id=event.id,
-        )
+    repo.add_refund(
+        r.purchase_id,
+        outcome.refunded_total,
+        {
+            "refund_id": r.refund_id,
+            "purchase_id": r.purchase_id,
+            "account_id": r.account_id,
+            "amount": r.amount,
+            "currency": r.currency,
+            "refunded_at": r.refunded_at,
+            "event_id": event.id,
+        },
     )
     ctx.emit(
         "refund.recorded",

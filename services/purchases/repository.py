@@ -1,0 +1,83 @@
+"""The purchases service's batch repository: one read and one write per table per batch.
+
+``load`` reads every purchase and refund a batch of events touches (one query per
+table); handlers then read and change the in-memory view; ``save`` writes what
+changed with bulk statements. This is what lets a service keep up with the broker:
+per-event SQL round trips, not Python, are the limit otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.orm import Session
+
+from services.purchases.domain import RecordedPurchase
+from services.purchases.tables import purchases, refunds
+
+
+class PurchasesRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._purchases: dict[str, RecordedPurchase] = {}
+        self._refund_ids: set[str] = set()
+        self._new_purchases: dict[str, dict[str, Any]] = {}
+        self._changed_totals: dict[str, Decimal] = {}
+        self._new_refunds: list[dict[str, Any]] = []
+
+    def load(self, events: list[Any]) -> None:
+        purchase_ids = {e.data.purchase_id for e in events if hasattr(e.data, "purchase_id")}
+        refund_ids = {e.data.refund_id for e in events if e.type == "purchase.refunded"}
+        if purchase_ids:
+            rows = self.session.execute(
+                select(purchases.c.purchase_id, purchases.c.account_id, purchases.c.amount,
+                       purchases.c.currency, purchases.c.refunded_total)
+                .where(purchases.c.purchase_id.in_(purchase_ids))
+            )
+            self._purchases.update({r[0]: RecordedPurchase(*r) for r in rows})
+        if refund_ids:
+            rows = self.session.execute(
+                select(refunds.c.refund_id).where(refunds.c.refund_id.in_(refund_ids))
+            )
+            self._refund_ids.update(r[0] for r in rows)
+
+    # --- reads and changes, in memory ------------------------------------------
+
+    def purchase(self, purchase_id: str) -> RecordedPurchase | None:
+        return self._purchases.get(purchase_id)
+
+    def add_purchase(self, recorded: RecordedPurchase, row: dict[str, Any]) -> None:
+        self._purchases[recorded.purchase_id] = recorded
+        self._new_purchases[recorded.purchase_id] = row
+
+    def has_refund(self, refund_id: str) -> bool:
+        return refund_id in self._refund_ids
+
+    def add_refund(self, purchase_id: str, refunded_total: Decimal, row: dict[str, Any]) -> None:
+        self._purchases[purchase_id] = replace(
+            self._purchases[purchase_id], refunded_total=refunded_total
+        )
+        self._refund_ids.add(row["refund_id"])
+        self._new_refunds.append(row)
+        if purchase_id in self._new_purchases:
+            self._new_purchases[purchase_id]["refunded_total"] = refunded_total
+        else:
+            self._changed_totals[purchase_id] = refunded_total
+
+    # --- one bulk write per table ---------------------------------------------------
+
+    def save(self) -> None:
+        if self._new_purchases:
+            self.session.execute(insert(purchases), list(self._new_purchases.values()))
+        if self._changed_totals:
+            self.session.execute(
+                update(purchases)
+                .where(purchases.c.purchase_id == bindparam("pid"))
+                .values(refunded_total=bindparam("total")),
+                [{"pid": k, "total": v} for k, v in self._changed_totals.items()],
+            )
+        if self._new_refunds:
+            self.session.execute(insert(refunds), self._new_refunds)
