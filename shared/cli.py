@@ -142,6 +142,9 @@ def _mount_optional() -> None:
     except ImportError:  # pragma: no cover - stack module missing in a partial checkout
         return
     app.add_typer(stack_app, name="stack", help="The local Kafka broker and PostgreSQL.")
+    from shared.lag import lag_app
+
+    app.add_typer(lag_app, name="lag", help="Consumer-group lag: table, --json, --watch, exporter.")
 
 
 _mount_optional()

@@ -293,6 +293,7 @@ class Runner:
 
     def close(self) -> None:
         if self._consumer is not None:
+            self._final_commit()
             self._consumer.close(autocommit=False)
             self._consumer = None
         if self._producer is not None:
@@ -676,6 +677,15 @@ class Runner:
             self.consumer.commit(owned)
         except KafkaError as exc:  # the database holds the truth; lag view catches up later
             log.warning("kafka offset commit failed", error=type(exc).__name__)
+
+    def _final_commit(self) -> None:
+        """On shutdown, commit to Kafka exactly what the database holds (for lag tools)."""
+        try:
+            with self.engine.connect() as conn:
+                stored = self._load_offsets(conn, list(self.assigned))
+            self._commit_kafka(stored)
+        except Exception as exc:  # best effort: the database stays the source of truth
+            log.warning("final offset commit skipped", error=type(exc).__name__)
 
     def _seek_pending(self) -> None:
         """Seek newly assigned partitions to the offsets stored in the database."""
