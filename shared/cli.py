@@ -136,6 +136,86 @@ def bench(
               lambda msg: console.print(msg))
 
 
+dlq_app = typer.Typer(help="Dead-letter topics: inspect and re-drive.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
+
+
+@dlq_app.command("list")
+def dlq_list(
+    topic: str = typer.Option(None, help="a consumed topic (its .dlq); all when omitted"),
+    json_output: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """Every dead letter: where it came from, which service refused it, why."""
+    import json
+
+    from rich.table import Table
+
+    from shared.tools.ops import iter_rows, read_dead_letters
+
+    letters, consumer = read_dead_letters(Settings(), topic)
+    consumer.close()
+    if json_output:
+        typer.echo(json.dumps([d.as_dict() for d in letters], indent=2))
+        return
+    table = Table("dlq topic", "partition:offset", "service", "original", "reason",
+                  title=f"{len(letters)} dead letter(s)")
+    for row in iter_rows(letters):
+        table.add_row(*row)
+    Console().print(table)
+
+
+@dlq_app.command("redrive")
+def dlq_redrive(
+    topic: str = typer.Option(None, help="a consumed topic (its .dlq); all when omitted"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="show what would be re-published"),
+    reason_contains: str = typer.Option(None, help="only letters whose reason contains this"),
+    limit: int = typer.Option(None, help="at most this many"),
+) -> None:
+    """Re-publish dead letters to their original topics (after fixing the cause)."""
+    from shared.tools.ops import iter_rows, redrive
+
+    chosen = redrive(Settings(), topic, dry_run=dry_run, reason_contains=reason_contains,
+                     limit=limit)
+    for row in iter_rows(chosen):
+        console.print(" | ".join(row))
+    verb = "would re-drive" if dry_run else "re-drove"
+    console.print(f"{verb} {len(chosen)} dead letter(s)")
+
+
+@app.command()
+def replay(
+    service: str = typer.Argument(..., help="|".join(SERVICE_NAMES)),
+    to_offset: int = typer.Option(None, help="move back to this offset on every partition"),
+    to_time: str = typer.Option(None, help="move back to the first record at/after this"
+                                " ISO time, e.g. 2026-11-28T09:00:00Z"),
+    topic: str = typer.Option(None, help="only this consumed topic"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="show the moves only"),
+    force: bool = typer.Option(False, help="even if the group still has members"),
+) -> None:
+    """Replay a (stopped) service from an offset or a time; effects stay exactly once."""
+    from datetime import datetime
+
+    from shared.tools.ops import apply_replay, group_members, plan_replay
+
+    if (to_offset is None) == (to_time is None):
+        raise typer.BadParameter("give exactly one of --to-offset or --to-time")
+    settings = Settings()
+    svc = load_service(service)
+    when = datetime.fromisoformat(to_time.replace("Z", "+00:00")) if to_time else None
+    moves = plan_replay(settings, svc, to_offset=to_offset, to_time=when, topic=topic)
+    for tp, (current, target) in sorted(moves.items()):
+        console.print(f"{tp.topic}[{tp.partition}]: {current} -> {target}")
+    if dry_run:
+        console.print("dry run: nothing moved")
+        return
+    members = group_members(settings, settings.topic_prefix + svc.consumer_group)
+    if members and not force:
+        console.print(f"[red]{service} still has {members} running consumer(s); stop it first[/]")
+        raise typer.Exit(2)
+    apply_replay(settings, svc, moves)
+    console.print(f"moved {len(moves)} partition(s); start {service} to replay")
+
+
 def _mount_optional() -> None:
     try:
         from shared.stack import app as stack_app

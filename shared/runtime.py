@@ -460,7 +460,7 @@ class Runner:
             return "skipped"
         handler = self.service.handlers.get(event.type)
         if handler is None:
-            return "applied"  # not ours: remember it, move on
+            return "skipped"  # not ours: move on
         structlog.contextvars.bind_contextvars(
             service=self.service.name,
             topic=d.contract_topic,
@@ -525,7 +525,10 @@ class Runner:
             reason = f"handler error: {type(exc).__name__}: {redact_text(str(exc))[:300]}"
             metrics.count(self.service.name, event.type, "failed")
         outbox_rows.append(self._dead_letter(d, reason, now))
-        return "applied"  # dead-lettered once: a re-delivery is a duplicate
+        # Not in the inbox: once the cause is fixed, a re-drive of the same event from
+        # the DLQ (a new offset) must be processed. The stored offset still keeps a
+        # re-delivery of this record from being dead-lettered twice.
+        return "dead"
 
     def _decode(self, rec: Any) -> _Decoded:
         tp = TopicPartition(rec.topic, rec.partition)

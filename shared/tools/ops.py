@@ -1,0 +1,207 @@
+"""Operator's tools: inspect and re-drive dead letters, replay a service.
+
+Dead letters: every consumed topic ``T`` has ``T.dlq``; a message there carries the
+original bytes and key, and the headers ``error.reason``, ``error.service``,
+``original.topic``, ``original.partition``, ``original.offset``.
+
+Re-drive re-publishes the original bytes (same key, so the same partition and
+order rules) to the original topic. Progress is kept in the consumer group
+``installments-dlq-redrive`` so a second run continues where the first stopped;
+``--dry-run`` shows what would go and moves nothing. Re-driving is safe: an event
+that was applied meanwhile is a duplicate for the inbox; a dead-lettered event was
+never put in the inbox, so after the fix it is processed.
+
+Replay moves a stopped service's stored offsets (database, and Kafka's committed
+offsets for the lag tools) back to an offset or a time. Effects are exactly once:
+events already applied are skipped by the inbox and re-emitted events keep their
+ids; what was dead-lettered is tried again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import KafkaAdminClient
+from kafka.structs import OffsetAndMetadata
+from sqlalchemy import and_, select, update
+
+from schemas import TOPICS, dlq_topic
+from shared.db import consumer_offsets, make_engine, utcnow
+from shared.settings import Settings
+
+REDRIVE_GROUP = "installments-dlq-redrive"
+
+
+@dataclass
+class DeadLetter:
+    dlq_topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes
+    headers: dict[str, str]
+
+    @property
+    def original_topic(self) -> str:
+        return self.headers.get("original.topic", "")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "dlq_topic": self.dlq_topic, "partition": self.partition, "offset": self.offset,
+            "timestamp_ms": self.timestamp_ms, "key": (self.key or b"").decode(errors="replace"),
+            "bytes": len(self.value), **self.headers,
+        }
+
+
+def dlq_topics(topic: str | None = None) -> list[str]:
+    """Contract DLQ topic names (all, or the one of ``topic``)."""
+    names = [topic] if topic else list(TOPICS)
+    for name in names:
+        if name not in TOPICS:
+            raise ValueError(f"unknown topic {name!r}; one of: {', '.join(TOPICS)}")
+    return [dlq_topic(n) for n in names]
+
+
+def read_dead_letters(settings: Settings, topic: str | None = None, *, group: str | None = None
+                      ) -> tuple[list[DeadLetter], KafkaConsumer]:
+    """Dead letters from the beginning (or from ``group``'s committed offsets) to the end."""
+    consumer = KafkaConsumer(**settings.kafka_client_config(), group_id=group,
+                             enable_auto_commit=False, client_id="installments-dlq")
+    tps = [TopicPartition(settings.topic(t), p) for t in dlq_topics(topic)
+           for p in consumer.partitions_for_topic(settings.topic(t)) or set()]
+    consumer.assign(tps)
+    letters: list[DeadLetter] = []
+    if not tps:
+        return letters, consumer
+    for tp in tps:
+        committed = consumer.committed(tp) if group else None
+        if committed is None:
+            consumer.seek_to_beginning(tp)
+        else:
+            consumer.seek(tp, committed)
+    ends = consumer.end_offsets(tps)
+    while any(consumer.position(tp) < ends[tp] for tp in tps):
+        for tp, records in consumer.poll(timeout_ms=500, max_records=5000).items():
+            for r in records:
+                if r.offset >= ends[tp]:
+                    continue
+                letters.append(DeadLetter(
+                    settings.contract_topic(r.topic), r.partition, r.offset, r.timestamp, r.key,
+                    r.value, {k: v.decode(errors="replace") for k, v in r.headers or []},
+                ))
+    letters.sort(key=lambda d: (d.timestamp_ms, d.dlq_topic, d.partition, d.offset))
+    return letters, consumer
+
+
+def redrive(settings: Settings, topic: str | None, *, dry_run: bool, reason_contains: str | None,
+            limit: int | None) -> list[DeadLetter]:
+    """Re-publish dead letters to their original topics; returns those (to be) re-driven."""
+    group = settings.topic_prefix + REDRIVE_GROUP
+    letters, consumer = read_dead_letters(settings, topic, group=group)
+    try:
+        chosen = [d for d in letters
+                  if reason_contains is None or reason_contains in d.headers.get("error.reason", "")]
+        if limit is not None:
+            chosen = chosen[:limit]
+        if dry_run or not chosen:
+            return chosen
+        producer = KafkaProducer(**settings.kafka_client_config(), acks="all",
+                                 enable_idempotence=True, client_id="installments-dlq-redrive")
+        for d in chosen:
+            if d.original_topic not in TOPICS:
+                raise ValueError(f"dead letter {d.dlq_topic}@{d.offset} has no valid original.topic")
+            producer.send(settings.topic(d.original_topic), key=d.key, value=d.value,
+                          headers=[("redriven.from", f"{d.dlq_topic}@{d.partition}:{d.offset}"
+                                    .encode())])
+        producer.flush()
+        producer.close()
+        # Progress: the highest re-driven offset per DLQ partition (+1). With a filter,
+        # skipped letters before it are passed over too, and the command says so.
+        progress: dict[TopicPartition, int] = {}
+        for d in chosen:
+            tp = TopicPartition(settings.topic(d.dlq_topic), d.partition)
+            progress[tp] = max(progress.get(tp, 0), d.offset + 1)
+        consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in progress.items()})
+        return chosen
+    finally:
+        consumer.close()
+
+
+def group_members(settings: Settings, group: str) -> int:
+    admin = KafkaAdminClient(**settings.kafka_client_config(), client_id="installments-replay")
+    try:
+        described = admin.describe_groups([group]).get(group) or {}
+        return len(described.get("members") or [])
+    finally:
+        admin.close()
+
+
+def plan_replay(settings: Settings, service: Any, *, to_offset: int | None,
+                to_time: datetime | None, topic: str | None) -> dict[TopicPartition, tuple[int, int]]:
+    """Partition -> (stored next offset now, offset to move back to)."""
+    group = settings.topic_prefix + service.consumer_group
+    topics = [topic] if topic else list(service.consumes)
+    for t in topics:
+        if t not in service.consumes:
+            raise ValueError(f"{service.name} does not consume {t}")
+    engine = make_engine(settings, service.name)
+    consumer = KafkaConsumer(**settings.kafka_client_config(), group_id=None)
+    try:
+        tps = [TopicPartition(settings.topic(t), p) for t in topics
+               for p in consumer.partitions_for_topic(settings.topic(t)) or set()]
+        with engine.connect() as conn:
+            rows = conn.execute(select(consumer_offsets).where(consumer_offsets.c.consumer == group))
+            stored = {TopicPartition(r.topic, r.partition): r.next_offset for r in rows}
+        if to_time is not None:
+            found = consumer.offsets_for_times({tp: int(to_time.timestamp() * 1000) for tp in tps})
+            ends = consumer.end_offsets(tps)
+            targets = {tp: (found[tp].offset if found.get(tp) else ends[tp]) for tp in tps}
+        else:
+            starts = consumer.beginning_offsets(tps)
+            targets = {tp: max(starts[tp], to_offset or 0) for tp in tps}
+        return {tp: (stored.get(tp, 0), min(targets[tp], stored.get(tp, 0))) for tp in tps
+                if tp in stored}
+    finally:
+        consumer.close()
+        engine.dispose()
+
+
+def apply_replay(settings: Settings, service: Any, moves: dict[TopicPartition, tuple[int, int]]
+                 ) -> None:
+    """Move the stored offsets back (compare-and-set), then Kafka's committed offsets."""
+    group = settings.topic_prefix + service.consumer_group
+    engine = make_engine(settings, service.name)
+    try:
+        with engine.begin() as conn:
+            for tp, (current, target) in moves.items():
+                result = conn.execute(
+                    update(consumer_offsets).where(and_(
+                        consumer_offsets.c.consumer == group, consumer_offsets.c.topic == tp.topic,
+                        consumer_offsets.c.partition == tp.partition,
+                        consumer_offsets.c.next_offset == current,
+                    )).values(next_offset=target, updated_at=utcnow())
+                )
+                if result.rowcount != 1:
+                    raise RuntimeError(f"{tp.topic}[{tp.partition}] moved meanwhile; is the"
+                                       " service still running?")
+    finally:
+        engine.dispose()
+    consumer = KafkaConsumer(**settings.kafka_client_config(), group_id=group,
+                             enable_auto_commit=False)
+    try:
+        consumer.commit({tp: OffsetAndMetadata(t, "", -1) for tp, (_c, t) in moves.items()})
+    finally:
+        consumer.close()
+
+
+def iter_rows(letters: list[DeadLetter]) -> Iterator[list[str]]:
+    for d in letters:
+        h = d.headers
+        yield [d.dlq_topic, f"{d.partition}:{d.offset}", h.get("error.service", "?"),
+               f"{h.get('original.topic', '?')}[{h.get('original.partition', '?')}]"
+               f"@{h.get('original.offset', '?')}", h.get("error.reason", "")[:120]]
