@@ -216,6 +216,25 @@ def replay(
     console.print(f"moved {len(moves)} partition(s); start {service} to replay")
 
 
+@app.command()
+def check(json_output: bool = typer.Option(False, "--json", help="print JSON")) -> None:
+    """Check the pipeline's invariants from its topics; exit 1 on any violation."""
+    import json
+
+    from shared.tools.invariants import check as run_checks
+
+    result = run_checks(Settings())
+    if json_output:
+        typer.echo(json.dumps(result.as_dict(), indent=2))
+    else:
+        for name, n in sorted(result.checked.items()):
+            console.print(f"{n:8d}  {name}")
+        for violation in result.violations:
+            console.print(f"[red]VIOLATION[/] {violation}")
+        console.print(f"{sum(result.checked.values())} checks, {len(result.violations)} violations")
+    raise typer.Exit(0 if result.ok else 1)
+
+
 def _mount_optional() -> None:
     try:
         from shared.stack import app as stack_app
