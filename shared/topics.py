@@ -18,7 +18,7 @@ def contract_topics() -> dict[str, dict[str, str]]:
     return topics
 
 
-def ensure_topics(settings: Settings, *, timeout_s: float = 30.0) -> list[str]:
+def ensure_topics(settings: Settings, *, timeout_s: float = 120.0) -> list[str]:
     """Create the missing topics with the configured partitions and replication.
 
     Idempotent; returns the physical names it created.
@@ -38,11 +38,11 @@ def ensure_topics(settings: Settings, *, timeout_s: float = 30.0) -> list[str]:
         }
         if missing:
             try:
-                admin.create_topics(
-                    missing, timeout_ms=int(timeout_s * 1000), wait_for_metadata=True
-                )
+                admin.create_topics(missing, timeout_ms=int(timeout_s * 1000))
             except TopicAlreadyExistsError:
                 pass  # another process won the race; that is fine
+            # Wait until every partition has a leader (a slow broker can take a while).
+            admin.wait_for_topics(list(missing), timeout_ms=int(timeout_s * 1000))
         return sorted(missing)
     finally:
         admin.close()
