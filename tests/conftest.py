@@ -21,6 +21,15 @@ def stack() -> tuple[str, str]:
     return bootstrap, db_url
 
 
+@pytest.fixture(autouse=True)
+def _no_leftover_processes() -> Iterator[None]:
+    """A failed test must not leave a service process behind."""
+    yield
+    from tests.support import kill_leftovers
+
+    kill_leftovers()
+
+
 @pytest.fixture
 def pg_database(stack: tuple[str, str]) -> Iterator[str]:
     """A fresh PostgreSQL database for one test, dropped afterwards."""

@@ -191,15 +191,29 @@ def running(*services: Service, settings: Settings):
             t.stop()
 
 
+#: Processes started by tests; the autouse fixture in conftest kills leftovers.
+STARTED: list[subprocess.Popen[bytes]] = []
+
+
 def start_process(service: str, settings: Settings, extra_env: dict[str, str] | None = None,
                   log_path: str | None = None) -> subprocess.Popen[bytes]:
     """Run ``python -m services.<service>`` as a real OS process."""
     env = settings_env(settings)
     env.update(extra_env or {})
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [sys.executable, "-m", f"services.{service}"], env=env, cwd=REPO, stdout=out, stderr=out
     )
+    STARTED.append(proc)
+    return proc
+
+
+def kill_leftovers() -> None:
+    while STARTED:
+        proc = STARTED.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 60.0, what: str = "") -> None:
