@@ -47,7 +47,9 @@ REASONS = CREDIT_REASONS | DEBIT_REASONS
 # Redemption outcome reasons.
 INSUFFICIENT_POINTS = "insufficient_points"  # rejected: emit points.redemption-rejected
 NOTHING_REQUESTED = "nothing_requested"  # redeem_points absent or 0: emit nothing
-NOTHING_TO_WAIVE = "nothing_to_waive"  # the plan has no fee (e.g. a promotion): emit nothing
+# The plan has no fee (e.g. a promotion) but points were requested: the handler emits
+# points.redemption-rejected with why=nothing_to_waive (the request was not applied).
+NOTHING_TO_WAIVE = "nothing_to_waive"
 
 # plan.cancelled reasons.
 CANCELLED_BY_REFUND = "refund"
@@ -174,7 +176,10 @@ class RedemptionOutcome:
       ``fee_redemption``) and ``fee_amount`` is waived on the plan.
     - not accepted, reason ``insufficient_points``: emit ``points.redemption-rejected``
       with ``points`` (the points the waiver would have needed); the plan keeps its fee.
-    - not accepted, reason ``nothing_requested`` / ``nothing_to_waive``: emit nothing.
+    - not accepted, reason ``nothing_to_waive`` (points requested, the plan has no fee):
+      the handler emits ``points.redemption-rejected`` with ``why: nothing_to_waive`` and
+      the requested points (``points`` is 0 here); the balance is unchanged.
+    - not accepted, reason ``nothing_requested``: emit nothing.
     """
 
     accepted: bool

@@ -9,6 +9,7 @@ policy file (``INSTALLMENTS_POLICY_FILE``, YAML), section ``points``::
       first_plan_bonus_factor: 1    # bonus = factor x the purchase's points (1 = double points)
       points_per_currency_unit: 100 # redemption: 100 points buy 1.00 of fee
       minor_unit: "0.01"            # fee amounts are quantized to this
+      unknown_account_tier: silver  # tier for a purchase of an account not (yet) upserted
 
 Unknown keys are rejected (a typo must not silently fall back to a default).
 """
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 SECTION = "points"
 
@@ -42,6 +43,9 @@ class PointsPolicy(BaseModel):
     first_plan_bonus_factor: Decimal = Field(default=Decimal("1"), ge=0)
     points_per_currency_unit: int = Field(default=100, gt=0)
     minor_unit: Decimal = Field(default=Decimal("0.01"), gt=0)
+    #: Tier applied to a purchase whose account has not been seen on card.accounts.v1
+    #: yet (the two topics are not ordered with each other). Must be a known tier.
+    unknown_account_tier: str = "silver"
 
     @field_validator("tier_multipliers")
     @classmethod
@@ -52,6 +56,14 @@ class PointsPolicy(BaseModel):
             if multiplier < 0:
                 raise ValueError(f"tier {tier!r}: multiplier must be >= 0")
         return value
+
+    @model_validator(mode="after")
+    def _unknown_account_tier_is_known(self) -> PointsPolicy:
+        if self.unknown_account_tier not in self.tier_multipliers:
+            raise ValueError(
+                f"unknown_account_tier {self.unknown_account_tier!r} has no tier multiplier"
+            )
+        return self
 
 
 DEFAULT_POLICY = PointsPolicy()

@@ -1,0 +1,136 @@
+"""The points service's own tables.
+
+- ``accounts``: the tier in force (from ``account.upserted``) and whether the account
+  ever had a plan (the first-plan bonus is paid once). The row is also the per-account
+  lock: every handler that reads the balance or books an entry locks it first
+  (``SELECT ... FOR UPDATE``), because one account's events arrive on three topics and
+  their partitions may be owned by different processes.
+- ``purchases``: per recorded purchase, the tier that applied, the points earned and
+  the points reversed so far (refunds), with the refunded total seen.
+- ``plans``: per plan, the bonus granted and reversed, the principal returned by
+  cancellations, and the redemption (requested, spent, fee amount).
+- ``ledger``: APPEND-ONLY. One row per points movement (signed ``points``), with the id
+  of the ``points.*`` event that announced it and ``balance_after``. The balance is
+  always ``SUM(points)`` of an account's rows; nothing is ever updated or deleted
+  (migration 2 installs triggers that refuse UPDATE and DELETE).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.engine import Connection
+
+from shared.db import Migration, Money, create_tables
+
+metadata = MetaData()
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("account_id", String(128), primary_key=True),
+    # None until the account is upserted (a purchase or plan may arrive first).
+    Column("tier", String(16), nullable=True),
+    Column("had_plan", Boolean, nullable=False, default=False),
+    Column("first_plan_id", String(128), nullable=True),
+)
+
+purchases = Table(
+    "purchases",
+    metadata,
+    Column("purchase_id", String(128), primary_key=True),
+    Column("account_id", String(128), nullable=False, index=True),
+    Column("amount", Money, nullable=False),
+    Column("currency", String(3), nullable=False),
+    # The tier in force when the purchase was recorded, and whether it was assumed
+    # (policy.unknown_account_tier) because the account was not known yet.
+    Column("tier", String(16), nullable=False),
+    Column("tier_assumed", Boolean, nullable=False),
+    Column("points_earned", Integer, nullable=False),
+    Column("points_reversed", Integer, nullable=False),
+    Column("refunded_total", Money, nullable=False),
+    Column("event_id", String(64), nullable=False),
+)
+
+plans = Table(
+    "plans",
+    metadata,
+    Column("plan_id", String(128), primary_key=True),
+    Column("account_id", String(128), nullable=False, index=True),
+    Column("purchase_id", String(128), nullable=False),
+    Column("principal", Money, nullable=False),
+    Column("total_fee", Money, nullable=False),
+    Column("currency", String(3), nullable=False),
+    # First-plan bonus: granted (0 unless the account's first plan) and reversed so far.
+    Column("bonus_points", Integer, nullable=False),
+    # "purchase": the purchase's recorded points; "principal": computed from the plan's
+    # principal and the account's tier because plan.created arrived before the purchase.
+    Column("bonus_basis", String(16), nullable=False),
+    Column("bonus_reversed", Integer, nullable=False),
+    Column("principal_returned", Money, nullable=False),
+    Column("redeem_requested", Integer, nullable=False),
+    Column("points_redeemed", Integer, nullable=False),
+    Column("fee_redeemed", Money, nullable=False),
+    Column("event_id", String(64), nullable=False),
+)
+
+ledger = Table(
+    "ledger",
+    metadata,
+    Column("entry_id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("account_id", String(128), nullable=False, index=True),
+    Column("points", Integer, nullable=False),  # signed: > 0 credit, < 0 debit
+    Column("balance_after", Integer, nullable=False),
+    Column("reason", String(32), nullable=False),
+    Column("purchase_id", String(128), nullable=True),
+    Column("plan_id", String(128), nullable=True),
+    Column("event_id", String(64), nullable=False),  # the points.* event announcing it
+    Column("cause_id", String(64), nullable=False),  # the event that caused it
+    Column("created_at", DateTime(timezone=True), nullable=False),  # bookkeeping only
+    UniqueConstraint("event_id", name="ledger_event_id_key"),
+)
+
+
+def _forbid_ledger_changes(conn: Connection) -> None:
+    """Make the ledger append-only in the database itself: UPDATE and DELETE fail."""
+    if conn.dialect.name == "postgresql":
+        schema = (conn.get_execution_options().get("schema_translate_map") or {}).get(None)
+        table = f'"{schema}".ledger' if schema else "ledger"
+        function = f'"{schema}".ledger_append_only' if schema else "ledger_append_only"
+        conn.execute(
+            text(
+                f"CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS"
+                " $$ BEGIN RAISE EXCEPTION 'the points ledger is append-only'; END $$"
+            )
+        )
+        conn.execute(
+            text(
+                f"CREATE TRIGGER ledger_append_only BEFORE UPDATE OR DELETE ON {table}"
+                f" FOR EACH ROW EXECUTE FUNCTION {function}()"
+            )
+        )
+    elif conn.dialect.name == "sqlite":
+        for op in ("UPDATE", "DELETE"):
+            conn.execute(
+                text(
+                    f"CREATE TRIGGER IF NOT EXISTS ledger_no_{op.lower()} BEFORE {op} ON ledger"
+                    " BEGIN SELECT RAISE(ABORT, 'the points ledger is append-only'); END"
+                )
+            )
+
+
+MIGRATIONS = [
+    Migration(1, "accounts, purchases, plans, ledger", create_tables(metadata)),
+    Migration(2, "ledger is append-only", _forbid_ledger_changes),
+]

@@ -1,0 +1,561 @@
+"""points handlers through the runtime's batch code (SQLite, no broker).
+
+Every test ends with the ledger check of the ``p`` fixture: for every account that had a
+points event, the last ``balance_after`` == Σ ledger rows in the database, and each
+row's ``balance_after`` is the running sum of the rows before it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from datetime import date
+from decimal import ROUND_DOWN, Decimal
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import DatabaseError
+
+from schemas import Envelope
+from services.points.bootstrap import SERVICE
+from services.points.policy import PointsPolicy
+from services.points.tables import accounts, ledger, plans, purchases
+from tests import factories as f
+from tests.harness import Harness
+from tests.support import envelope
+
+RECORDED = "purchases.recorded.v1"
+ACCOUNTS = "card.accounts.v1"
+PLANS = "installments.plans.v1"
+LEDGER = "points.ledger.v1"
+D = Decimal
+
+
+# --------------------------------------------------------------------------- messages
+# Raw messages as the purchases and offers services would write them.
+
+
+def recorded(account_id: str, amount: str, *, purchase_id: str | None = None,
+             event_id: str | None = None) -> dict[str, Any]:
+    """A ``purchase.recorded`` (the purchase.posted fields, from the purchases service)."""
+    msg = f.purchase(account_id, amount, purchase_id=purchase_id, event_id=event_id)
+    msg["type"], msg["source"] = "purchase.recorded", "purchases"
+    return msg
+
+
+def refund_recorded(account_id: str, purchase_id: str, amount: str, refunded_total: str,
+                    *, fully: bool = False, refund_id: str | None = None) -> dict[str, Any]:
+    msg = f.refund(account_id, purchase_id, amount, refund_id=refund_id)
+    msg["type"], msg["source"] = "refund.recorded", "purchases"
+    msg["data"].update(refunded_total=refunded_total, fully_refunded=fully)
+    return msg
+
+
+def _split(total: Decimal, n: int) -> list[Decimal]:
+    """Equal parts rounded down to the cent, the remainder on the first."""
+    part = (total / n).quantize(D("0.01"), rounding=ROUND_DOWN)
+    return [total - part * (n - 1)] + [part] * (n - 1)
+
+
+def plan_created(account_id: str, purchase_id: str, principal: str, *, total_fee: str = "0.00",
+                 redeem_points: int = 0, tenor: int = 3, plan_id: str | None = None,
+                 event_id: str | None = None) -> dict[str, Any]:
+    """A valid ``plan.created`` (schedule adds up) from the offers service."""
+    principals, fees = _split(D(principal), tenor), _split(D(total_fee), tenor)
+    schedule = [
+        {
+            "seq": i + 1,
+            "due_date": date(2026, 2 + i % 11, 15).isoformat(),
+            "principal": str(p),
+            "fee": str(fee),
+            "amount": str(p + fee),
+        }
+        for i, (p, fee) in enumerate(zip(principals, fees, strict=True))
+    ]
+    data = {
+        "plan_id": plan_id or f.new_id("plan"),
+        "offer_id": f.new_id("off"),
+        "purchase_id": purchase_id,
+        "account_id": account_id,
+        "principal": principal,
+        "currency": "USD",
+        "tenor_months": tenor,
+        "total_fee": total_fee,
+        "apr": "13.03",
+        "auto_converted": False,
+        "redeem_points": redeem_points,
+        "schedule": schedule,
+    }
+    return envelope("plan.created", account_id, data, event_id=event_id, source="offers")
+
+
+def plan_cancelled(account_id: str, plan_id: str, principal_returned: str, *,
+                   reason: str = "refund", fee_returned: str = "0.00") -> dict[str, Any]:
+    data = {
+        "plan_id": plan_id,
+        "reason": reason,
+        "principal_returned": principal_returned,
+        "fee_returned": fee_returned,
+        "currency": "USD",
+    }
+    return envelope("plan.cancelled", account_id, data, source="offers")
+
+
+def with_new_id(msg: dict[str, Any]) -> dict[str, Any]:
+    """The same facts under a new event id (a re-publication, not a redelivery)."""
+    return {**msg, "id": str(uuid.uuid4())}
+
+
+# --------------------------------------------------------------------------- harness
+
+
+class Points:
+    """The harness plus the points events seen per account and ledger queries."""
+
+    def __init__(self, harness: Harness) -> None:
+        self.h = harness
+        self.seen: dict[str, list[Envelope]] = {}
+
+    def feed(self, topic: str, *messages: dict[str, Any]) -> list[Any]:
+        out = self.h.feed(topic, *messages)
+        for e in out:
+            if e.event is not None and e.topic == LEDGER:
+                self.seen.setdefault(e.event.data.account_id, []).append(e.event)
+        return out
+
+    def events(self, topic: str, *messages: dict[str, Any]) -> list[Envelope]:
+        return [e.event for e in self.feed(topic, *messages) if e.event is not None]
+
+    def one(self, topic: str, message: dict[str, Any]) -> Envelope:
+        [event] = self.events(topic, message)
+        return event
+
+    def rows(self, account_id: str) -> list[Any]:
+        with self.h.runner.engine.connect() as conn:
+            return conn.execute(
+                select(ledger).where(ledger.c.account_id == account_id)
+                .order_by(ledger.c.entry_id)
+            ).all()
+
+    def ledger_sum(self, account_id: str) -> int:
+        with self.h.runner.engine.connect() as conn:
+            return conn.execute(
+                select(func.coalesce(func.sum(ledger.c.points), 0))
+                .where(ledger.c.account_id == account_id)
+            ).scalar_one()
+
+    def row(self, table: Any, key: str) -> Any:
+        pk = list(table.primary_key.columns)[0]
+        with self.h.runner.engine.connect() as conn:
+            return conn.execute(select(table).where(pk == key)).one()
+
+    def check_ledger(self) -> None:
+        """Last balance_after == Σ ledger rows; rows are a consistent running balance."""
+        for account_id, events in self.seen.items():
+            balance_events = [e for e in events if e.type != "points.redemption-rejected"]
+            rows = self.rows(account_id)
+            running = 0
+            for row in rows:
+                running += row.points
+                assert row.balance_after == running
+            assert events[-1].data.balance_after == self.ledger_sum(account_id) == running
+            assert [e.id for e in balance_events] == [r.event_id for r in rows]
+            signed = {
+                "points.accrued": 1, "points.reversed": -1, "points.redeemed": -1,
+            }
+            assert [signed[e.type] * e.data.points for e in balance_events] == [
+                r.points for r in rows
+            ]
+
+
+@pytest.fixture
+def p(tmp_path):
+    harness = Harness(SERVICE, tmp_path)
+    points = Points(harness)
+    yield points
+    points.check_ledger()
+    harness.close()
+
+
+def points_with(tmp_path, **policy: Any) -> Points:
+    service = dataclasses.replace(SERVICE, policy=PointsPolicy(**policy))
+    return Points(Harness(service, tmp_path))
+
+
+def account_id() -> str:
+    return f.new_id("acc")
+
+
+# --------------------------------------------------------------------------- accrual
+
+
+@pytest.mark.parametrize(
+    ("tier", "expected"), [("silver", 999), ("gold", 1199), ("platinum", 1499), ("diamond", 1999)]
+)
+def test_accrual_by_tier(p, tier, expected):
+    acc = account_id()
+    assert p.events(ACCOUNTS, f.account(acc, tier=tier)) == []
+    msg = recorded(acc, "999.99")
+    accrued = p.one(RECORDED, msg)
+    assert accrued.type == "points.accrued"
+    assert accrued.subject == acc and accrued.source == "points"
+    assert accrued.causation_id == msg["id"]
+    assert accrued.data.model_dump() == {
+        "account_id": acc, "points": expected, "balance_after": expected, "reason": "purchase",
+        "purchase_id": msg["data"]["purchase_id"], "plan_id": None,
+    }
+    row = p.row(purchases, msg["data"]["purchase_id"])
+    assert (row.tier, row.tier_assumed, row.points_earned, row.points_reversed) == (
+        tier, False, expected, 0
+    )
+
+
+def test_unknown_account_earns_at_silver_and_the_tier_is_marked_assumed(p):
+    acc = account_id()
+    msg = recorded(acc, "100.00")
+    assert p.one(RECORDED, msg).data.points == 100
+    row = p.row(purchases, msg["data"]["purchase_id"])
+    assert (row.tier, row.tier_assumed) == ("silver", True)
+
+
+def test_unknown_account_tier_is_configurable(tmp_path):
+    pts = points_with(tmp_path, unknown_account_tier="gold")
+    acc = account_id()
+    assert pts.one(RECORDED, recorded(acc, "100.00")).data.points == 120
+    pts.check_ledger()
+    pts.h.close()
+    with pytest.raises(ValidationError):
+        PointsPolicy(unknown_account_tier="bronze")
+
+
+def test_tier_change_applies_only_to_later_purchases(p):
+    acc = account_id()
+    p.feed(ACCOUNTS, f.account(acc, tier="silver"))
+    first = recorded(acc, "100.00")
+    assert p.one(RECORDED, first).data.points == 100
+    p.feed(ACCOUNTS, f.account(acc, tier="diamond"))
+    later = p.one(RECORDED, recorded(acc, "100.00"))
+    assert (later.data.points, later.data.balance_after) == (200, 300)
+    # the earlier purchase keeps its silver points: a full refund reverses 100, not 200
+    reversed_ = p.one(RECORDED, refund_recorded(acc, first["data"]["purchase_id"], "100.00",
+                                                "100.00", fully=True))
+    assert (reversed_.data.points, reversed_.data.balance_after) == (100, 200)
+    assert p.row(purchases, first["data"]["purchase_id"]).tier == "silver"
+
+
+def test_purchase_under_one_unit_books_nothing(p):
+    acc = account_id()
+    msg = recorded(acc, "0.99")
+    assert p.events(RECORDED, msg) == []
+    assert p.rows(acc) == []
+    assert p.row(purchases, msg["data"]["purchase_id"]).points_earned == 0
+
+
+# --------------------------------------------------------------------------- refunds
+
+
+def test_partial_refunds_then_full_refund_reverse_exactly_the_earned_points(p):
+    acc = account_id()
+    p.feed(ACCOUNTS, f.account(acc, tier="gold"))
+    msg = recorded(acc, "100.00")
+    pid = msg["data"]["purchase_id"]
+    assert p.one(RECORDED, msg).data.points == 120
+    steps = [("33.33", "33.33"), ("33.33", "66.66"), ("33.33", "99.99"), ("0.01", "100.00")]
+    reversed_points = []
+    for amount, total in steps:
+        events = p.events(RECORDED, refund_recorded(acc, pid, amount, total,
+                                                    fully=total == "100.00"))
+        reversed_points += [e.data.points for e in events]
+        assert all(e.type == "points.reversed" and e.data.reason == "refund" for e in events)
+        assert all(e.data.purchase_id == pid for e in events)
+    # floor(120 * cumulative / 100): 39, 79, 119, 120
+    assert reversed_points == [39, 40, 40, 1]
+    assert sum(reversed_points) == 120
+    assert p.ledger_sum(acc) == 0
+    row = p.row(purchases, pid)
+    assert (row.points_earned, row.points_reversed, row.refunded_total) == (120, 120, D("100.00"))
+
+
+def test_a_refund_whose_share_rounds_to_zero_emits_nothing(p):
+    acc = account_id()
+    msg = recorded(acc, "1000.00")
+    p.feed(RECORDED, msg)
+    assert p.events(RECORDED, refund_recorded(acc, msg["data"]["purchase_id"], "0.50",
+                                              "0.50")) == []
+    assert p.ledger_sum(acc) == 1000
+
+
+def test_refund_of_an_unknown_purchase_is_dead_lettered(p):
+    acc = account_id()
+    [dead] = p.feed(RECORDED, refund_recorded(acc, "pur-never", "1.00", "1.00"))
+    assert dead.topic == RECORDED + ".dlq"
+    assert "never recorded" in dead.headers["error.reason"]
+
+
+# --------------------------------------------------------------------------- plans
+
+
+def test_first_plan_earns_the_bonus_once(p):
+    acc = account_id()
+    p.feed(ACCOUNTS, f.account(acc, tier="platinum"))
+    first, second = recorded(acc, "1000.00"), recorded(acc, "2000.00")
+    p.feed(RECORDED, first, second)
+    assert p.ledger_sum(acc) == 1500 + 3000
+    plan1 = plan_created(acc, first["data"]["purchase_id"], "1000.00", total_fee="18.00")
+    bonus = p.one(PLANS, plan1)
+    assert bonus.type == "points.accrued"
+    assert bonus.data.model_dump() == {
+        "account_id": acc, "points": 1500, "balance_after": 6000,
+        "reason": "first_installment_bonus", "purchase_id": first["data"]["purchase_id"],
+        "plan_id": plan1["data"]["plan_id"],
+    }
+    plan2 = plan_created(acc, second["data"]["purchase_id"], "2000.00", total_fee="36.00")
+    assert p.events(PLANS, plan2) == []  # not the first plan: no bonus
+    account = p.row(accounts, acc)
+    assert (account.had_plan, account.first_plan_id) == (True, plan1["data"]["plan_id"])
+    assert p.row(plans, plan2["data"]["plan_id"]).bonus_points == 0
+
+
+def test_plan_before_its_purchase_takes_the_bonus_from_the_principal(p):
+    """plan.created overtook purchase.recorded (another topic): no Defer, no lost bonus."""
+    acc = account_id()
+    p.feed(ACCOUNTS, f.account(acc, tier="gold"))
+    msg = recorded(acc, "750.00")
+    plan = plan_created(acc, msg["data"]["purchase_id"], "750.00", total_fee="13.50")
+    bonus = p.one(PLANS, plan)
+    assert (bonus.data.reason, bonus.data.points, bonus.data.balance_after) == (
+        "first_installment_bonus", 900, 900
+    )
+    assert p.row(plans, plan["data"]["plan_id"]).bonus_basis == "principal"
+    accrued = p.one(RECORDED, msg)  # the purchase still earns its own points
+    assert (accrued.data.points, accrued.data.balance_after) == (900, 1800)
+
+
+def test_cancellation_by_refund_reverses_the_bonus_and_early_payoff_does_not(p):
+    acc = account_id()
+    msg = recorded(acc, "600.00")
+    p.feed(RECORDED, msg)
+    plan = plan_created(acc, msg["data"]["purchase_id"], "600.00", total_fee="10.80")
+    plan_id = plan["data"]["plan_id"]
+    p.feed(PLANS, plan)
+    assert p.ledger_sum(acc) == 1200
+    assert p.events(PLANS, plan_cancelled(acc, plan_id, "0.00", reason="early_payoff")) == []
+    half = p.one(PLANS, plan_cancelled(acc, plan_id, "300.00"))
+    assert half.type == "points.reversed"
+    assert (half.data.reason, half.data.points, half.data.plan_id) == ("plan_cancelled", 300,
+                                                                        plan_id)
+    rest = p.one(PLANS, plan_cancelled(acc, plan_id, "300.00"))
+    assert (rest.data.points, rest.data.balance_after) == (300, 600)
+    row = p.row(plans, plan_id)
+    assert (row.bonus_points, row.bonus_reversed, row.principal_returned) == (600, 600,
+                                                                               D("600.00"))
+
+
+def test_cancellation_of_an_unknown_plan_is_dead_lettered(p):
+    [dead] = p.feed(PLANS, plan_cancelled(account_id(), "plan-never", "1.00"))
+    assert dead.topic == PLANS + ".dlq" and "never saw" in dead.headers["error.reason"]
+
+
+def test_other_plan_events_are_ignored(p):
+    acc = account_id()
+    waived = envelope("fee.waived", acc, {"plan_id": "plan-x", "amount": "1.00",
+                                          "currency": "USD", "points": 100}, source="offers")
+    assert p.feed(PLANS, waived) == []
+
+
+# --------------------------------------------------------------------------- redemption
+
+
+def _account_with_a_plan(p: Points, acc: str, earn: str) -> None:
+    """An account that already had its first plan (no bonus later) and ``earn`` points."""
+    first = recorded(acc, "1.00")
+    p.feed(RECORDED, first)
+    p.feed(PLANS, plan_created(acc, first["data"]["purchase_id"], "1.00"))  # bonus 1
+    p.feed(RECORDED, refund_recorded(acc, first["data"]["purchase_id"], "1.00", "1.00",
+                                     fully=True))  # -1
+    p.feed(RECORDED, recorded(acc, earn))
+    assert p.ledger_sum(acc) == int(D(earn)) + 1
+
+
+def test_redemption_accepted(p):
+    acc = account_id()
+    _account_with_a_plan(p, acc, "2000.00")
+    msg = recorded(acc, "1200.00")
+    p.feed(RECORDED, msg)
+    balance = p.ledger_sum(acc)
+    plan = plan_created(acc, msg["data"]["purchase_id"], "1200.00", total_fee="86.40",
+                        tenor=12, redeem_points=1500)
+    redeemed = p.one(PLANS, plan)
+    assert redeemed.type == "points.redeemed" and redeemed.subject == acc
+    assert redeemed.data.model_dump() == {
+        "account_id": acc, "points": 1500, "balance_after": balance - 1500,
+        "reason": "fee_redemption", "plan_id": plan["data"]["plan_id"],
+    }
+    row = p.row(plans, plan["data"]["plan_id"])
+    assert (row.redeem_requested, row.points_redeemed, row.fee_redeemed) == (1500, 1500,
+                                                                             D("15.00"))
+
+
+def test_redemption_rejected_with_too_few_points_keeps_the_balance(p):
+    acc = account_id()
+    _account_with_a_plan(p, acc, "500.00")
+    msg = recorded(acc, "1200.00")
+    p.feed(RECORDED, msg)
+    balance = p.ledger_sum(acc)  # 1701
+    before = len(p.rows(acc))
+    plan = plan_created(acc, msg["data"]["purchase_id"], "1200.00", total_fee="86.40",
+                        tenor=12, redeem_points=2000)
+    rejected = p.one(PLANS, plan)
+    assert rejected.type == "points.redemption-rejected"
+    assert rejected.data.model_dump() == {
+        "account_id": acc, "points": 2000, "balance_after": balance, "reason": "fee_redemption",
+        "plan_id": plan["data"]["plan_id"], "why": "insufficient_points",
+    }
+    assert len(p.rows(acc)) == before and p.ledger_sum(acc) == balance
+    assert p.row(plans, plan["data"]["plan_id"]).points_redeemed == 0
+
+
+def test_redemption_of_the_exact_balance_reaches_zero(p):
+    acc = account_id()
+    _account_with_a_plan(p, acc, "99.00")
+    msg = recorded(acc, "500.00")
+    p.feed(RECORDED, msg)
+    plan = plan_created(acc, msg["data"]["purchase_id"], "500.00", total_fee="9.00",
+                        redeem_points=600)
+    redeemed = p.one(PLANS, plan)
+    assert (redeemed.data.points, redeemed.data.balance_after) == (600, 0)
+
+
+def test_redemption_is_capped_at_the_plans_total_fee(p):
+    acc = account_id()
+    _account_with_a_plan(p, acc, "20000.00")
+    msg = recorded(acc, "1000.00")
+    p.feed(RECORDED, msg)
+    plan = plan_created(acc, msg["data"]["purchase_id"], "1000.00", total_fee="12.34",
+                        redeem_points=10000)
+    redeemed = p.one(PLANS, plan)
+    assert redeemed.data.points == 1234
+    assert p.row(plans, plan["data"]["plan_id"]).fee_redeemed == D("12.34")
+
+
+def test_redemption_on_a_plan_without_fee_is_rejected_and_zero_requested_is_silent(p):
+    acc = account_id()
+    _account_with_a_plan(p, acc, "1000.00")
+    a, b = recorded(acc, "600.00"), recorded(acc, "700.00")
+    p.feed(RECORDED, a, b)
+    promo = plan_created(acc, a["data"]["purchase_id"], "600.00", redeem_points=500)
+    rejected = p.one(PLANS, promo)
+    assert rejected.type == "points.redemption-rejected"
+    assert (rejected.data.why, rejected.data.points) == ("nothing_to_waive", 500)
+    assert p.events(PLANS, plan_created(acc, b["data"]["purchase_id"], "700.00",
+                                        total_fee="12.60")) == []
+
+
+def test_the_first_plan_redeems_before_its_bonus_is_credited(p):
+    acc = account_id()
+    msg = recorded(acc, "1000.00")
+    p.feed(RECORDED, msg)
+    plan = plan_created(acc, msg["data"]["purchase_id"], "1000.00", total_fee="50.00",
+                        redeem_points=1500)
+    rejected, bonus = p.events(PLANS, plan)
+    assert (rejected.type, rejected.data.balance_after) == ("points.redemption-rejected", 1000)
+    assert (bonus.type, bonus.data.points, bonus.data.balance_after) == ("points.accrued",
+                                                                         1000, 2000)
+    second = recorded(acc, "500.00")
+    p.feed(RECORDED, second)
+    plan2 = plan_created(acc, second["data"]["purchase_id"], "500.00", total_fee="50.00",
+                         redeem_points=1000)
+    [redeemed] = p.events(PLANS, plan2)
+    assert (redeemed.type, redeemed.data.balance_after) == ("points.redeemed", 1500)
+
+
+def test_a_reversal_may_take_the_balance_below_zero(p):
+    acc = account_id()
+    a = recorded(acc, "1000.00")
+    p.feed(RECORDED, a)
+    plan_a = plan_created(acc, a["data"]["purchase_id"], "1000.00", total_fee="18.00")
+    p.feed(PLANS, plan_a)  # bonus 1000 -> 2000
+    b = recorded(acc, "500.00")
+    p.feed(RECORDED, b)  # 2500
+    plan_b = plan_created(acc, b["data"]["purchase_id"], "500.00", total_fee="30.00",
+                          redeem_points=2500)
+    assert p.one(PLANS, plan_b).data.balance_after == 0  # everything spent
+    refund = p.one(RECORDED, refund_recorded(acc, a["data"]["purchase_id"], "1000.00",
+                                             "1000.00", fully=True))
+    assert (refund.data.points, refund.data.balance_after) == (1000, -1000)
+    bonus_back = p.one(PLANS, plan_cancelled(acc, plan_a["data"]["plan_id"], "1000.00"))
+    assert (bonus_back.data.points, bonus_back.data.balance_after) == (1000, -2000)
+    # and a redemption is then refused, not taken further below zero
+    c = recorded(acc, "100.00")
+    p.feed(RECORDED, c)
+    rejected = p.one(PLANS, plan_created(acc, c["data"]["purchase_id"], "100.00",
+                                         total_fee="5.00", redeem_points=1))
+    assert (rejected.type, rejected.data.balance_after) == ("points.redemption-rejected", -1900)
+
+
+# --------------------------------------------------------------------------- duplicates
+
+
+def test_duplicates_emit_nothing_twice(p):
+    acc = account_id()
+    p.feed(ACCOUNTS, f.account(acc, tier="gold"))
+    buy = recorded(acc, "1000.00")
+    pid = buy["data"]["purchase_id"]
+    refund = refund_recorded(acc, pid, "250.00", "250.00")
+    plan = plan_created(acc, pid, "1000.00", total_fee="18.00", redeem_points=100)
+    cancel = plan_cancelled(acc, plan["data"]["plan_id"], "250.00")
+    first = [
+        *p.events(RECORDED, buy), *p.events(PLANS, plan), *p.events(RECORDED, refund),
+        *p.events(PLANS, cancel),
+    ]
+    assert [e.type for e in first] == [
+        "points.accrued", "points.redeemed", "points.accrued", "points.reversed",
+        "points.reversed",
+    ]
+    balance = p.ledger_sum(acc)
+    # the same events again (inbox), the same facts under new ids (business keys), and the
+    # same record redelivered (stored offset): nothing is emitted, nothing is booked
+    assert p.feed(RECORDED, buy, refund) == []
+    assert p.feed(PLANS, plan) == []
+    assert p.feed(RECORDED, with_new_id(buy), with_new_id(refund)) == []
+    assert p.feed(PLANS, with_new_id(plan)) == []
+    record = p.h.publish(RECORDED, recorded(acc, "10.00"))
+    [accrued] = p.h.process(record)
+    p.seen[acc].append(accrued.event)  # (fed around the wrapper) for the ledger check
+    assert p.h.process(record) == []
+    assert p.ledger_sum(acc) == balance + 12
+
+
+def test_replay_with_a_wiped_inbox_emits_nothing(p):
+    """Business dedupe alone (purchase_id, refunded_total, plan_id) holds on a replay."""
+    from shared.db import consumer_offsets, inbox
+
+    acc = account_id()
+    buy = recorded(acc, "300.00")
+    msgs = [
+        (RECORDED, buy),
+        (PLANS, plan_created(acc, buy["data"]["purchase_id"], "300.00", total_fee="5.40",
+                             redeem_points=200)),
+        (RECORDED, refund_recorded(acc, buy["data"]["purchase_id"], "100.00", "100.00")),
+    ]
+    for topic, msg in msgs:
+        p.feed(topic, msg)
+    with p.h.runner.engine.begin() as conn:
+        conn.execute(delete(inbox))
+        conn.execute(delete(consumer_offsets))
+    for topic, msg in msgs:
+        assert p.feed(topic, msg) == []
+
+
+def test_the_ledger_refuses_update_and_delete(p):
+    acc = account_id()
+    p.feed(RECORDED, recorded(acc, "10.00"))
+    with pytest.raises(DatabaseError, match="append-only"):
+        with p.h.runner.engine.begin() as conn:
+            conn.execute(update(ledger).values(points=1000))
+    with pytest.raises(DatabaseError, match="append-only"):
+        with p.h.runner.engine.begin() as conn:
+            conn.execute(delete(ledger))
+    assert p.ledger_sum(acc) == 10
