@@ -28,6 +28,7 @@ the batch back and retry it with back-off, never skipping or committing.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -198,11 +199,13 @@ class _Rebalance(ConsumerRebalanceListener):
     def __init__(self, runner: Runner) -> None:
         self.runner = runner
 
+    # kafka-python runs these on its IO thread: only touch state under the lock.
     def on_partitions_revoked(self, revoked: Any) -> None:
         self.runner.forget(revoked)
 
     def on_partitions_assigned(self, assigned: Any) -> None:
-        self.runner.pending_seek.update(assigned)
+        with self.runner.lock:
+            self.runner.pending_seek.update(assigned)
         if assigned:
             self.runner.consumer.pause(*assigned)
 
@@ -234,6 +237,8 @@ class Runner:
         self.group = self.settings.topic_prefix + service.consumer_group
         self.stop_event = threading.Event()
         self.pending_seek: set[TopicPartition] = set()
+        self.lock = threading.Lock()  # pending_seek / deferred_until are touched by callbacks
+        self.loop_at = time.monotonic()  # last time the loop went round (for the watchdog)
         self.deferred_until: dict[TopicPartition, float] = {}
         self.assigned: set[TopicPartition] = set()
         self.ready = False
@@ -308,6 +313,7 @@ class Runner:
         if install_signal_handlers and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, lambda *_: self.stop())
             signal.signal(signal.SIGINT, lambda *_: self.stop())
+            self._start_watchdog()
         self.start()
         try:
             while not self.stop_event.is_set():
@@ -315,6 +321,25 @@ class Runner:
         finally:
             log.info("service stopping", service=self.service.name)
             self.close()
+
+    def _start_watchdog(self) -> None:
+        """Exit the process if the loop stops going round (a client call that never returns).
+
+        kafka-python can block inside ``poll`` when the coordinator is lost under heavy
+        load. Nothing is lost by exiting: the database holds state and offsets, and the
+        supervisor (compose, systemd, Kubernetes) restarts the process.
+        """
+        limit = self.settings.loop_stall_timeout_s
+
+        def watch() -> None:
+            while not self.stop_event.wait(limit / 4):
+                stalled = time.monotonic() - self.loop_at
+                if stalled > limit:
+                    log.critical("consumer loop stalled; exiting for a restart",
+                                 stalled_s=round(stalled), service=self.service.name)
+                    os._exit(75)
+
+        threading.Thread(target=watch, daemon=True, name="watchdog").start()
 
     # --- the loop -----------------------------------------------------------
 
@@ -328,7 +353,10 @@ class Runner:
         self.assigned = set(self.consumer.assignment())
         self._seek_pending()
         self._resume_deferred()
-        records = [r for tp, recs in batch.items() if tp not in self.pending_seek for r in recs]
+        self.loop_at = time.monotonic()
+        with self.lock:
+            pending = set(self.pending_seek)
+        records = [r for tp, recs in batch.items() if tp not in pending for r in recs]
         self.ready = True
         if not records:
             return 0
@@ -692,9 +720,10 @@ class Runner:
 
     def _seek_pending(self) -> None:
         """Seek newly assigned partitions to the offsets stored in the database."""
-        if not self.pending_seek:
-            return
-        tps = [tp for tp in self.pending_seek if tp in self.assigned]
+        with self.lock:
+            if not self.pending_seek:
+                return
+            tps = [tp for tp in self.pending_seek if tp in self.assigned]
         try:
             with self.engine.connect() as conn:
                 stored = self._load_offsets(conn, tps)
@@ -710,7 +739,9 @@ class Runner:
                 self.consumer.seek_to_beginning(tp)
         if tps:
             self.consumer.resume(*tps)
-        self.pending_seek.clear()
+        with self.lock:
+            self.pending_seek.difference_update(tps)
+            self.pending_seek.intersection_update(self.assigned)
 
     def _resume_deferred(self) -> None:
         now = time.monotonic()
@@ -724,7 +755,8 @@ class Runner:
                 self.consumer.pause(tp)
 
     def _resync_all(self) -> None:
-        self.pending_seek.update(self.assigned)
+        with self.lock:
+            self.pending_seek.update(self.assigned)
         if self.assigned:
             self.consumer.pause(*self.assigned)
 
@@ -740,9 +772,10 @@ class Runner:
         self.stop_event.wait(self._backoff)
 
     def forget(self, revoked: Any) -> None:
-        for tp in revoked:
-            self.pending_seek.discard(tp)
-            self.deferred_until.pop(tp, None)
+        with self.lock:
+            for tp in revoked:
+                self.pending_seek.discard(tp)
+                self.deferred_until.pop(tp, None)
 
     def end_offsets(self, topic: str) -> dict[int, int]:
         parts = self.consumer.partitions_for_topic(topic) or set()

@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     session_timeout_ms: int = Field(10000, ge=1000)
     max_poll_interval_ms: int = Field(300000, ge=1000)
     retry_backoff_max_s: float = Field(30.0, gt=0)
+    loop_stall_timeout_s: float = Field(300.0, gt=0)  # watchdog: exit if the loop stalls
 
     # --- database --------------------------------------------------------
     database_url: str = Field(
