@@ -151,6 +151,11 @@ class Simulator:
     def _id(self, *what: object) -> str:
         return str(uuid.uuid5(SIM_NAMESPACE, f"{self.c.seed}:" + ":".join(map(str, what))))
 
+    def _ref(self, prefix: str, *what: object) -> str:
+        """A business id made of letters only, so it can never look like a card number."""
+        digest = uuid.uuid5(SIM_NAMESPACE, f"{self.c.seed}:{prefix}:" + ":".join(map(str, what)))
+        return f"{prefix}-" + "".join("abcdefghijklmnop"[int(c, 16)] for c in digest.hex[:14])
+
     def _send(self, topic: str, event_type: str, subject: str, data: dict[str, Any],
               at: str, event_key: tuple[object, ...], source: str = "card-system") -> None:
         envelope = {
@@ -255,7 +260,7 @@ class Simulator:
                 rng, [(m, m[4]) for m in MERCHANTS]
             )
             amount = Decimal(rng.randint(lo * 100, hi * 100)) / 100
-            pid = f"pur-{self._id('purchase', acc.account_id, day)[:13]}"
+            pid = self._ref("pur", acc.account_id, day)
             merchant: dict[str, Any] = {"merchant_id": mid, "name": name, "mcc": mcc}
             if category:
                 merchant["category"] = category
@@ -276,7 +281,7 @@ class Simulator:
             if rng.random() >= self.c.refund_rate:
                 continue
             part = amount if rng.random() < 0.6 else (amount / 2).quantize(Decimal("0.01"))
-            rid = f"ref-{pid}"
+            rid = self._ref("ref", pid)
             self._send("card.purchases.v1", "purchase.refunded", acc_id, {
                 "refund_id": rid, "purchase_id": pid, "account_id": acc_id,
                 "amount": _money(part), "currency": "USD", "refunded_at": _ts(day, 12 * 3600),
@@ -334,7 +339,7 @@ class Simulator:
             if not today:
                 continue
             total = sum(today, Decimal("0"))
-            pay_id = f"pay-{self._id('payment', acc_id, day)[:13]}"
+            pay_id = self._ref("pay", acc_id, day)
             self._send("card.payments.v1", "payment.received", acc_id, {
                 "payment_id": pay_id, "account_id": acc_id, "amount": _money(total),
                 "currency": "USD", "received_at": _ts(day, 15 * 3600),
