@@ -80,6 +80,10 @@ class OffersPolicy(BaseModel):
     remainder_placement: Literal["first", "last"] = "first"
     early_payoff_waives_fees: bool = True
 
+    # Fee waivers bought with points (`points.redeemed` carries points, not money): how many
+    # points buy 1.00 of fee. Keep it equal to the points service's points_per_currency_unit.
+    points_per_currency_unit: int = Field(default=100, gt=0)
+
     @model_validator(mode="after")
     def _every_tenor_has_a_rate(self) -> OffersPolicy:
         offered = set(self.tenors).union(*self.extra_tenors_by_tier.values())

@@ -1,0 +1,187 @@
+"""The offers service's own tables (SQLAlchemy Core).
+
+Money is ``shared.db.Money`` (exact; text on SQLite, so money is never compared in
+SQL here: the handlers compare Decimals in Python). Rates (``apr``,
+``monthly_fee_rate``) are not money: they are kept as their decimal text.
+Boolean ``open`` flags exist so that the end of day can select what is still owed
+(and which offers are still open) without arithmetic on money columns.
+"""
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Date,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+)
+
+from shared.db import Migration, Money, create_tables
+
+metadata = MetaData()
+
+#: The local view of each account (last ``account.upserted`` wins; the topic is compacted).
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("account_id", String(128), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("segment", String(32), nullable=False),
+    Column("tier", String(16), nullable=False),
+    Column("credit_limit", Money, nullable=False),
+    Column("installment_limit", Money, nullable=True),  # None: the policy's share
+    Column("risk_score", Integer, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("auto_convert_enabled", Boolean, nullable=False),
+    Column("auto_convert_threshold", Money, nullable=True),
+    Column("auto_convert_tenor", Integer, nullable=True),
+    Column("event_id", String(64), nullable=False),
+)
+
+#: The account's money position with us: credit from overpayments (and refunds of
+#: principal already paid) and the delinquency flag (the business date of the last
+#: end of day that found it overdue; None when it is not known to be overdue).
+positions = Table(
+    "positions",
+    metadata,
+    Column("account_id", String(128), primary_key=True),
+    Column("credit", Money, nullable=False),
+    Column("overdue_as_of", Date, nullable=True),
+)
+
+#: Every recorded purchase seen (dedupe on purchase_id) and what became of it.
+purchases = Table(
+    "purchases",
+    metadata,
+    Column("purchase_id", String(128), primary_key=True),
+    Column("account_id", String(128), nullable=False, index=True),
+    Column("amount", Money, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("mcc", String(4), nullable=False),
+    Column("merchant_id", String(128), nullable=False),
+    Column("category", String(128), nullable=True),
+    Column("posted_on", Date, nullable=False),
+    Column("refunded_total", Money, nullable=False),
+    Column("outcome", String(16), nullable=False),  # offered | not_eligible | auto_converted
+    Column("event_id", String(64), nullable=False),
+)
+
+#: Offers made; status open | accepted | declined | expired | refunded.
+offers = Table(
+    "offers",
+    metadata,
+    Column("offer_id", String(140), primary_key=True),
+    Column("purchase_id", String(128), nullable=False, unique=True),
+    Column("account_id", String(128), nullable=False, index=True),
+    Column("principal", Money, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("expires_on", Date, nullable=False),
+    Column("promotion", String(128), nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("open", Boolean, nullable=False),
+    Column("event_id", String(64), nullable=False),
+    Index("ix_offers_open_expires_on", "open", "expires_on"),
+)
+
+offer_options = Table(
+    "offer_options",
+    metadata,
+    Column("offer_id", String(140), primary_key=True),
+    Column("tenor_months", Integer, primary_key=True),
+    Column("fee_model", String(16), nullable=False),
+    Column("monthly_fee_rate", String(24), nullable=False),
+    Column("total_fee", Money, nullable=False),
+    Column("first_installment", Money, nullable=False),
+    Column("regular_installment", Money, nullable=False),
+    Column("apr", String(24), nullable=False),
+)
+
+#: Plans; status active | completed | paid_off | cancelled.
+#: principal_returned / fee_returned add up what refunds took off the plan.
+plans = Table(
+    "plans",
+    metadata,
+    Column("plan_id", String(140), primary_key=True),
+    Column("purchase_id", String(128), nullable=False, unique=True),
+    Column("offer_id", String(140), nullable=True),
+    Column("account_id", String(128), nullable=False, index=True),
+    Column("principal", Money, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("tenor_months", Integer, nullable=False),
+    Column("total_fee", Money, nullable=False),
+    Column("apr", String(24), nullable=False),
+    Column("auto_converted", Boolean, nullable=False),
+    Column("redeem_points", Integer, nullable=False),
+    Column("posted_on", Date, nullable=False),
+    Column("plan_order", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("principal_returned", Money, nullable=False),
+    Column("fee_returned", Money, nullable=False),
+    Column("event_id", String(64), nullable=False),
+)
+
+#: One row per scheduled installment; ``open`` while anything is left to pay on it.
+installments = Table(
+    "installments",
+    metadata,
+    Column("plan_id", String(140), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("account_id", String(128), nullable=False),
+    Column("due_date", Date, nullable=False),
+    Column("principal", Money, nullable=False),
+    Column("fee", Money, nullable=False),
+    Column("principal_paid", Money, nullable=False),
+    Column("fee_paid", Money, nullable=False),
+    Column("fee_waived", Money, nullable=False),
+    Column("open", Boolean, nullable=False),
+    Index("ix_installments_account_open", "account_id", "open"),
+    Index("ix_installments_open_due_date", "open", "due_date"),
+)
+
+#: Payments applied (dedupe on payment_id).
+payments = Table(
+    "payments",
+    metadata,
+    Column("payment_id", String(128), primary_key=True),
+    Column("account_id", String(128), nullable=False, index=True),
+    Column("amount", Money, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("received_on", Date, nullable=False),
+    Column("event_id", String(64), nullable=False),
+)
+
+#: Refunds applied (dedupe on refund_id).
+refunds = Table(
+    "refunds",
+    metadata,
+    Column("refund_id", String(128), primary_key=True),
+    Column("purchase_id", String(128), nullable=False, index=True),
+    Column("account_id", String(128), nullable=False),
+    Column("amount", Money, nullable=False),
+    Column("refunded_on", Date, nullable=False),
+    Column("event_id", String(64), nullable=False),
+)
+
+#: Business dates closed (each processed once).
+business_days = Table(
+    "business_days",
+    metadata,
+    Column("business_date", Date, primary_key=True),
+    Column("event_id", String(64), nullable=False),
+)
+
+#: Fee waivers bought with points (one per points.redeemed event).
+waivers = Table(
+    "waivers",
+    metadata,
+    Column("event_id", String(64), primary_key=True),
+    Column("plan_id", String(140), nullable=False, index=True),
+    Column("points", Integer, nullable=False),
+    Column("amount", Money, nullable=False),
+)
+
+MIGRATIONS = [
+    Migration(1, "offers, plans, installments and account views", create_tables(metadata))
+]

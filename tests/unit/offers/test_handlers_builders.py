@@ -1,0 +1,73 @@
+"""Raw messages the offers service consumes that tests/factories.py has no builder for
+(purchases.recorded.v1, points.ledger.v1), plus a small driver over the harness.
+
+No tests here: shared by the offers handler tests and the offers integration tests.
+(Their natural home is tests/factories.py; see the offers report.)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests import factories as f
+from tests.support import envelope
+
+RECORDED = "purchases.recorded.v1"
+ACCOUNTS = "card.accounts.v1"
+DECISIONS = "installments.decisions.v1"
+PAYMENTS = "card.payments.v1"
+DAYS = "card.business-days.v1"
+POINTS = "points.ledger.v1"
+OFFERS = "installments.offers.v1"
+PLANS = "installments.plans.v1"
+
+
+def purchase_recorded(account_id: str, amount: str = "1200.00", **kw: Any) -> dict[str, Any]:
+    """purchase.recorded as the purchases service writes it (the purchase.posted fields)."""
+    posted = f.purchase(account_id, amount, **kw)
+    return envelope(
+        "purchase.recorded",
+        account_id,
+        posted["data"],
+        event_id=kw.get("event_id"),
+        time_=posted["time"],
+        source="purchases",
+    )
+
+
+def refund_recorded(
+    account_id: str,
+    purchase_id: str,
+    amount: str,
+    *,
+    refunded_total: str | None = None,
+    fully_refunded: bool = False,
+    refund_id: str | None = None,
+    refunded_at: str = "2026-01-20T10:00:00Z",
+) -> dict[str, Any]:
+    data = f.refund(account_id, purchase_id, amount, refund_id=refund_id, refunded_at=refunded_at)[
+        "data"
+    ]
+    data["refunded_total"] = refunded_total or amount
+    data["fully_refunded"] = fully_refunded
+    return envelope("refund.recorded", account_id, data, time_=refunded_at, source="purchases")
+
+
+def points_redeemed(account_id: str, plan_id: str, points: int, balance_after: int = 0
+                    ) -> dict[str, Any]:
+    return envelope(
+        "points.redeemed",
+        account_id,
+        {
+            "account_id": account_id,
+            "points": points,
+            "balance_after": balance_after,
+            "reason": "fee_redemption",
+            "plan_id": plan_id,
+        },
+        source="points",
+    )
+
+
+def auto_convert(threshold: str = "1000.00", tenor: int = 6) -> dict[str, Any]:
+    return {"enabled": True, "threshold": threshold, "tenor_months": tenor}
