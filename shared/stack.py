@@ -222,6 +222,23 @@ def kafka_answers(bootstrap: str | None = None, timeout_s: float = 3.0) -> bool:
         return False
 
 
+def _raise_fd_limit() -> None:
+    """A broker keeps files open per partition: give it as many descriptors as allowed.
+
+    The test suite creates thousands of (small) partitions; the usual soft limit
+    of 1024 (or a hard one of 20,000) is not enough for a long-lived dev broker.
+    """
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    for wanted in (1_048_576, 262_144, hard):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, max(wanted, hard)))
+            return
+        except (ValueError, OSError):
+            continue
+
+
 def kafka_up() -> str:
     """Start the broker unless it answers already; return its bootstrap servers."""
     bootstrap, kdir = f"127.0.0.1:{kafka_port()}", _kafka_dir()
@@ -238,7 +255,8 @@ def kafka_up() -> str:
             with open(kdir / "logs" / "kafka.out", "ab") as out:
                 proc = subprocess.Popen(_jvm(_BROKER_MAIN, str(props)), cwd=kdir,
                                         stdin=subprocess.DEVNULL, stdout=out,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
+                                        stderr=subprocess.STDOUT, start_new_session=True,
+                                        preexec_fn=_raise_fd_limit)
             pid = proc.pid
             (kdir / "kafka.pid").write_text(str(pid))
             _log(f"kafka: starting {kafka_version()} (pid {pid}, logs in {kdir / 'logs'})")

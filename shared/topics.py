@@ -46,3 +46,17 @@ def ensure_topics(settings: Settings, *, timeout_s: float = 120.0) -> list[str]:
         return sorted(missing)
     finally:
         admin.close()
+
+
+def delete_namespace(settings: Settings) -> list[str]:
+    """Delete every topic of a (non-empty) topic prefix; for tests and demo clean-up."""
+    if not settings.topic_prefix:
+        raise ValueError("refusing to delete topics without a topic prefix")
+    admin = KafkaAdminClient(**settings.kafka_client_config(), client_id="installments-admin")
+    try:
+        doomed = [t for t in admin.list_topics() if t.startswith(settings.topic_prefix)]
+        if doomed:
+            admin.delete_topics(doomed, timeout_ms=30000, raise_errors=False)
+        return doomed
+    finally:
+        admin.close()

@@ -48,9 +48,13 @@ def pg_database(stack: tuple[str, str]) -> Iterator[str]:
 
 
 @pytest.fixture
-def settings(stack: tuple[str, str], pg_database: str) -> Settings:
-    """Settings for one test: its own topics (prefix) and its own database."""
-    from shared.topics import ensure_topics
+def settings(stack: tuple[str, str], pg_database: str) -> Iterator[Settings]:
+    """Settings for one test: its own topics (prefix) and its own database.
+
+    The test's topics are deleted afterwards, so a long-lived dev broker does not
+    collect thousands of partitions.
+    """
+    from shared.topics import delete_namespace, ensure_topics
 
     bootstrap, _ = stack
     s = Settings(
@@ -64,4 +68,8 @@ def settings(stack: tuple[str, str], pg_database: str) -> Settings:
         log_format="json",
     )
     ensure_topics(s)
-    return s
+    yield s
+    from tests.support import kill_leftovers
+
+    kill_leftovers()
+    delete_namespace(s)
