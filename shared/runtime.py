@@ -82,7 +82,11 @@ class Reject(Exception):
 
 
 class Defer(Exception):
-    """Raised by a handler: not yet; retry this message (and its partition) later."""
+    """Raised by a handler: not yet; retry this message (and its partition) later.
+
+    Raise it before writing anything: the runtime skips the rest of the partition in
+    this batch without rolling back the other records' work.
+    """
 
     def __init__(self, reason: str, retry_after_s: float = 0.5) -> None:
         super().__init__(reason)
@@ -285,6 +289,7 @@ class Runner:
             "max_poll_records": self.settings.poll_max_records,
             "fetch_max_bytes": 52428800,
             "max_partition_fetch_bytes": 4194304,
+            "metadata_max_age_ms": 30000,  # see new partitions/topics within 30 s
         }
         config.update(self._consumer_overrides)
         self._consumer = KafkaConsumer(**config)
@@ -505,6 +510,12 @@ class Runner:
             handler(ctx, event)
             if savepoint is not None:
                 savepoint.commit()
+        except Defer as exc:
+            # A handler raises Defer before it writes anything (documented contract), so
+            # even in the fast path nothing needs rolling back: skip the partition.
+            if savepoint is not None:
+                savepoint.rollback()
+            return self._refused(ctx, d, exc, outbox_rows, now)
         except Exception as exc:
             if savepoint is not None:
                 savepoint.rollback()
@@ -536,13 +547,13 @@ class Runner:
         """An isolated record's handler refused or failed: dead-letter or defer it."""
         event = d.event
         assert event is not None
-        ctx.repo = None  # this transaction holds only this record: drop its in-memory changes
         if isinstance(exc, Defer):
             log.info("event deferred", reason=exc.reason, event_id=event.id)
             self.deferred_until[d.tp] = time.monotonic() + exc.retry_after_s
             self.consumer.seek(d.tp, d.record.offset)
             self.consumer.pause(d.tp)
             return "defer"
+        ctx.repo = None  # this transaction holds only this record: drop its in-memory changes
         if isinstance(exc, Reject):
             log.warning("event rejected to the DLQ", reason=exc.reason, event_id=event.id)
             reason = exc.reason

@@ -107,7 +107,7 @@ def eligibility_reasons(
     """Every reason the purchase cannot be converted; an empty list means eligible.
 
     Codes, in this order: account_unknown, account_not_active, amount_below_minimum
-    (500.00, or the segment's minimum, e.g. 300.00 for young), mcc_excluded, account_overdue
+    (500.00, or the segment's minimum, e.g. 300.00 for young), mcc_excluded, overdue_installment
     (the account has an overdue installment), risk_score_too_low (< 600),
     installment_limit_exceeded (outstanding installment principal + amount > limit).
     For an unknown account only the purchase's own checks (general minimum, MCC) run.
@@ -124,7 +124,7 @@ def eligibility_reasons(
     if account is None:
         return reasons
     if has_overdue:
-        reasons.append("account_overdue")
+        reasons.append("overdue_installment")
     if account.risk_score < policy.min_risk_score:
         reasons.append("risk_score_too_low")
     if outstanding_principal + purchase.amount > installment_limit(account, policy):

@@ -72,10 +72,6 @@ ZERO = Decimal(0)
 PAYMENTS_TOPIC = "card.payments.v1"
 ACCOUNTS_TOPIC = "card.accounts.v1"
 
-#: The domain's reason codes that the contract (schemas.payloads.NotEligibleReason)
-#: spells differently.
-CONTRACT_REASONS = {"account_overdue": "overdue_installment"}
-
 #: offer status -> the offer.rejected reason for a decision that finds it in that status.
 REJECTED_BECAUSE = {
     "accepted": "already_converted",
@@ -496,10 +492,7 @@ def offer_purchase(ctx: Context, event: Envelope) -> None:
         _position(ctx, p.account_id).overdue_as_of is not None
         or domain.delinquency(owed, facts.posted_on) is not None
     )
-    reasons = [
-        CONTRACT_REASONS.get(r, r)
-        for r in domain.eligibility_reasons(account, facts, outstanding, has_overdue, policy)
-    ]
+    reasons = domain.eligibility_reasons(account, facts, outstanding, has_overdue, policy)
     if row is not None and row.currency != p.currency:
         reasons.append("currency_mismatch")
 

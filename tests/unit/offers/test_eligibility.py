@@ -40,7 +40,7 @@ def test_an_eligible_purchase_has_no_reason():
         ),
         (ACCOUNT, with_(PURCHASE, mcc="6011"), "0", False, ["mcc_excluded"]),
         (ACCOUNT, with_(PURCHASE, mcc=7995), "0", False, ["mcc_excluded"]),
-        (ACCOUNT, PURCHASE, "0", True, ["account_overdue"]),
+        (ACCOUNT, PURCHASE, "0", True, ["overdue_installment"]),
         (with_(ACCOUNT, risk_score=599), PURCHASE, "0", False, ["risk_score_too_low"]),
         (with_(ACCOUNT, risk_score=600), PURCHASE, "0", False, []),
         # default limit = 80 % of 10,000.00 = 8,000.00
@@ -67,7 +67,7 @@ def test_every_failing_reason_is_returned_at_once():
         "account_not_active",
         "amount_below_minimum",
         "mcc_excluded",
-        "account_overdue",
+        "overdue_installment",
         "risk_score_too_low",
         "installment_limit_exceeded",
     ]
