@@ -207,10 +207,57 @@ def make_engine(settings: Settings, service: str, **kwargs: Any) -> Engine:
 
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 5)
+    # Bulk inserts go through psycopg's executemany (pipelined, one prepared statement)
+    # instead of one giant multi-row VALUES statement that psycopg must parse anew.
+    kwargs.setdefault("use_insertmanyvalues", False)
     base = create_engine(url, **kwargs)
     with base.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{service}"'))
     return base.execution_options(schema_translate_map={None: service})
+
+
+def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert many rows in one go: COPY on PostgreSQL, executemany elsewhere.
+
+    COPY streams the rows without per-row statements or a giant VALUES list to parse:
+    it is the cheapest way to write a batch's inbox, outbox and state rows.
+    """
+    if not rows:
+        return
+    if conn.dialect.name != "postgresql":
+        conn.execute(table.insert(), rows)
+        return
+    import json as _json
+
+    columns = [c for c in table.columns if c.name in rows[0]]
+    schema = (conn.get_execution_options().get("schema_translate_map") or {}).get(
+        table.schema, table.schema
+    )
+    target = f'"{schema}"."{table.name}"' if schema else f'"{table.name}"'
+    names = ", ".join(f'"{c.name}"' for c in columns)
+    json_cols = {c.name for c in columns if isinstance(c.type, JSON)}
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    with cursor.copy(f"COPY {target} ({names}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row([
+                _json.dumps(row[c.name]) if c.name in json_cols else row[c.name]
+                for c in columns
+            ])
+
+
+def among(column: Any, values: Iterable[Any], dialect: str) -> Any:
+    """``column IN values`` as one array parameter on PostgreSQL (``= ANY(:values)``).
+
+    A long ``IN (...)`` list is a new statement for every length, parsed anew by the
+    driver each time; one array parameter keeps the statement (and its plan) the same.
+    """
+    values = list(values)
+    if dialect == "postgresql":
+        from sqlalchemy import any_, bindparam
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
+    return column.in_(values)
 
 
 def stored_offsets(conn: Connection, consumer: str, topic: str) -> dict[int, int]:

@@ -39,8 +39,20 @@ OUTBOX_BACKLOG = Gauge("installments_outbox_backlog", "Unpublished outbox rows",
 ASSIGNED = Gauge("installments_assigned_partitions", "Partitions assigned", ["service"])
 
 
+_children: dict[tuple[object, ...], object] = {}
+
+
+def _child(metric: object, *labels: str) -> object:
+    """The labelled child of a metric, cached (``labels()`` costs a lock and a lookup)."""
+    key = (id(metric), *labels)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*labels)  # type: ignore[attr-defined]
+    return child
+
+
 def count(service: str, event_type: str, outcome: str) -> None:
-    EVENTS.labels(service, event_type, outcome).inc()
+    _child(EVENTS, service, event_type, outcome).inc()  # type: ignore[attr-defined]
 
 
 def count_emitted(service: str, n: int) -> None:
@@ -53,11 +65,11 @@ def observe_batch(service: str, size: int, seconds: float) -> None:
 
 
 def observe_handler(service: str, event_type: str, seconds: float) -> None:
-    HANDLER_SECONDS.labels(service, event_type).observe(seconds)
+    _child(HANDLER_SECONDS, service, event_type).observe(seconds)  # type: ignore[attr-defined]
 
 
 def readiness(runner: Any) -> tuple[bool, dict[str, Any]]:
-    """Ready when partitions are assigned (or the loop polled) and the database answers."""
+    """Ready when the loop polls with partitions assigned and the database answers."""
     detail: dict[str, Any] = {"service": runner.service.name, "polling": runner.ready}
     try:
         from shared.db import outbox
@@ -73,7 +85,7 @@ def readiness(runner: Any) -> tuple[bool, dict[str, Any]]:
         return False, detail
     detail["assigned_partitions"] = len(runner.assigned)
     ASSIGNED.labels(runner.service.name).set(len(runner.assigned))
-    return bool(runner.ready), detail
+    return bool(runner.ready and runner.assigned), detail
 
 
 def serve(port: int, runner: Any) -> ThreadingHTTPServer:

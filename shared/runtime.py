@@ -53,6 +53,8 @@ from schemas import Envelope, InvalidEvent, decode, dlq_topic, encode, new_event
 from shared import faults, metrics
 from shared.db import (
     Migration,
+    among,
+    bulk_insert,
     consumer_offsets,
     inbox,
     make_engine,
@@ -156,7 +158,14 @@ class Context:
 
     @property
     def log(self) -> Any:
-        return structlog.get_logger(self.service.name)
+        """A logger bound with the current message's service, topic, partition, offset,
+        event id and type (bound on use: most events log nothing)."""
+        event = self.event
+        return structlog.get_logger(self.service.name).bind(
+            service=self.service.name, topic=self.topic, partition=self.partition,
+            offset=self.offset, event_id=event.id if event else None,
+            type=event.type if event else None,
+        )
 
     def emit(
         self, event_type: str, data: BaseModel, *, rule: str, subject: str | None = None
@@ -456,13 +465,12 @@ class Runner:
             # Step 3d: state, inbox, outbox and offsets, in the same transaction.
             if ctx.repo is not None:
                 ctx.repo.save()
-            if inbox_rows:
-                conn.execute(insert(inbox), inbox_rows)
+            bulk_insert(conn, inbox, inbox_rows)
             if outbox_rows:
                 batch = uuid.uuid4().hex
                 for row in outbox_rows:
                     row["batch"] = batch
-                conn.execute(insert(outbox), outbox_rows)
+                bulk_insert(conn, outbox, outbox_rows)
             self._store_offsets(session, conn, stored, next_offsets, now)
         return next_offsets, outbox_rows
 
@@ -483,25 +491,22 @@ class Runner:
         """
         rec = d.record
         if d.event is None:
+            log.warning("undecodable message dead-lettered", service=self.service.name,
+                        topic=d.contract_topic, partition=rec.partition, offset=rec.offset,
+                        reason=d.error)
             outbox_rows.append(self._dead_letter(d, d.error or "undecodable", now))
             metrics.count(self.service.name, "?", "dlq")
             return "dead"
         event = d.event
         if event.id in seen:
-            log.info("duplicate event skipped", event_id=event.id, type=event.type)
+            log.info("duplicate event skipped", service=self.service.name, topic=d.contract_topic,
+                     partition=rec.partition, offset=rec.offset, event_id=event.id,
+                     type=event.type)
             metrics.count(self.service.name, event.type, "duplicate")
             return "skipped"
         handler = self.service.handlers.get(event.type)
         if handler is None:
             return "skipped"  # not ours: move on
-        structlog.contextvars.bind_contextvars(
-            service=self.service.name,
-            topic=d.contract_topic,
-            partition=rec.partition,
-            offset=rec.offset,
-            event_id=event.id,
-            type=event.type,
-        )
         ctx.event, ctx.topic, ctx.partition, ctx.offset = event, d.contract_topic, rec.partition, rec.offset
         ctx.staged = []
         savepoint = ctx.session.begin_nested() if isolated else None
@@ -524,8 +529,6 @@ class Runner:
             if not isolated:
                 raise _HandlerFailed() from exc
             return self._refused(ctx, d, exc, outbox_rows, now)
-        finally:
-            structlog.contextvars.clear_contextvars()
         metrics.observe_handler(self.service.name, event.type, time.perf_counter() - started)
         metrics.count(self.service.name, event.type, "processed")
         for topic, key, value, event_id in ctx.staged:
@@ -548,19 +551,19 @@ class Runner:
         event = d.event
         assert event is not None
         if isinstance(exc, Defer):
-            log.info("event deferred", reason=exc.reason, event_id=event.id)
+            ctx.log.info("event deferred", reason=exc.reason)
             self.deferred_until[d.tp] = time.monotonic() + exc.retry_after_s
             self.consumer.seek(d.tp, d.record.offset)
             self.consumer.pause(d.tp)
             return "defer"
         ctx.repo = None  # this transaction holds only this record: drop its in-memory changes
         if isinstance(exc, Reject):
-            log.warning("event rejected to the DLQ", reason=exc.reason, event_id=event.id)
+            ctx.log.warning("event rejected to the DLQ", reason=exc.reason)
             reason = exc.reason
             metrics.count(self.service.name, event.type, "dlq")
         else:
-            log.error("handler failed; event sent to the DLQ", event_id=event.id,
-                      error=type(exc).__name__, exc_info=exc)
+            ctx.log.error("handler failed; event sent to the DLQ", error=type(exc).__name__,
+                          exc_info=exc)
             reason = f"handler error: {type(exc).__name__}: {redact_text(str(exc))[:300]}"
             metrics.count(self.service.name, event.type, "failed")
         outbox_rows.append(self._dead_letter(d, reason, now))
@@ -615,14 +618,14 @@ class Runner:
         return {TopicPartition(r.topic, r.partition): r.next_offset for r in rows}
 
     def _seen_ids(self, conn: Any, ids: list[str]) -> set[str]:
-        seen: set[str] = set()
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            rows = conn.execute(
-                select(inbox.c.event_id).where(inbox.c.consumer == self.group, inbox.c.event_id.in_(chunk))
+        if not ids:
+            return set()
+        rows = conn.execute(
+            select(inbox.c.event_id).where(
+                inbox.c.consumer == self.group, among(inbox.c.event_id, ids, conn.dialect.name)
             )
-            seen.update(row[0] for row in rows)
-        return seen
+        )
+        return {row[0] for row in rows}
 
     def _store_offsets(
         self,

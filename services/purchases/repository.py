@@ -12,16 +12,18 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from services.purchases.domain import RecordedPurchase
 from services.purchases.tables import purchases, refunds
+from shared.db import among, bulk_insert
 
 
 class PurchasesRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
+        self.dialect = session.get_bind().dialect.name
         self._purchases: dict[str, RecordedPurchase] = {}
         self._refund_ids: set[str] = set()
         self._new_purchases: dict[str, dict[str, Any]] = {}
@@ -35,12 +37,12 @@ class PurchasesRepository:
             rows = self.session.execute(
                 select(purchases.c.purchase_id, purchases.c.account_id, purchases.c.amount,
                        purchases.c.currency, purchases.c.refunded_total)
-                .where(purchases.c.purchase_id.in_(purchase_ids))
+                .where(among(purchases.c.purchase_id, purchase_ids, self.dialect))
             )
             self._purchases.update({r[0]: RecordedPurchase(*r) for r in rows})
         if refund_ids:
             rows = self.session.execute(
-                select(refunds.c.refund_id).where(refunds.c.refund_id.in_(refund_ids))
+                select(refunds.c.refund_id).where(among(refunds.c.refund_id, refund_ids, self.dialect))
             )
             self._refund_ids.update(r[0] for r in rows)
 
@@ -70,8 +72,8 @@ class PurchasesRepository:
     # --- one bulk write per table ---------------------------------------------------
 
     def save(self) -> None:
-        if self._new_purchases:
-            self.session.execute(insert(purchases), list(self._new_purchases.values()))
+        conn = self.session.connection()
+        bulk_insert(conn, purchases, list(self._new_purchases.values()))
         if self._changed_totals:
             self.session.execute(
                 update(purchases)
@@ -79,5 +81,4 @@ class PurchasesRepository:
                 .values(refunded_total=bindparam("total")),
                 [{"pid": k, "total": v} for k, v in self._changed_totals.items()],
             )
-        if self._new_refunds:
-            self.session.execute(insert(refunds), self._new_refunds)
+        bulk_insert(conn, refunds, self._new_refunds)
