@@ -1,10 +1,10 @@
 """The one command a user runs: ``installments``.
 
-    installments stack up|down|status   the local Kafka broker and PostgreSQL
-    installments topics                 create the contract's topics (idempotent)
-    installments migrate [SERVICE]      apply database migrations
-    installments run SERVICE            run one service (purchases, offers, ...)
-    installments demo                   the whole pipeline on a generated stream
+installments stack up|down|status   the local Kafka broker and PostgreSQL
+installments topics                 create the contract's topics (idempotent)
+installments migrate [SERVICE]      apply database migrations
+installments run SERVICE            run one service (purchases, offers, ...)
+installments demo                   the whole pipeline on a generated stream
 """
 
 from __future__ import annotations
@@ -19,8 +19,11 @@ from shared.settings import Settings
 
 SERVICE_NAMES = ("purchases", "offers", "points", "reminders", "collections")
 
-app = typer.Typer(help="Credit-card installment pipeline: services, stack and operations.",
-                  no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="Credit-card installment pipeline: services, stack and operations.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 console = Console(stderr=True)
 
 
@@ -49,7 +52,9 @@ def topics() -> None:
     from shared.topics import ensure_topics
 
     created = ensure_topics(Settings())
-    console.print(f"created {len(created)} topic(s)" + (": " + ", ".join(created) if created else ""))
+    console.print(
+        f"created {len(created)} topic(s)" + (": " + ", ".join(created) if created else "")
+    )
 
 
 @app.command()
@@ -98,9 +103,12 @@ def simulate(
 
     settings = Settings()
     groups = groups_of_pipeline(settings)
-    sim = Simulator(settings, SimConfig(accounts=accounts, days=days, seed=seed),
-                    lambda t: wait_groups_idle(settings, groups, t),
-                    lambda day, what: console.print(f"day {day + 1}/{days}: {what}"))
+    sim = Simulator(
+        settings,
+        SimConfig(accounts=accounts, days=days, seed=seed),
+        lambda t: wait_groups_idle(settings, groups, t),
+        lambda day, what: console.print(f"day {day + 1}/{days}: {what}"),
+    )
     stats = sim.run()
     console.print(stats)
 
@@ -132,8 +140,14 @@ def bench(
 
     from shared.tools.bench import run_bench
 
-    run_bench(events, service or available_services(), e2e_rate, e2e_seconds, Path(out),
-              lambda msg: console.print(msg))
+    run_bench(
+        events,
+        service or available_services(),
+        e2e_rate,
+        e2e_seconds,
+        Path(out),
+        lambda msg: console.print(msg),
+    )
 
 
 dlq_app = typer.Typer(help="Dead-letter topics: inspect and re-drive.", no_args_is_help=True)
@@ -157,8 +171,14 @@ def dlq_list(
     if json_output:
         typer.echo(json.dumps([d.as_dict() for d in letters], indent=2))
         return
-    table = Table("dlq topic", "partition:offset", "service", "original", "reason",
-                  title=f"{len(letters)} dead letter(s)")
+    table = Table(
+        "dlq topic",
+        "partition:offset",
+        "service",
+        "original",
+        "reason",
+        title=f"{len(letters)} dead letter(s)",
+    )
     for row in iter_rows(letters):
         table.add_row(*row)
     Console().print(table)
@@ -174,8 +194,9 @@ def dlq_redrive(
     """Re-publish dead letters to their original topics (after fixing the cause)."""
     from shared.tools.ops import iter_rows, redrive
 
-    chosen = redrive(Settings(), topic, dry_run=dry_run, reason_contains=reason_contains,
-                     limit=limit)
+    chosen = redrive(
+        Settings(), topic, dry_run=dry_run, reason_contains=reason_contains, limit=limit
+    )
     for row in iter_rows(chosen):
         console.print(" | ".join(row))
     verb = "would re-drive" if dry_run else "re-drove"
@@ -186,8 +207,9 @@ def dlq_redrive(
 def replay(
     service: str = typer.Argument(..., help="|".join(SERVICE_NAMES)),
     to_offset: int = typer.Option(None, help="move back to this offset on every partition"),
-    to_time: str = typer.Option(None, help="move back to the first record at/after this"
-                                " ISO time, e.g. 2026-11-28T09:00:00Z"),
+    to_time: str = typer.Option(
+        None, help="move back to the first record at/after this ISO time, e.g. 2026-11-28T09:00:00Z"
+    ),
     topic: str = typer.Option(None, help="only this consumed topic"),
     dry_run: bool = typer.Option(False, "--dry-run", help="show the moves only"),
     force: bool = typer.Option(False, help="even if the group still has members"),

@@ -146,7 +146,9 @@ def create_tables(metadata: MetaData) -> Callable[[Connection], None]:
     return _apply
 
 
-RUNTIME_MIGRATIONS = [Migration(1, "inbox, outbox, consumer offsets", create_tables(runtime_metadata))]
+RUNTIME_MIGRATIONS = [
+    Migration(1, "inbox, outbox, consumer offsets", create_tables(runtime_metadata))
+]
 
 
 def migrate(engine: Engine, service_migrations: Iterable[Migration]) -> list[str]:
@@ -162,16 +164,24 @@ def migrate(engine: Engine, service_migrations: Iterable[Migration]) -> list[str
         schema_migrations.create(conn, checkfirst=True)
         done = {
             (row.component, row.version)
-            for row in conn.execute(select(schema_migrations.c.component, schema_migrations.c.version))
+            for row in conn.execute(
+                select(schema_migrations.c.component, schema_migrations.c.version)
+            )
         }
-        for component, steps in (("runtime", RUNTIME_MIGRATIONS), ("service", list(service_migrations))):
+        for component, steps in (
+            ("runtime", RUNTIME_MIGRATIONS),
+            ("service", list(service_migrations)),
+        ):
             for step in sorted(steps, key=lambda m: m.version):
                 if (component, step.version) in done:
                     continue
                 step.apply(conn)
                 conn.execute(
                     insert(schema_migrations).values(
-                        component=component, version=step.version, name=step.name, applied_at=utcnow()
+                        component=component,
+                        version=step.version,
+                        name=step.name,
+                        applied_at=utcnow(),
                     )
                 )
                 applied.append(f"{component}:{step.version} {step.name}")
@@ -239,10 +249,9 @@ def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     with cursor.copy(f"COPY {target} ({names}) FROM STDIN") as copy:
         for row in rows:
-            copy.write_row([
-                _json.dumps(row[c.name]) if c.name in json_cols else row[c.name]
-                for c in columns
-            ])
+            copy.write_row(
+                [_json.dumps(row[c.name]) if c.name in json_cols else row[c.name] for c in columns]
+            )
 
 
 def among(column: Any, values: Iterable[Any], dialect: str) -> Any:

@@ -162,8 +162,11 @@ class Context:
         event id and type (bound on use: most events log nothing)."""
         event = self.event
         return structlog.get_logger(self.service.name).bind(
-            service=self.service.name, topic=self.topic, partition=self.partition,
-            offset=self.offset, event_id=event.id if event else None,
+            service=self.service.name,
+            topic=self.topic,
+            partition=self.partition,
+            offset=self.offset,
+            event_id=event.id if event else None,
             type=event.type if event else None,
         )
 
@@ -349,8 +352,11 @@ class Runner:
             while not self.stop_event.wait(limit / 4):
                 stalled = time.monotonic() - self.loop_at
                 if stalled > limit:
-                    log.critical("consumer loop stalled; exiting for a restart",
-                                 stalled_s=round(stalled), service=self.service.name)
+                    log.critical(
+                        "consumer loop stalled; exiting for a restart",
+                        stalled_s=round(stalled),
+                        service=self.service.name,
+                    )
                     os._exit(75)
 
         threading.Thread(target=watch, daemon=True, name="watchdog").start()
@@ -432,7 +438,9 @@ class Runner:
             stored = self._load_offsets(conn, list(by_tp))
             # Step 3a: drop what an earlier batch already applied (stored offset is ahead).
             todo = [
-                d for tp, items in by_tp.items() for d in items
+                d
+                for tp, items in by_tp.items()
+                for d in items
                 if stored.get(tp) is None or d.record.offset >= stored[tp]
             ]
             # Step 3b: ids already in the inbox are duplicates.
@@ -456,10 +464,16 @@ class Runner:
                     continue
                 if outcome == "applied" and d.event is not None:
                     seen.add(d.event.id)
-                    inbox_rows.append({
-                        "consumer": self.group, "event_id": d.event.id, "topic": rec.topic,
-                        "partition": rec.partition, "offset": rec.offset, "processed_at": now,
-                    })
+                    inbox_rows.append(
+                        {
+                            "consumer": self.group,
+                            "event_id": d.event.id,
+                            "topic": rec.topic,
+                            "partition": rec.partition,
+                            "offset": rec.offset,
+                            "processed_at": now,
+                        }
+                    )
                 next_offsets[d.tp] = rec.offset + 1
                 ctx.batch_progress[d.tp] = rec.offset + 1
             # Step 3d: state, inbox, outbox and offsets, in the same transaction.
@@ -491,23 +505,39 @@ class Runner:
         """
         rec = d.record
         if d.event is None:
-            log.warning("undecodable message dead-lettered", service=self.service.name,
-                        topic=d.contract_topic, partition=rec.partition, offset=rec.offset,
-                        reason=d.error)
+            log.warning(
+                "undecodable message dead-lettered",
+                service=self.service.name,
+                topic=d.contract_topic,
+                partition=rec.partition,
+                offset=rec.offset,
+                reason=d.error,
+            )
             outbox_rows.append(self._dead_letter(d, d.error or "undecodable", now))
             metrics.count(self.service.name, "?", "dlq")
             return "dead"
         event = d.event
         if event.id in seen:
-            log.info("duplicate event skipped", service=self.service.name, topic=d.contract_topic,
-                     partition=rec.partition, offset=rec.offset, event_id=event.id,
-                     type=event.type)
+            log.info(
+                "duplicate event skipped",
+                service=self.service.name,
+                topic=d.contract_topic,
+                partition=rec.partition,
+                offset=rec.offset,
+                event_id=event.id,
+                type=event.type,
+            )
             metrics.count(self.service.name, event.type, "duplicate")
             return "skipped"
         handler = self.service.handlers.get(event.type)
         if handler is None:
             return "skipped"  # not ours: move on
-        ctx.event, ctx.topic, ctx.partition, ctx.offset = event, d.contract_topic, rec.partition, rec.offset
+        ctx.event, ctx.topic, ctx.partition, ctx.offset = (
+            event,
+            d.contract_topic,
+            rec.partition,
+            rec.offset,
+        )
         ctx.staged = []
         savepoint = ctx.session.begin_nested() if isolated else None
         started = time.perf_counter()
@@ -562,8 +592,9 @@ class Runner:
             reason = exc.reason
             metrics.count(self.service.name, event.type, "dlq")
         else:
-            ctx.log.error("handler failed; event sent to the DLQ", error=type(exc).__name__,
-                          exc_info=exc)
+            ctx.log.error(
+                "handler failed; event sent to the DLQ", error=type(exc).__name__, exc_info=exc
+            )
             reason = f"handler error: {type(exc).__name__}: {redact_text(str(exc))[:300]}"
             metrics.count(self.service.name, event.type, "failed")
         outbox_rows.append(self._dead_letter(d, reason, now))
@@ -608,7 +639,11 @@ class Runner:
         if not tps:
             return {}
         rows = conn.execute(
-            select(consumer_offsets.c.topic, consumer_offsets.c.partition, consumer_offsets.c.next_offset).where(
+            select(
+                consumer_offsets.c.topic,
+                consumer_offsets.c.partition,
+                consumer_offsets.c.next_offset,
+            ).where(
                 consumer_offsets.c.consumer == self.group,
                 tuple_(consumer_offsets.c.topic, consumer_offsets.c.partition).in_(
                     [(tp.topic, tp.partition) for tp in tps]
@@ -715,7 +750,11 @@ class Runner:
     # --- offsets in Kafka, seeking -----------------------------------------------
 
     def _commit_kafka(self, next_offsets: dict[TopicPartition, int]) -> None:
-        owned = {tp: OffsetAndMetadata(o, "", -1) for tp, o in next_offsets.items() if tp in self.assigned}
+        owned = {
+            tp: OffsetAndMetadata(o, "", -1)
+            for tp, o in next_offsets.items()
+            if tp in self.assigned
+        }
         if not owned:
             return
         try:

@@ -31,9 +31,7 @@ class Settings(BaseSettings):
             "KAFKA_BOOTSTRAP_SERVERS", "INSTALLMENTS_KAFKA_BOOTSTRAP_SERVERS"
         ),
     )
-    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = (
-        "PLAINTEXT"
-    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     kafka_sasl_mechanism: str | None = None  # e.g. SCRAM-SHA-512
     kafka_sasl_username: str | None = None
     kafka_sasl_password: str | None = None

@@ -57,8 +57,14 @@ def purchase(
     return envelope("purchase.posted", account_id, data, event_id=event_id, time_=posted_at)
 
 
-def refund(account_id: str, purchase_id: str, amount: str, *, refund_id: str | None = None,
-           refunded_at: str = "2026-01-20T10:00:00Z") -> dict[str, Any]:
+def refund(
+    account_id: str,
+    purchase_id: str,
+    amount: str,
+    *,
+    refund_id: str | None = None,
+    refunded_at: str = "2026-01-20T10:00:00Z",
+) -> dict[str, Any]:
     return envelope(
         "purchase.refunded",
         account_id,
@@ -74,8 +80,13 @@ def refund(account_id: str, purchase_id: str, amount: str, *, refund_id: str | N
     )
 
 
-def payment(account_id: str, amount: str, *, received_at: str = "2026-02-15T10:00:00Z",
-            payment_id: str | None = None) -> dict[str, Any]:
+def payment(
+    account_id: str,
+    amount: str,
+    *,
+    received_at: str = "2026-02-15T10:00:00Z",
+    payment_id: str | None = None,
+) -> dict[str, Any]:
     return envelope(
         "payment.received",
         account_id,
@@ -92,13 +103,16 @@ def payment(account_id: str, amount: str, *, received_at: str = "2026-02-15T10:0
 
 def business_day(date: str) -> dict[str, Any]:
     return envelope(
-        "business-day.closed", "business-day", {"business_date": date},
+        "business-day.closed",
+        "business-day",
+        {"business_date": date},
         time_=f"{date}T23:59:00Z",
     )
 
 
-def offer_accepted(account_id: str, offer_id: str, tenor: int, redeem_points: int | None = None
-                   ) -> dict[str, Any]:
+def offer_accepted(
+    account_id: str, offer_id: str, tenor: int, redeem_points: int | None = None
+) -> dict[str, Any]:
     data: dict[str, Any] = {"offer_id": offer_id, "account_id": account_id, "tenor_months": tenor}
     if redeem_points is not None:
         data["redeem_points"] = redeem_points
@@ -106,5 +120,9 @@ def offer_accepted(account_id: str, offer_id: str, tenor: int, redeem_points: in
 
 
 def offer_declined(account_id: str, offer_id: str) -> dict[str, Any]:
-    return envelope("offer.declined", account_id, {"offer_id": offer_id, "account_id": account_id},
-                    source="customer-app")
+    return envelope(
+        "offer.declined",
+        account_id,
+        {"offer_id": offer_id, "account_id": account_id},
+        source="customer-app",
+    )

@@ -74,8 +74,14 @@ class Harness:
         migrate(self.runner.engine, service.migrations)
         self.log_end: dict[tuple[str, int], int] = defaultdict(int)
 
-    def publish(self, topic: str, message: dict[str, Any] | bytes, *, partition: int = 0,
-                key: str | bytes | None = None) -> FakeRecord:
+    def publish(
+        self,
+        topic: str,
+        message: dict[str, Any] | bytes,
+        *,
+        partition: int = 0,
+        key: str | bytes | None = None,
+    ) -> FakeRecord:
         """Append a message to the (fake) log of a topic; returns its record."""
         if isinstance(message, dict):
             key = key if key is not None else message["subject"]
@@ -95,16 +101,19 @@ class Harness:
         for row in sent:
             contract_topic = self.settings.contract_topic(row["topic"])
             headers = {k: v for k, v in row["headers"]}
-            event = None if contract_topic.endswith(".dlq") else decode(
-                contract_topic, row["key"], row["value"]
+            event = (
+                None
+                if contract_topic.endswith(".dlq")
+                else decode(contract_topic, row["key"], row["value"])
             )
             emitted.append(Emitted(contract_topic, event, headers, row["value"]))
         with self.runner.engine.begin() as conn:
             conn.execute(delete(outbox))
         return emitted
 
-    def feed(self, topic: str, *messages: dict[str, Any] | bytes, partition: int = 0
-             ) -> list[Emitted]:
+    def feed(
+        self, topic: str, *messages: dict[str, Any] | bytes, partition: int = 0
+    ) -> list[Emitted]:
         """Publish and process in one batch."""
         return self.process(*(self.publish(topic, m, partition=partition) for m in messages))
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from schemas import Envelope, decode, encode
+from schemas import Envelope, decode
 from shared.runtime import Runner, Service
 from shared.settings import Settings
 
@@ -78,7 +78,9 @@ class Producer:
             **settings.kafka_client_config(), acks="all", enable_idempotence=True, linger_ms=2
         )
 
-    def send(self, topic: str, value: dict[str, Any] | bytes, key: str | bytes | None = None) -> None:
+    def send(
+        self, topic: str, value: dict[str, Any] | bytes, key: str | bytes | None = None
+    ) -> None:
         if isinstance(value, dict):
             key = key if key is not None else value["subject"]
             value = json.dumps(value).encode()
@@ -195,8 +197,12 @@ def running(*services: Service, settings: Settings):
 STARTED: list[subprocess.Popen[bytes]] = []
 
 
-def start_process(service: str, settings: Settings, extra_env: dict[str, str] | None = None,
-                  log_path: str | None = None) -> subprocess.Popen[bytes]:
+def start_process(
+    service: str,
+    settings: Settings,
+    extra_env: dict[str, str] | None = None,
+    log_path: str | None = None,
+) -> subprocess.Popen[bytes]:
     """Run ``python -m services.<service>`` as a real OS process."""
     env = settings_env(settings)
     env.update(extra_env or {})

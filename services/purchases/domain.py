@@ -40,9 +40,7 @@ def decide_purchase(
     if existing is None:
         return "record"
     if (existing.account_id, existing.amount, existing.currency) != (account_id, amount, currency):
-        raise Refused(
-            "purchase_id already recorded with a different account, amount or currency"
-        )
+        raise Refused("purchase_id already recorded with a different account, amount or currency")
     return "duplicate"
 
 

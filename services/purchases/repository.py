@@ -35,14 +35,20 @@ class PurchasesRepository:
         refund_ids = {e.data.refund_id for e in events if e.type == "purchase.refunded"}
         if purchase_ids:
             rows = self.session.execute(
-                select(purchases.c.purchase_id, purchases.c.account_id, purchases.c.amount,
-                       purchases.c.currency, purchases.c.refunded_total)
-                .where(among(purchases.c.purchase_id, purchase_ids, self.dialect))
+                select(
+                    purchases.c.purchase_id,
+                    purchases.c.account_id,
+                    purchases.c.amount,
+                    purchases.c.currency,
+                    purchases.c.refunded_total,
+                ).where(among(purchases.c.purchase_id, purchase_ids, self.dialect))
             )
             self._purchases.update({r[0]: RecordedPurchase(*r) for r in rows})
         if refund_ids:
             rows = self.session.execute(
-                select(refunds.c.refund_id).where(among(refunds.c.refund_id, refund_ids, self.dialect))
+                select(refunds.c.refund_id).where(
+                    among(refunds.c.refund_id, refund_ids, self.dialect)
+                )
             )
             self._refund_ids.update(r[0] for r in rows)
 

@@ -41,10 +41,18 @@ DAY0 = date(2026, 3, 2)
 
 
 def _env(kind: str, subject: str, data: dict[str, Any], n: int, source: str) -> bytes:
-    return json.dumps({
-        "id": str(uuid.uuid5(NS, f"{kind}:{subject}:{n}")), "type": kind, "source": source,
-        "time": "2026-03-02T10:00:00Z", "subject": subject, "schema_version": 1, "data": data,
-    }, separators=(",", ":")).encode()
+    return json.dumps(
+        {
+            "id": str(uuid.uuid5(NS, f"{kind}:{subject}:{n}")),
+            "type": kind,
+            "source": source,
+            "time": "2026-03-02T10:00:00Z",
+            "subject": subject,
+            "schema_version": 1,
+            "data": data,
+        },
+        separators=(",", ":"),
+    ).encode()
 
 
 def _letters(n: int) -> str:
@@ -60,22 +68,45 @@ def _letters(n: int) -> str:
 def accounts(count: int) -> Iterator[tuple[str, str, bytes]]:
     for i in range(count):
         acc = f"acc-{_letters(i)}"
-        yield "card.accounts.v1", acc, _env("account.upserted", acc, {
-            "account_id": acc, "status": "active", "segment": "standard",
-            "tier": ["silver", "gold", "platinum", "diamond"][i % 4],
-            "credit_limit": "1000000.00", "risk_score": 750, "currency": "USD",
-            "contact": {"channel": "sms", "locale": "en-US", "contact_ref": f"cref-{acc}"},
-        }, 0, "card-system")
+        yield (
+            "card.accounts.v1",
+            acc,
+            _env(
+                "account.upserted",
+                acc,
+                {
+                    "account_id": acc,
+                    "status": "active",
+                    "segment": "standard",
+                    "tier": ["silver", "gold", "platinum", "diamond"][i % 4],
+                    "credit_limit": "1000000.00",
+                    "risk_score": 750,
+                    "currency": "USD",
+                    "contact": {"channel": "sms", "locale": "en-US", "contact_ref": f"cref-{acc}"},
+                },
+                0,
+                "card-system",
+            ),
+        )
 
 
 def _purchase(i: int, n_accounts: int) -> tuple[str, dict[str, Any]]:
     acc = f"acc-{_letters(i % n_accounts)}"
     return acc, {
-        "purchase_id": f"pur-{_letters(i)}", "account_id": acc, "card_token": f"tok-{acc}",
-        "card_last4": "4242", "amount": f"{500 + i % 3000}.{i % 100:02d}", "currency": "USD",
-        "merchant": {"merchant_id": "m-electro", "name": "Electro World", "mcc": "5732",
-                     "category": "electronics"},
-        "channel": "pos", "posted_at": "2026-03-02T10:00:00Z",
+        "purchase_id": f"pur-{_letters(i)}",
+        "account_id": acc,
+        "card_token": f"tok-{acc}",
+        "card_last4": "4242",
+        "amount": f"{500 + i % 3000}.{i % 100:02d}",
+        "currency": "USD",
+        "merchant": {
+            "merchant_id": "m-electro",
+            "name": "Electro World",
+            "mcc": "5732",
+            "category": "electronics",
+        },
+        "channel": "pos",
+        "posted_at": "2026-03-02T10:00:00Z",
     }
 
 
@@ -96,12 +127,25 @@ def due_soon(n: int, n_accounts: int) -> Iterator[tuple[str, str, bytes]]:
         acc = f"acc-{_letters(i % n_accounts)}"
         due = DAY0 + timedelta(days=7)
         days_left = (7, 3, 1, 0)[(i // n_accounts) % 4]
-        yield "installments.plans.v1", acc, _env("installment.due-soon", acc, {
-            "plan_id": f"plan-{_letters(i % n_accounts)}", "seq": 1 + (i // (4 * n_accounts)),
-            "due_date": due.isoformat(), "amount_outstanding": "125.50", "currency": "USD",
-            "days_until_due": days_left,
-            "business_date": (due - timedelta(days=days_left)).isoformat(),
-        }, i, "offers")
+        yield (
+            "installments.plans.v1",
+            acc,
+            _env(
+                "installment.due-soon",
+                acc,
+                {
+                    "plan_id": f"plan-{_letters(i % n_accounts)}",
+                    "seq": 1 + (i // (4 * n_accounts)),
+                    "due_date": due.isoformat(),
+                    "amount_outstanding": "125.50",
+                    "currency": "USD",
+                    "days_until_due": days_left,
+                    "business_date": (due - timedelta(days=days_left)).isoformat(),
+                },
+                i,
+                "offers",
+            ),
+        )
 
 
 def delinquencies(n: int, n_accounts: int) -> Iterator[tuple[str, str, bytes]]:
@@ -109,11 +153,24 @@ def delinquencies(n: int, n_accounts: int) -> Iterator[tuple[str, str, bytes]]:
         acc = f"acc-{_letters(i % n_accounts)}"
         dpd = 1 + i // n_accounts
         oldest = DAY0
-        yield "installments.plans.v1", acc, _env("account.delinquency", acc, {
-            "account_id": acc, "business_date": (oldest + timedelta(days=dpd)).isoformat(),
-            "days_past_due": dpd, "overdue_amount": "250.00", "currency": "USD",
-            "oldest_unpaid_due_date": oldest.isoformat(),
-        }, i, "offers")
+        yield (
+            "installments.plans.v1",
+            acc,
+            _env(
+                "account.delinquency",
+                acc,
+                {
+                    "account_id": acc,
+                    "business_date": (oldest + timedelta(days=dpd)).isoformat(),
+                    "days_past_due": dpd,
+                    "overdue_amount": "250.00",
+                    "currency": "USD",
+                    "oldest_unpaid_due_date": oldest.isoformat(),
+                },
+                i,
+                "offers",
+            ),
+        )
 
 
 #: service -> (number of accounts to preload, generator of its input events)
@@ -149,8 +206,12 @@ class Bench:
         return f"{self.admin_url.rpartition('/')[0]}/{name}"
 
     def settings(self, namespace: str) -> Settings:
-        return Settings(kafka_bootstrap_servers=self.bootstrap, database_url=self.db_url,
-                        topic_prefix=f"bench-{self.run}-{namespace}.", topic_partitions=6)
+        return Settings(
+            kafka_bootstrap_servers=self.bootstrap,
+            database_url=self.db_url,
+            topic_prefix=f"bench-{self.run}-{namespace}.",
+            topic_partitions=6,
+        )
 
     def load(self, settings: Settings, service: str) -> tuple[int, list[str]]:
         """Write the service's input to its namespace; returns (input count, topics)."""
@@ -158,8 +219,13 @@ class Bench:
 
         ensure_topics(settings)
         n_accounts, events = WORKLOADS[service](self.events)
-        producer = KafkaProducer(**settings.kafka_client_config(), acks=1, linger_ms=20,
-                                 batch_size=262144, compression_type=None)
+        producer = KafkaProducer(
+            **settings.kafka_client_config(),
+            acks=1,
+            linger_ms=20,
+            batch_size=262144,
+            compression_type=None,
+        )
         topics: set[str] = set()
         count = 0
         for stream in (accounts(n_accounts) if service != "purchases" else iter(()), events):
@@ -173,11 +239,19 @@ class Bench:
 
     def raw_rate(self, settings: Settings, topics: list[str], expected: int) -> float:
         """The client's limit: consume the same messages with a bare KafkaConsumer."""
-        consumer = KafkaConsumer(**settings.kafka_client_config(), group_id=None,
-                                 enable_auto_commit=False, max_poll_records=5000,
-                                 fetch_max_bytes=52428800, max_partition_fetch_bytes=4194304)
-        tps = [TopicPartition(settings.topic(t), p) for t in topics
-               for p in consumer.partitions_for_topic(settings.topic(t)) or set()]
+        consumer = KafkaConsumer(
+            **settings.kafka_client_config(),
+            group_id=None,
+            enable_auto_commit=False,
+            max_poll_records=5000,
+            fetch_max_bytes=52428800,
+            max_partition_fetch_bytes=4194304,
+        )
+        tps = [
+            TopicPartition(settings.topic(t), p)
+            for t in topics
+            for p in consumer.partitions_for_topic(settings.topic(t)) or set()
+        ]
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
         seen, started = 0, time.perf_counter()
@@ -188,17 +262,32 @@ class Bench:
         consumer.close()
         return seen / elapsed
 
-    def service_rate(self, settings: Settings, service: str, topics: list[str], expected: int,
-                     processes: int) -> dict[str, Any]:
+    def service_rate(
+        self, settings: Settings, service: str, topics: list[str], expected: int, processes: int
+    ) -> dict[str, Any]:
         """Start the service as ``processes`` OS processes; measure until its lag is 0."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("INSTALLMENTS_")}
-        env.update({"KAFKA_BOOTSTRAP_SERVERS": self.bootstrap, "DATABASE_URL": self.db_url,
-                    "INSTALLMENTS_TOPIC_PREFIX": settings.topic_prefix,
-                    "INSTALLMENTS_LOG_LEVEL": "WARNING", "INSTALLMENTS_LOG_FORMAT": "json",
-                    "PYTHONPATH": str(REPO)})
+        env.update(
+            {
+                "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+                "DATABASE_URL": self.db_url,
+                "INSTALLMENTS_TOPIC_PREFIX": settings.topic_prefix,
+                "INSTALLMENTS_LOG_LEVEL": "WARNING",
+                "INSTALLMENTS_LOG_FORMAT": "json",
+                "PYTHONPATH": str(REPO),
+            }
+        )
         log = open(self.workdir / f"{service}-{processes}.log", "ab")
-        procs = [subprocess.Popen([sys.executable, "-m", f"services.{service}"], env=env,
-                                  cwd=REPO, stdout=log, stderr=log) for _ in range(processes)]
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", f"services.{service}"],
+                env=env,
+                cwd=REPO,
+                stdout=log,
+                stderr=log,
+            )
+            for _ in range(processes)
+        ]
         group = settings.topic_prefix + f"installments-{service}"
         admin = KafkaAdminClient(**settings.kafka_client_config())
         peak_kib = [0] * processes
@@ -220,9 +309,13 @@ class Bench:
             moving = [s for s in samples if s[1] > 0]
             (t0, c0), (t1, c1) = moving[0], moving[-1]
             rate = (c1 - c0) / (t1 - t0) if t1 > t0 else float("nan")
-            return {"events": expected, "processes": processes, "events_per_s": round(rate),
-                    "seconds": round(t1 - t0, 2),
-                    "peak_rss_mib": [round(k / 1024, 1) for k in peak_kib]}
+            return {
+                "events": expected,
+                "processes": processes,
+                "events_per_s": round(rate),
+                "seconds": round(t1 - t0, 2),
+                "peak_rss_mib": [round(k / 1024, 1) for k in peak_kib],
+            }
         finally:
             admin.close()
             for p in procs:
@@ -245,23 +338,38 @@ class Bench:
             producer.send(settings.topic(topic), key=key.encode(), value=value)
         producer.flush()
         env = {k: v for k, v in os.environ.items() if not k.startswith("INSTALLMENTS_")}
-        env.update({"KAFKA_BOOTSTRAP_SERVERS": self.bootstrap, "DATABASE_URL": self.db_url,
-                    "INSTALLMENTS_TOPIC_PREFIX": settings.topic_prefix,
-                    "INSTALLMENTS_LOG_LEVEL": "WARNING", "INSTALLMENTS_POLL_TIMEOUT_MS": "20",
-                    "PYTHONPATH": str(REPO)})
+        env.update(
+            {
+                "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+                "DATABASE_URL": self.db_url,
+                "INSTALLMENTS_TOPIC_PREFIX": settings.topic_prefix,
+                "INSTALLMENTS_LOG_LEVEL": "WARNING",
+                "INSTALLMENTS_POLL_TIMEOUT_MS": "20",
+                "PYTHONPATH": str(REPO),
+            }
+        )
         log = open(self.workdir / "e2e.log", "ab")
-        procs = {s: subprocess.Popen([sys.executable, "-m", f"services.{s}"], env=env, cwd=REPO,
-                                     stdout=log, stderr=log) for s in ("purchases", "offers")}
-        reader = KafkaConsumer(**settings.kafka_client_config(), group_id=None,
-                               enable_auto_commit=False)
+        procs = {
+            s: subprocess.Popen(
+                [sys.executable, "-m", f"services.{s}"], env=env, cwd=REPO, stdout=log, stderr=log
+            )
+            for s in ("purchases", "offers")
+        }
+        reader = KafkaConsumer(
+            **settings.kafka_client_config(), group_id=None, enable_auto_commit=False
+        )
         out = settings.topic("installments.offers.v1")
         tps = [TopicPartition(out, p) for p in reader.partitions_for_topic(out) or set()]
         reader.assign(tps)
         reader.seek_to_end(*tps)
         try:
             # warm-up: wait until both services answer one purchase end to end
-            self._wait_offers(reader, 1, lambda: self._send_purchases(producer, settings, 1, 10**6,
-                                                                      n_accounts), 120)
+            self._wait_offers(
+                reader,
+                1,
+                lambda: self._send_purchases(producer, settings, 1, 10**6, n_accounts),
+                120,
+            )
             sent_at: dict[str, float] = {}
             lat_ms: list[float] = []
             total = rate * seconds
@@ -288,10 +396,16 @@ class Bench:
             def pct(q: float) -> float:
                 return round(lat_ms[min(len(lat_ms) - 1, int(q * len(lat_ms)))], 1)
 
-            return {"offered_per_s": round(offered), "purchases": total,
-                    "offers_seen": len(lat_ms), "p50_ms": pct(0.50), "p95_ms": pct(0.95),
-                    "p99_ms": pct(0.99), "max_ms": round(lat_ms[-1], 1),
-                    "peak_rss_mib": peaks}
+            return {
+                "offered_per_s": round(offered),
+                "purchases": total,
+                "offers_seen": len(lat_ms),
+                "p50_ms": pct(0.50),
+                "p95_ms": pct(0.95),
+                "p99_ms": pct(0.99),
+                "max_ms": round(lat_ms[-1], 1),
+                "peak_rss_mib": peaks,
+            }
         finally:
             reader.close()
             producer.close()
@@ -304,17 +418,22 @@ class Bench:
                     p.kill()
 
     @staticmethod
-    def _send_purchases(producer: KafkaProducer, settings: Settings, n: int, base: int,
-                        n_accounts: int) -> None:
+    def _send_purchases(
+        producer: KafkaProducer, settings: Settings, n: int, base: int, n_accounts: int
+    ) -> None:
         for i in range(base, base + n):
             acc, data = _purchase(i, n_accounts)
-            producer.send(settings.topic("card.purchases.v1"), key=acc.encode(),
-                          value=_env("purchase.posted", acc, data, i, "card-system"))
+            producer.send(
+                settings.topic("card.purchases.v1"),
+                key=acc.encode(),
+                value=_env("purchase.posted", acc, data, i, "card-system"),
+            )
         producer.flush()
 
     @staticmethod
-    def _wait_offers(reader: KafkaConsumer, n: int, send: Callable[[], None], timeout: float
-                     ) -> None:
+    def _wait_offers(
+        reader: KafkaConsumer, n: int, send: Callable[[], None], timeout: float
+    ) -> None:
         send()
         seen, deadline = 0, time.monotonic() + timeout
         while seen < n:
@@ -324,8 +443,9 @@ class Bench:
                 seen += len(records)
 
     @staticmethod
-    def _collect(reader: KafkaConsumer, sent_at: dict[str, float], out: list[float],
-                 timeout_ms: int) -> None:
+    def _collect(
+        reader: KafkaConsumer, sent_at: dict[str, float], out: list[float], timeout_ms: int
+    ) -> None:
         """Latency of each offer seen: its record timestamp minus when its purchase was sent."""
         for records in reader.poll(timeout_ms=timeout_ms, max_records=5000).values():
             for r in records:
@@ -350,23 +470,40 @@ def machine() -> dict[str, Any]:
     cpu = "unknown"
     try:
         with open("/proc/cpuinfo") as fh:
-            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
+            cpu = next(
+                line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")
+            )
     except (OSError, StopIteration):
         pass
     mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     from shared.stack import kafka_version
 
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem_gib, 1),
-            "python": platform.python_version(), "kafka": kafka_version(),
-            "os": platform.platform(), "database": "PostgreSQL (local, fsync off)"}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_gib, 1),
+        "python": platform.python_version(),
+        "kafka": kafka_version(),
+        "os": platform.platform(),
+        "database": "PostgreSQL (local, fsync off)",
+    }
 
 
-def run_bench(events: int, services: list[str], e2e_rate: int, e2e_seconds: int,
-              out_dir: Path, log: Callable[[str], None]) -> dict[str, Any]:
+def run_bench(
+    events: int,
+    services: list[str],
+    e2e_rate: int,
+    e2e_seconds: int,
+    out_dir: Path,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
     bench = Bench(events, log)
-    results: dict[str, Any] = {"when": datetime.now(UTC).isoformat(timespec="seconds"),
-                               "machine": machine(), "events_per_service": events,
-                               "services": {}}
+    results: dict[str, Any] = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "events_per_service": events,
+        "services": {},
+    }
     for service in services:
         entry: dict[str, Any] = {}
         for processes in (1, 2):
@@ -377,8 +514,10 @@ def run_bench(events: int, services: list[str], e2e_rate: int, e2e_seconds: int,
             measured = bench.service_rate(settings, service, topics, count, processes)
             measured["raw_consume_per_s"] = round(raw)
             measured["ratio_to_raw"] = round(measured["events_per_s"] / raw, 3)
-            log(f"{service} x{processes}: {measured['events_per_s']:,} events/s"
-                f" = {measured['ratio_to_raw']:.0%} of raw; peak RSS {measured['peak_rss_mib']} MiB")
+            log(
+                f"{service} x{processes}: {measured['events_per_s']:,} events/s"
+                f" = {measured['ratio_to_raw']:.0%} of raw; peak RSS {measured['peak_rss_mib']} MiB"
+            )
             entry[f"processes_{processes}"] = measured
         results["services"][service] = entry
     if e2e_rate:
@@ -393,7 +532,8 @@ def run_bench(events: int, services: list[str], e2e_rate: int, e2e_seconds: int,
 def markdown(r: dict[str, Any]) -> str:
     m = r["machine"]
     lines = [
-        "# Benchmark results", "",
+        "# Benchmark results",
+        "",
         f"Run {r['when']} on {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, Python "
         f"{m['python']}, Kafka {m['kafka']}, {m['database']}. {r['events_per_service']:,} input"
         " events per service; topics with 6 partitions. `installments bench` writes this file.",
@@ -404,14 +544,19 @@ def markdown(r: dict[str, Any]) -> str:
     for service, entry in r["services"].items():
         for key in sorted(entry):
             e = entry[key]
-            lines.append(f"| {service} | {e['processes']} | {e['events_per_s']:,} | "
-                         f"{e['raw_consume_per_s']:,} | {e['ratio_to_raw']:.0%} | "
-                         f"{', '.join(map(str, e['peak_rss_mib']))} |")
+            lines.append(
+                f"| {service} | {e['processes']} | {e['events_per_s']:,} | "
+                f"{e['raw_consume_per_s']:,} | {e['ratio_to_raw']:.0%} | "
+                f"{', '.join(map(str, e['peak_rss_mib']))} |"
+            )
     if "latency" in r:
         lat = r["latency"]
-        lines += ["", "End-to-end latency, purchase.posted → offer.made (purchases + offers,"
-                  f" one process each), offered load {lat['offered_per_s']:,}/s:"
-                  f" p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms, p99 {lat['p99_ms']} ms,"
-                  f" max {lat['max_ms']} ms ({lat['offers_seen']:,} of {lat['purchases']:,}"
-                  f" offers seen); peak RSS {lat['peak_rss_mib']} MiB."]
+        lines += [
+            "",
+            "End-to-end latency, purchase.posted → offer.made (purchases + offers,"
+            f" one process each), offered load {lat['offered_per_s']:,}/s:"
+            f" p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms, p99 {lat['p99_ms']} ms,"
+            f" max {lat['max_ms']} ms ({lat['offers_seen']:,} of {lat['purchases']:,}"
+            f" offers seen); peak RSS {lat['peak_rss_mib']} MiB.",
+        ]
     return "\n".join(lines) + "\n"

@@ -13,10 +13,7 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -26,8 +23,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from shared.settings import Settings
+from shared.tools.pipeline import Pipeline
 from shared.tools.report import build_report, render_report
-from shared.tools.simulator import DEMO_POLICY_YAML, SimConfig, Simulator, wait_groups_idle
+from shared.tools.simulator import DEMO_POLICY_YAML, SimConfig, Simulator
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -43,8 +41,9 @@ def _postgres_database(url: str, name: str) -> str:
     return f"{url.rpartition('/')[0]}/{name}"
 
 
-def run_demo(accounts: int, days: int, seed: int, console: Console,
-             keep_running: bool = False) -> dict[str, Any]:
+def run_demo(
+    accounts: int, days: int, seed: int, console: Console, keep_running: bool = False
+) -> dict[str, Any]:
     from shared.stack import ensure_stack
     from shared.topics import ensure_topics
 
@@ -61,44 +60,37 @@ def run_demo(accounts: int, days: int, seed: int, console: Console,
         console.print("    embedded SQLite, one file per service")
     policy = workdir / "policy.yaml"
     policy.write_text(DEMO_POLICY_YAML)
-    settings = Settings(kafka_bootstrap_servers=bootstrap, database_url=db_url,
-                        topic_prefix=f"demo-{run}.", policy_file=str(policy))
+    settings = Settings(
+        kafka_bootstrap_servers=bootstrap,
+        database_url=db_url,
+        topic_prefix=f"demo-{run}.",
+        policy_file=str(policy),
+    )
     console.print("[bold]2/6[/] topics")
     ensure_topics(settings)
 
     from shared.cli import available_services
-    from shared.cli_support import groups_of_pipeline
 
     services = available_services()
-    groups = groups_of_pipeline(settings)
     console.print(f"[bold]3/6[/] starting {len(services)} services: {', '.join(services)}")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INSTALLMENTS_")}
-    env.update({
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "DATABASE_URL": db_url,
-        "INSTALLMENTS_TOPIC_PREFIX": settings.topic_prefix,
-        "INSTALLMENTS_POLICY_FILE": str(policy), "INSTALLMENTS_LOG_FORMAT": "json",
-        "INSTALLMENTS_LOG_LEVEL": "WARNING", "PYTHONPATH": str(REPO),
-    })
-    procs: dict[str, subprocess.Popen[bytes]] = {}
-    for name in services:
-        log = open(workdir / "logs" / f"{name}.log", "ab")
-        procs[name] = subprocess.Popen([sys.executable, "-m", f"services.{name}"], env=env,
-                                       cwd=REPO, stdout=log, stderr=log)
-
-    def wait_idle(timeout_s: float) -> None:
-        for name, proc in procs.items():
-            if proc.poll() is not None:
-                raise RuntimeError(f"service {name} exited with {proc.returncode};"
-                                   f" see {workdir}/logs/{name}.log")
-        wait_groups_idle(settings, groups, timeout_s)
+    pipeline = Pipeline(settings, services, workdir / "logs")
+    pipeline.start()
+    groups = pipeline.groups
+    wait_idle = pipeline.wait_idle
 
     try:
         config = SimConfig(accounts=accounts, days=days, seed=seed)
-        console.print(f"[bold]4/6[/] simulating {accounts} accounts over {days} business days"
-                      f" (seed {seed})")
+        console.print(
+            f"[bold]4/6[/] simulating {accounts} accounts over {days} business days (seed {seed})"
+        )
         started = time.monotonic()
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=console) as progress:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
             task = progress.add_task("days", total=days)
 
             def on_progress(day: int, what: str) -> None:
@@ -108,14 +100,19 @@ def run_demo(accounts: int, days: int, seed: int, console: Console,
             stats = sim.run()
             progress.update(task, completed=days, description="done")
         elapsed = time.monotonic() - started
-        console.print(f"[bold]5/6[/] waiting for every consumer group's lag to reach 0")
+        console.print("[bold]5/6[/] waiting for every consumer group's lag to reach 0")
         wait_idle(300)
         report = build_report(settings)
         report["run"] = {
-            "namespace": settings.topic_prefix, "database": db_url.split("@")[-1],
-            "accounts": stats.accounts, "days": stats.days, "input_events": stats.events,
-            "purchases_posted": stats.purchases, "refunds_posted": stats.refunds,
-            "payments_posted": stats.payments, "decisions": dict(stats.decisions),
+            "namespace": settings.topic_prefix,
+            "database": db_url.split("@")[-1],
+            "accounts": stats.accounts,
+            "days": stats.days,
+            "input_events": stats.events,
+            "purchases_posted": stats.purchases,
+            "refunds_posted": stats.refunds,
+            "payments_posted": stats.payments,
+            "decisions": dict(stats.decisions),
             "seconds": round(elapsed, 1),
         }
         report["lag"] = lag_rows(settings, groups)
@@ -128,14 +125,7 @@ def run_demo(accounts: int, days: int, seed: int, console: Console,
         return report
     finally:
         console.print("[bold]6/6[/] stopping services")
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs.values():
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        pipeline.stop()
 
 
 def lag_rows(settings: Settings, groups: dict[str, list[str]]) -> dict[str, dict[str, int]]:
@@ -153,8 +143,10 @@ def lag_rows(settings: Settings, groups: dict[str, list[str]]) -> dict[str, dict
             rows[group] = {}
             for t in topics:
                 physical = settings.topic(t)
-                tps = [TopicPartition(physical, p)
-                       for p in consumer.partitions_for_topic(physical) or set()]
+                tps = [
+                    TopicPartition(physical, p)
+                    for p in consumer.partitions_for_topic(physical) or set()
+                ]
                 ends = consumer.end_offsets(tps)
                 rows[group][t] = sum(
                     end - (committed[tp].offset if tp in committed else 0)

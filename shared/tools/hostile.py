@@ -18,15 +18,22 @@ PAN = "4111111111111111"  # a test card number (passes Luhn)
 
 def _purchase(rng: random.Random, account: str) -> dict[str, Any]:
     return {
-        "id": str(uuid.UUID(int=rng.getrandbits(128))), "type": "purchase.posted",
-        "source": "card-system", "time": "2026-03-02T10:00:00Z", "subject": account,
+        "id": str(uuid.UUID(int=rng.getrandbits(128))),
+        "type": "purchase.posted",
+        "source": "card-system",
+        "time": "2026-03-02T10:00:00Z",
+        "subject": account,
         "schema_version": 1,
         "data": {
-            "purchase_id": f"pur-{rng.getrandbits(40):x}x", "account_id": account,
-            "card_token": "tok-abc", "card_last4": "4242", "amount": "120.50",
+            "purchase_id": f"pur-{rng.getrandbits(40):x}x",
+            "account_id": account,
+            "card_token": "tok-abc",
+            "card_last4": "4242",
+            "amount": "120.50",
             "currency": "USD",
             "merchant": {"merchant_id": "m-1", "name": "Shop", "mcc": "5732"},
-            "channel": "pos", "posted_at": "2026-03-02T10:00:00Z",
+            "channel": "pos",
+            "posted_at": "2026-03-02T10:00:00Z",
         },
     }
 
@@ -39,6 +46,7 @@ def _set(path: str, value: Any) -> Callable[[dict[str, Any]], Any]:
             target = target[p]
         target[last] = value
         return msg
+
     return mutate
 
 
@@ -50,6 +58,7 @@ def _drop(path: str) -> Callable[[dict[str, Any]], Any]:
             target = target[p]
         del target[last]
         return msg
+
     return mutate
 
 
@@ -60,6 +69,7 @@ def _deep(depth: int) -> Callable[[dict[str, Any]], Any]:
             nested = {"n": nested}
         msg["data"]["merchant"]["extra"] = nested
         return msg
+
     return mutate
 
 
@@ -105,7 +115,9 @@ RAW: dict[str, bytes | None] = {
 }
 
 
-def hostile_messages(count: int, seed: int, account: str) -> Iterator[tuple[str, bytes, bytes | None]]:
+def hostile_messages(
+    count: int, seed: int, account: str
+) -> Iterator[tuple[str, bytes, bytes | None]]:
     """``count`` hostile messages for ``card.purchases.v1``, cycling through every kind."""
     rng = random.Random(seed)
     kinds = sorted(MUTATIONS) + sorted(RAW) + ["wrong key"]

@@ -62,8 +62,12 @@ class Report:
 
 
 def read_raw(settings: Settings, topic: str) -> list[Raw]:
-    consumer = KafkaConsumer(**settings.kafka_client_config(), group_id=None,
-                             enable_auto_commit=False, client_id="invariants")
+    consumer = KafkaConsumer(
+        **settings.kafka_client_config(),
+        group_id=None,
+        enable_auto_commit=False,
+        client_id="invariants",
+    )
     try:
         physical = settings.topic(topic)
         tps = [TopicPartition(physical, p) for p in consumer.partitions_for_topic(physical) or []]
@@ -76,9 +80,16 @@ def read_raw(settings: Settings, topic: str) -> list[Raw]:
         while any(consumer.position(tp) < ends[tp] for tp in tps):
             for tp, records in consumer.poll(timeout_ms=500, max_records=10000).items():
                 out.extend(
-                    Raw(topic, r.partition, r.offset, r.key, r.value,
-                        {k: v.decode(errors="replace") for k, v in r.headers or []})
-                    for r in records if r.offset < ends[tp]
+                    Raw(
+                        topic,
+                        r.partition,
+                        r.offset,
+                        r.key,
+                        r.value,
+                        {k: v.decode(errors="replace") for k, v in r.headers or []},
+                    )
+                    for r in records
+                    if r.offset < ends[tp]
                 )
         out.sort(key=lambda r: (r.partition, r.offset))
         return out
@@ -122,12 +133,21 @@ def check(settings: Settings) -> Report:
             rep.check("output ids unique", len(values) == 1, f"{topic} id {event_id}")
 
     # 2. every valid input has one effect or one dead letter.
-    dead = {(d.headers.get("original.topic"), int(d.headers.get("original.partition", -1)),
-             int(d.headers.get("original.offset", -1))) for recs in dlq.values() for d in recs}
-    recorded = Counter(e.data.purchase_id for e in ev["purchases.recorded.v1"]
-                       if e.type == "purchase.recorded")
-    refunds_recorded = Counter(e.data.refund_id for e in ev["purchases.recorded.v1"]
-                               if e.type == "refund.recorded")
+    dead = {
+        (
+            d.headers.get("original.topic"),
+            int(d.headers.get("original.partition", -1)),
+            int(d.headers.get("original.offset", -1)),
+        )
+        for recs in dlq.values()
+        for d in recs
+    }
+    recorded = Counter(
+        e.data.purchase_id for e in ev["purchases.recorded.v1"] if e.type == "purchase.recorded"
+    )
+    refunds_recorded = Counter(
+        e.data.refund_id for e in ev["purchases.recorded.v1"] if e.type == "refund.recorded"
+    )
     for pid, n in recorded.items():
         rep.check("purchase recorded once", n == 1, f"{pid} recorded {n} times")
     for rid, n in refunds_recorded.items():
@@ -137,21 +157,32 @@ def check(settings: Settings) -> Report:
         try:
             e = decode("card.purchases.v1", r.key, r.value)
         except Exception:
-            rep.check("invalid input dead-lettered", ("card.purchases.v1", r.partition, r.offset)
-                      in dead, f"card.purchases.v1@{r.partition}:{r.offset}")
+            rep.check(
+                "invalid input dead-lettered",
+                ("card.purchases.v1", r.partition, r.offset) in dead,
+                f"card.purchases.v1@{r.partition}:{r.offset}",
+            )
             continue
         key = e.data.purchase_id if e.type == "purchase.posted" else e.data.refund_id
-        effect = e.id in causes or (recorded[key] if e.type == "purchase.posted"
-                                    else refunds_recorded[key]) == 1
-        rep.check("input has one effect or dead letter",
-                  effect or ("card.purchases.v1", r.partition, r.offset) in dead,
-                  f"{e.type} {key} has neither")
+        effect = (
+            e.id in causes
+            or (recorded[key] if e.type == "purchase.posted" else refunds_recorded[key]) == 1
+        )
+        rep.check(
+            "input has one effect or dead letter",
+            effect or ("card.purchases.v1", r.partition, r.offset) in dead,
+            f"{e.type} {key} has neither",
+        )
 
     # 3. offers and plans.
-    amounts = {e.data.purchase_id: e.data.amount for e in ev["purchases.recorded.v1"]
-               if e.type == "purchase.recorded"}
-    offers = Counter(e.data.purchase_id for e in ev["installments.offers.v1"]
-                     if e.type == "offer.made")
+    amounts = {
+        e.data.purchase_id: e.data.amount
+        for e in ev["purchases.recorded.v1"]
+        if e.type == "purchase.recorded"
+    }
+    offers = Counter(
+        e.data.purchase_id for e in ev["installments.offers.v1"] if e.type == "offer.made"
+    )
     for pid, n in offers.items():
         rep.check("one offer per purchase", n == 1, f"{pid}: {n} offers")
     plans_per_purchase: Counter[str] = Counter()
@@ -164,12 +195,18 @@ def check(settings: Settings) -> Report:
             plans_per_purchase[d.purchase_id] += 1
             principal = sum((line.principal for line in d.schedule), Decimal(0))
             fee = sum((line.fee for line in d.schedule), Decimal(0))
-            rep.check("Σ principal = plan principal", principal == d.principal,
-                      f"{d.plan_id}: {principal} != {d.principal}")
+            rep.check(
+                "Σ principal = plan principal",
+                principal == d.principal,
+                f"{d.plan_id}: {principal} != {d.principal}",
+            )
             rep.check("Σ fee = total fee", fee == d.total_fee, f"{d.plan_id}: {fee}")
             if d.purchase_id in amounts:
-                rep.check("plan principal = purchase amount", d.principal == amounts[d.purchase_id],
-                          f"{d.plan_id}: {d.principal} != {amounts[d.purchase_id]}")
+                rep.check(
+                    "plan principal = purchase amount",
+                    d.principal == amounts[d.purchase_id],
+                    f"{d.plan_id}: {d.principal} != {amounts[d.purchase_id]}",
+                )
             plan_lines[d.plan_id] = {line.seq: line.amount for line in d.schedule}
         elif e.type == "installment.paid":
             paid[(d.plan_id, d.seq)] += 1
@@ -187,22 +224,29 @@ def check(settings: Settings) -> Report:
             balance[d.account_id] += d.points
         elif e.type in ("points.reversed", "points.redeemed"):
             balance[d.account_id] -= d.points
-        rep.check("balance_after = Σ ledger", d.balance_after == balance[d.account_id],
-                  f"{d.account_id}: {d.balance_after} != {balance[d.account_id]}")
+        rep.check(
+            "balance_after = Σ ledger",
+            d.balance_after == balance[d.account_id],
+            f"{d.account_id}: {d.balance_after} != {balance[d.account_id]}",
+        )
         if e.type == "points.redeemed":
             rep.check("redemption never below zero", d.balance_after >= 0, d.account_id)
 
     # 5. reminders.
-    reminders = Counter((e.data.plan_id, e.data.seq, e.data.days_before_due)
-                        for e in ev["reminders.outbound.v1"])
+    reminders = Counter(
+        (e.data.plan_id, e.data.seq, e.data.days_before_due) for e in ev["reminders.outbound.v1"]
+    )
     for key, n in reminders.items():
         rep.check("one reminder per installment and offset", n == 1, f"{key}: {n}")
     for e in ev["reminders.outbound.v1"]:
         d = e.data
         sent_on = d.due_date - timedelta(days=d.days_before_due)
         when_paid = paid_on.get((d.plan_id, d.seq))
-        rep.check("no reminder for a paid installment", when_paid is None or when_paid >= sent_on,
-                  f"{d.plan_id}#{d.seq} paid {when_paid}, reminded for {sent_on}")
+        rep.check(
+            "no reminder for a paid installment",
+            when_paid is None or when_paid >= sent_on,
+            f"{d.plan_id}#{d.seq} paid {when_paid}, reminded for {sent_on}",
+        )
 
     # 6. escalations.
     levels: dict[str, list[int]] = defaultdict(list)

@@ -52,9 +52,13 @@ class DeadLetter:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "dlq_topic": self.dlq_topic, "partition": self.partition, "offset": self.offset,
-            "timestamp_ms": self.timestamp_ms, "key": (self.key or b"").decode(errors="replace"),
-            "bytes": len(self.value), **self.headers,
+            "dlq_topic": self.dlq_topic,
+            "partition": self.partition,
+            "offset": self.offset,
+            "timestamp_ms": self.timestamp_ms,
+            "key": (self.key or b"").decode(errors="replace"),
+            "bytes": len(self.value),
+            **self.headers,
         }
 
 
@@ -67,13 +71,21 @@ def dlq_topics(topic: str | None = None) -> list[str]:
     return [dlq_topic(n) for n in names]
 
 
-def read_dead_letters(settings: Settings, topic: str | None = None, *, group: str | None = None
-                      ) -> tuple[list[DeadLetter], KafkaConsumer]:
+def read_dead_letters(
+    settings: Settings, topic: str | None = None, *, group: str | None = None
+) -> tuple[list[DeadLetter], KafkaConsumer]:
     """Dead letters from the beginning (or from ``group``'s committed offsets) to the end."""
-    consumer = KafkaConsumer(**settings.kafka_client_config(), group_id=group,
-                             enable_auto_commit=False, client_id="installments-dlq")
-    tps = [TopicPartition(settings.topic(t), p) for t in dlq_topics(topic)
-           for p in consumer.partitions_for_topic(settings.topic(t)) or set()]
+    consumer = KafkaConsumer(
+        **settings.kafka_client_config(),
+        group_id=group,
+        enable_auto_commit=False,
+        client_id="installments-dlq",
+    )
+    tps = [
+        TopicPartition(settings.topic(t), p)
+        for t in dlq_topics(topic)
+        for p in consumer.partitions_for_topic(settings.topic(t)) or set()
+    ]
     consumer.assign(tps)
     letters: list[DeadLetter] = []
     if not tps:
@@ -90,34 +102,59 @@ def read_dead_letters(settings: Settings, topic: str | None = None, *, group: st
             for r in records:
                 if r.offset >= ends[tp]:
                     continue
-                letters.append(DeadLetter(
-                    settings.contract_topic(r.topic), r.partition, r.offset, r.timestamp, r.key,
-                    r.value, {k: v.decode(errors="replace") for k, v in r.headers or []},
-                ))
+                letters.append(
+                    DeadLetter(
+                        settings.contract_topic(r.topic),
+                        r.partition,
+                        r.offset,
+                        r.timestamp,
+                        r.key,
+                        r.value,
+                        {k: v.decode(errors="replace") for k, v in r.headers or []},
+                    )
+                )
     letters.sort(key=lambda d: (d.timestamp_ms, d.dlq_topic, d.partition, d.offset))
     return letters, consumer
 
 
-def redrive(settings: Settings, topic: str | None, *, dry_run: bool, reason_contains: str | None,
-            limit: int | None) -> list[DeadLetter]:
+def redrive(
+    settings: Settings,
+    topic: str | None,
+    *,
+    dry_run: bool,
+    reason_contains: str | None,
+    limit: int | None,
+) -> list[DeadLetter]:
     """Re-publish dead letters to their original topics; returns those (to be) re-driven."""
     group = settings.topic_prefix + REDRIVE_GROUP
     letters, consumer = read_dead_letters(settings, topic, group=group)
     try:
-        chosen = [d for d in letters
-                  if reason_contains is None or reason_contains in d.headers.get("error.reason", "")]
+        chosen = [
+            d
+            for d in letters
+            if reason_contains is None or reason_contains in d.headers.get("error.reason", "")
+        ]
         if limit is not None:
             chosen = chosen[:limit]
         if dry_run or not chosen:
             return chosen
-        producer = KafkaProducer(**settings.kafka_client_config(), acks="all",
-                                 enable_idempotence=True, client_id="installments-dlq-redrive")
+        producer = KafkaProducer(
+            **settings.kafka_client_config(),
+            acks="all",
+            enable_idempotence=True,
+            client_id="installments-dlq-redrive",
+        )
         for d in chosen:
             if d.original_topic not in TOPICS:
-                raise ValueError(f"dead letter {d.dlq_topic}@{d.offset} has no valid original.topic")
-            producer.send(settings.topic(d.original_topic), key=d.key, value=d.value,
-                          headers=[("redriven.from", f"{d.dlq_topic}@{d.partition}:{d.offset}"
-                                    .encode())])
+                raise ValueError(
+                    f"dead letter {d.dlq_topic}@{d.offset} has no valid original.topic"
+                )
+            producer.send(
+                settings.topic(d.original_topic),
+                key=d.key,
+                value=d.value,
+                headers=[("redriven.from", f"{d.dlq_topic}@{d.partition}:{d.offset}".encode())],
+            )
         producer.flush()
         producer.close()
         # Progress: the highest re-driven offset per DLQ partition (+1). With a filter,
@@ -141,8 +178,14 @@ def group_members(settings: Settings, group: str) -> int:
         admin.close()
 
 
-def plan_replay(settings: Settings, service: Any, *, to_offset: int | None,
-                to_time: datetime | None, topic: str | None) -> dict[TopicPartition, tuple[int, int]]:
+def plan_replay(
+    settings: Settings,
+    service: Any,
+    *,
+    to_offset: int | None,
+    to_time: datetime | None,
+    topic: str | None,
+) -> dict[TopicPartition, tuple[int, int]]:
     """Partition -> (stored next offset now, offset to move back to)."""
     group = settings.topic_prefix + service.consumer_group
     topics = [topic] if topic else list(service.consumes)
@@ -152,10 +195,15 @@ def plan_replay(settings: Settings, service: Any, *, to_offset: int | None,
     engine = make_engine(settings, service.name)
     consumer = KafkaConsumer(**settings.kafka_client_config(), group_id=None)
     try:
-        tps = [TopicPartition(settings.topic(t), p) for t in topics
-               for p in consumer.partitions_for_topic(settings.topic(t)) or set()]
+        tps = [
+            TopicPartition(settings.topic(t), p)
+            for t in topics
+            for p in consumer.partitions_for_topic(settings.topic(t)) or set()
+        ]
         with engine.connect() as conn:
-            rows = conn.execute(select(consumer_offsets).where(consumer_offsets.c.consumer == group))
+            rows = conn.execute(
+                select(consumer_offsets).where(consumer_offsets.c.consumer == group)
+            )
             stored = {TopicPartition(r.topic, r.partition): r.next_offset for r in rows}
         if to_time is not None:
             found = consumer.offsets_for_times({tp: int(to_time.timestamp() * 1000) for tp in tps})
@@ -164,15 +212,19 @@ def plan_replay(settings: Settings, service: Any, *, to_offset: int | None,
         else:
             starts = consumer.beginning_offsets(tps)
             targets = {tp: max(starts[tp], to_offset or 0) for tp in tps}
-        return {tp: (stored.get(tp, 0), min(targets[tp], stored.get(tp, 0))) for tp in tps
-                if tp in stored}
+        return {
+            tp: (stored.get(tp, 0), min(targets[tp], stored.get(tp, 0)))
+            for tp in tps
+            if tp in stored
+        }
     finally:
         consumer.close()
         engine.dispose()
 
 
-def apply_replay(settings: Settings, service: Any, moves: dict[TopicPartition, tuple[int, int]]
-                 ) -> None:
+def apply_replay(
+    settings: Settings, service: Any, moves: dict[TopicPartition, tuple[int, int]]
+) -> None:
     """Move the stored offsets back (compare-and-set), then Kafka's committed offsets."""
     group = settings.topic_prefix + service.consumer_group
     engine = make_engine(settings, service.name)
@@ -180,19 +232,26 @@ def apply_replay(settings: Settings, service: Any, moves: dict[TopicPartition, t
         with engine.begin() as conn:
             for tp, (current, target) in moves.items():
                 result = conn.execute(
-                    update(consumer_offsets).where(and_(
-                        consumer_offsets.c.consumer == group, consumer_offsets.c.topic == tp.topic,
-                        consumer_offsets.c.partition == tp.partition,
-                        consumer_offsets.c.next_offset == current,
-                    )).values(next_offset=target, updated_at=utcnow())
+                    update(consumer_offsets)
+                    .where(
+                        and_(
+                            consumer_offsets.c.consumer == group,
+                            consumer_offsets.c.topic == tp.topic,
+                            consumer_offsets.c.partition == tp.partition,
+                            consumer_offsets.c.next_offset == current,
+                        )
+                    )
+                    .values(next_offset=target, updated_at=utcnow())
                 )
                 if result.rowcount != 1:
-                    raise RuntimeError(f"{tp.topic}[{tp.partition}] moved meanwhile; is the"
-                                       " service still running?")
+                    raise RuntimeError(
+                        f"{tp.topic}[{tp.partition}] moved meanwhile; is the service still running?"
+                    )
     finally:
         engine.dispose()
-    consumer = KafkaConsumer(**settings.kafka_client_config(), group_id=group,
-                             enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        **settings.kafka_client_config(), group_id=group, enable_auto_commit=False
+    )
     try:
         consumer.commit({tp: OffsetAndMetadata(t, "", -1) for tp, (_c, t) in moves.items()})
     finally:
@@ -202,6 +261,11 @@ def apply_replay(settings: Settings, service: Any, moves: dict[TopicPartition, t
 def iter_rows(letters: list[DeadLetter]) -> Iterator[list[str]]:
     for d in letters:
         h = d.headers
-        yield [d.dlq_topic, f"{d.partition}:{d.offset}", h.get("error.service", "?"),
-               f"{h.get('original.topic', '?')}[{h.get('original.partition', '?')}]"
-               f"@{h.get('original.offset', '?')}", h.get("error.reason", "")[:120]]
+        yield [
+            d.dlq_topic,
+            f"{d.partition}:{d.offset}",
+            h.get("error.service", "?"),
+            f"{h.get('original.topic', '?')}[{h.get('original.partition', '?')}]"
+            f"@{h.get('original.offset', '?')}",
+            h.get("error.reason", "")[:120],
+        ]

@@ -40,8 +40,12 @@ class _Plan:
 
 def read_topic(settings: Settings, topic: str, max_bytes: int = 1 << 20) -> list[Any]:
     """Every event of a topic, from the beginning to the current end."""
-    consumer = KafkaConsumer(**settings.kafka_client_config(), group_id=None,
-                             enable_auto_commit=False, client_id="report")
+    consumer = KafkaConsumer(
+        **settings.kafka_client_config(),
+        group_id=None,
+        enable_auto_commit=False,
+        client_id="report",
+    )
     try:
         physical = settings.topic(topic)
         parts = consumer.partitions_for_topic(physical) or set()
@@ -67,8 +71,11 @@ def read_topic(settings: Settings, topic: str, max_bytes: int = 1 << 20) -> list
 
 def build_report(settings: Settings) -> dict[str, Any]:
     """All the figures, as a JSON-ready dict (money as strings)."""
-    ev = {t: read_topic(settings, t) for t in TOPICS if not TOPICS[t].producer.startswith("card")
-          and TOPICS[t].producer != "customer-channel"}
+    ev = {
+        t: read_topic(settings, t)
+        for t in TOPICS
+        if not TOPICS[t].producer.startswith("card") and TOPICS[t].producer != "customer-channel"
+    }
     decisions = read_topic(settings, "installments.decisions.v1")
 
     recorded = [e for e in ev["purchases.recorded.v1"] if e.type == "purchase.recorded"]
@@ -90,8 +97,9 @@ def build_report(settings: Settings) -> dict[str, Any]:
     for e in ev["installments.plans.v1"]:
         d = e.data
         if e.type == "plan.created":
-            plans[d.plan_id] = _Plan(d.account_id, d.principal,
-                                     {line.seq: line.principal for line in d.schedule})
+            plans[d.plan_id] = _Plan(
+                d.account_id, d.principal, {line.seq: line.principal for line in d.schedule}
+            )
             auto += d.auto_converted
             accepted += not d.auto_converted
         elif e.type == "installment.paid" and d.plan_id in plans:
@@ -134,8 +142,11 @@ def build_report(settings: Settings) -> dict[str, Any]:
     )
     made = offers.get("offer.made", 0)
     return {
-        "purchases": {"recorded": len(recorded), "refunds": len(refunds),
-                      "amount": _s(sum((e.data.amount for e in recorded), ZERO))},
+        "purchases": {
+            "recorded": len(recorded),
+            "refunds": len(refunds),
+            "amount": _s(sum((e.data.amount for e in recorded), ZERO)),
+        },
         "offers": {
             "made": made,
             "not_eligible": offers.get("offer.not-eligible", 0),
@@ -145,7 +156,9 @@ def build_report(settings: Settings) -> dict[str, Any]:
             "decisions": dict(Counter(e.type for e in decisions)),
         },
         "plans": {
-            "created": len(plans), "accepted": accepted, "auto_converted": auto,
+            "created": len(plans),
+            "accepted": accepted,
+            "auto_converted": auto,
             "conversion_rate": _rate(accepted, made),
             "cancelled_by_reason": dict(cancelled),
             "completed": sum(1 for e in ev["installments.plans.v1"] if e.type == "plan.completed"),
@@ -153,11 +166,14 @@ def build_report(settings: Settings) -> dict[str, Any]:
             "installment_balance": _s(balance),
             "fees_waived": _s(waived),
         },
-        "points": {"issued": points.get("points.accrued", 0),
-                   "redeemed": points.get("points.redeemed", 0),
-                   "reversed": points.get("points.reversed", 0),
-                   "redemptions_rejected": sum(1 for e in ev["points.ledger.v1"]
-                                               if e.type == "points.redemption-rejected")},
+        "points": {
+            "issued": points.get("points.accrued", 0),
+            "redeemed": points.get("points.redeemed", 0),
+            "reversed": points.get("points.reversed", 0),
+            "redemptions_rejected": sum(
+                1 for e in ev["points.ledger.v1"] if e.type == "points.redemption-rejected"
+            ),
+        },
         "reminders": {"by_channel": dict(reminders), "total": sum(reminders.values())},
         "collections": {
             "escalations_by_level": {str(k): v for k, v in sorted(levels.items())},
@@ -198,8 +214,12 @@ def render_report(report: dict[str, Any], console: Any) -> None:
     from rich.table import Table
 
     for section, figures in report.items():
-        table = Table(title=section.replace("_", " ").title(), show_header=False,
-                      title_justify="left", min_width=60)
+        table = Table(
+            title=section.replace("_", " ").title(),
+            show_header=False,
+            title_justify="left",
+            min_width=60,
+        )
         table.add_column("figure", style="bold")
         table.add_column("value", justify="right")
         for name, value in figures.items():

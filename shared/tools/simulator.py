@@ -35,8 +35,13 @@ from shared.settings import Settings
 
 SIM_NAMESPACE = uuid.UUID("8f1d2c34-5b6a-4e7f-9a0b-1c2d3e4f5a6b")
 
-SEGMENTS = [("standard", 45), ("young", 15), ("middle_class", 20), ("white_collar", 15),
-            ("high_net_worth", 5)]
+SEGMENTS = [
+    ("standard", 45),
+    ("young", 15),
+    ("middle_class", 20),
+    ("white_collar", 15),
+    ("high_net_worth", 5),
+]
 TIERS = [("silver", 50), ("gold", 30), ("platinum", 15), ("diamond", 5)]
 CHANNELS = [("sms", 50), ("email", 30), ("push", 20)]
 BEHAVIOURS = [("on_time", 70), ("late", 15), ("partial", 8), ("never", 7)]
@@ -132,7 +137,10 @@ class Simulator:
         self.progress = progress or (lambda _day, _msg: None)
         self.stats = SimStats()
         self.producer = KafkaProducer(
-            **settings.kafka_client_config(), acks="all", enable_idempotence=True, linger_ms=20,
+            **settings.kafka_client_config(),
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=20,
             client_id="card-system-simulator",
         )
         self.accounts: list[Account] = []
@@ -156,8 +164,16 @@ class Simulator:
         digest = uuid.uuid5(SIM_NAMESPACE, f"{self.c.seed}:{prefix}:" + ":".join(map(str, what)))
         return f"{prefix}-" + "".join("abcdefghijklmnop"[int(c, 16)] for c in digest.hex[:14])
 
-    def _send(self, topic: str, event_type: str, subject: str, data: dict[str, Any],
-              at: str, event_key: tuple[object, ...], source: str = "card-system") -> None:
+    def _send(
+        self,
+        topic: str,
+        event_type: str,
+        subject: str,
+        data: dict[str, Any],
+        at: str,
+        event_key: tuple[object, ...],
+        source: str = "card-system",
+    ) -> None:
         envelope = {
             "id": self._id(event_type, *event_key),
             "type": event_type,
@@ -167,13 +183,20 @@ class Simulator:
             "schema_version": 1,
             "data": data,
         }
-        self.producer.send(self.s.topic(topic), key=subject.encode(),
-                           value=json.dumps(envelope, separators=(",", ":")).encode())
+        self.producer.send(
+            self.s.topic(topic),
+            key=subject.encode(),
+            value=json.dumps(envelope, separators=(",", ":")).encode(),
+        )
         self.stats.events += 1
 
     def _reader(self, topic: str) -> KafkaConsumer:
-        consumer = KafkaConsumer(**self.s.kafka_client_config(), group_id=None,
-                                 enable_auto_commit=False, client_id="simulator-reader")
+        consumer = KafkaConsumer(
+            **self.s.kafka_client_config(),
+            group_id=None,
+            enable_auto_commit=False,
+            client_id="simulator-reader",
+        )
         physical = self.s.topic(topic)
         parts = consumer.partitions_for_topic(physical) or set()
         tps = [TopicPartition(physical, p) for p in parts]
@@ -211,8 +234,14 @@ class Simulator:
             self.learn_plans()
             self.pay(day)
             self.producer.flush()
-            self._send("card.business-days.v1", "business-day.closed", "business-day",
-                       {"business_date": day.isoformat()}, _ts(day, 86000), (day,))
+            self._send(
+                "card.business-days.v1",
+                "business-day.closed",
+                "business-day",
+                {"business_date": day.isoformat()},
+                _ts(day, 86000),
+                (day,),
+            )
             self.producer.flush()
             self.wait_idle(self.c.idle_timeout_s)
             self.stats.days += 1
@@ -239,14 +268,26 @@ class Simulator:
                 "credit_limit": _money(limit),
                 "risk_score": rng.randint(520, 900),
                 "currency": "USD",
-                "contact": {"channel": _pick(rng, CHANNELS), "locale": "en-US",
-                            "contact_ref": f"cref-{acc_id}"},
+                "contact": {
+                    "channel": _pick(rng, CHANNELS),
+                    "locale": "en-US",
+                    "contact_ref": f"cref-{acc_id}",
+                },
             }
             if rng.random() < self.c.auto_convert_rate:
-                data["auto_convert"] = {"enabled": True, "threshold": "1000.00",
-                                        "tenor_months": rng.choice([6, 12])}
-            self._send("card.accounts.v1", "account.upserted", acc_id, data,
-                       _ts(self.c.start - timedelta(days=1), 3600), (acc_id,))
+                data["auto_convert"] = {
+                    "enabled": True,
+                    "threshold": "1000.00",
+                    "tenor_months": rng.choice([6, 12]),
+                }
+            self._send(
+                "card.accounts.v1",
+                "account.upserted",
+                acc_id,
+                data,
+                _ts(self.c.start - timedelta(days=1), 3600),
+                (acc_id,),
+            )
             behaviour = _pick(rng, BEHAVIOURS)
             self.accounts.append(Account(acc_id, segment, tier, behaviour, rng.randint(5, 45)))
         self.stats.accounts = len(self.accounts)
@@ -256,21 +297,30 @@ class Simulator:
             rng = self._rng("purchases", acc.account_id, day)
             if rng.random() >= self.c.purchases_per_account_day:
                 continue
-            mid, name, mcc, category, _w, (lo, hi) = _pick(
-                rng, [(m, m[4]) for m in MERCHANTS]
-            )
+            mid, name, mcc, category, _w, (lo, hi) = _pick(rng, [(m, m[4]) for m in MERCHANTS])
             amount = Decimal(rng.randint(lo * 100, hi * 100)) / 100
             pid = self._ref("pur", acc.account_id, day)
             merchant: dict[str, Any] = {"merchant_id": mid, "name": name, "mcc": mcc}
             if category:
                 merchant["category"] = category
-            self._send("card.purchases.v1", "purchase.posted", acc.account_id, {
-                "purchase_id": pid, "account_id": acc.account_id, "card_token": f"tok-{acc.account_id}",
-                "card_last4": f"{rng.randint(0, 9999):04d}", "amount": _money(amount),
-                "currency": "USD", "merchant": merchant,
-                "channel": rng.choice(["pos", "ecommerce", "moto"]),
-                "posted_at": _ts(day, rng.randint(8 * 3600, 20 * 3600)),
-            }, _ts(day, 0), (pid,))
+            self._send(
+                "card.purchases.v1",
+                "purchase.posted",
+                acc.account_id,
+                {
+                    "purchase_id": pid,
+                    "account_id": acc.account_id,
+                    "card_token": f"tok-{acc.account_id}",
+                    "card_last4": f"{rng.randint(0, 9999):04d}",
+                    "amount": _money(amount),
+                    "currency": "USD",
+                    "merchant": merchant,
+                    "channel": rng.choice(["pos", "ecommerce", "moto"]),
+                    "posted_at": _ts(day, rng.randint(8 * 3600, 20 * 3600)),
+                },
+                _ts(day, 0),
+                (pid,),
+            )
             self.purchases.append((acc.account_id, pid, amount, day))
             self.stats.purchases += 1
         # refunds of earlier purchases (some partial)
@@ -282,10 +332,21 @@ class Simulator:
                 continue
             part = amount if rng.random() < 0.6 else (amount / 2).quantize(Decimal("0.01"))
             rid = self._ref("ref", pid)
-            self._send("card.purchases.v1", "purchase.refunded", acc_id, {
-                "refund_id": rid, "purchase_id": pid, "account_id": acc_id,
-                "amount": _money(part), "currency": "USD", "refunded_at": _ts(day, 12 * 3600),
-            }, _ts(day, 12 * 3600), (rid,))
+            self._send(
+                "card.purchases.v1",
+                "purchase.refunded",
+                acc_id,
+                {
+                    "refund_id": rid,
+                    "purchase_id": pid,
+                    "account_id": acc_id,
+                    "amount": _money(part),
+                    "currency": "USD",
+                    "refunded_at": _ts(day, 12 * 3600),
+                },
+                _ts(day, 12 * 3600),
+                (rid,),
+            )
             self.refunded.add(pid)
             self.stats.refunds += 1
 
@@ -298,17 +359,33 @@ class Simulator:
             roll = rng.random()
             if roll < self.c.accept_rate:
                 option = rng.choice(offer.options)
-                data: dict[str, Any] = {"offer_id": offer.offer_id, "account_id": offer.account_id,
-                                        "tenor_months": option.tenor_months}
+                data: dict[str, Any] = {
+                    "offer_id": offer.offer_id,
+                    "account_id": offer.account_id,
+                    "tenor_months": option.tenor_months,
+                }
                 if rng.random() < self.c.redeem_rate:
                     data["redeem_points"] = rng.choice([200, 500, 1000, 5000])
-                self._send("installments.decisions.v1", "offer.accepted", offer.account_id, data,
-                           _ts(day, 21 * 3600), (offer.offer_id,), source="customer-channel")
+                self._send(
+                    "installments.decisions.v1",
+                    "offer.accepted",
+                    offer.account_id,
+                    data,
+                    _ts(day, 21 * 3600),
+                    (offer.offer_id,),
+                    source="customer-channel",
+                )
                 self.stats.decisions["accepted"] += 1
             elif roll < self.c.accept_rate + self.c.decline_rate:
-                self._send("installments.decisions.v1", "offer.declined", offer.account_id,
-                           {"offer_id": offer.offer_id, "account_id": offer.account_id},
-                           _ts(day, 21 * 3600), (offer.offer_id,), source="customer-channel")
+                self._send(
+                    "installments.decisions.v1",
+                    "offer.declined",
+                    offer.account_id,
+                    {"offer_id": offer.offer_id, "account_id": offer.account_id},
+                    _ts(day, 21 * 3600),
+                    (offer.offer_id,),
+                    source="customer-channel",
+                )
                 self.stats.decisions["declined"] += 1
             else:
                 self.stats.decisions["ignored"] += 1
@@ -340,15 +417,26 @@ class Simulator:
                 continue
             total = sum(today, Decimal("0"))
             pay_id = self._ref("pay", acc_id, day)
-            self._send("card.payments.v1", "payment.received", acc_id, {
-                "payment_id": pay_id, "account_id": acc_id, "amount": _money(total),
-                "currency": "USD", "received_at": _ts(day, 15 * 3600),
-            }, _ts(day, 15 * 3600), (pay_id,))
+            self._send(
+                "card.payments.v1",
+                "payment.received",
+                acc_id,
+                {
+                    "payment_id": pay_id,
+                    "account_id": acc_id,
+                    "amount": _money(total),
+                    "currency": "USD",
+                    "received_at": _ts(day, 15 * 3600),
+                },
+                _ts(day, 15 * 3600),
+                (pay_id,),
+            )
             self.stats.payments += 1
 
 
-def wait_groups_idle(settings: Settings, groups: dict[str, list[str]], timeout_s: float,
-                     poll_s: float = 0.1) -> None:
+def wait_groups_idle(
+    settings: Settings, groups: dict[str, list[str]], timeout_s: float, poll_s: float = 0.1
+) -> None:
     """Block until every group has committed up to the log end of each of its topics."""
     from kafka.admin import KafkaAdminClient
 

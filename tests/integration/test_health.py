@@ -48,7 +48,10 @@ def test_healthz_readyz_and_metrics(settings):
         out.wait_count(1)
         wait_until(lambda: b'outcome="dlq"' in _get(f"{base}/metrics")[1], 30, "dlq metric")
         body = _get(f"{base}/metrics")[1].decode()
-        assert 'installments_events_total{outcome="processed",service="purchases",type="purchase.posted"}' in body
+        assert (
+            'installments_events_total{outcome="processed",service="purchases",type="purchase.posted"}'
+            in body
+        )
         assert "installments_handler_seconds_bucket" in body
         assert 'installments_outbox_backlog{service="purchases"}' in body
         assert "installments_batch_size_count" in body

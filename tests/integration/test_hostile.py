@@ -4,17 +4,16 @@ is processed. CI runs a reduced count; INSTALLMENTS_FAULTS_FULL=1 runs 10,000.""
 
 from __future__ import annotations
 
+import io
 import os
+import re
 from collections import Counter
 
 import pytest
 
-import io
-import re
-
 from schemas import decode
-from shared.logging import configure_logging, luhn_ok
 from services.purchases.bootstrap import SERVICE
+from shared.logging import configure_logging, luhn_ok
 from shared.tools.hostile import PAN, hostile_messages, valid_purchases
 from tests.support import Collector, Producer, running
 

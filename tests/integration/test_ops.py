@@ -54,8 +54,18 @@ def test_replay_from_offset_zero_changes_nothing(settings):
         # wait until the replay caught up to where it was
         from tests.support import wait_until
 
-        wait_until(lambda: sum(c for c, _t in plan_replay(
-            settings, SERVICE, to_offset=0, to_time=None, topic=None).values()) == 10,
-            60, "replay caught up")
+        wait_until(
+            lambda: (
+                sum(
+                    c
+                    for c, _t in plan_replay(
+                        settings, SERVICE, to_offset=0, to_time=None, topic=None
+                    ).values()
+                )
+                == 10
+            ),
+            60,
+            "replay caught up",
+        )
         out.settle()
     assert {e.id for e in out.events()} == before and len(out.records) == 10

@@ -46,7 +46,8 @@ def test_purchase_is_recorded_and_duplicates_have_one_effect(settings):
     events = out.events()
     assert [e.type for e in events] == ["purchase.recorded", "purchase.recorded"]
     assert [e.data.purchase_id for e in events] == [
-        first["data"]["purchase_id"], second["data"]["purchase_id"]
+        first["data"]["purchase_id"],
+        second["data"]["purchase_id"],
     ]
     assert all(e.causation_id in (first["id"], second["id"]) for e in events)
     assert all(r.key == acc.encode() for r in records)
@@ -75,7 +76,8 @@ def test_poison_messages_go_to_the_dlq_and_good_ones_flow(settings):
         dlq.wait_count(4)
         dlq.settle()
     assert {e.data.purchase_id for e in out.events()} == {
-        good1["data"]["purchase_id"], good2["data"]["purchase_id"]
+        good1["data"]["purchase_id"],
+        good2["data"]["purchase_id"],
     }
     assert len(dlq.records) == 4
     for rec in dlq.records:
@@ -156,8 +158,11 @@ def test_sigterm_exits_cleanly_with_offsets_committed(settings, tmp_path):
     assert proc.wait(timeout=60) == 0
     logs = [json.loads(line) for line in open(tmp_path / "svc.log") if line.startswith("{")]
     assert any(entry.get("event") == "service stopping" for entry in logs)
-    consumer = KafkaConsumer(**settings.kafka_client_config(), group_id=settings.topic_prefix + SERVICE.consumer_group,
-                             enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        **settings.kafka_client_config(),
+        group_id=settings.topic_prefix + SERVICE.consumer_group,
+        enable_auto_commit=False,
+    )
     topic = settings.topic(IN)
     committed = sum(
         consumer.committed(TopicPartition(topic, p)) or 0
