@@ -2,6 +2,7 @@
 
 from services.points.handlers import HANDLERS
 from services.points.policy import load_policy
+from services.points.repository import PointsRepository
 from services.points.tables import MIGRATIONS
 from shared.runtime import Service
 from shared.settings import Settings
@@ -12,4 +13,5 @@ SERVICE = Service(
     handlers=HANDLERS,
     migrations=MIGRATIONS,
     policy=load_policy(Settings().policy_file),
+    repository=PointsRepository,
 )

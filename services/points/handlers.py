@@ -1,8 +1,10 @@
 """Points service: what happens when each event arrives.
 
 The HANDLERS table at the bottom is the index: event type -> reaction.
-Every handler has the same shape: lock the account, load, ask the domain
-(:mod:`services.points.domain`), book ledger entries, emit ``points.*`` events.
+Every handler has the same shape: read the batch view (``ctx.repo``, bulk-loaded and
+locked by :mod:`services.points.repository`), ask the domain
+(:mod:`services.points.domain`), record the change and book ledger entries, emit
+``points.*`` events.
 
 Decisions (documented here because they are not in the contract):
 
@@ -29,9 +31,11 @@ Decisions (documented here because they are not in the contract):
   so the customer channel learns the request was not applied; ``redeem_points`` 0 or
   absent emits nothing.
 * **Per-account lock.** One account's events arrive on three topics whose partitions
-  may be owned by different processes; every handler that reads the balance or books an
-  entry first locks the ``accounts`` row (created if missing), so "redemption never below
-  zero" and ``balance_after`` hold under concurrency.
+  may be owned by different processes; the batch repository creates the ``accounts`` rows
+  a batch touches (if missing) and locks them all once, in account id order, before it
+  reads the balances, so "redemption never below zero" and ``balance_after`` hold under
+  concurrency. Within a batch, the in-memory view carries each account's balance forward
+  from one event to the next.
 * Emitted events: subject = the account id; rules are deterministic per cause:
   ``accrued``, ``bonus``, ``reversed:<refund_id>``, ``bonus-reversed``, ``redeemed``,
   ``redemption-rejected``.
@@ -41,11 +45,6 @@ from __future__ import annotations
 
 from decimal import Decimal
 from typing import Any
-
-from sqlalchemy import func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Row
 
 from schemas import Envelope
 from schemas.payloads import (
@@ -61,7 +60,7 @@ from schemas.payloads import (
 )
 from services.points import domain
 from services.points.policy import PointsPolicy
-from services.points.tables import accounts, ledger, plans, purchases
+from services.points.repository import Account, Plan, PointsRepository, Purchase
 from shared.db import utcnow
 from shared.runtime import Context, Handler, Reject
 
@@ -80,35 +79,6 @@ _EVENTS: dict[str, tuple[str, type[Any]]] = {
 # --------------------------------------------------------------------------- helpers
 
 
-def _lock_account(ctx: Context, account_id: str) -> Row[Any]:
-    """The account's row, created if missing, locked until the end of the batch."""
-    dialect = ctx.session.get_bind().dialect.name
-    values = {"account_id": account_id, "tier": None, "had_plan": False}
-    if dialect in ("postgresql", "sqlite"):
-        ins = pg_insert if dialect == "postgresql" else sqlite_insert
-        ctx.session.execute(
-            ins(accounts).values(**values).on_conflict_do_nothing(index_elements=["account_id"])
-        )
-    elif ctx.session.execute(
-        select(accounts.c.account_id).where(accounts.c.account_id == account_id)
-    ).first() is None:
-        ctx.session.execute(insert(accounts).values(**values))
-    return ctx.session.execute(
-        select(accounts).where(accounts.c.account_id == account_id).with_for_update()
-    ).one()
-
-
-def _balance(ctx: Context, account_id: str) -> int:
-    """The balance: the sum of the account's ledger entries (lock the account first)."""
-    return int(
-        ctx.session.execute(
-            select(func.coalesce(func.sum(ledger.c.points), 0)).where(
-                ledger.c.account_id == account_id
-            )
-        ).scalar_one()
-    )
-
-
 def _book(
     ctx: Context,
     account_id: str,
@@ -121,10 +91,11 @@ def _book(
 ) -> int:
     """Append one ledger entry (signed ``points``) and emit its ``points.*`` event.
 
-    The account must be locked. Returns the balance after the entry.
+    Returns the balance after the entry (the batch view carries it to the next entry).
     """
+    repo: PointsRepository = ctx.repo
     entry = domain.LedgerEntry(points, reason, plan_id or purchase_id)  # checks sign/reason
-    balance_after = _balance(ctx, account_id) + entry.points
+    balance_after = repo.balance(account_id) + entry.points
     event_type, payload = _EVENTS[reason]
     refs: dict[str, str] = {"plan_id": plan_id} if plan_id else {}
     if purchase_id and payload is not PointsRedeemed:
@@ -142,35 +113,23 @@ def _book(
         subject=account_id,
     )
     assert ctx.event is not None
-    ctx.session.execute(
-        insert(ledger).values(
-            account_id=account_id,
-            points=entry.points,
-            balance_after=balance_after,
-            reason=reason,
-            purchase_id=purchase_id,
-            plan_id=plan_id,
-            event_id=out.id,
-            cause_id=ctx.event.id,
-            created_at=utcnow(),
-        )
-    )
+    repo.append_entry({
+        "account_id": account_id,
+        "points": entry.points,
+        "balance_after": balance_after,
+        "reason": reason,
+        "purchase_id": purchase_id,
+        "plan_id": plan_id,
+        "event_id": out.id,
+        "cause_id": ctx.event.id,
+        "created_at": utcnow(),
+    })
     return balance_after
 
 
 def _policy(ctx: Context) -> PointsPolicy:
     policy = ctx.policy
     return policy if isinstance(policy, PointsPolicy) else domain.DEFAULT_POLICY
-
-
-def _load_purchase(ctx: Context, purchase_id: str) -> Row[Any] | None:
-    return ctx.session.execute(
-        select(purchases).where(purchases.c.purchase_id == purchase_id)
-    ).first()
-
-
-def _load_plan(ctx: Context, plan_id: str) -> Row[Any] | None:
-    return ctx.session.execute(select(plans).where(plans.c.plan_id == plan_id)).first()
 
 
 def _points_for(amount: Decimal, tier: str, policy: PointsPolicy) -> int:
@@ -186,36 +145,33 @@ def _points_for(amount: Decimal, tier: str, policy: PointsPolicy) -> int:
 def record_account_tier(ctx: Context, event: Envelope) -> None:
     """account.upserted -> remember the tier in force for the account's next purchases."""
     a: AccountUpserted = event.data
-    _lock_account(ctx, a.account_id)
-    ctx.session.execute(
-        update(accounts).where(accounts.c.account_id == a.account_id).values(tier=a.tier)
-    )
+    repo: PointsRepository = ctx.repo
+    repo.set_tier(a.account_id, a.tier)
 
 
 def accrue_purchase_points(ctx: Context, event: Envelope) -> None:
     """purchase.recorded -> points at the tier in force, once per purchase_id."""
     p: PurchaseRecorded = event.data
     policy = _policy(ctx)
-    account = _lock_account(ctx, p.account_id)
-    if _load_purchase(ctx, p.purchase_id) is not None:
+    repo: PointsRepository = ctx.repo
+    account = repo.account(p.account_id)
+    if repo.purchase(p.purchase_id) is not None:
         ctx.log.info("duplicate purchase ignored", purchase_id=p.purchase_id)
         return
     tier = account.tier or policy.unknown_account_tier
     points = _points_for(p.amount, tier, policy)
-    ctx.session.execute(
-        insert(purchases).values(
-            purchase_id=p.purchase_id,
-            account_id=p.account_id,
-            amount=p.amount,
-            currency=p.currency,
-            tier=tier,
-            tier_assumed=account.tier is None,
-            points_earned=points,
-            points_reversed=0,
-            refunded_total=ZERO,
-            event_id=event.id,
-        )
-    )
+    repo.add_purchase(Purchase(
+        purchase_id=p.purchase_id,
+        account_id=p.account_id,
+        amount=p.amount,
+        currency=p.currency,
+        tier=tier,
+        tier_assumed=account.tier is None,
+        points_earned=points,
+        points_reversed=0,
+        refunded_total=ZERO,
+        event_id=event.id,
+    ))
     if points > 0:
         _book(ctx, p.account_id, points, domain.PURCHASE, rule="accrued",
               purchase_id=p.purchase_id)
@@ -228,8 +184,8 @@ def reverse_refunded_points(ctx: Context, event: Envelope) -> None:
     the total reversed never exceeds what the purchase earned.
     """
     r: RefundRecorded = event.data
-    _lock_account(ctx, r.account_id)
-    purchase = _load_purchase(ctx, r.purchase_id)
+    repo: PointsRepository = ctx.repo
+    purchase = repo.purchase(r.purchase_id)
     if purchase is None:
         # purchase.recorded precedes it on the same partition: this is not an ordering race.
         raise Reject("refund.recorded names a purchase the points service never recorded")
@@ -245,13 +201,10 @@ def reverse_refunded_points(ctx: Context, event: Envelope) -> None:
         )
     except ValueError as exc:
         raise Reject(f"refund cannot be applied to the purchase's points: {exc}") from exc
-    ctx.session.execute(
-        update(purchases)
-        .where(purchases.c.purchase_id == r.purchase_id)
-        .values(
-            points_reversed=purchase.points_reversed + points,
-            refunded_total=max(purchase.refunded_total, r.refunded_total),
-        )
+    repo.record_refund(
+        r.purchase_id,
+        points_reversed=purchase.points_reversed + points,
+        refunded_total=max(purchase.refunded_total, r.refunded_total),
     )
     if points > 0:
         _book(ctx, r.account_id, -points, domain.REFUND, rule=f"reversed:{r.refund_id}",
@@ -262,41 +215,37 @@ def apply_new_plan(ctx: Context, event: Envelope) -> None:
     """plan.created -> redeem the requested points on its fee, then the first-plan bonus."""
     plan: PlanCreated = event.data
     policy = _policy(ctx)
-    account = _lock_account(ctx, plan.account_id)
-    if _load_plan(ctx, plan.plan_id) is not None:
+    repo: PointsRepository = ctx.repo
+    account = repo.account(plan.account_id)
+    if repo.plan(plan.plan_id) is not None:
         ctx.log.info("duplicate plan ignored", plan_id=plan.plan_id)
         return
     spent, fee = _redeem_for_fee(ctx, plan, policy)
     bonus, basis = _grant_first_plan_bonus(ctx, plan, account, policy)
-    ctx.session.execute(
-        insert(plans).values(
-            plan_id=plan.plan_id,
-            account_id=plan.account_id,
-            purchase_id=plan.purchase_id,
-            principal=plan.principal,
-            total_fee=plan.total_fee,
-            currency=plan.currency,
-            bonus_points=bonus,
-            bonus_basis=basis,
-            bonus_reversed=0,
-            principal_returned=ZERO,
-            redeem_requested=plan.redeem_points,
-            points_redeemed=spent,
-            fee_redeemed=fee,
-            event_id=event.id,
-        )
-    )
+    repo.add_plan(Plan(
+        plan_id=plan.plan_id,
+        account_id=plan.account_id,
+        purchase_id=plan.purchase_id,
+        principal=plan.principal,
+        total_fee=plan.total_fee,
+        currency=plan.currency,
+        bonus_points=bonus,
+        bonus_basis=basis,
+        bonus_reversed=0,
+        principal_returned=ZERO,
+        redeem_requested=plan.redeem_points,
+        points_redeemed=spent,
+        fee_redeemed=fee,
+        event_id=event.id,
+    ))
     if not account.had_plan:
-        ctx.session.execute(
-            update(accounts)
-            .where(accounts.c.account_id == plan.account_id)
-            .values(had_plan=True, first_plan_id=plan.plan_id)
-        )
+        repo.mark_first_plan(plan.account_id, plan.plan_id)
 
 
 def _redeem_for_fee(ctx: Context, plan: PlanCreated, policy: PointsPolicy) -> tuple[int, Decimal]:
     """``redeem_points`` -> points.redeemed, or points.redemption-rejected (balance kept)."""
-    balance = _balance(ctx, plan.account_id)
+    repo: PointsRepository = ctx.repo
+    balance = repo.balance(plan.account_id)
     outcome = domain.redeem(balance, plan.redeem_points, plan.total_fee, policy)
     if outcome.accepted:
         _book(ctx, plan.account_id, -outcome.points, domain.FEE_REDEMPTION, rule="redeemed",
@@ -320,10 +269,11 @@ def _redeem_for_fee(ctx: Context, plan: PlanCreated, policy: PointsPolicy) -> tu
 
 
 def _grant_first_plan_bonus(
-    ctx: Context, plan: PlanCreated, account: Row[Any], policy: PointsPolicy
+    ctx: Context, plan: PlanCreated, account: Account, policy: PointsPolicy
 ) -> tuple[int, str]:
     """The account's first plan earns its purchase's points again. Returns (bonus, basis)."""
-    purchase = _load_purchase(ctx, plan.purchase_id)
+    repo: PointsRepository = ctx.repo
+    purchase = repo.purchase(plan.purchase_id)
     if purchase is not None:
         basis, purchase_points = "purchase", purchase.points_earned
     else:  # plan.created overtook purchase.recorded (another topic): see the module doc
@@ -344,12 +294,12 @@ def reverse_plan_bonus(ctx: Context, event: Envelope) -> None:
     The purchase's own points are reversed by its refund.recorded, never here.
     """
     c: PlanCancelled = event.data
-    _lock_account(ctx, event.subject)  # the subject is the account id (contract section 2)
-    plan = _load_plan(ctx, c.plan_id)
+    repo: PointsRepository = ctx.repo
+    plan = repo.plan(c.plan_id)
     if plan is None:
         # plan.created precedes it on the same partition: this is not an ordering race.
         raise Reject("plan.cancelled names a plan the points service never saw")
-    if plan.account_id != event.subject:
+    if plan.account_id != event.subject:  # the subject is the account id (contract §2)
         raise Reject("plan.cancelled subject differs from the plan's account")
     if c.reason != domain.CANCELLED_BY_REFUND:
         return  # early payoff: the purchase stands and was paid
@@ -364,13 +314,10 @@ def reverse_plan_bonus(ctx: Context, event: Envelope) -> None:
         )
     except ValueError as exc:
         raise Reject(f"plan cancellation cannot be applied to the bonus: {exc}") from exc
-    ctx.session.execute(
-        update(plans)
-        .where(plans.c.plan_id == c.plan_id)
-        .values(
-            principal_returned=plan.principal_returned + c.principal_returned,
-            bonus_reversed=plan.bonus_reversed + points,
-        )
+    repo.record_cancellation(
+        c.plan_id,
+        principal_returned=plan.principal_returned + c.principal_returned,
+        bonus_reversed=plan.bonus_reversed + points,
     )
     if points > 0:
         _book(ctx, plan.account_id, -points, domain.PLAN_CANCELLED, rule="bonus-reversed",
