@@ -2,6 +2,7 @@
 
 from services.offers.handlers import HANDLERS
 from services.offers.policy import load_policy
+from services.offers.repository import OffersRepository
 from services.offers.tables import MIGRATIONS
 from shared.runtime import Service
 from shared.settings import Settings
@@ -19,4 +20,5 @@ SERVICE = Service(
     handlers=HANDLERS,
     migrations=MIGRATIONS,
     policy=load_policy(Settings().policy_file),
+    repository=OffersRepository,
 )

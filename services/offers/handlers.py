@@ -1,8 +1,11 @@
 """Offers service: what happens when each event arrives.
 
 The HANDLERS table at the bottom is the index: event type -> reaction. Every handler
-has the same shape: load state with ``ctx.session``, ask the domain
-(:mod:`services.offers.domain`), write the new state, emit the resulting events.
+has the same shape: read the batch view (``ctx.repo``, an :class:`OffersRepository`
+bulk-loaded once per batch by ``repository.py``), ask the domain
+(:mod:`services.offers.domain`), record the change in the view, emit the resulting
+events. The view is written back once per batch (``repo.save()``), so a later event of
+the batch sees an earlier one's changes; handlers never run SQL per event.
 
 Conventions:
 
@@ -20,12 +23,8 @@ Conventions:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_DOWN, Decimal
-from typing import Any
-
-from sqlalchemy import func, insert, or_, select, update
 
 from schemas import MINOR_UNITS, Envelope
 from schemas.payloads import (
@@ -53,18 +52,15 @@ from schemas.payloads import (
 )
 from services.offers import domain
 from services.offers.policy import OffersPolicy
-from services.offers.tables import (
-    accounts,
-    business_days,
-    installments,
-    offer_options,
-    offers,
-    payments,
-    plans,
-    positions,
-    purchases,
-    refunds,
-    waivers,
+from services.offers.repository import (
+    Account,
+    Offer,
+    OffersRepository,
+    Plan,
+    Position,
+    Purchase,
+    offer_id_for,
+    plan_id_for,
 )
 from shared.runtime import Context, Defer, Handler, Reject
 
@@ -81,15 +77,7 @@ REJECTED_BECAUSE = {
 }
 
 
-def offer_id_for(purchase_id: str) -> str:
-    return f"off-{purchase_id}"
-
-
-def plan_id_for(purchase_id: str) -> str:
-    return f"plan-{purchase_id}"
-
-
-# ---------------------------------------------------------------- loading and saving
+# ---------------------------------------------------------------- small helpers
 
 
 def _policy(ctx: Context) -> OffersPolicy:
@@ -98,125 +86,6 @@ def _policy(ctx: Context) -> OffersPolicy:
 
 def _digits(currency: str) -> int:
     return MINOR_UNITS[currency]
-
-
-def _account_row(ctx: Context, account_id: str) -> Any:
-    return ctx.session.execute(select(accounts).where(accounts.c.account_id == account_id)).first()
-
-
-def _account_view(row: Any) -> domain.AccountView | None:
-    if row is None:
-        return None
-    return domain.AccountView(
-        account_id=row.account_id,
-        status=row.status,
-        segment=row.segment,
-        tier=row.tier,
-        credit_limit=row.credit_limit,
-        risk_score=row.risk_score,
-        installment_limit=row.installment_limit,
-    )
-
-
-@dataclass(frozen=True)
-class Position:
-    credit: Decimal = ZERO
-    overdue_as_of: date | None = None
-
-
-def _position(ctx: Context, account_id: str) -> Position:
-    row = ctx.session.execute(
-        select(positions.c.credit, positions.c.overdue_as_of).where(
-            positions.c.account_id == account_id
-        )
-    ).first()
-    return Position(row.credit, row.overdue_as_of) if row else Position()
-
-
-def _save_position(ctx: Context, account_id: str, position: Position) -> None:
-    values = {"credit": position.credit, "overdue_as_of": position.overdue_as_of}
-    result = ctx.session.execute(
-        update(positions).where(positions.c.account_id == account_id).values(**values)
-    )
-    if result.rowcount == 0:
-        ctx.session.execute(insert(positions).values(account_id=account_id, **values))
-
-
-def _state(row: Any) -> domain.InstallmentState:
-    return domain.InstallmentState(
-        plan_id=row.plan_id,
-        seq=row.seq,
-        due_date=row.due_date,
-        principal=row.principal,
-        fee=row.fee,
-        principal_paid=row.principal_paid,
-        fee_paid=row.fee_paid,
-        fee_waived=row.fee_waived,
-        plan_order=row.plan_order,
-    )
-
-
-def _installment_query() -> Any:
-    return select(
-        installments,
-        plans.c.plan_order,
-        plans.c.currency,
-    ).join(plans, plans.c.plan_id == installments.c.plan_id)
-
-
-def _open_installments(ctx: Context, account_id: str) -> list[domain.InstallmentState]:
-    """Every installment of the account with something left to pay (all its plans)."""
-    rows = ctx.session.execute(
-        _installment_query().where(
-            installments.c.account_id == account_id, installments.c.open.is_(True)
-        )
-    )
-    return [_state(r) for r in rows]
-
-
-def _plan_installments(ctx: Context, plan_id: str) -> list[domain.InstallmentState]:
-    rows = ctx.session.execute(
-        _installment_query()
-        .where(installments.c.plan_id == plan_id)
-        .order_by(installments.c.seq)
-    )
-    return [_state(r) for r in rows]
-
-
-def _save_installments(
-    ctx: Context, before: list[domain.InstallmentState], after: list[domain.InstallmentState]
-) -> None:
-    """Write the installments the domain changed."""
-    old = {(i.plan_id, i.seq): i for i in before}
-    for item in after:
-        if old.get((item.plan_id, item.seq)) == item:
-            continue
-        ctx.session.execute(
-            update(installments)
-            .where(installments.c.plan_id == item.plan_id, installments.c.seq == item.seq)
-            .values(
-                principal=item.principal,
-                fee=item.fee,
-                principal_paid=item.principal_paid,
-                fee_paid=item.fee_paid,
-                fee_waived=item.fee_waived,
-                open=not item.is_paid,
-            )
-        )
-
-
-def _plan_row(ctx: Context, plan_id: str) -> Any:
-    return ctx.session.execute(select(plans).where(plans.c.plan_id == plan_id)).first()
-
-
-def _set_plan_status(ctx: Context, plan_id: str, status: str, **values: Any) -> None:
-    ctx.session.execute(
-        update(plans).where(plans.c.plan_id == plan_id).values(status=status, **values)
-    )
-
-
-def _last_business_date(ctx: Context) -> date | None:
-    return ctx.session.execute(select(func.max(business_days.c.business_date))).scalar()
 
 
 # ---------------------------------------------------------------- shared reactions
@@ -246,11 +115,9 @@ def _create_plan(
         policy.remainder_placement,
         _digits(currency),
     )
-    order = ctx.session.execute(
-        select(func.count()).select_from(plans).where(plans.c.account_id == account_id)
-    ).scalar_one()
-    ctx.session.execute(
-        insert(plans).values(
+    repo: OffersRepository = ctx.repo
+    repo.add_plan(
+        Plan(
             plan_id=plan_id,
             purchase_id=purchase_id,
             offer_id=offer_id,
@@ -263,30 +130,13 @@ def _create_plan(
             auto_converted=auto_converted,
             redeem_points=redeem_points,
             posted_on=posted_on,
-            plan_order=order + 1,
+            plan_order=repo.plan_count(account_id) + 1,
             status="active",
             principal_returned=ZERO,
             fee_returned=ZERO,
             event_id=ctx.event.id,
-        )
-    )
-    ctx.session.execute(
-        insert(installments),
-        [
-            {
-                "plan_id": plan_id,
-                "seq": line.seq,
-                "account_id": account_id,
-                "due_date": line.due_date,
-                "principal": line.principal,
-                "fee": line.fee,
-                "principal_paid": ZERO,
-                "fee_paid": ZERO,
-                "fee_waived": ZERO,
-                "open": line.amount > 0,
-            }
-            for line in schedule
-        ],
+        ),
+        schedule,
     )
     ctx.emit(
         "plan.created",
@@ -327,13 +177,14 @@ def _apply_funds(
     plan paid off early. Plans cancelled by a refund whose owed fees get paid stay
     cancelled (no plan.completed)."""
     policy = _policy(ctx)
-    position = _position(ctx, account_id)
-    before = _open_installments(ctx, account_id)
+    repo: OffersRepository = ctx.repo
+    position = repo.position(account_id)
+    before = repo.open_installments(account_id)
     result = domain.allocate_payment(
         before, amount, position.credit, paid_on, policy.early_payoff_waives_fees
     )
-    _save_installments(ctx, before, result.installments)
-    _save_position(ctx, account_id, Position(result.credit, position.overdue_as_of))
+    repo.save_installments(before, result.installments)
+    repo.set_position(account_id, Position(result.credit, position.overdue_as_of))
 
     state = {(i.plan_id, i.seq): i for i in result.installments}
     for plan_id, seq in result.paid:
@@ -349,10 +200,9 @@ def _apply_funds(
                 subject=account_id,
             )
     for payoff in result.paid_off_plans:
-        plan = _plan_row(ctx, payoff.plan_id)
-        if plan.status != "active":
+        if repo.plan(payoff.plan_id).status != "active":
             continue
-        _set_plan_status(ctx, payoff.plan_id, "paid_off")
+        repo.update_plan(payoff.plan_id, status="paid_off")
         ctx.emit(
             "plan.cancelled",
             PlanCancelled(
@@ -366,10 +216,9 @@ def _apply_funds(
             subject=account_id,
         )
     for plan_id in result.completed_plans:
-        plan = _plan_row(ctx, plan_id)
-        if plan.status != "active":
+        if repo.plan(plan_id).status != "active":
             continue
-        _set_plan_status(ctx, plan_id, "completed")
+        repo.update_plan(plan_id, status="completed")
         ctx.emit(
             "plan.completed",
             PlanCompleted(plan_id=plan_id),
@@ -384,12 +233,13 @@ def _emit_cure_if_cured(
     """An account the last end of day found overdue with nothing overdue any more (as of
     that business date): clear the flag, emit account.delinquency with days_past_due 0 at
     once. ``business_date`` is the later of ``on_date`` and the flagging business date."""
-    position = _position(ctx, account_id)
+    repo: OffersRepository = ctx.repo
+    position = repo.position(account_id)
     if position.overdue_as_of is None:
         return
-    if domain.delinquency(_open_installments(ctx, account_id), position.overdue_as_of):
+    if domain.delinquency(repo.open_installments(account_id), position.overdue_as_of):
         return
-    _save_position(ctx, account_id, Position(position.credit, None))
+    repo.set_position(account_id, Position(position.credit, None))
     ctx.emit(
         "account.delinquency",
         AccountDelinquency(
@@ -417,16 +267,6 @@ def _reject_decision(
     )
 
 
-def _purchase_facts(row: Any) -> domain.PurchaseFacts:
-    return domain.PurchaseFacts(
-        amount=row.amount,
-        mcc=row.mcc,
-        posted_on=row.posted_on,
-        merchant_id=row.merchant_id,
-        category=row.category,
-    )
-
-
 # ---------------------------------------------------------------- handlers
 
 
@@ -434,24 +274,22 @@ def record_account(ctx: Context, event: Envelope) -> None:
     """account.upserted -> keep the local view of the account (last one wins)."""
     a: AccountUpserted = event.data
     auto = a.auto_convert
-    values = {
-        "status": a.status,
-        "segment": a.segment,
-        "tier": a.tier,
-        "credit_limit": a.credit_limit,
-        "installment_limit": a.installment_limit,
-        "risk_score": a.risk_score,
-        "currency": a.currency,
-        "auto_convert_enabled": bool(auto and auto.enabled),
-        "auto_convert_threshold": auto.threshold if auto else None,
-        "auto_convert_tenor": auto.tenor_months if auto else None,
-        "event_id": event.id,
-    }
-    result = ctx.session.execute(
-        update(accounts).where(accounts.c.account_id == a.account_id).values(**values)
+    ctx.repo.put_account(
+        Account(
+            account_id=a.account_id,
+            status=a.status,
+            segment=a.segment,
+            tier=a.tier,
+            credit_limit=a.credit_limit,
+            installment_limit=a.installment_limit,
+            risk_score=a.risk_score,
+            currency=a.currency,
+            auto_convert_enabled=bool(auto and auto.enabled),
+            auto_convert_threshold=auto.threshold if auto else None,
+            auto_convert_tenor=auto.tenor_months if auto else None,
+            event_id=event.id,
+        )
     )
-    if result.rowcount == 0:
-        ctx.session.execute(insert(accounts).values(account_id=a.account_id, **values))
 
 
 def offer_purchase(ctx: Context, event: Envelope) -> None:
@@ -469,16 +307,15 @@ def offer_purchase(ctx: Context, event: Envelope) -> None:
     ignored (a purchase is considered once).
     """
     p: PurchaseRecorded = event.data
-    if ctx.session.execute(
-        select(purchases.c.purchase_id).where(purchases.c.purchase_id == p.purchase_id)
-    ).first():
+    repo: OffersRepository = ctx.repo
+    if repo.purchase(p.purchase_id) is not None:
         ctx.log.info("purchase already considered", purchase_id=p.purchase_id)
         return
     policy = _policy(ctx)
-    row = _account_row(ctx, p.account_id)
+    row = repo.account(p.account_id)
     if row is None:  # not known yet, or not at all: first apply the accounts published
         _wait_for(ctx, ACCOUNTS_TOPIC, event, "accounts")
-    account = _account_view(row)
+    account = row.view() if row is not None else None
     facts = domain.PurchaseFacts(
         amount=p.amount,
         mcc=p.merchant.mcc,
@@ -486,10 +323,10 @@ def offer_purchase(ctx: Context, event: Envelope) -> None:
         merchant_id=p.merchant.merchant_id,
         category=p.merchant.category,
     )
-    owed = _open_installments(ctx, p.account_id)
+    owed = repo.open_installments(p.account_id)
     outstanding = sum((i.principal_due for i in owed), ZERO)
     has_overdue = (
-        _position(ctx, p.account_id).overdue_as_of is not None
+        repo.position(p.account_id).overdue_as_of is not None
         or domain.delinquency(owed, facts.posted_on) is not None
     )
     reasons = domain.eligibility_reasons(account, facts, outstanding, has_overdue, policy)
@@ -513,8 +350,8 @@ def offer_purchase(ctx: Context, event: Envelope) -> None:
                     tenor=row.auto_convert_tenor,
                 )
     outcome = "not_eligible" if reasons else "auto_converted" if auto_option else "offered"
-    ctx.session.execute(
-        insert(purchases).values(
+    repo.add_purchase(
+        Purchase(
             purchase_id=p.purchase_id,
             account_id=p.account_id,
             amount=p.amount,
@@ -553,8 +390,8 @@ def offer_purchase(ctx: Context, event: Envelope) -> None:
 
     offer_id = offer_id_for(p.purchase_id)
     expires_on = domain.offer_expires_on(facts.posted_on, policy)
-    ctx.session.execute(
-        insert(offers).values(
+    repo.add_offer(
+        Offer(
             offer_id=offer_id,
             purchase_id=p.purchase_id,
             account_id=p.account_id,
@@ -565,23 +402,8 @@ def offer_purchase(ctx: Context, event: Envelope) -> None:
             status="open",
             open=True,
             event_id=event.id,
-        )
-    )
-    ctx.session.execute(
-        insert(offer_options),
-        [
-            {
-                "offer_id": offer_id,
-                "tenor_months": o.tenor_months,
-                "fee_model": o.fee_model,
-                "monthly_fee_rate": str(o.monthly_fee_rate),
-                "total_fee": o.total_fee,
-                "first_installment": o.first_installment,
-                "regular_installment": o.regular_installment,
-                "apr": str(o.apr),
-            }
-            for o in options
-        ],
+        ),
+        options,
     )
     ctx.emit(
         "offer.made",
@@ -623,7 +445,8 @@ def accept_offer(ctx: Context, event: Envelope) -> None:
     ``redeem_points`` (default 0) is copied onto plan.created for the points service.
     """
     a: OfferAccepted = event.data
-    offer = ctx.session.execute(select(offers).where(offers.c.offer_id == a.offer_id)).first()
+    repo: OffersRepository = ctx.repo
+    offer = repo.offer(a.offer_id)
     if offer is None or offer.account_id != a.account_id:
         _reject_decision(ctx, a.offer_id, a.account_id, None, "unknown_offer")
         return
@@ -632,27 +455,21 @@ def accept_offer(ctx: Context, event: Envelope) -> None:
             ctx, a.offer_id, a.account_id, offer.purchase_id, REJECTED_BECAUSE[offer.status]
         )
         return
-    if _plan_row(ctx, plan_id_for(offer.purchase_id)) is not None:
+    if repo.plan(plan_id_for(offer.purchase_id)) is not None:
         _reject_decision(ctx, a.offer_id, a.account_id, offer.purchase_id, "already_converted")
         return
-    option_row = ctx.session.execute(
-        select(offer_options).where(
-            offer_options.c.offer_id == a.offer_id,
-            offer_options.c.tenor_months == a.tenor_months,
-        )
-    ).first()
-    if option_row is None:
+    option = repo.offer_option(a.offer_id, a.tenor_months)
+    if option is None:
         _reject_decision(ctx, a.offer_id, a.account_id, offer.purchase_id, "invalid_tenor")
         return
-    purchase = ctx.session.execute(
-        select(purchases).where(purchases.c.purchase_id == offer.purchase_id)
-    ).first()
-    owed = _open_installments(ctx, a.account_id)
+    purchase = repo.purchase(offer.purchase_id)
+    account = repo.account(a.account_id)
+    owed = repo.open_installments(a.account_id)
     reasons = domain.eligibility_reasons(
-        _account_view(_account_row(ctx, a.account_id)),
-        _purchase_facts(purchase),
+        account.view() if account is not None else None,
+        purchase.facts(),
         sum((i.principal_due for i in owed), ZERO),
-        _position(ctx, a.account_id).overdue_as_of is not None,
+        repo.position(a.account_id).overdue_as_of is not None,
         _policy(ctx),
     )
     if reasons:
@@ -660,18 +477,7 @@ def accept_offer(ctx: Context, event: Envelope) -> None:
         _reject_decision(ctx, a.offer_id, a.account_id, offer.purchase_id, "not_eligible")
         return
 
-    ctx.session.execute(
-        update(offers).where(offers.c.offer_id == a.offer_id).values(status="accepted", open=False)
-    )
-    option = domain.OfferOption(
-        tenor_months=option_row.tenor_months,
-        fee_model=option_row.fee_model,
-        monthly_fee_rate=Decimal(option_row.monthly_fee_rate),
-        total_fee=option_row.total_fee,
-        first_installment=option_row.first_installment,
-        regular_installment=option_row.regular_installment,
-        apr=Decimal(option_row.apr),
-    )
+    repo.close_offer(a.offer_id, "accepted")
     _create_plan(
         ctx,
         purchase_id=offer.purchase_id,
@@ -694,7 +500,7 @@ def decline_offer(ctx: Context, event: Envelope) -> None:
     ignored.
     """
     d: OfferDeclined = event.data
-    offer = ctx.session.execute(select(offers).where(offers.c.offer_id == d.offer_id)).first()
+    offer = ctx.repo.offer(d.offer_id)
     if offer is None or offer.account_id != d.account_id:
         _reject_decision(ctx, d.offer_id, d.account_id, None, "unknown_offer")
         return
@@ -706,9 +512,7 @@ def decline_offer(ctx: Context, event: Envelope) -> None:
             ctx, d.offer_id, d.account_id, offer.purchase_id, REJECTED_BECAUSE[offer.status]
         )
         return
-    ctx.session.execute(
-        update(offers).where(offers.c.offer_id == d.offer_id).values(status="declined", open=False)
-    )
+    ctx.repo.close_offer(d.offer_id, "declined")
 
 
 def refund_purchase(ctx: Context, event: Envelope) -> None:
@@ -735,59 +539,49 @@ def refund_purchase(ctx: Context, event: Envelope) -> None:
     Dedupe on refund_id.
     """
     r: RefundRecorded = event.data
-    if ctx.session.execute(
-        select(refunds.c.refund_id).where(refunds.c.refund_id == r.refund_id)
-    ).first():
+    repo: OffersRepository = ctx.repo
+    if repo.has_refund(r.refund_id):
         ctx.log.info("refund already applied", refund_id=r.refund_id)
         return
     refunded_on = r.refunded_at.date()
-    ctx.session.execute(
-        insert(refunds).values(
-            refund_id=r.refund_id,
-            purchase_id=r.purchase_id,
-            account_id=r.account_id,
-            amount=r.amount,
-            refunded_on=refunded_on,
-            event_id=event.id,
-        )
+    repo.add_refund(
+        {
+            "refund_id": r.refund_id,
+            "purchase_id": r.purchase_id,
+            "account_id": r.account_id,
+            "amount": r.amount,
+            "refunded_on": refunded_on,
+            "event_id": event.id,
+        }
     )
-    ctx.session.execute(
-        update(purchases)
-        .where(purchases.c.purchase_id == r.purchase_id)
-        .values(refunded_total=r.refunded_total)
-    )
-    ctx.session.execute(
-        update(offers)
-        .where(offers.c.purchase_id == r.purchase_id, offers.c.status == "open")
-        .values(status="refunded", open=False)
-    )
-    plan = _plan_row(ctx, plan_id_for(r.purchase_id))
+    repo.set_refunded_total(r.purchase_id, r.refunded_total)
+    offer = repo.offer(offer_id_for(r.purchase_id))
+    if offer is not None and offer.status == "open":
+        repo.close_offer(offer.offer_id, "refunded")
+    plan = repo.plan(plan_id_for(r.purchase_id))
     if plan is None:
         return
     if plan.account_id != r.account_id:
         raise Reject("refund account differs from the plan's account")
     policy = _policy(ctx)
-    before = _plan_installments(ctx, plan.plan_id)
+    before = repo.plan_installments(plan.plan_id)
     outcome = domain.apply_refund(
         before, r.amount, refunded_on, policy.remainder_placement, _digits(plan.currency)
     )
-    _save_installments(ctx, before, outcome.installments)
+    repo.save_installments(before, outcome.installments)
     if outcome.excess > 0:
-        position = _position(ctx, r.account_id)
-        _save_position(
-            ctx, r.account_id, Position(position.credit + outcome.excess, position.overdue_as_of)
+        position = repo.position(r.account_id)
+        repo.set_position(
+            r.account_id, Position(position.credit + outcome.excess, position.overdue_as_of)
         )
     principal_returned = plan.principal_returned + outcome.principal_returned
     fee_returned = plan.fee_returned + outcome.fee_returned
     cancelled = plan.status == "active" and outcome.cancelled
-    ctx.session.execute(
-        update(plans)
-        .where(plans.c.plan_id == plan.plan_id)
-        .values(
-            principal_returned=principal_returned,
-            fee_returned=fee_returned,
-            status="cancelled" if cancelled else plan.status,
-        )
+    repo.update_plan(
+        plan.plan_id,
+        principal_returned=principal_returned,
+        fee_returned=fee_returned,
+        status="cancelled" if cancelled else plan.status,
     )
     if cancelled:
         ctx.emit(
@@ -818,24 +612,23 @@ def apply_payment(ctx: Context, event: Envelope) -> None:
     account the last end of day found overdue. Dedupe on payment_id.
     """
     p: PaymentReceived = event.data
-    if ctx.session.execute(
-        select(payments.c.payment_id).where(payments.c.payment_id == p.payment_id)
-    ).first():
+    repo: OffersRepository = ctx.repo
+    if repo.has_payment(p.payment_id):
         ctx.log.info("payment already applied", payment_id=p.payment_id)
         return
-    account = _account_row(ctx, p.account_id)
+    account = repo.account(p.account_id)
     if account is not None and account.currency != p.currency:
         raise Reject("payment currency differs from the account's currency")
     received_on = p.received_at.date()
-    ctx.session.execute(
-        insert(payments).values(
-            payment_id=p.payment_id,
-            account_id=p.account_id,
-            amount=p.amount,
-            currency=p.currency,
-            received_on=received_on,
-            event_id=event.id,
-        )
+    repo.add_payment(
+        {
+            "payment_id": p.payment_id,
+            "account_id": p.account_id,
+            "amount": p.amount,
+            "currency": p.currency,
+            "received_on": received_on,
+            "event_id": event.id,
+        }
     )
     _apply_funds(ctx, p.account_id, p.amount, received_on, p.currency, rule="")
     _emit_cure_if_cured(ctx, p.account_id, received_on, p.currency, "cured")
@@ -851,19 +644,18 @@ def waive_fees_for_points(ctx: Context, event: Envelope) -> None:
     when fees were paid meanwhile); nothing left to waive emits nothing.
     """
     r: PointsRedeemed = event.data
-    plan = _plan_row(ctx, r.plan_id)
+    repo: OffersRepository = ctx.repo
+    plan = repo.plan(r.plan_id)
     if plan is None or plan.account_id != r.account_id:
         raise Reject("points.redeemed names a plan this service does not know for the account")
     policy = _policy(ctx)
     unit = domain.minor_unit(_digits(plan.currency))
     worth = (Decimal(r.points) / policy.points_per_currency_unit).quantize(unit, ROUND_DOWN)
-    before = [i for i in _plan_installments(ctx, plan.plan_id) if not i.is_paid]
-    result = domain.waive_fees(before, worth, _last_business_date(ctx))
-    _save_installments(ctx, before, result.installments)
-    ctx.session.execute(
-        insert(waivers).values(
-            event_id=event.id, plan_id=plan.plan_id, points=r.points, amount=result.waived
-        )
+    before = [i for i in repo.plan_installments(plan.plan_id) if not i.is_paid]
+    result = domain.waive_fees(before, worth, repo.last_business_date())
+    repo.save_installments(before, result.installments)
+    repo.add_waiver(
+        {"event_id": event.id, "plan_id": plan.plan_id, "points": r.points, "amount": result.waived}
     )
     if result.waived <= 0:
         ctx.log.warning("points redeemed but no fee left to waive", plan_id=plan.plan_id)
@@ -920,12 +712,11 @@ def close_business_day(ctx: Context, event: Envelope) -> None:
     """
     closed: BusinessDayClosed = event.data
     day = closed.business_date
-    if ctx.session.execute(
-        select(business_days.c.business_date).where(business_days.c.business_date == day)
-    ).first():
+    repo: OffersRepository = ctx.repo
+    if repo.business_day_closed(day):
         ctx.log.info("business date already closed", business_date=str(day))
         return
-    last = _last_business_date(ctx)
+    last = repo.last_business_date()
     if last is not None and day < last:
         ctx.log.warning("stale business date ignored", business_date=str(day), last=str(last))
         return
@@ -933,17 +724,10 @@ def close_business_day(ctx: Context, event: Envelope) -> None:
     policy = _policy(ctx)
 
     # 2. offers past expiry (the SQL filter is domain.is_expired's rule: expires_on < D)
-    candidates = ctx.session.execute(
-        select(offers.c.offer_id, offers.c.purchase_id, offers.c.account_id, offers.c.expires_on)
-        .where(offers.c.open.is_(True), offers.c.expires_on < day)
-        .order_by(offers.c.account_id, offers.c.offer_id)
-    ).all()
-    for offer in (o for o in candidates if domain.is_expired(o.expires_on, day)):
-        ctx.session.execute(
-            update(offers)
-            .where(offers.c.offer_id == offer.offer_id)
-            .values(status="expired", open=False)
-        )
+    for offer in repo.open_offers_expiring_before(day):
+        if not domain.is_expired(offer.expires_on, day):
+            continue
+        repo.close_offer(offer.offer_id, "expired")
         ctx.emit(
             "offer.expired",
             OfferExpired(
@@ -957,30 +741,14 @@ def close_business_day(ctx: Context, event: Envelope) -> None:
         )
 
     # 3. accounts with something owed, or flagged overdue
-    currency_of: dict[str, str] = {}
-    owed: dict[str, list[domain.InstallmentState]] = {}
-    for row in ctx.session.execute(_installment_query().where(installments.c.open.is_(True))):
-        owed.setdefault(row.account_id, []).append(_state(row))
-        currency_of[row.account_id] = row.currency
-    owing = select(installments.c.account_id).where(installments.c.open.is_(True))
-    position_of = {
-        p.account_id: Position(p.credit, p.overdue_as_of)
-        for p in ctx.session.execute(
-            select(positions).where(
-                or_(positions.c.overdue_as_of.is_not(None), positions.c.account_id.in_(owing))
-            )
-        )
-    }
-    flagged = {a for a, p in position_of.items() if p.overdue_as_of is not None}
-
-    for account_id in sorted(set(owed) | flagged):
-        position = position_of.get(account_id, Position())
-        items = owed.get(account_id, [])
-        currency = currency_of.get(account_id) or _plan_currency(ctx, account_id)
+    for account_id in repo.load_owing_accounts():
+        position = repo.position(account_id)
+        items = repo.open_installments(account_id)
+        currency = repo.account_currency(account_id)
         if items and position.credit > 0:
             _apply_funds(ctx, account_id, ZERO, day, currency, rule=f"credit:{day}:")
-            items = _open_installments(ctx, account_id)
-            position = _position(ctx, account_id)
+            items = repo.open_installments(account_id)
+            position = repo.position(account_id)
         for soon in domain.due_soon(items, day, policy.due_soon_days):
             ctx.emit(
                 "installment.due-soon",
@@ -998,7 +766,7 @@ def close_business_day(ctx: Context, event: Envelope) -> None:
             )
         late = domain.delinquency(items, day)
         if late is not None:
-            _save_position(ctx, account_id, Position(position.credit, day))
+            repo.set_position(account_id, Position(position.credit, day))
             ctx.emit(
                 "account.delinquency",
                 AccountDelinquency(
@@ -1015,14 +783,7 @@ def close_business_day(ctx: Context, event: Envelope) -> None:
         elif position.overdue_as_of is not None:
             _emit_cure_if_cured(ctx, account_id, day, currency, f"cured:{account_id}:{day}")
 
-    ctx.session.execute(insert(business_days).values(business_date=day, event_id=event.id))
-
-
-def _plan_currency(ctx: Context, account_id: str) -> str:
-    """The currency of the account's plans (a flagged account always has one)."""
-    return ctx.session.execute(
-        select(plans.c.currency).where(plans.c.account_id == account_id).limit(1)
-    ).scalar_one()
+    repo.close_business_day(day, event.id)
 
 
 HANDLERS: dict[str, Handler] = {

@@ -1,0 +1,724 @@
+"""The offers service's batch repository: one read per table per batch, one write per change.
+
+``load(events)`` reads everything a batch of events touches, one query per table:
+
+- the accounts named by the events (their ``accounts`` row, their ``positions`` row, ALL
+  their plans and their open installments: what eligibility, payments and plan creation
+  need), plus the plans (and every installment) refunds name;
+- the offers decisions and refunds name (``offer_id`` is ``off-<purchase_id>``), the
+  options of the offers accepted, the purchases seen (dedupe, acceptance facts, refunds);
+- the payment and refund ids already applied, the business dates already closed.
+
+Handlers read and change this in-memory view (``ctx.repo``): reads return immutable
+values, changes go through the methods below, so a later event of the same batch sees the
+earlier ones' effects (read-your-writes) without a database round trip. ``save()`` writes
+what changed: COPY (``bulk_insert``) for new rows, one executemany UPDATE per table for
+changed rows (sorted by key, so concurrent writers lock rows in one order). It can be called
+more than once: each call writes what changed since the previous one (``flush``).
+
+The end of day touches every account with something owed: it calls :meth:`flush` (the
+database then holds the batch's changes), finds its accounts and offers with set-based
+SQL, and pulls them into the view with :meth:`load_owing_accounts` /
+:meth:`open_offers_expiring_before` (accounts already in the view are kept as they are),
+so it reads and writes through the same view as every other handler.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, fields, replace
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import and_, bindparam, func, or_, select, union, update
+from sqlalchemy.orm import Session
+
+from services.offers import domain
+from services.offers.tables import (
+    accounts,
+    business_days,
+    installments,
+    offer_options,
+    offers,
+    payments,
+    plans,
+    positions,
+    purchases,
+    refunds,
+    waivers,
+)
+from shared.db import among, bulk_insert
+
+ZERO = Decimal(0)
+Key = tuple[str, int]  # (plan_id, seq) of an installment
+
+
+def offer_id_for(purchase_id: str) -> str:
+    return f"off-{purchase_id}"
+
+
+def plan_id_for(purchase_id: str) -> str:
+    return f"plan-{purchase_id}"
+
+
+# ---------------------------------------------------------------- rows, as values
+
+
+def _from_row(cls: Any, row: Any) -> Any:
+    m = row._mapping
+    return cls(**{f.name: m[f.name] for f in fields(cls)})
+
+
+def _as_row(value: Any) -> dict[str, Any]:
+    return {f.name: getattr(value, f.name) for f in fields(value)}
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """The local view of an account (the ``accounts`` row)."""
+
+    account_id: str
+    status: str
+    segment: str
+    tier: str
+    credit_limit: Decimal
+    installment_limit: Decimal | None
+    risk_score: int
+    currency: str
+    auto_convert_enabled: bool
+    auto_convert_threshold: Decimal | None
+    auto_convert_tenor: int | None
+    event_id: str
+
+    def view(self) -> domain.AccountView:
+        return domain.AccountView(
+            account_id=self.account_id,
+            status=self.status,
+            segment=self.segment,
+            tier=self.tier,
+            credit_limit=self.credit_limit,
+            risk_score=self.risk_score,
+            installment_limit=self.installment_limit,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """The account's credit with us and its delinquency flag (see ``tables.positions``)."""
+
+    credit: Decimal = ZERO
+    overdue_as_of: date | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Purchase:
+    purchase_id: str
+    account_id: str
+    amount: Decimal
+    currency: str
+    mcc: str
+    merchant_id: str
+    category: str | None
+    posted_on: date
+    refunded_total: Decimal
+    outcome: str
+    event_id: str
+
+    def facts(self) -> domain.PurchaseFacts:
+        return domain.PurchaseFacts(
+            amount=self.amount,
+            mcc=self.mcc,
+            posted_on=self.posted_on,
+            merchant_id=self.merchant_id,
+            category=self.category,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    offer_id: str
+    purchase_id: str
+    account_id: str
+    principal: Decimal
+    currency: str
+    expires_on: date
+    promotion: str | None
+    status: str
+    open: bool
+    event_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    plan_id: str
+    purchase_id: str
+    offer_id: str | None
+    account_id: str
+    principal: Decimal
+    currency: str
+    tenor_months: int
+    total_fee: Decimal
+    apr: str
+    auto_converted: bool
+    redeem_points: int
+    posted_on: date
+    plan_order: int
+    status: str
+    principal_returned: Decimal
+    fee_returned: Decimal
+    event_id: str
+
+
+def _option(row: Any) -> domain.OfferOption:
+    return domain.OfferOption(
+        tenor_months=row.tenor_months,
+        fee_model=row.fee_model,
+        monthly_fee_rate=Decimal(row.monthly_fee_rate),
+        total_fee=row.total_fee,
+        first_installment=row.first_installment,
+        regular_installment=row.regular_installment,
+        apr=Decimal(row.apr),
+    )
+
+
+def _installment_row(item: domain.InstallmentState, account_id: str) -> dict[str, Any]:
+    return {
+        "plan_id": item.plan_id,
+        "seq": item.seq,
+        "account_id": account_id,
+        "due_date": item.due_date,
+        "principal": item.principal,
+        "fee": item.fee,
+        "principal_paid": item.principal_paid,
+        "fee_paid": item.fee_paid,
+        "fee_waived": item.fee_waived,
+        "open": not item.is_paid,
+    }
+
+
+_NOT_LOADED: Any = object()
+
+
+class OffersRepository:
+    """The in-memory view of what one batch touches (see the module docstring)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.dialect = session.get_bind().dialect.name
+        # accounts: loaded value (None: not in the database) and what changed
+        self._accounts: dict[str, Account | None] = {}
+        self._accounts_stored: set[str] = set()
+        self._accounts_changed: set[str] = set()
+        # per-account state: positions, plans and open installments
+        self._state_loaded: set[str] = set()
+        self._positions: dict[str, Position] = {}
+        self._positions_stored: set[str] = set()
+        self._positions_changed: set[str] = set()
+        self._plans: dict[str, Plan] = {}
+        self._plans_of: dict[str, list[str]] = {}  # account -> plan ids (loaded accounts)
+        self._plans_new: set[str] = set()
+        self._plans_changed: set[str] = set()
+        self._installments: dict[Key, domain.InstallmentState] = {}
+        self._installment_account: dict[Key, str] = {}
+        self._installments_of: dict[str, dict[Key, None]] = {}  # account -> keys, in order
+        self._installments_new: set[Key] = set()
+        self._installments_changed: set[Key] = set()
+        # offers, their options, purchases
+        self._offers: dict[str, Offer | None] = {}
+        self._offers_new: set[str] = set()
+        self._offers_changed: set[str] = set()
+        self._options: dict[str, dict[int, domain.OfferOption]] = {}
+        self._options_new: list[dict[str, Any]] = []
+        self._purchases: dict[str, Purchase | None] = {}
+        self._purchases_new: set[str] = set()
+        self._purchases_changed: set[str] = set()
+        # append-only tables
+        self._payment_ids: set[str] = set()
+        self._payments_new: list[dict[str, Any]] = []
+        self._refund_ids: set[str] = set()
+        self._refunds_new: list[dict[str, Any]] = []
+        self._waivers_new: list[dict[str, Any]] = []
+        self._closed_days: set[date] = set()
+        self._days_new: list[dict[str, Any]] = []
+        self._last_day: date | None = _NOT_LOADED
+
+    # ------------------------------------------------------------ loading
+
+    def _among(self, column: Any, values: Iterable[Any]) -> Any:
+        return among(column, values, self.dialect)
+
+    def load(self, events: list[Any]) -> None:
+        """Bulk-read what ``events`` touch (one query per table)."""
+        account_ids: set[str] = set()
+        purchase_ids: set[str] = set()  # purchase.recorded and refunds
+        offer_ids: set[str] = set()
+        accepted: set[str] = set()
+        refund_plans: set[str] = set()
+        payment_ids: set[str] = set()
+        refund_ids: set[str] = set()
+        days: set[date] = set()
+        for e in events:
+            data, kind = e.data, e.type
+            account_id = getattr(data, "account_id", None)
+            if account_id is not None:
+                account_ids.add(account_id)
+            if kind == "purchase.recorded":
+                purchase_ids.add(data.purchase_id)
+            elif kind == "offer.accepted":
+                offer_ids.add(data.offer_id)
+                accepted.add(data.offer_id)
+            elif kind == "offer.declined":
+                offer_ids.add(data.offer_id)
+            elif kind == "payment.received":
+                payment_ids.add(data.payment_id)
+            elif kind == "refund.recorded":
+                refund_ids.add(data.refund_id)
+                purchase_ids.add(data.purchase_id)
+                offer_ids.add(offer_id_for(data.purchase_id))
+                refund_plans.add(plan_id_for(data.purchase_id))
+            elif kind == "business-day.closed":
+                days.add(data.business_date)
+
+        if account_ids:
+            rows = self.session.execute(
+                select(accounts).where(self._among(accounts.c.account_id, account_ids))
+            )
+            for row in rows:
+                self._accounts[row.account_id] = _from_row(Account, row)
+                self._accounts_stored.add(row.account_id)
+            for account_id in account_ids:
+                self._accounts.setdefault(account_id, None)
+            self._load_state(account_ids, whole_plans=refund_plans)
+        if offer_ids:
+            self._load_offers(select(offers).where(self._among(offers.c.offer_id, offer_ids)))
+            for offer_id in offer_ids:
+                self._offers.setdefault(offer_id, None)
+            purchase_ids.update(o.purchase_id for o in self._offers.values() if o is not None)
+        if accepted:
+            rows = self.session.execute(
+                select(offer_options).where(self._among(offer_options.c.offer_id, accepted))
+            )
+            for row in rows:
+                self._options.setdefault(row.offer_id, {})[row.tenor_months] = _option(row)
+        if purchase_ids:
+            rows = self.session.execute(
+                select(purchases).where(self._among(purchases.c.purchase_id, purchase_ids))
+            )
+            for row in rows:
+                self._purchases[row.purchase_id] = _from_row(Purchase, row)
+            for purchase_id in purchase_ids:
+                self._purchases.setdefault(purchase_id, None)
+        if payment_ids:
+            rows = self.session.execute(
+                select(payments.c.payment_id).where(self._among(payments.c.payment_id, payment_ids))
+            )
+            self._payment_ids.update(r[0] for r in rows)
+        if refund_ids:
+            rows = self.session.execute(
+                select(refunds.c.refund_id).where(self._among(refunds.c.refund_id, refund_ids))
+            )
+            self._refund_ids.update(r[0] for r in rows)
+        if days:
+            rows = self.session.execute(
+                select(business_days.c.business_date).where(
+                    self._among(business_days.c.business_date, days)
+                )
+            )
+            self._closed_days.update(r[0] for r in rows)
+
+    def _load_state(
+        self,
+        account_ids: set[str],
+        accounts_where: Callable[[Any], Any] | None = None,
+        whole_plans: set[str] | None = None,
+    ) -> None:
+        """Positions, every plan and the open installments of ``account_ids`` (selected in
+        SQL by ``accounts_where(column)`` when given, else by the ids), plus the plans named
+        in ``whole_plans`` with all their installments. Accounts already loaded are kept as
+        they are in the view (it is ahead of the database until saved)."""
+        fresh = account_ids - self._state_loaded
+        if not fresh and not whole_plans:
+            return
+        if accounts_where is None:
+            ids = sorted(fresh)
+            accounts_where = lambda column: self._among(column, ids)  # noqa: E731
+        whole = whole_plans or set()
+        for account_id in fresh:
+            self._plans_of.setdefault(account_id, [])
+            self._installments_of.setdefault(account_id, {})
+
+        for row in self.session.execute(
+            select(positions).where(accounts_where(positions.c.account_id))
+        ):
+            if row.account_id in fresh:
+                self._positions[row.account_id] = Position(row.credit, row.overdue_as_of)
+                self._positions_stored.add(row.account_id)
+        plan_filter = accounts_where(plans.c.account_id)
+        if whole:
+            plan_filter = or_(plan_filter, self._among(plans.c.plan_id, whole))
+        query = select(plans).where(plan_filter).order_by(plans.c.plan_order)
+        for row in self.session.execute(query):
+            if row.plan_id not in self._plans and (row.account_id in fresh or row.plan_id in whole):
+                self._plans[row.plan_id] = _from_row(Plan, row)
+                self._plans_of.setdefault(row.account_id, []).append(row.plan_id)
+        inst_filter = and_(accounts_where(installments.c.account_id), installments.c.open.is_(True))
+        if whole:
+            inst_filter = or_(inst_filter, self._among(installments.c.plan_id, whole))
+        for row in self.session.execute(
+            select(installments).where(inst_filter)
+            .order_by(installments.c.plan_id, installments.c.seq)
+        ):
+            key = (row.plan_id, row.seq)
+            if key in self._installments or (
+                row.account_id not in fresh and row.plan_id not in whole
+            ):
+                continue
+            self._add_installment(
+                domain.InstallmentState(
+                    plan_id=row.plan_id,
+                    seq=row.seq,
+                    due_date=row.due_date,
+                    principal=row.principal,
+                    fee=row.fee,
+                    principal_paid=row.principal_paid,
+                    fee_paid=row.fee_paid,
+                    fee_waived=row.fee_waived,
+                    plan_order=self._plans[row.plan_id].plan_order,
+                ),
+                row.account_id,
+            )
+        self._state_loaded.update(fresh)
+
+    def _load_offers(self, query: Any) -> list[Offer]:
+        """Offers from ``query``, added to the view unless already there; returns the
+        view's value of each (in the query's order)."""
+        found = []
+        for row in self.session.execute(query):
+            current = self._offers.get(row.offer_id)
+            if current is None:
+                current = self._offers[row.offer_id] = _from_row(Offer, row)
+            found.append(current)
+        return found
+
+    def _add_installment(self, item: domain.InstallmentState, account_id: str) -> None:
+        key = (item.plan_id, item.seq)
+        self._installments[key] = item
+        self._installment_account[key] = account_id
+        self._installments_of.setdefault(account_id, {})[key] = None
+
+    # ------------------------------------------------------------ accounts and positions
+
+    def account(self, account_id: str) -> Account | None:
+        return self._accounts[account_id]
+
+    def put_account(self, account: Account) -> None:
+        self._accounts[account.account_id] = account
+        self._accounts_changed.add(account.account_id)
+
+    def position(self, account_id: str) -> Position:
+        return self._positions.get(account_id) or Position()
+
+    def set_position(self, account_id: str, position: Position) -> None:
+        if self._positions.get(account_id) == position and account_id in self._positions_stored:
+            return
+        self._positions[account_id] = position
+        self._positions_changed.add(account_id)
+
+    # ------------------------------------------------------------ plans and installments
+
+    def plan(self, plan_id: str | None) -> Plan | None:
+        return self._plans.get(plan_id) if plan_id is not None else None
+
+    def update_plan(self, plan_id: str, **values: Any) -> Plan:
+        plan = self._plans[plan_id] = replace(self._plans[plan_id], **values)
+        if plan_id not in self._plans_new:
+            self._plans_changed.add(plan_id)
+        return plan
+
+    def plan_count(self, account_id: str) -> int:
+        assert account_id in self._state_loaded, f"account {account_id} not loaded"
+        return len(self._plans_of.get(account_id, ()))
+
+    def add_plan(self, plan: Plan, schedule: list[domain.Installment]) -> None:
+        self._plans[plan.plan_id] = plan
+        self._plans_of.setdefault(plan.account_id, []).append(plan.plan_id)
+        self._plans_new.add(plan.plan_id)
+        for line in schedule:
+            item = domain.InstallmentState(
+                plan_id=plan.plan_id,
+                seq=line.seq,
+                due_date=line.due_date,
+                principal=line.principal,
+                fee=line.fee,
+                plan_order=plan.plan_order,
+            )
+            self._add_installment(item, plan.account_id)
+            self._installments_new.add((plan.plan_id, line.seq))
+
+    def account_currency(self, account_id: str) -> str:
+        """The currency of the account's plans (an account owing or flagged has one)."""
+        for key in self._installments_of.get(account_id, ()):
+            if not self._installments[key].is_paid:
+                return self._plans[key[0]].currency
+        return self._plans[self._plans_of[account_id][0]].currency
+
+    def open_installments(self, account_id: str) -> list[domain.InstallmentState]:
+        """Every installment of the account with something left to pay (all its plans)."""
+        assert account_id in self._state_loaded, f"account {account_id} not loaded"
+        items = self._installments
+        return [i for i in map(items.__getitem__, self._installments_of.get(account_id, ()))
+                if not i.is_paid]
+
+    def plan_installments(self, plan_id: str) -> list[domain.InstallmentState]:
+        """The plan's installments by seq: all of them for a plan loaded whole (refunds),
+        the unpaid ones otherwise (which is what waivers use)."""
+        account_id = self._plans[plan_id].account_id
+        found = [
+            self._installments[k] for k in self._installments_of.get(account_id, ())
+            if k[0] == plan_id
+        ]
+        return sorted(found, key=lambda i: i.seq)
+
+    def save_installments(
+        self, before: list[domain.InstallmentState], after: list[domain.InstallmentState]
+    ) -> None:
+        """Record the installments the domain changed."""
+        old = {(i.plan_id, i.seq): i for i in before}
+        for item in after:
+            key = (item.plan_id, item.seq)
+            if old.get(key) == item:
+                continue
+            self._installments[key] = item
+            if key not in self._installments_new:
+                self._installments_changed.add(key)
+
+    # ------------------------------------------------------------ offers and purchases
+
+    def offer(self, offer_id: str) -> Offer | None:
+        return self._offers.get(offer_id)
+
+    def add_offer(self, offer: Offer, options: list[domain.OfferOption]) -> None:
+        self._offers[offer.offer_id] = offer
+        self._offers_new.add(offer.offer_id)
+        self._options[offer.offer_id] = {o.tenor_months: o for o in options}
+        self._options_new.extend(
+            {
+                "offer_id": offer.offer_id,
+                "tenor_months": o.tenor_months,
+                "fee_model": o.fee_model,
+                "monthly_fee_rate": str(o.monthly_fee_rate),
+                "total_fee": o.total_fee,
+                "first_installment": o.first_installment,
+                "regular_installment": o.regular_installment,
+                "apr": str(o.apr),
+            }
+            for o in options
+        )
+
+    def close_offer(self, offer_id: str, status: str) -> None:
+        self._offers[offer_id] = replace(self._offers[offer_id], status=status, open=False)
+        if offer_id not in self._offers_new:
+            self._offers_changed.add(offer_id)
+
+    def offer_option(self, offer_id: str, tenor_months: int) -> domain.OfferOption | None:
+        return self._options.get(offer_id, {}).get(tenor_months)
+
+    def open_offers_expiring_before(self, day: date) -> list[Offer]:
+        """Open offers with ``expires_on`` < ``day``, by account then offer id (flushes)."""
+        self.flush()
+        return self._load_offers(
+            select(offers)
+            .where(offers.c.open.is_(True), offers.c.expires_on < day)
+            .order_by(offers.c.account_id, offers.c.offer_id)
+        )
+
+    def purchase(self, purchase_id: str) -> Purchase | None:
+        return self._purchases.get(purchase_id)
+
+    def add_purchase(self, purchase: Purchase) -> None:
+        self._purchases[purchase.purchase_id] = purchase
+        self._purchases_new.add(purchase.purchase_id)
+
+    def set_refunded_total(self, purchase_id: str, refunded_total: Decimal) -> None:
+        purchase = self._purchases.get(purchase_id)
+        if purchase is None:  # not a purchase this service saw: nothing to update
+            return
+        self._purchases[purchase_id] = replace(purchase, refunded_total=refunded_total)
+        if purchase_id not in self._purchases_new:
+            self._purchases_changed.add(purchase_id)
+
+    # ------------------------------------------------------------ payments, refunds, waivers
+
+    def has_payment(self, payment_id: str) -> bool:
+        return payment_id in self._payment_ids
+
+    def add_payment(self, row: dict[str, Any]) -> None:
+        self._payment_ids.add(row["payment_id"])
+        self._payments_new.append(row)
+
+    def has_refund(self, refund_id: str) -> bool:
+        return refund_id in self._refund_ids
+
+    def add_refund(self, row: dict[str, Any]) -> None:
+        self._refund_ids.add(row["refund_id"])
+        self._refunds_new.append(row)
+
+    def add_waiver(self, row: dict[str, Any]) -> None:
+        self._waivers_new.append(row)
+
+    # ------------------------------------------------------------ business days
+
+    def business_day_closed(self, day: date) -> bool:
+        return day in self._closed_days
+
+    def last_business_date(self) -> date | None:
+        if self._last_day is _NOT_LOADED:
+            self._last_day = self.session.execute(
+                select(func.max(business_days.c.business_date))
+            ).scalar()
+        return self._last_day
+
+    def close_business_day(self, day: date, event_id: str) -> None:
+        last = self.last_business_date()
+        self._last_day = day if last is None else max(day, last)
+        self._closed_days.add(day)
+        self._days_new.append({"business_date": day, "event_id": event_id})
+
+    def load_owing_accounts(self) -> list[str]:
+        """Every account with an unpaid installment or flagged overdue, pulled into the view
+        (flushes first, so the database and the view agree); sorted."""
+        self.flush()
+        owing = union(
+            select(installments.c.account_id).where(installments.c.open.is_(True)),
+            select(positions.c.account_id).where(positions.c.overdue_as_of.is_not(None)),
+        ).subquery()
+        ids = {r[0] for r in self.session.execute(select(owing.c.account_id))}
+        self._load_state(ids, lambda column: column.in_(select(owing.c.account_id)))
+        return sorted(ids)
+
+    # ------------------------------------------------------------ writing
+
+    def flush(self) -> None:
+        """Write the changes made since the last flush (see :meth:`save`)."""
+        self.save()
+
+    def save(self) -> None:
+        """Write what changed: new rows with COPY, changed rows with one executemany
+        UPDATE per table (sorted by key). Then the view is clean again."""
+        conn = self.session.connection()
+        execute = self.session.execute
+
+        new_accounts = sorted(self._accounts_changed - self._accounts_stored)
+        bulk_insert(conn, accounts, [_as_row(self._accounts[a]) for a in new_accounts])
+        changed = sorted(self._accounts_changed - set(new_accounts))
+        if changed:
+            execute(
+                update(accounts)
+                .where(accounts.c.account_id == bindparam("k"))
+                .values({c.name: bindparam(c.name) for c in accounts.columns
+                         if c.name != "account_id"}),
+                [{"k": a, **_as_row(self._accounts[a])} for a in changed],
+            )
+        self._accounts_stored.update(new_accounts)
+        self._accounts_changed.clear()
+
+        new_positions = sorted(self._positions_changed - self._positions_stored)
+        bulk_insert(conn, positions, [
+            {"account_id": a, "credit": self._positions[a].credit,
+             "overdue_as_of": self._positions[a].overdue_as_of}
+            for a in new_positions
+        ])
+        changed = sorted(self._positions_changed - set(new_positions))
+        if changed:
+            execute(
+                update(positions)
+                .where(positions.c.account_id == bindparam("k"))
+                .values(credit=bindparam("credit"), overdue_as_of=bindparam("overdue_as_of")),
+                [{"k": a, "credit": self._positions[a].credit,
+                  "overdue_as_of": self._positions[a].overdue_as_of} for a in changed],
+            )
+        self._positions_stored.update(new_positions)
+        self._positions_changed.clear()
+
+        bulk_insert(
+            conn, purchases, [_as_row(self._purchases[p]) for p in sorted(self._purchases_new)]
+        )
+        if self._purchases_changed:
+            execute(
+                update(purchases)
+                .where(purchases.c.purchase_id == bindparam("k"))
+                .values(refunded_total=bindparam("refunded_total")),
+                [{"k": p, "refunded_total": self._purchases[p].refunded_total}
+                 for p in sorted(self._purchases_changed)],
+            )
+        self._purchases_new.clear()
+        self._purchases_changed.clear()
+
+        bulk_insert(conn, offers, [_as_row(self._offers[o]) for o in sorted(self._offers_new)])
+        bulk_insert(conn, offer_options, self._options_new)
+        if self._offers_changed:
+            execute(
+                update(offers)
+                .where(offers.c.offer_id == bindparam("k"))
+                .values(status=bindparam("status"), open=bindparam("open")),
+                [{"k": o, "status": self._offers[o].status, "open": self._offers[o].open}
+                 for o in sorted(self._offers_changed)],
+            )
+        self._offers_new.clear()
+        self._offers_changed.clear()
+        self._options_new = []
+
+        bulk_insert(conn, plans, [_as_row(self._plans[p]) for p in sorted(self._plans_new)])
+        if self._plans_changed:
+            execute(
+                update(plans)
+                .where(plans.c.plan_id == bindparam("k"))
+                .values(
+                    status=bindparam("status"),
+                    principal_returned=bindparam("principal_returned"),
+                    fee_returned=bindparam("fee_returned"),
+                ),
+                [
+                    {"k": p, "status": plan.status, "principal_returned": plan.principal_returned,
+                     "fee_returned": plan.fee_returned}
+                    for p in sorted(self._plans_changed)
+                    for plan in (self._plans[p],)
+                ],
+            )
+        self._plans_new.clear()
+        self._plans_changed.clear()
+
+        bulk_insert(conn, installments, [
+            _installment_row(self._installments[k], self._installment_account[k])
+            for k in sorted(self._installments_new)
+        ])
+        if self._installments_changed:
+            execute(
+                update(installments)
+                .where(installments.c.plan_id == bindparam("k_plan"),
+                       installments.c.seq == bindparam("k_seq"))
+                .values(
+                    principal=bindparam("principal"),
+                    fee=bindparam("fee"),
+                    principal_paid=bindparam("principal_paid"),
+                    fee_paid=bindparam("fee_paid"),
+                    fee_waived=bindparam("fee_waived"),
+                    open=bindparam("open"),
+                ),
+                [
+                    {"k_plan": k[0], "k_seq": k[1], "principal": i.principal, "fee": i.fee,
+                     "principal_paid": i.principal_paid, "fee_paid": i.fee_paid,
+                     "fee_waived": i.fee_waived, "open": not i.is_paid}
+                    for k in sorted(self._installments_changed)
+                    for i in (self._installments[k],)
+                ],
+            )
+        self._installments_new.clear()
+        self._installments_changed.clear()
+
+        bulk_insert(conn, payments, self._payments_new)
+        bulk_insert(conn, refunds, self._refunds_new)
+        bulk_insert(conn, waivers, self._waivers_new)
+        bulk_insert(conn, business_days, self._days_new)
+        self._payments_new, self._refunds_new, self._waivers_new, self._days_new = [], [], [], []
