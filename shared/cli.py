@@ -257,6 +257,44 @@ def check(json_output: bool = typer.Option(False, "--json", help="print JSON")) 
     raise typer.Exit(0 if result.ok else 1)
 
 
+@app.command()
+def faults(
+    accounts: int = typer.Option(30, help="accounts in the story"),
+    days: int = typer.Option(20, help="business days in the story"),
+    seed: int = typer.Option(1, help="seed of the story and of the fault schedule"),
+    every: float = typer.Option(3.0, help="seconds between injected faults"),
+    out: str = typer.Option("docs/faults-latest.json", help="where the result goes"),
+) -> None:
+    """The fault suite: a seeded story calm and under faults; invariants; same outputs."""
+    import json
+    from datetime import datetime
+    from pathlib import Path
+
+    from shared.stack import ensure_stack
+    from shared.tools.chaos import run_chaos
+    from shared.tools.demo import _postgres_database
+
+    bootstrap, admin_url = ensure_stack(need_postgres=True)
+    run = datetime.now().strftime("%Y%m%d%H%M%S")
+    base = Settings(kafka_bootstrap_servers=bootstrap, database_url=admin_url or "",
+                    topic_prefix=f"faults-{run}.", session_timeout_ms=6000)
+    result = run_chaos(base, accounts, days, seed, every, Path(".data") / f"faults-{run}",
+                       lambda name: _postgres_database(admin_url, f"faults_{run}_{name}"))
+    figures = result.as_dict()
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(figures, indent=2))
+    for line in figures["faults"]:
+        console.print(line)
+    console.print(
+        f"{figures['faults_injected']} faults, {figures['input_events']} input events,"
+        f" {figures['output_events']} output events, {figures['invariant_checks']} checks,"
+        f" {len(result.violations)} violations, {len(result.differences)} differences"
+    )
+    for line in result.violations + result.differences:
+        console.print(f"[red]{line}[/]")
+    raise typer.Exit(0 if not (result.violations or result.differences) else 1)
+
+
 def _mount_optional() -> None:
     try:
         from shared.stack import app as stack_app

@@ -512,7 +512,8 @@ class LagMonitor:
         self.groups = list(dict.fromkeys(groups or []))
         self.expected = {g: list(ts) for g, ts in (expected or {}).items()}
         self.discover = discover
-        self.group_prefix = group_prefix
+        # groups are namespaced by the topic prefix, like the runtime names them
+        self.group_prefix = settings.topic_prefix + group_prefix
         self.window_s = window_s
         self.stop_window_s = stop_window_s
         self.growth_points = growth_points
@@ -820,7 +821,8 @@ def pipeline_expectations(settings: Settings) -> dict[str, list[str]]:
             service = load_service(name)
         except Exception:
             continue
-        expected[service.consumer_group] = [settings.topic(t) for t in service.consumes]
+        group = settings.topic_prefix + service.consumer_group  # as the runtime names it
+        expected[group] = [settings.topic(t) for t in service.consumes]
     return expected
 
 

@@ -263,8 +263,8 @@ def test_member_topics_from_subscription_and_assignment():
 
 def test_pipeline_expectations_map_service_groups_to_their_physical_input_topics():
     expected = pipeline_expectations(Settings(topic_prefix="tx."))
-    assert expected["installments-purchases"] == ["tx.card.purchases.v1"]
-    assert all(g.startswith("installments-") for g in expected)
+    assert expected["tx.installments-purchases"] == ["tx.card.purchases.v1"]
+    assert all(g.startswith("tx.installments-") for g in expected)  # groups are namespaced too
 
 
 # --------------------------------------------------------------------------- rendering
