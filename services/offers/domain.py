@@ -20,6 +20,7 @@ import calendar
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from decimal import ROUND_DOWN, ROUND_FLOOR, ROUND_HALF_UP, Decimal, localcontext
+from functools import lru_cache
 from typing import Literal
 
 from services.offers.policy import OffersPolicy
@@ -54,6 +55,7 @@ def split_equally(
     return [a.quantize(unit) for a in amounts]
 
 
+@lru_cache(maxsize=65536)  # pure; a few posting dates x tenors recur all day
 def add_months(start: date, months: int) -> date:
     """`start` plus `months` calendar months, clamped to the end of a shorter month.
     Always clamps from the original day: Jan 31 + 1 → Feb 28 (29 in leap years), + 2 → Mar 31."""
@@ -213,6 +215,7 @@ def apr(principal: Decimal, schedule_amounts: list[Decimal]) -> Decimal:
     return annual_percent.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP) + 0
 
 
+@lru_cache(maxsize=1024)  # pure; the Newton solve is the costliest step of an offer
 def flat_apr(monthly_rate: Decimal, tenor: int) -> Decimal:
     """The APR of a flat monthly rate over `tenor` months: `apr` of the exact (unrounded)
     level payments (1 + rate × tenor) / tenor per 1 of principal. It depends only on rate and
@@ -256,22 +259,31 @@ def offer_options(
         if promotion is not None and tenor in promotion.tenors:
             rate, promoted = promotion.monthly_fee_rate, True
         fee = total_fee(principal, rate, tenor, minor_digits)
-        schedule = build_schedule(
-            principal, fee, tenor, purchase.posted_on, policy.remainder_placement, minor_digits
+        first, last = _end_installments(
+            principal, fee, tenor, policy.remainder_placement, minor_digits
         )
-        regular = schedule[-1] if policy.remainder_placement == "first" else schedule[0]
         options.append(
             OfferOption(
                 tenor_months=tenor,
                 fee_model=policy.fee_model,
                 monthly_fee_rate=rate,
                 total_fee=fee,
-                first_installment=schedule[0].amount,
-                regular_installment=regular.amount,
+                first_installment=first,
+                regular_installment=last if policy.remainder_placement == "first" else first,
                 apr=flat_apr(rate, tenor),
             )
         )
     return options, (promotion.id if promoted and promotion else None)
+
+
+def _end_installments(
+    principal: Decimal, fee: Decimal, tenor: int, remainder: Placement, minor_digits: int
+) -> tuple[Decimal, Decimal]:
+    """The amounts of the first and the last installment of `build_schedule(principal, fee,
+    tenor, ...)`, without building it (an offer shows only these, for every tenor)."""
+    principals = split_equally(principal, tenor, remainder, minor_digits)
+    fees = split_equally(fee, tenor, remainder, minor_digits)
+    return principals[0] + fees[0], principals[-1] + fees[-1]
 
 
 def offer_expires_on(posted_on: date, policy: OffersPolicy) -> date:
