@@ -7,6 +7,7 @@ After every scenario: each account's last ``balance_after`` on points.ledger.v1 
 from __future__ import annotations
 
 import importlib.util
+import uuid
 from collections import Counter
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -255,3 +256,35 @@ def test_redemption_saga_with_the_offers_service(settings):
     ]
     assert len({e.id for e in events}) == len(events)
     check_ledger(settings, events)
+
+
+# --------------------------------------------------------------------------- batch path
+
+
+@pytest.mark.parametrize("with_reject", [False, True], ids=["fast-path", "replayed"])
+def test_a_mixed_batch_on_postgresql_gives_what_one_by_one_gives(
+    stack, pg_database, tmp_path, with_reject
+):
+    """The batch repository on PostgreSQL (COPY, array parameters, the sorted account
+    lock): one runtime call over a mixed batch == the same records one by one."""
+    from sqlalchemy import create_engine, text
+
+    from tests.harness import Harness
+    from tests.unit.points.test_batch import compare_batch_with_one_by_one, counting_service
+
+    _, admin_url = stack
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    loads: list[int] = []
+    batch = Harness(counting_service(loads), tmp_path, database_url=pg_database)
+    single = Harness(POINTS, tmp_path, database_url=f"{admin_url.rpartition('/')[0]}/{name}")
+    try:
+        compare_batch_with_one_by_one(batch, single, loads, with_reject=with_reject)
+    finally:
+        batch.close()
+        single.close()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
