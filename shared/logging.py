@@ -17,7 +17,8 @@ import structlog
 
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 _DIGIT_RUN = re.compile(r"(?<![\d])(?:\d[ -]?){12,18}\d(?![\d])")
-_PHONE = re.compile(r"\+?\d[\d ().-]{7,}\d")
+# International (+...) or North-American "(415) 555-1234" forms; never dates or times.
+_PHONE = re.compile(r"\+\d[\d .-]{6,}\d|\(\d{3}\)\s?\d{3}[ -]\d{4}")
 
 
 def luhn_ok(digits: str) -> bool:
@@ -48,14 +49,8 @@ def redact_text(text: str) -> str:
 
 
 def _phone_mask(match: re.Match[str]) -> str:
-    value = match.group(0)
-    # Only a '+' international form or a spaced/dashed number counts as a phone;
-    # plain digit runs such as offsets and amounts are left alone.
-    if value.startswith("+") or re.search(r"\d[ ().-]\d", value):
-        digits = re.sub(r"\D", "", value)
-        if 8 <= len(digits) <= 15:
-            return "[PHONE]"
-    return value
+    digits = re.sub(r"\D", "", match.group(0))
+    return "[PHONE]" if len(digits) >= 8 else match.group(0)
 
 
 def _redact(value: Any) -> Any:

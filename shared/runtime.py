@@ -773,6 +773,10 @@ class Runner:
 
     def _seek_pending(self) -> None:
         """Seek newly assigned partitions to the offsets stored in the database."""
+        # The assignment callback runs on kafka-python's IO thread and may land after
+        # poll() returned: read the assignment afresh, and keep (paused) partitions that
+        # are not in it yet pending until they are, or until they are revoked.
+        self.assigned = set(self.consumer.assignment())
         with self.lock:
             if not self.pending_seek:
                 return
@@ -794,7 +798,6 @@ class Runner:
             self.consumer.resume(*tps)
         with self.lock:
             self.pending_seek.difference_update(tps)
-            self.pending_seek.intersection_update(self.assigned)
 
     def _resume_deferred(self) -> None:
         now = time.monotonic()
