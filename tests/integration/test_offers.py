@@ -11,11 +11,18 @@ from decimal import Decimal as D
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 from kafka.partitioner.default import murmur2
+from sqlalchemy import create_engine, text
 
 from services.offers.bootstrap import SERVICE
 from shared.db import make_engine, stored_offsets
 from tests import factories as f
+from tests.harness import Harness
 from tests.support import Collector, Producer, ServiceThread, wait_until
+from tests.unit.offers.test_handlers_batch import (
+    EXPECTED,
+    check_batches_match_one_by_one,
+    summarise,
+)
 from tests.unit.offers.test_handlers_builders import (
     ACCOUNTS,
     DAYS,
@@ -226,3 +233,28 @@ def test_end_of_day_right_after_a_payment_never_reports_it_overdue(settings):
     [paid] = _of(events, "installment.paid", acc)
     [soon] = _of(events, "installment.due-soon", acc)
     assert (paid.data.seq, soon.data.seq, soon.data.days_until_due) == (1, 2, 7)
+
+
+def test_a_mixed_batch_on_postgresql_gives_what_its_records_give_one_by_one(
+    pg_database, tmp_path
+):
+    """The batch repository's COPY and executemany writes, on PostgreSQL: the mixed
+    batches of the unit test give the same events in one batch as one by one."""
+    base, _, name = pg_database.rpartition("/")
+    admin = create_engine(pg_database, isolation_level="AUTOCOMMIT")
+    made: list[str] = []
+
+    def make(which: str) -> Harness:  # a database per harness: separate state
+        made.append(f"{name}_{which}")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{made[-1]}"'))
+        return Harness(SERVICE, tmp_path, database_url=f"{base}/{made[-1]}")
+
+    try:
+        outs = check_batches_match_one_by_one(make)
+        assert [summarise(out) for out in outs] == EXPECTED
+    finally:
+        with admin.connect() as conn:
+            for db in made:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
+        admin.dispose()
