@@ -26,10 +26,8 @@ Rules, in the words of the code below:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
-from fractions import Fraction
 
 from services.points.policy import DEFAULT_POLICY, PointsPolicy
 
@@ -161,8 +159,11 @@ def _proportional_reversal(
         raise ValueError(f"{what} {cumulative} exceed the amount {base}")
     if base == 0:
         return 0
-    target = (Fraction(earned) * Fraction(cumulative)) // Fraction(base)  # exact floor
-    return max(0, int(target) - already_reversed)
+    # exact floor of earned x cumulative / base, on integer ratios (no rounding)
+    cum_num, cum_den = cumulative.as_integer_ratio()
+    base_num, base_den = base.as_integer_ratio()
+    target = (earned * cum_num * base_den) // (cum_den * base_num)
+    return max(0, target - already_reversed)
 
 
 # --------------------------------------------------------------------------- redemption
@@ -277,11 +278,17 @@ class Ledger:
 
 
 def _floor(*factors: Decimal | int) -> int:
-    """floor of the product, computed exactly (no Decimal context rounding)."""
-    product = Fraction(1)
+    """floor of the product, computed exactly (no Decimal context rounding).
+
+    On integer ratios (``Decimal.as_integer_ratio``): the same exact result as
+    ``Fraction`` arithmetic, several times cheaper on the hot path.
+    """
+    numerator = denominator = 1
     for factor in factors:
-        product *= Fraction(factor)
-    return math.floor(product)
+        n, d = factor.as_integer_ratio()
+        numerator *= n
+        denominator *= d
+    return numerator // denominator
 
 
 def _check_money(value: Decimal, name: str) -> None:
