@@ -217,6 +217,8 @@ class _Rebalance(ConsumerRebalanceListener):
 
     # kafka-python runs these on its IO thread: only touch state under the lock.
     def on_partitions_revoked(self, revoked: Any) -> None:
+        if revoked:
+            log.info("partitions revoked", service=self.runner.service.name, count=len(revoked))
         self.runner.forget(revoked)
 
     def on_partitions_assigned(self, assigned: Any) -> None:
@@ -796,8 +798,15 @@ class Runner:
                 self.consumer.seek_to_beginning(tp)
         if tps:
             self.consumer.resume(*tps)
+            log.info("partitions assigned", service=self.service.name,
+                     partitions=sorted(f"{tp.topic}[{tp.partition}]" for tp in tps),
+                     from_database=len(stored))
         with self.lock:
             self.pending_seek.difference_update(tps)
+            waiting = len(self.pending_seek)
+        if waiting:
+            log.info("assigned partitions not yet visible", service=self.service.name,
+                     waiting=waiting)
 
     def _resume_deferred(self) -> None:
         now = time.monotonic()

@@ -45,7 +45,7 @@ class Pipeline:
                 "INSTALLMENTS_TOPIC_PARTITIONS": str(settings.topic_partitions),
                 "INSTALLMENTS_SESSION_TIMEOUT_MS": str(settings.session_timeout_ms),
                 "INSTALLMENTS_LOG_FORMAT": "json",
-                "INSTALLMENTS_LOG_LEVEL": "WARNING",
+                "INSTALLMENTS_LOG_LEVEL": "INFO",
                 "PYTHONPATH": str(REPO),
             }
         )
