@@ -12,7 +12,8 @@ jars, JVM options and log4j2 configuration; everything else lives in ``workdir``
   use SCRAM for the controller: the credentials live in the metadata it serves);
   ``StandardAuthorizer`` with ``allow.everyone.if.no.acl.found=false``: principals
   other than the super users get nothing unless an ACL grants it;
-- ``data/`` (formatted with the SCRAM users), ``logs/`` (server.log, kafka.out).
+- ``data/`` (formatted with the SCRAM users), ``logs/`` (server.log, which also records
+  every failed authentication, kafka.out).
 
 Users (all SCRAM-SHA-512, random passwords): ``admin`` (super user: topics, ACLs),
 ``broker`` (super user: the broker's own inter-broker login) and one ordinary user per
@@ -24,6 +25,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -36,15 +38,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from schemas import TOPICS, dlq_topic
 from shared.settings import Settings
-from shared.stack import _jvm, _log, _port_open, _raise_fd_limit, _run, _tail
+from shared.stack import _ASSETS, _jvm, _log, _port_open, _raise_fd_limit, _run, _tail
 
 SCRAM_MECHANISM = "SCRAM-SHA-512"
 BROKER_CN = "kafka-broker"  # the broker's certificate subject: its principal on the controller
 START_DEADLINE_S = 90.0
 STOP_DEADLINE_S = 30.0
-# The dev broker's JVM options with a smaller heap; logs go to our own folder.
+# The dev broker's JVM options with a smaller heap; logs go to our own folder. A broker that
+# lives for one test module gains nothing from the C2 compiler: C1 only starts it in ~60% of
+# the time (measured: 9 s instead of 16 s on two busy cores).
 _JVM_OVERRIDES = {"-Xms": "-Xms64m", "-Xmx": "-Xmx512m"}
+_JVM_EXTRA = ["-XX:TieredStopAtLevel=1"]
 
 
 def free_port() -> int:
@@ -60,7 +66,7 @@ class SecureBroker:
 
     bootstrap: str
     ca_file: Path
-    users: dict[str, str]  # SCRAM-SHA-512 user -> password
+    users: dict[str, str] = field(repr=False)  # SCRAM-SHA-512 user -> password
     workdir: Path
     controller_port: int
     process: subprocess.Popen[bytes] = field(repr=False)
@@ -107,6 +113,49 @@ class SecureBroker:
         _log(f"secure kafka: stopped pid {self.pid} in {time.monotonic() - started:.1f}s")
 
 
+# --------------------------------------------------------------------------- ACLs
+
+
+@dataclass(frozen=True, order=True)
+class Grant:
+    """One ALLOW ACL on a literal resource, in ``kafka-acls.sh`` words."""
+
+    operation: str  # Read, Write, Describe, IdempotentWrite, ...
+    resource_type: str  # Topic, Group, Cluster
+    name: str  # the topic or group name; "kafka-cluster" for the cluster
+
+    def acl(self, principal: str) -> Any:
+        """The kafka-python ``ACL`` (any host) granting this to ``principal``."""
+        from kafka.admin import ACL, ACLOperation, ACLPermissionType, ResourcePattern, ResourceType
+
+        operation = ACLOperation[re.sub(r"(?<=.)(?=[A-Z])", "_", self.operation).upper()]
+        pattern = ResourcePattern(ResourceType[self.resource_type.upper()], self.name)
+        return ACL(principal, "*", operation, ACLPermissionType.ALLOW, pattern)
+
+
+def service_grants(service: str, topic_prefix: str = "") -> list[Grant]:
+    """Least privilege for a pipeline service (docs/SECURITY.md has the same table).
+
+    Read on each consumed topic and on the group ``installments-<service>``; Write on the
+    topics whose contract producer it is and on the ``.dlq`` of each consumed topic;
+    IdempotentWrite on the cluster (the runtime's producer is idempotent; brokers since
+    3.0 also accept Write on any topic for it, KIP-679). ``topic_prefix`` namespaces
+    topics and group as :class:`Settings` does.
+    """
+    from schemas.asyncapi import CONSUMERS, SERVICES
+
+    if service not in SERVICES:
+        raise ValueError(f"unknown service {service!r}; one of: {', '.join(SERVICES)}")
+    consumes = CONSUMERS[service]
+    emits = [name for name, spec in TOPICS.items() if spec.producer == service]
+    grants = [Grant("Read", "Topic", topic_prefix + t) for t in consumes]
+    grants.append(Grant("Read", "Group", f"{topic_prefix}installments-{service}"))
+    grants += [Grant("Write", "Topic", topic_prefix + t) for t in emits]
+    grants += [Grant("Write", "Topic", topic_prefix + dlq_topic(t)) for t in consumes]
+    grants.append(Grant("IdempotentWrite", "Cluster", "kafka-cluster"))
+    return grants
+
+
 # --------------------------------------------------------------------------- TLS material
 
 
@@ -125,12 +174,18 @@ def make_tls_material(tls: Path, password: str) -> tuple[Path, Path]:
     authentication (the broker also presents it to its controller listener).
     """
     tls.mkdir(parents=True, exist_ok=True)
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-             "-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=card-installments test CA",
-             "-addext", "basicConstraints=critical,CA:TRUE",
-             "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=tls)
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "broker.key",
-             "-out", "broker.csr", "-subj", f"/CN={BROKER_CN}", cwd=tls)
+    ca_subject = "/CN=card-installments-test-CA"
+    _openssl(
+        *"req -x509 -newkey rsa:2048 -nodes -days 2 -keyout ca.key -out ca.pem".split(),
+        *("-subj", ca_subject, "-addext", "basicConstraints=critical,CA:TRUE"),
+        *("-addext", "keyUsage=critical,keyCertSign,cRLSign"),
+        cwd=tls,
+    )
+    _openssl(
+        *"req -newkey rsa:2048 -nodes -keyout broker.key -out broker.csr".split(),
+        *("-subj", f"/CN={BROKER_CN}"),
+        cwd=tls,
+    )
     (tls / "broker.ext").write_text(
         "basicConstraints=critical,CA:FALSE\n"
         "keyUsage=critical,digitalSignature,keyEncipherment\n"
@@ -139,12 +194,17 @@ def make_tls_material(tls: Path, password: str) -> tuple[Path, Path]:
         "subjectKeyIdentifier=hash\n"
         "authorityKeyIdentifier=keyid,issuer\n"
     )
-    _openssl("x509", "-req", "-in", "broker.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-             "-set_serial", str(secrets.randbits(63)), "-days", "2", "-sha256",
-             "-extfile", "broker.ext", "-out", "broker.pem", cwd=tls)
-    _openssl("pkcs12", "-export", "-in", "broker.pem", "-inkey", "broker.key",
-             "-certfile", "ca.pem", "-name", "broker", "-out", "broker.p12",
-             "-passout", f"pass:{password}", cwd=tls)
+    _openssl(
+        *"x509 -req -in broker.csr -CA ca.pem -CAkey ca.key -days 2 -sha256".split(),
+        *("-set_serial", str(secrets.randbits(63)), "-extfile", "broker.ext"),
+        *("-out", "broker.pem"),
+        cwd=tls,
+    )
+    _openssl(
+        *"pkcs12 -export -in broker.pem -inkey broker.key -certfile ca.pem".split(),
+        *("-name", "broker", "-out", "broker.p12", "-passout", f"pass:{password}"),
+        cwd=tls,
+    )
     for secret in ("ca.key", "broker.key"):
         (tls / secret).chmod(0o600)
     return tls / "ca.pem", tls / "broker.p12"
@@ -153,17 +213,61 @@ def make_tls_material(tls: Path, password: str) -> tuple[Path, Path]:
 # --------------------------------------------------------------------------- broker
 
 
+def _child_setup() -> None:
+    """In the broker's process before exec: many file descriptors (as the dev broker), and
+    SIGTERM when the process that started it dies, so that a killed test run does not
+    leave a throwaway broker behind (Linux ``PR_SET_PDEATHSIG``; best effort elsewhere)."""
+    _raise_fd_limit()
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
+def _log4j2_config(logs: Path) -> Path:
+    """The dev broker's log4j2.xml plus the network layer's INFO lines, which are where
+    the broker reports each failed authentication (SASL or TLS) and its reason."""
+    xml = (_ASSETS / "log4j2.xml").read_text()
+    extra = '    <Logger name="org.apache.kafka.common.network.Selector" level="INFO"/>\n'
+    if "</Loggers>" not in xml:
+        raise RuntimeError(f"unexpected {_ASSETS / 'log4j2.xml'}: no </Loggers>")
+    path = logs / "log4j2.xml"
+    path.write_text(xml.replace("  </Loggers>", extra + "  </Loggers>", 1))
+    return path
+
+
 def _jvm_cmd(logs: Path, main: str, *args: str) -> list[str]:
-    """:func:`shared.stack._jvm` (classpath, JVM options) with our heap and log folder."""
-    swaps = {**_JVM_OVERRIDES, "-Dkafka.logs.dir=": f"-Dkafka.logs.dir={logs}"}
-    return [next((new for prefix, new in swaps.items() if arg.startswith(prefix)), arg)
-            for arg in _jvm(main, *args)]
+    """:func:`shared.stack._jvm` (classpath, JVM options) with our heap, log folder and
+    logging configuration."""
+    swaps = {
+        **_JVM_OVERRIDES,
+        "-Dkafka.logs.dir=": f"-Dkafka.logs.dir={logs}",
+        "-Dlog4j2.configurationFile=": f"-Dlog4j2.configurationFile={_log4j2_config(logs)}",
+    }
+    java, *rest = _jvm(main, *args)
+    return [
+        java,
+        *_JVM_EXTRA,
+        *(
+            next((new for prefix, new in swaps.items() if arg.startswith(prefix)), arg)
+            for arg in rest
+        ),
+    ]
 
 
-def _server_properties(workdir: Path, port: int, controller_port: int, ca: Path,
-                       keystore: Path, store_password: str, broker_password: str) -> str:
-    jaas = ("org.apache.kafka.common.security.scram.ScramLoginModule required"
-            f' username="broker" password="{broker_password}";')
+def _server_properties(
+    workdir: Path,
+    port: int,
+    controller_port: int,
+    ca: Path,
+    keystore: Path,
+    store_password: str,
+    broker_password: str,
+) -> str:
+    jaas = (
+        "org.apache.kafka.common.security.scram.ScramLoginModule required"
+        f' username="broker" password="{broker_password}";'
+    )
     return f"""\
 # Single-node KRaft broker+controller with SASL/SCRAM over TLS (shared/secure_stack.py).
 process.roles=broker,controller
@@ -223,8 +327,12 @@ def _answers(broker: SecureBroker, timeout_ms: int = 3000) -> bool:
     if not _port_open(int(broker.bootstrap.rpartition(":")[2])):
         return False
     try:
-        admin = KafkaAdminClient(**broker.client_config("admin"), client_id="secure-stack-probe",
-                                 bootstrap_timeout_ms=timeout_ms, request_timeout_ms=timeout_ms)
+        admin = KafkaAdminClient(
+            **broker.client_config("admin"),
+            client_id="secure-stack-probe",
+            bootstrap_timeout_ms=timeout_ms,
+            request_timeout_ms=timeout_ms,
+        )
     except Exception:
         return False
     try:
@@ -236,8 +344,9 @@ def _answers(broker: SecureBroker, timeout_ms: int = 3000) -> bool:
         admin.close()
 
 
-def start_secure_broker(workdir: Path, port: int,
-                        service_users: Iterable[str] = ("purchases",)) -> SecureBroker:
+def start_secure_broker(
+    workdir: Path, port: int, service_users: Iterable[str] = ("purchases",)
+) -> SecureBroker:
     """Make TLS material, configure, format (with the SCRAM users) and start a broker.
 
     Blocks until ``admin`` can list topics over SASL_SSL on ``127.0.0.1:<port>``.
@@ -255,33 +364,52 @@ def start_secure_broker(workdir: Path, port: int,
         controller = free_port()
 
     props = workdir / "server.properties"
-    props.write_text(_server_properties(workdir, port, controller, ca, keystore,
-                                        store_password, users["broker"]))
+    props.write_text(
+        _server_properties(workdir, port, controller, ca, keystore, store_password, users["broker"])
+    )
     props.chmod(0o600)  # it holds the keystore password and the broker's SCRAM password
     shutil.rmtree(workdir / "data", ignore_errors=True)
     cluster_id = "-"
     while cluster_id.startswith("-"):  # Kafka's Uuid text form may not start with '-'
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-    scram = [arg for name, password in users.items()
-             for arg in ("--add-scram", f"{SCRAM_MECHANISM}=[name={name},password={password}]")]
-    _run(_jvm_cmd(logs, "kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id,
-                  "-c", str(props), *scram), "kafka storage format (secure)")
+    scram = [
+        arg
+        for name, password in users.items()
+        for arg in ("--add-scram", f"{SCRAM_MECHANISM}=[name={name},password={password}]")
+    ]
+    fmt = ["format", "--standalone", "-t", cluster_id, "-c", str(props), *scram]
+    _run(_jvm_cmd(logs, "kafka.tools.StorageTool", *fmt), "kafka storage format (secure)")
 
     with open(logs / "kafka.out", "ab") as out:
-        proc = subprocess.Popen(_jvm_cmd(logs, "kafka.Kafka", str(props)), cwd=workdir,
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True, preexec_fn=_raise_fd_limit)
-    broker = SecureBroker(bootstrap=f"127.0.0.1:{port}", ca_file=ca, users=users,
-                          workdir=workdir, controller_port=controller, process=proc)
+        proc = subprocess.Popen(
+            _jvm_cmd(logs, "kafka.Kafka", str(props)),
+            cwd=workdir,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_child_setup,
+        )
+    broker = SecureBroker(
+        bootstrap=f"127.0.0.1:{port}",
+        ca_file=ca,
+        users=users,
+        workdir=workdir,
+        controller_port=controller,
+        process=proc,
+    )
     _log(f"secure kafka: starting (pid {proc.pid}, SASL_SSL on {broker.bootstrap}, in {workdir})")
     try:
         while not _answers(broker):
             if proc.poll() is not None:
-                raise RuntimeError(f"secure kafka exited during start-up (exit {proc.returncode})"
-                                   f":\n{_tail(logs / 'kafka.out')}\n{_tail(broker.log_file)}")
+                raise RuntimeError(
+                    f"secure kafka exited during start-up (exit {proc.returncode})"
+                    f":\n{_tail(logs / 'kafka.out')}\n{_tail(broker.log_file)}"
+                )
             if time.monotonic() > started + START_DEADLINE_S:
-                raise TimeoutError(f"secure kafka: no answer in {START_DEADLINE_S:.0f}s:\n"
-                                   f"{_tail(broker.log_file)}")
+                raise TimeoutError(
+                    f"secure kafka: no answer in {START_DEADLINE_S:.0f}s:\n{_tail(broker.log_file)}"
+                )
             time.sleep(0.25)
     except BaseException:
         broker.stop()
