@@ -280,10 +280,20 @@ def _end_installments(
     principal: Decimal, fee: Decimal, tenor: int, remainder: Placement, minor_digits: int
 ) -> tuple[Decimal, Decimal]:
     """The amounts of the first and the last installment of `build_schedule(principal, fee,
-    tenor, ...)`, without building it (an offer shows only these, for every tenor)."""
-    principals = split_equally(principal, tenor, remainder, minor_digits)
-    fees = split_equally(fee, tenor, remainder, minor_digits)
-    return principals[0] + fees[0], principals[-1] + fees[-1]
+    tenor, ...)`, without building it (an offer shows only these, for every tenor): the
+    same rule as `split_equally`, for its first and last part only."""
+    unit = minor_unit(minor_digits)
+    first = last = ZERO
+    for total in (principal, fee):
+        if tenor < 1:
+            raise ValueError("parts must be at least 1")
+        if total != total.quantize(unit) or total < 0:
+            raise ValueError(f"{total} is not a non-negative amount in minor units of {unit}")
+        base = (total / tenor).quantize(unit, rounding=ROUND_DOWN)
+        extra = total - base * tenor
+        first += (base + extra if remainder == "first" or tenor == 1 else base).quantize(unit)
+        last += (base + extra if remainder != "first" or tenor == 1 else base).quantize(unit)
+    return first, last
 
 
 def offer_expires_on(posted_on: date, policy: OffersPolicy) -> date:

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields, replace
 from datetime import date
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
 from sqlalchemy import and_, bindparam, func, or_, select, union, update
@@ -65,13 +66,18 @@ def plan_id_for(purchase_id: str) -> str:
 # ---------------------------------------------------------------- rows, as values
 
 
+@cache
+def _names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
+
+
 def _from_row(cls: Any, row: Any) -> Any:
     m = row._mapping
-    return cls(**{f.name: m[f.name] for f in fields(cls)})
+    return cls(**{name: m[name] for name in _names(cls)})
 
 
 def _as_row(value: Any) -> dict[str, Any]:
-    return {f.name: getattr(value, f.name) for f in fields(value)}
+    return {name: getattr(value, name) for name in _names(type(value))}
 
 
 @dataclass(frozen=True, slots=True)
