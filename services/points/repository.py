@@ -18,11 +18,12 @@ record per transaction with a fresh repository, so handlers may change the view 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import String, bindparam, false, func, null, select, update
+from sqlalchemy import String, Table, bindparam, false, func, null, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -240,34 +241,37 @@ class PointsRepository:
 
     def save(self) -> None:
         conn = self.session.connection()
-        if self._changed_accounts:
-            self.session.execute(
-                update(accounts)
-                .where(accounts.c.account_id == bindparam("b_account_id"))
-                .values(tier=bindparam("b_tier"), had_plan=bindparam("b_had_plan"),
-                        first_plan_id=bindparam("b_first_plan_id")),
-                [{"b_account_id": a.account_id, "b_tier": a.tier, "b_had_plan": a.had_plan,
-                  "b_first_plan_id": a.first_plan_id} for a in self._changed_accounts.values()],
-            )
+        self._update_many(accounts, "account_id", ("tier", "had_plan", "first_plan_id"),
+                          self._changed_accounts.values())
         bulk_insert(conn, purchases, [dict(vars(p)) for p in self._new_purchases.values()])
-        if self._changed_purchases:
-            self.session.execute(
-                update(purchases)
-                .where(purchases.c.purchase_id == bindparam("b_purchase_id"))
-                .values(points_reversed=bindparam("b_points_reversed"),
-                        refunded_total=bindparam("b_refunded_total")),
-                [{"b_purchase_id": p.purchase_id, "b_points_reversed": p.points_reversed,
-                  "b_refunded_total": p.refunded_total}
-                 for p in self._changed_purchases.values()],
-            )
+        self._update_many(purchases, "purchase_id", ("points_reversed", "refunded_total"),
+                          self._changed_purchases.values())
         bulk_insert(conn, plans, [dict(vars(p)) for p in self._new_plans.values()])
-        if self._changed_plans:
-            self.session.execute(
-                update(plans)
-                .where(plans.c.plan_id == bindparam("b_plan_id"))
-                .values(principal_returned=bindparam("b_principal_returned"),
-                        bonus_reversed=bindparam("b_bonus_reversed")),
-                [{"b_plan_id": p.plan_id, "b_principal_returned": p.principal_returned,
-                  "b_bonus_reversed": p.bonus_reversed} for p in self._changed_plans.values()],
-            )
+        self._update_many(plans, "plan_id", ("principal_returned", "bonus_reversed"),
+                          self._changed_plans.values())
         bulk_insert(conn, ledger, self._entries)  # entry_id follows the booking order
+
+    def _update_many(self, table: Table, key: str, columns: tuple[str, ...],
+                     changed: Iterable[Any]) -> None:
+        """Write ``columns`` of the changed rows: ONE ``UPDATE ... FROM unnest(arrays)``
+        statement on PostgreSQL (one array parameter per column), executemany elsewhere."""
+        rows = [vars(r) for r in changed]
+        if not rows:
+            return
+        names = (key, *columns)
+        if self.dialect == "postgresql":
+            arrays = [
+                bindparam(f"a_{n}", [r[n] for r in rows], type_=ARRAY(table.c[n].type))
+                for n in names
+            ]
+            v = func.unnest(*arrays).table_valued(*names).render_derived(name="v")
+            self.session.execute(
+                update(table).where(table.c[key] == v.c[key])
+                .values({n: v.c[n] for n in columns})
+            )
+            return
+        self.session.execute(
+            update(table).where(table.c[key] == bindparam(f"b_{key}"))
+            .values({n: bindparam(f"b_{n}") for n in columns}),
+            [{f"b_{n}": r[n] for n in names} for r in rows],
+        )

@@ -38,9 +38,21 @@ from tests.unit.points.test_handlers import (
 Message = tuple[str, int, dict[str, Any]]  # topic, partition, raw message
 
 
-def mixed_scenario(acc: str, acc2: str, *, with_reject: bool = False) -> list[Message]:
-    """Tier changes, purchases, refunds, plans (redemption, bonus, principal basis), a
-    cancellation and business duplicates, for two accounts, in partition groups."""
+def prelude(acc3: str) -> list[Message]:
+    """An earlier batch: a purchase and its plan, changed by the mixed batch (UPDATEs of
+    rows that exist before the batch, not only rows the batch inserts)."""
+    f_ = recorded(acc3, "400.00", purchase_id=f"pur-{acc3}")
+    return [
+        (RECORDED, 0, f_),
+        (PLANS, 0, plan_created(acc3, f_["data"]["purchase_id"], "400.00", total_fee="7.20",
+                                plan_id=f"plan-{acc3}")),
+    ]
+
+
+def mixed_scenario(acc: str, acc2: str, acc3: str, *, with_reject: bool = False
+                   ) -> list[Message]:
+    """Tier changes, purchases, refunds, plans (redemption, bonus, principal basis),
+    cancellations and business duplicates, for three accounts, in partition groups."""
     a, b, c = recorded(acc, "1000.00"), recorded(acc, "500.00"), recorded(acc, "100.00")
     d, e = recorded(acc2, "300.00"), recorded(acc2, "200.00")
     pid = {name: m["data"]["purchase_id"] for name, m in zip("abcde", (a, b, c, d, e),
@@ -55,6 +67,7 @@ def mixed_scenario(acc: str, acc2: str, *, with_reject: bool = False) -> list[Me
         (RECORDED, 0, b),
         (RECORDED, 0, refund_recorded(acc, pid["a"], "250.00", "250.00")),
         (RECORDED, 0, refund_recorded(acc, pid["a"], "250.00", "500.00")),
+        (RECORDED, 0, refund_recorded(acc3, f"pur-{acc3}", "100.00", "100.00")),
         (PLANS, 0, plan_b),  # redeem 800, then the first-plan bonus 600
         (PLANS, 0, plan_e),
     ]
@@ -66,9 +79,11 @@ def mixed_scenario(acc: str, acc2: str, *, with_reject: bool = False) -> list[Me
         (RECORDED, 1, c),  # diamond now
         (RECORDED, 1, e),
         (RECORDED, 1, with_new_id(a)),  # the same purchase again: nothing
+        (RECORDED, 1, refund_recorded(acc3, f"pur-{acc3}", "100.00", "200.00")),
         (PLANS, 1, plan_c),  # not the first plan: redemption only
         (PLANS, 1, with_new_id(plan_b)),  # the same plan again: nothing
         (PLANS, 1, plan_cancelled(acc, plan_b["data"]["plan_id"], "250.00")),
+        (PLANS, 1, plan_cancelled(acc3, f"plan-{acc3}", "200.00")),
     ]
     return group0 + group1
 
@@ -111,8 +126,16 @@ def compare_batch_with_one_by_one(batch: Harness, single: Harness, loads: list[i
                                   with_reject: bool) -> list[Emitted]:
     """Run the scenario in ONE ``process`` call on ``batch`` and record by record on
     ``single``; outputs and rows must be identical. Returns the batch's outputs."""
-    acc, acc2 = f.new_id("acc"), f.new_id("acc")
-    messages = mixed_scenario(acc, acc2, with_reject=with_reject)
+    acc, acc2, acc3 = f.new_id("acc"), f.new_id("acc"), f.new_id("acc")
+    before = prelude(acc3)
+    batch.process(*(batch.publish(t, m, partition=p) for t, p, m in before))
+    for topic, partition, message in before:
+        single.process(single.publish(topic, message, partition=partition))
+    loads.clear()
+    messages = mixed_scenario(acc, acc2, acc3, with_reject=with_reject)
+    groups = [(t, p) for t, p, _m in messages]
+    assert all(g not in groups[:i] or groups[i - 1] == g for i, g in enumerate(groups)), \
+        "keep each (topic, partition) together: the runtime runs a batch partition by partition"
     in_batch = batch.process(*(batch.publish(t, m, partition=p) for t, p, m in messages))
     if with_reject:  # the fast path failed: then one fresh repository per record
         assert len(loads) == 1 + len(messages)
@@ -122,8 +145,8 @@ def compare_batch_with_one_by_one(batch: Harness, single: Harness, loads: list[i
     for topic, partition, message in messages:
         one_by_one += single.process(single.publish(topic, message, partition=partition))
     assert outputs(in_batch) == outputs(one_by_one)
-    assert state(batch, [acc, acc2]) == state(single, [acc, acc2])
-    check_running_balance(batch, [acc, acc2])
+    assert state(batch, [acc, acc2, acc3]) == state(single, [acc, acc2, acc3])
+    check_running_balance(batch, [acc, acc2, acc3])
 
     ledger_events = [e.event for e in in_batch if e.topic == LEDGER]
     assert [(e.type, e.data.points, e.data.balance_after) for e in ledger_events
@@ -143,6 +166,12 @@ def compare_batch_with_one_by_one(batch: Harness, single: Harness, loads: list[i
         ("points.accrued", 300, 300),  # d, silver (assumed)
         ("points.accrued", 200, 500),  # plan e's bonus from its principal, silver
         ("points.accrued", 240, 740),  # e, gold
+    ]
+    assert [(e.type, e.data.points, e.data.balance_after) for e in ledger_events
+            if e.subject == acc3] == [  # 400 earned + 400 bonus in the earlier batch
+        ("points.reversed", 100, 700),  # f: 100 of 400 refunded
+        ("points.reversed", 100, 600),  # f: 200 of 400
+        ("points.reversed", 200, 400),  # plan f cancelled, half the principal
     ]
     first_plan = {}
     for _topic, _partition, m in messages:
