@@ -2,9 +2,10 @@
 
 - ``accounts``: the tier in force (from ``account.upserted``) and whether the account
   ever had a plan (the first-plan bonus is paid once). The row is also the per-account
-  lock: every handler that reads the balance or books an entry locks it first
-  (``SELECT ... FOR UPDATE``), because one account's events arrive on three topics and
-  their partitions may be owned by different processes.
+  lock: the batch repository (``repository.py``) creates the rows a batch touches and
+  locks them all (``SELECT ... FOR UPDATE``, in account id order) before it reads the
+  balances, because one account's events arrive on three topics and their partitions may
+  be owned by different processes.
 - ``purchases``: per recorded purchase, the tier that applied, the points earned and
   the points reversed so far (refunds), with the refunded total seen.
 - ``plans``: per plan, the bonus granted and reversed, the principal returned by
