@@ -220,6 +220,10 @@ def make_engine(settings: Settings, service: str, **kwargs: Any) -> Engine:
     # Bulk inserts go through psycopg's executemany (pipelined, one prepared statement)
     # instead of one giant multi-row VALUES statement that psycopg must parse anew.
     kwargs.setdefault("use_insertmanyvalues", False)
+    # No server-side prepared statements: after 5 runs psycopg would prepare, and
+    # PostgreSQL's generic plan for "= ANY($1)" on a young (un-analyzed) inbox is a
+    # sequential scan: seconds instead of milliseconds per batch.
+    kwargs.setdefault("connect_args", {"prepare_threshold": None})
     base = create_engine(url, **kwargs)
     with base.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{service}"'))

@@ -420,7 +420,7 @@ class Runner:
                 if d.tp in blocked:
                     continue
                 offsets, rows = self._transaction([d], isolated=True)
-                if d.tp not in offsets and d.tp in self.deferred_until:
+                if d.tp in self.deferred_until:
                     blocked.add(d.tp)
                 next_offsets.update(offsets)
                 sent.extend(rows)
@@ -452,7 +452,12 @@ class Runner:
                 ctx.repo.load([d.event for d in todo if d.event is not None])
             inbox_rows: list[dict[str, Any]] = []
             outbox_rows: list[dict[str, Any]] = []
-            next_offsets: dict[TopicPartition, int] = {}
+            # Start from the stored offsets: a batch of records that were all applied
+            # before (a re-delivery after a crash) still commits them to Kafka, or the
+            # lag would show them as unconsumed until the next record arrives.
+            next_offsets: dict[TopicPartition, int] = {
+                tp: stored[tp] for tp in by_tp if tp in stored
+            }
             now = utcnow()
             deferred: set[TopicPartition] = set()
             # Step 3c: the handlers.
@@ -798,15 +803,19 @@ class Runner:
                 self.consumer.seek_to_beginning(tp)
         if tps:
             self.consumer.resume(*tps)
-            log.info("partitions assigned", service=self.service.name,
-                     partitions=sorted(f"{tp.topic}[{tp.partition}]" for tp in tps),
-                     from_database=len(stored))
+            log.info(
+                "partitions assigned",
+                service=self.service.name,
+                partitions=sorted(f"{tp.topic}[{tp.partition}]" for tp in tps),
+                from_database=len(stored),
+            )
         with self.lock:
             self.pending_seek.difference_update(tps)
             waiting = len(self.pending_seek)
         if waiting:
-            log.info("assigned partitions not yet visible", service=self.service.name,
-                     waiting=waiting)
+            log.info(
+                "assigned partitions not yet visible", service=self.service.name, waiting=waiting
+            )
 
     def _resume_deferred(self) -> None:
         now = time.monotonic()
