@@ -69,6 +69,7 @@ class Chaos:
         self.workdir = workdir
         self.faults = faults
         self.log: list[tuple[float, str, str]] = []
+        self.error: Exception | None = None
         self.stop_event = threading.Event()
         self.lock = threading.Lock()  # the simulator checks liveness; restart atomically
         self._thread = threading.Thread(target=self._run, daemon=True, name="chaos")
@@ -80,8 +81,16 @@ class Chaos:
     def stop(self) -> None:
         self.stop_event.set()
         self._thread.join(timeout=120)
+        if self.error is not None:
+            raise RuntimeError(f"fault injection failed: {self.error!r}") from self.error
 
     def _run(self) -> None:
+        try:
+            self._inject()
+        except Exception as exc:  # surfaced by stop(): a broken fault schedule is a failure
+            self.error = exc
+
+    def _inject(self) -> None:
         n = 0
         pause_s = self.pipeline.settings.session_timeout_ms / 1000 + 2
         while not self.stop_event.wait(self.every_s):
@@ -106,8 +115,9 @@ class Chaos:
                     if self.stop_event.wait(0.1):
                         break
                 with self.lock:
-                    self.pipeline.kill(service, signal.SIGKILL)
-                    self.pipeline.start(service)
+                    if self.pipeline.procs[service] is proc:  # not restarted meanwhile
+                        self.pipeline.kill(service, signal.SIGKILL)
+                        self.pipeline.start(service)
             elif kind == "pause":
                 self.pipeline.kill(service, signal.SIGSTOP)
                 self.stop_event.wait(pause_s)
@@ -119,7 +129,7 @@ class Chaos:
         while True:
             try:
                 with self.lock:
-                    self.pipeline.check_alive()
+                    self.pipeline.restart_dead()  # the supervisor's part
                 from shared.tools.simulator import wait_groups_idle
 
                 wait_groups_idle(self.pipeline.settings, self.pipeline.groups,

@@ -74,6 +74,13 @@ class Pipeline:
                     f" see {self.logdir / (name + '.log')}"
                 )
 
+    def restart_dead(self) -> list[str]:
+        """What a supervisor does: start again any service process that has exited."""
+        dead = [name for name, proc in self.procs.items() if proc.poll() is not None]
+        for name in dead:
+            self.start(name)
+        return dead
+
     def wait_idle(self, timeout_s: float) -> None:
         from shared.tools.simulator import wait_groups_idle
 

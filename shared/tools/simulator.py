@@ -455,17 +455,24 @@ def wait_groups_idle(
             committed = admin.list_group_offsets(list(groups))
             ends = consumer.end_offsets(list(set(tps)))
             behind = 0
+            where: list[str] = []
             for group, topics in groups.items():
                 for t in topics:
                     for tp, end in ends.items():
                         if tp.topic != settings.topic(t):
                             continue
                         om = committed.get(group, {}).get(tp)
-                        behind += end - (om.offset if om is not None and om.offset >= 0 else 0)
+                        lag = end - (om.offset if om is not None and om.offset >= 0 else 0)
+                        if lag:
+                            behind += lag
+                            where.append(f"{group} {t}[{tp.partition}]: {lag}")
             if behind == 0:
                 return
             if time.monotonic() > deadline:
-                raise TimeoutError(f"pipeline still {behind} message(s) behind after {timeout_s}s")
+                raise TimeoutError(
+                    f"pipeline still {behind} message(s) behind after {timeout_s:.0f}s: "
+                    + "; ".join(where[:10])
+                )
             time.sleep(poll_s)
     finally:
         admin.close()
