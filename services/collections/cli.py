@@ -1,0 +1,118 @@
+"""The collections team's view: ``installments collections cases|reserve``.
+
+A typer app meant to be mounted into the main CLI (``app.add_typer(app, name=
+"collections")``); it reads the collections service's database (``DATABASE_URL``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+from services.collections import queries
+from services.collections.policy import load_policy
+from shared.db import make_engine
+from shared.settings import Settings
+
+app = typer.Typer(
+    help="Collections: open cases and the risk reserve.", no_args_is_help=True,
+    add_completion=False,
+)  # fmt: skip
+console = Console()
+
+
+def _engine() -> Engine:
+    return make_engine(Settings(), "collections")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def _percent(rate: Decimal) -> str:
+    text = f"{rate * 100:f}"
+    return (text.rstrip("0").rstrip(".") if "." in text else text) + " %"
+
+
+def _print_json(rows: list[dict[str, Any]]) -> None:
+    typer.echo(json.dumps([{k: _plain(v) for k, v in row.items()} for row in rows], indent=2))
+
+
+def _read(fn: Any, *args: Any) -> Any:
+    engine = _engine()
+    try:
+        return fn(engine, *args)
+    except (OperationalError, ProgrammingError) as exc:
+        Console(stderr=True).print(
+            "[red]cannot read the collections database[/red] "
+            f"({type(exc).__name__}); run `installments migrate collections` first?"
+        )
+        raise typer.Exit(1) from exc
+    finally:
+        engine.dispose()
+
+
+@app.command()
+def cases(as_json: bool = typer.Option(False, "--json", help="print JSON instead")) -> None:
+    """Open cases, highest level first, then oldest first."""
+    rows = _read(queries.open_cases)
+    if as_json:
+        _print_json([asdict(row) for row in rows])
+        return
+    table = Table(title=f"Open collections cases ({len(rows)})")
+    for name in ("case", "account", "level", "action", "bucket", "DPD", "overdue", "opened",
+                 "as of"):  # fmt: skip
+        table.add_column(name, justify="right" if name in ("level", "DPD", "overdue") else "left")
+    for row in rows:
+        table.add_row(
+            row.case_id,
+            row.account_id,
+            str(row.level),
+            row.action or "-",
+            row.bucket or "-",
+            str(row.days_past_due),
+            f"{row.overdue_amount} {row.currency}",
+            row.opened_on.isoformat(),
+            row.business_date.isoformat(),
+        )
+    console.print(table)
+
+
+@app.command()
+def reserve(as_json: bool = typer.Option(False, "--json", help="print JSON instead")) -> None:
+    """Risk reserve by bucket: outstanding principal x the bucket's rate."""
+    policy = load_policy(Settings().policy_file)
+    lines = _read(queries.risk_reserve, policy)
+    if as_json:
+        _print_json([asdict(line) for line in lines])
+        return
+    table = Table(title="Risk reserve")
+    for name in ("currency", "bucket", "accounts", "principal", "rate", "reserve"):
+        table.add_column(name, justify="left" if name in ("currency", "bucket") else "right")
+    for line in lines:
+        table.add_row(
+            line.currency,
+            line.bucket,
+            str(line.accounts),
+            str(line.principal),
+            _percent(line.rate),
+            str(line.reserve),
+        )
+    for currency, total in queries.reserve_totals(lines).items():
+        table.add_row(currency, "[b]total[/b]", "", "", "", f"[b]{total}[/b]")
+    if not lines:
+        table.caption = "nothing outstanding"
+    console.print(table)

@@ -1,0 +1,332 @@
+"""Collections service: what happens when each event arrives.
+
+The HANDLERS table at the bottom is the index: event type -> reaction.
+Every handler has the same shape: load, ask the domain, write, emit.
+
+Decisions (beyond the domain rules in ``domain.py``):
+
+- **Stale reports.** offers emits ``account.delinquency`` at each end of day while an
+  account is overdue (and at once with DPD 0 when a payment clears it). A report whose
+  business date is older than the newest one applied for the account is stale:
+  ignored (logged). One for the same business date is applied (the domain makes a
+  repeat harmless: no level is raised twice).
+- **Charge-off amount.** ``escalation.resolved charged_off`` carries the overdue amount
+  of the report that crossed the charge-off DPD (the domain's ``written_off``). The
+  not-yet-due principal stays in the account's outstanding principal, reserved at the
+  M4+ rate (100 %) while the account stays past due.
+- **Case history.** ``case_events`` is append-only (opened, each level raised,
+  resolved, closed); the ``cases`` row holds the current state for queries.
+- **Outstanding principal** per account (for the risk reserve) = principal of the
+  unpaid installments of the account's active plans, from ``plan.created``'s schedule;
+  ``installment.paid`` takes an installment out, ``plan.completed`` / ``plan.cancelled``
+  take the whole plan out (offers cancels a plan only when no principal is left on it:
+  a full refund or an early payoff).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import insert, select, update
+
+from schemas import Envelope
+from schemas.payloads import (
+    AccountDelinquency,
+    EscalationRaised,
+    EscalationResolved,
+    InstallmentPaid,
+    PlanCancelled,
+    PlanCompleted,
+    PlanCreated,
+)
+from services.collections import domain
+from services.collections.tables import (
+    ACTIVE,
+    CANCELLED,
+    CHARGED_OFF,
+    CLOSED,
+    COMPLETED,
+    CURED,
+    OPEN,
+    OPENED,
+    RAISED,
+    RESOLVED,
+    case_events,
+    cases,
+    plan_installments,
+    plans,
+    positions,
+)
+from shared.runtime import Context, Handler, Reject
+
+# --------------------------------------------------------------------------- delinquency
+
+
+def _current_case(ctx: Context, account_id: str) -> Any:
+    """The account's case that is still in play: open, or charged off and not closed."""
+    return ctx.session.execute(
+        select(cases)
+        .where(cases.c.account_id == account_id, cases.c.status.in_([OPEN, CHARGED_OFF]))
+        .order_by(cases.c.opened_on.desc())
+        .limit(1)
+    ).first()
+
+
+def _case_state(ctx: Context, row: Any) -> domain.CaseState:
+    raised = ctx.session.execute(
+        select(case_events.c.level, case_events.c.business_date)
+        .where(case_events.c.case_id == row.case_id, case_events.c.kind == RAISED)
+        .order_by(case_events.c.seq)
+    ).all()
+    return domain.CaseState(
+        [(level, raised_on) for level, raised_on in raised],
+        row.opened_on,
+        charged_off=row.status == CHARGED_OFF,
+    )
+
+
+def _store_position(ctx: Context, event: Envelope, r: AccountDelinquency, exists: bool) -> None:
+    values = {
+        "business_date": r.business_date,
+        "days_past_due": r.days_past_due,
+        "overdue_amount": r.overdue_amount,
+        "currency": r.currency,
+        "oldest_unpaid_due_date": r.oldest_unpaid_due_date,
+        "event_id": event.id,
+    }
+    if exists:
+        ctx.session.execute(
+            update(positions).where(positions.c.account_id == r.account_id).values(**values)
+        )
+    else:
+        ctx.session.execute(insert(positions).values(account_id=r.account_id, **values))
+
+
+def escalate_delinquency(ctx: Context, event: Envelope) -> None:
+    """account.delinquency -> open / escalate / cure / charge off the account's case."""
+    r: AccountDelinquency = event.data
+    newest = ctx.session.execute(
+        select(positions.c.business_date).where(positions.c.account_id == r.account_id)
+    ).scalar_one_or_none()
+    if newest is not None and r.business_date < newest:
+        ctx.log.info(
+            "stale delinquency report ignored",
+            account_id=r.account_id,
+            business_date=r.business_date.isoformat(),
+            newest=newest.isoformat(),
+        )
+        return
+    if r.days_past_due > 0 and r.overdue_amount <= 0:
+        raise Reject("delinquency report with days_past_due > 0 but no overdue amount")
+    _store_position(ctx, event, r, exists=newest is not None)
+
+    row = _current_case(ctx, r.account_id)
+    case = _case_state(ctx, row) if row is not None else None
+    decision = domain.assess_delinquency(
+        r.account_id, case, r.days_past_due, r.overdue_amount, r.business_date, ctx.policy
+    )
+    if decision.case_id is None:
+        return  # current, and no case: nothing to do
+
+    if decision.opened:
+        if ctx.session.execute(
+            select(cases.c.case_id).where(cases.c.case_id == decision.case_id)
+        ).first():
+            # A case opened on this business date was already resolved: a re-run of the
+            # same day's report, not a new delinquency.
+            ctx.log.warning("report for a case already resolved ignored", case_id=decision.case_id)
+            return
+        ctx.session.execute(
+            insert(cases).values(
+                case_id=decision.case_id,
+                account_id=r.account_id,
+                status=OPEN,
+                opened_on=r.business_date,
+                level=0,
+                days_past_due=r.days_past_due,
+                overdue_amount=r.overdue_amount,
+                currency=r.currency,
+                business_date=r.business_date,
+            )
+        )
+        _append(ctx, decision.case_id, r, OPENED)
+
+    for escalation in decision.escalations:
+        assert decision.bucket is not None
+        out = ctx.emit(
+            "escalation.raised",
+            EscalationRaised(
+                case_id=decision.case_id,
+                account_id=r.account_id,
+                level=escalation.level,
+                action=escalation.action,
+                bucket=decision.bucket,
+                days_past_due=r.days_past_due,
+                overdue_amount=r.overdue_amount,
+                currency=r.currency,
+                business_date=r.business_date,
+            ),
+            rule=f"raised:{decision.case_id}:{escalation.level}",
+            subject=r.account_id,
+        )
+        _append(
+            ctx, decision.case_id, r, RAISED,
+            level=escalation.level, action=escalation.action, bucket=decision.bucket,
+            event_id=out.id,
+        )  # fmt: skip
+
+    current: dict[str, Any] = {
+        "days_past_due": r.days_past_due,
+        "overdue_amount": r.overdue_amount,
+        "currency": r.currency,
+        "business_date": r.business_date,
+        "bucket": decision.bucket,
+    }
+    if decision.escalations:
+        top = decision.escalations[-1]
+        current.update(level=top.level, action=top.action)
+
+    if decision.resolution is not None:
+        out = ctx.emit(
+            "escalation.resolved",
+            EscalationResolved(
+                case_id=decision.case_id,
+                account_id=r.account_id,
+                resolution=decision.resolution,
+                business_date=r.business_date,
+                amount=decision.written_off,
+                currency=r.currency,
+            ),
+            rule=f"resolved:{decision.case_id}",
+            subject=r.account_id,
+        )
+        _append(
+            ctx, decision.case_id, r, RESOLVED,
+            resolution=decision.resolution, amount=decision.written_off, event_id=out.id,
+        )  # fmt: skip
+        status = CURED if decision.resolution == domain.CURED else CHARGED_OFF
+        current.update(
+            status=status,
+            resolution=decision.resolution,
+            resolved_on=r.business_date,
+            written_off=decision.written_off,
+        )
+    elif decision.case is None:
+        # A charged-off case whose account is current again: closed, silently.
+        _append(ctx, decision.case_id, r, CLOSED)
+        current.update(status=CLOSED)
+
+    ctx.session.execute(update(cases).where(cases.c.case_id == decision.case_id).values(**current))
+
+
+def _append(
+    ctx: Context,
+    case_id: str,
+    r: AccountDelinquency,
+    kind: str,
+    *,
+    level: int | None = None,
+    action: str | None = None,
+    bucket: str | None = None,
+    resolution: str | None = None,
+    amount: Decimal | None = None,
+    event_id: str | None = None,
+) -> None:
+    """One row of the append-only case history."""
+    assert ctx.event is not None
+    ctx.session.execute(
+        insert(case_events).values(
+            case_id=case_id,
+            account_id=r.account_id,
+            kind=kind,
+            business_date=r.business_date,
+            level=level,
+            action=action,
+            bucket=bucket,
+            resolution=resolution,
+            days_past_due=r.days_past_due,
+            overdue_amount=r.overdue_amount,
+            amount=amount,
+            currency=r.currency,
+            cause_event_id=ctx.event.id,
+            event_id=event_id,
+        )
+    )
+
+
+# --------------------------------------------------------------------------- plans
+
+
+def record_plan(ctx: Context, event: Envelope) -> None:
+    """plan.created -> keep each installment's principal (outstanding principal)."""
+    p: PlanCreated = event.data
+    if ctx.session.execute(select(plans.c.plan_id).where(plans.c.plan_id == p.plan_id)).first():
+        ctx.log.info("duplicate plan ignored", plan_id=p.plan_id)
+        return
+    ctx.session.execute(
+        insert(plans).values(
+            plan_id=p.plan_id,
+            account_id=p.account_id,
+            currency=p.currency,
+            principal=p.principal,
+            status=ACTIVE,
+            event_id=event.id,
+        )
+    )
+    ctx.session.execute(
+        insert(plan_installments),
+        [
+            {
+                "plan_id": p.plan_id,
+                "seq": line.seq,
+                "account_id": p.account_id,
+                "due_date": line.due_date,
+                "principal": line.principal,
+                "paid": False,
+                "paid_on": None,
+            }
+            for line in p.schedule
+        ],
+    )
+
+
+def mark_installment_paid(ctx: Context, event: Envelope) -> None:
+    """installment.paid -> its principal is no longer outstanding."""
+    p: InstallmentPaid = event.data
+    result = ctx.session.execute(
+        update(plan_installments)
+        .where(plan_installments.c.plan_id == p.plan_id, plan_installments.c.seq == p.seq)
+        .values(paid=True, paid_on=p.paid_on)
+    )
+    if result.rowcount == 0:
+        ctx.log.warning("installment of an unknown plan paid", plan_id=p.plan_id, seq=p.seq)
+
+
+def _close_plan(ctx: Context, plan_id: str, status: str) -> None:
+    result = ctx.session.execute(
+        update(plans).where(plans.c.plan_id == plan_id).values(status=status)
+    )
+    if result.rowcount == 0:
+        ctx.log.warning("unknown plan closed", plan_id=plan_id, status=status)
+
+
+def close_completed_plan(ctx: Context, event: Envelope) -> None:
+    """plan.completed -> nothing outstanding on the plan."""
+    c: PlanCompleted = event.data
+    _close_plan(ctx, c.plan_id, COMPLETED)
+
+
+def close_cancelled_plan(ctx: Context, event: Envelope) -> None:
+    """plan.cancelled (full refund or early payoff) -> nothing outstanding on the plan."""
+    c: PlanCancelled = event.data
+    _close_plan(ctx, c.plan_id, CANCELLED)
+
+
+HANDLERS: dict[str, Handler] = {
+    "account.delinquency": escalate_delinquency,
+    "plan.created": record_plan,
+    "installment.paid": mark_installment_paid,
+    "plan.completed": close_completed_plan,
+    "plan.cancelled": close_cancelled_plan,
+}

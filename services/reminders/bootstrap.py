@@ -1,0 +1,15 @@
+"""Wiring of the reminders service."""
+
+from services.reminders.handlers import HANDLERS
+from services.reminders.policy import load_policy
+from services.reminders.tables import MIGRATIONS
+from shared.runtime import Service
+from shared.settings import Settings
+
+SERVICE = Service(
+    name="reminders",
+    consumes=["installments.plans.v1", "card.accounts.v1", "card.business-days.v1"],
+    handlers=HANDLERS,
+    migrations=MIGRATIONS,
+    policy=load_policy(Settings().policy_file),
+)
