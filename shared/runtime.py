@@ -50,7 +50,7 @@ from sqlalchemy.exc import InterfaceError as SAInterfaceError
 from sqlalchemy.orm import Session
 
 from schemas import Envelope, InvalidEvent, decode, dlq_topic, encode, new_event, topic_for
-from shared import faults, metrics
+from shared import faults, kafka_compat, metrics  # noqa: F401 (kafka_compat patches on import)
 from shared.db import (
     Migration,
     among,

@@ -29,7 +29,6 @@ from typing import Any
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient
-from kafka.coordinator.consumer import ConsumerCoordinator
 from sqlalchemy import select
 
 from services.collections.bootstrap import SERVICE as COLLECTIONS
@@ -53,23 +52,6 @@ REMINDERS_OUT = "reminders.outbound.v1"
 ESCALATIONS = "collections.escalations.v1"
 
 FIRST_DAY, LAST_DAY = date(2026, 2, 8), date(2026, 3, 10)
-
-
-@pytest.fixture(autouse=True)
-def _no_stranded_group_join(monkeypatch):
-    """Workaround for a kafka-python 3.0.12 hang (see the report; the fix belongs in the
-    runtime or upstream): when a rebalance's JoinGroup/SyncGroup round trip outlives
-    ``poll(timeout_ms=100)``, the group leader's own assignment makes ``need_rejoin()``
-    false before the finished round trip is applied, so it never is: the member stays
-    "rebalancing" with no partitions and heartbeats off, and the service consumes
-    nothing. Keeping ``need_rejoin()`` true while a join is pending lets the next poll
-    finish it."""
-    need_rejoin = ConsumerCoordinator.need_rejoin
-
-    def need_rejoin_unless_pending(self):
-        return getattr(self, "_join_task", None) is not None or need_rejoin(self)
-
-    monkeypatch.setattr(ConsumerCoordinator, "need_rejoin", need_rejoin_unless_pending)
 
 
 class Idle:
