@@ -303,6 +303,13 @@ def _mount_optional() -> None:
     app.add_typer(stack_app, name="stack", help="The local Kafka broker and PostgreSQL.")
     from shared.lag import lag_app
 
+    try:  # the collections team's view of open cases and the risk reserve
+        collections_cli = importlib.import_module("services.collections.cli")
+        app.add_typer(collections_cli.app, name="collections",
+                      help="Collections: open cases by level, risk reserve.")
+    except ModuleNotFoundError:  # pragma: no cover
+        pass
+
     app.add_typer(lag_app, name="lag", help="Consumer-group lag: table, --json, --watch, exporter.")
 
 
