@@ -264,6 +264,7 @@ class Runner:
         self._consumer: KafkaConsumer | None = None
         self._producer: KafkaProducer | None = None
         self._backoff = 0.0
+        self._kafka_pending: dict[TopicPartition, int] = {}
 
     # --- wiring -----------------------------------------------------------
 
@@ -381,6 +382,8 @@ class Runner:
         records = [r for tp, recs in batch.items() if tp not in pending for r in recs]
         self.ready = True
         if not records:
+            if self._kafka_pending:
+                self._commit_kafka({})
             return 0
         try:
             next_offsets, sent = self._process_batch(records)
@@ -757,17 +760,29 @@ class Runner:
     # --- offsets in Kafka, seeking -----------------------------------------------
 
     def _commit_kafka(self, next_offsets: dict[TopicPartition, int]) -> None:
+        """Commit to Kafka what the database holds; a failed commit is retried later.
+
+        Kafka's committed offsets only feed lag tools, but a commit lost to a rebalance
+        on a quiet partition would show a lag that never goes away: remember it and
+        retry on the next idle poll.
+        """
+        self._kafka_pending.update(next_offsets)
+        for tp in [tp for tp in self._kafka_pending if tp not in self.assigned]:
+            del self._kafka_pending[tp]  # no longer ours: the new owner commits it
         owned = {
             tp: OffsetAndMetadata(o, "", -1)
-            for tp, o in next_offsets.items()
+            for tp, o in self._kafka_pending.items()
             if tp in self.assigned
         }
         if not owned:
             return
         try:
             self.consumer.commit(owned)
-        except KafkaError as exc:  # the database holds the truth; lag view catches up later
+        except KafkaError as exc:  # the database holds the truth; retried when idle
             log.warning("kafka offset commit failed", error=type(exc).__name__)
+            return
+        for tp in owned:
+            self._kafka_pending.pop(tp, None)
 
     def _final_commit(self) -> None:
         """On shutdown, commit to Kafka exactly what the database holds (for lag tools)."""
@@ -803,6 +818,7 @@ class Runner:
                 self.consumer.seek_to_beginning(tp)
         if tps:
             self.consumer.resume(*tps)
+            self._commit_kafka({tp: stored[tp] for tp in tps if tp in stored})
             log.info(
                 "partitions assigned",
                 service=self.service.name,
