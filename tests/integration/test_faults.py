@@ -1,0 +1,48 @@
+"""The fault suite, reduced for CI: one seeded story run calm and under faults
+(SIGKILL mid-batch, crashes between the database commit and the Kafka commit and
+between publish and mark-sent, SIGSTOP past the session timeout). The invariant
+checker finds no violation, and both runs emitted exactly the same events.
+`installments faults` runs a bigger story by hand."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from shared.settings import Settings
+from shared.tools.chaos import run_chaos
+
+pytestmark = pytest.mark.integration
+
+
+def test_faults_change_nothing(stack, tmp_path):
+    bootstrap, admin_url = stack
+    run = uuid.uuid4().hex[:8]
+    created: list[str] = []
+
+    def database(name: str) -> str:
+        db = f"faults_{run}_{name}"
+        with create_engine(admin_url, isolation_level="AUTOCOMMIT").connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{db}"'))
+        created.append(db)
+        return f"{admin_url.rpartition('/')[0]}/{db}"
+
+    base = Settings(kafka_bootstrap_servers=bootstrap, database_url=admin_url,
+                    topic_prefix=f"f{run}.", session_timeout_ms=6000, environment="test")
+    try:
+        result = run_chaos(base, accounts=12, days=8, seed=3, every_s=2.5, workdir=tmp_path,
+                           database_url_for=database)
+    finally:
+        from shared.topics import delete_namespace
+
+        for name in ("calm", "chaos"):
+            delete_namespace(base.model_copy(update={"topic_prefix": f"f{run}.{name}."}))
+        with create_engine(admin_url, isolation_level="AUTOCOMMIT").connect() as conn:
+            for db in created:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
+    assert len(result.faults) >= 3, result.as_dict()
+    assert result.checks > 0 and result.events_out > 0
+    assert result.violations == [], result.as_dict()
+    assert result.differences == [], result.as_dict()
