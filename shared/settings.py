@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SQLITE_URL = "sqlite:///.data/{service}.sqlite3"
@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     kafka_sasl_mechanism: str | None = None  # e.g. SCRAM-SHA-512
     kafka_sasl_username: str | None = None
-    kafka_sasl_password: str | None = None
+    kafka_sasl_password: SecretStr | None = None  # never printed by repr()
     kafka_ssl_cafile: str | None = None
     topic_prefix: str = ""  # namespaces every topic (tests, shared clusters); "" in production
     topic_partitions: int = Field(6, ge=1)
@@ -101,7 +101,9 @@ class Settings(BaseSettings):
         if self.kafka_sasl_mechanism:
             config["sasl_mechanism"] = self.kafka_sasl_mechanism
             config["sasl_plain_username"] = self.kafka_sasl_username
-            config["sasl_plain_password"] = self.kafka_sasl_password
+            config["sasl_plain_password"] = (
+                self.kafka_sasl_password.get_secret_value() if self.kafka_sasl_password else None
+            )
         if self.kafka_ssl_cafile:
             config["ssl_cafile"] = self.kafka_ssl_cafile
             config["ssl_check_hostname"] = True

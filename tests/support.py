@@ -45,6 +45,12 @@ def settings_env(settings: Settings) -> dict[str, str]:
     )
     if settings.policy_file:
         env["INSTALLMENTS_POLICY_FILE"] = settings.policy_file
+    env["INSTALLMENTS_KAFKA_SECURITY_PROTOCOL"] = settings.kafka_security_protocol
+    for name in ("kafka_sasl_mechanism", "kafka_sasl_username", "kafka_ssl_cafile"):
+        if getattr(settings, name):
+            env[f"INSTALLMENTS_{name.upper()}"] = getattr(settings, name)
+    if settings.kafka_sasl_password:
+        env["INSTALLMENTS_KAFKA_SASL_PASSWORD"] = settings.kafka_sasl_password.get_secret_value()
     return env
 
 
