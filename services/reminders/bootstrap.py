@@ -2,6 +2,7 @@
 
 from services.reminders.handlers import HANDLERS
 from services.reminders.policy import load_policy
+from services.reminders.repository import RemindersRepository
 from services.reminders.tables import MIGRATIONS
 from shared.runtime import Service
 from shared.settings import Settings
@@ -12,4 +13,5 @@ SERVICE = Service(
     handlers=HANDLERS,
     migrations=MIGRATIONS,
     policy=load_policy(Settings().policy_file),
+    repository=RemindersRepository,
 )

@@ -1,7 +1,8 @@
 """Reminders service: what happens when each event arrives.
 
 The HANDLERS table at the bottom is the index: event type -> reaction.
-Every handler has the same shape: load, ask the domain, write, emit.
+Every handler has the same shape: read the batch view (``ctx.repo``, bulk-loaded by
+:mod:`services.reminders.repository`), ask the domain, record the change, emit.
 
 Decisions (beyond the domain rules in ``domain.py``):
 
@@ -41,11 +42,6 @@ Decisions (beyond the domain rules in ``domain.py``):
 
 from __future__ import annotations
 
-from datetime import date
-from typing import Any
-
-from sqlalchemy import func, insert, select, update
-
 from schemas import Envelope
 from schemas.payloads import (
     AccountUpserted,
@@ -57,6 +53,7 @@ from schemas.payloads import (
     ReminderRequested,
 )
 from services.reminders import domain
+from services.reminders.repository import Account, Installment, RemindersRepository
 from services.reminders.tables import (
     ACCOUNT_UNKNOWN,
     ACTIVE,
@@ -65,53 +62,11 @@ from services.reminders.tables import (
     SENT,
     SKIPPED,
     SUPERSEDED,
-    accounts,
-    business_days,
-    installments,
-    plans,
-    reminders,
 )
 from shared.runtime import Context, Defer, Handler
 
 BUSINESS_DAYS = "card.business-days.v1"
 ACCOUNTS = "card.accounts.v1"
-
-
-def _account(ctx: Context, account_id: str) -> Any:
-    return ctx.session.execute(
-        select(accounts.c.channel, accounts.c.contact_ref).where(
-            accounts.c.account_id == account_id
-        )
-    ).first()
-
-
-def _installment(ctx: Context, plan_id: str, seq: int) -> Any:
-    return ctx.session.execute(
-        select(installments.c.paid, installments.c.last_business_date).where(
-            installments.c.plan_id == plan_id, installments.c.seq == seq
-        )
-    ).first()
-
-
-def _plan_closed(ctx: Context, plan_id: str) -> bool:
-    status = ctx.session.execute(
-        select(plans.c.status).where(plans.c.plan_id == plan_id)
-    ).scalar_one_or_none()
-    return status is not None and status != ACTIVE
-
-
-def _handled_offsets(ctx: Context, plan_id: str, seq: int) -> set[int]:
-    rows = ctx.session.execute(
-        select(reminders.c.offset_days).where(
-            reminders.c.plan_id == plan_id, reminders.c.seq == seq
-        )
-    )
-    return {row[0] for row in rows}
-
-
-def _business_clock(ctx: Context) -> date | None:
-    """The newest business date closed (None before the first ``business-day.closed``)."""
-    return ctx.session.execute(select(func.max(business_days.c.business_date))).scalar()
 
 
 #: Log-end offsets of a topic noted when an event first had to wait for it, per (group,
@@ -122,8 +77,15 @@ _WAITING_FOR: dict[tuple[str, str, str], dict[int, int]] = {}
 
 
 def _unread(ctx: Context, topic: str) -> bool:
-    """Records of ``topic`` published before this event was first looked at are unread."""
+    """Records of ``topic`` published before this event was first looked at are unread.
+
+    Once a topic is found fully read, the rest of the batch takes it as read (the
+    stored offsets only grow within a batch): no offset look-up per event.
+    """
     assert ctx.event is not None
+    repo: RemindersRepository = ctx.repo
+    if topic in repo.caught_up:
+        return False
     key = (ctx.runner.group, ctx.settings.topic(topic), ctx.event.id)
     ends = _WAITING_FOR.get(key)
     if ends is None:
@@ -132,47 +94,39 @@ def _unread(ctx: Context, topic: str) -> bool:
     if any(stored.get(p, 0) < end for p, end in ends.items()):
         return True
     del _WAITING_FOR[key]
+    repo.caught_up.add(topic)
     return False
 
 
 def advance_business_day(ctx: Context, event: Envelope) -> None:
     """business-day.closed -> the business clock (due-soons of older days are stale)."""
     b: BusinessDayClosed = event.data
-    if ctx.session.execute(
-        select(business_days.c.business_date).where(
-            business_days.c.business_date == b.business_date
-        )
-    ).first():
-        return
-    ctx.session.execute(
-        insert(business_days).values(business_date=b.business_date, event_id=event.id)
-    )
+    repo: RemindersRepository = ctx.repo
+    if not repo.has_business_day(b.business_date):
+        repo.add_business_day(b.business_date, event.id)
 
 
 def remember_account(ctx: Context, event: Envelope) -> None:
     """account.upserted -> keep the account's channel and contact reference (latest wins)."""
     a: AccountUpserted = event.data
-    values = {
-        "channel": a.contact.channel,
-        "locale": a.contact.locale,
-        "contact_ref": a.contact.contact_ref,
-        "status": a.status,
-        "event_id": event.id,
-    }
-    if _account(ctx, a.account_id) is None:
-        ctx.session.execute(insert(accounts).values(account_id=a.account_id, **values))
-    else:
-        ctx.session.execute(
-            update(accounts).where(accounts.c.account_id == a.account_id).values(**values)
-        )
+    repo: RemindersRepository = ctx.repo
+    repo.put_account(Account(
+        account_id=a.account_id,
+        channel=a.contact.channel,
+        locale=a.contact.locale,
+        contact_ref=a.contact.contact_ref,
+        status=a.status,
+        event_id=event.id,
+    ))  # fmt: skip
 
 
 def request_reminder(ctx: Context, event: Envelope) -> None:
     """installment.due-soon -> the one most urgent reminder still current, at most once."""
     d: InstallmentDueSoon = event.data
     account_id = event.subject
-    known = _installment(ctx, d.plan_id, d.seq)
-    clock = _business_clock(ctx)
+    repo: RemindersRepository = ctx.repo
+    known = repo.installment(d.plan_id, d.seq)
+    clock = repo.business_clock()
     newest = max(
         (x for x in (clock, known.last_business_date if known else None) if x is not None),
         default=None,
@@ -188,15 +142,15 @@ def request_reminder(ctx: Context, event: Envelope) -> None:
         return
     if (clock is None or d.business_date > clock) and _unread(ctx, BUSINESS_DAYS):
         raise Defer(f"business day {d.business_date.isoformat()} not read yet")
-    handled = _handled_offsets(ctx, d.plan_id, d.seq)
+    handled = repo.handled_offsets(d.plan_id, d.seq)
     # A paid installment or a finished plan gets no reminder.
-    settled = bool(known is not None and known.paid) or _plan_closed(ctx, d.plan_id)
+    settled = bool(known is not None and known.paid) or repo.plan_closed(d.plan_id, ACTIVE)
     decision = domain.decide_reminder(d.due_date, d.business_date, handled, settled, ctx.policy)
-    contact = _account(ctx, account_id) if decision.offset is not None else None
+    contact = repo.account(account_id) if decision.offset is not None else None
     if decision.offset is not None and contact is None and _unread(ctx, ACCOUNTS):
         raise Defer(f"account {account_id} not read yet")
 
-    _record_due_soon(ctx, d, account_id, exists=known is not None)
+    _record_due_soon(repo, d, account_id, known)
     if decision.offset is None:
         return
     for offset in sorted(decision.skipped, reverse=True):
@@ -244,25 +198,19 @@ def request_reminder(ctx: Context, event: Envelope) -> None:
     )
 
 
-def _record_due_soon(ctx: Context, d: InstallmentDueSoon, account_id: str, exists: bool) -> None:
-    values = {
-        "due_date": d.due_date,
-        "amount_outstanding": d.amount_outstanding,
-        "currency": d.currency,
-        "last_business_date": d.business_date,
-    }
-    if exists:
-        ctx.session.execute(
-            update(installments)
-            .where(installments.c.plan_id == d.plan_id, installments.c.seq == d.seq)
-            .values(**values)
-        )
-    else:
-        ctx.session.execute(
-            insert(installments).values(
-                plan_id=d.plan_id, seq=d.seq, account_id=account_id, paid=False, **values
-            )
-        )
+def _record_due_soon(
+    repo: RemindersRepository, d: InstallmentDueSoon, account_id: str, known: Installment | None
+) -> None:
+    if known is None:
+        repo.add_installment(Installment(
+            plan_id=d.plan_id, seq=d.seq, account_id=account_id, paid=False,
+            due_date=d.due_date, amount_outstanding=d.amount_outstanding,
+            currency=d.currency, last_business_date=d.business_date,
+        ))  # fmt: skip
+        return
+    known.due_date, known.amount_outstanding = d.due_date, d.amount_outstanding
+    known.currency, known.last_business_date = d.currency, d.business_date
+    repo.installment_changed(known)
 
 
 def _record_reminder(
@@ -278,73 +226,53 @@ def _record_reminder(
     event_id: str | None = None,
 ) -> None:
     assert ctx.event is not None
-    ctx.session.execute(
-        insert(reminders).values(
-            plan_id=d.plan_id,
-            seq=d.seq,
-            offset_days=offset,
-            account_id=account_id,
-            status=status,
-            reason=reason,
-            reminder_id=domain.reminder_id(d.plan_id, d.seq, offset),
-            business_date=d.business_date,
-            due_date=d.due_date,
-            channel=channel,
-            template=template,
-            amount_due=d.amount_outstanding if status == SENT else None,
-            currency=d.currency,
-            cause_event_id=ctx.event.id,
-            event_id=event_id,
-        )
-    )
+    repo: RemindersRepository = ctx.repo
+    repo.add_reminder({
+        "plan_id": d.plan_id,
+        "seq": d.seq,
+        "offset_days": offset,
+        "account_id": account_id,
+        "status": status,
+        "reason": reason,
+        "reminder_id": domain.reminder_id(d.plan_id, d.seq, offset),
+        "business_date": d.business_date,
+        "due_date": d.due_date,
+        "channel": channel,
+        "template": template,
+        "amount_due": d.amount_outstanding if status == SENT else None,
+        "currency": d.currency,
+        "cause_event_id": ctx.event.id,
+        "event_id": event_id,
+    })  # fmt: skip
 
 
 def mark_installment_paid(ctx: Context, event: Envelope) -> None:
     """installment.paid -> that installment gets no more reminders."""
     p: InstallmentPaid = event.data
-    if _installment(ctx, p.plan_id, p.seq) is None:
-        ctx.session.execute(
-            insert(installments).values(
-                plan_id=p.plan_id,
-                seq=p.seq,
-                account_id=event.subject,
-                paid=True,
-                paid_on=p.paid_on,
-                currency=p.currency,
-            )
-        )
-    else:
-        ctx.session.execute(
-            update(installments)
-            .where(installments.c.plan_id == p.plan_id, installments.c.seq == p.seq)
-            .values(paid=True, paid_on=p.paid_on)
-        )
-
-
-def _close_plan(ctx: Context, event: Envelope, plan_id: str, status: str) -> None:
-    exists = ctx.session.execute(select(plans.c.plan_id).where(plans.c.plan_id == plan_id)).first()
-    if exists:
-        ctx.session.execute(
-            update(plans).where(plans.c.plan_id == plan_id).values(status=status, event_id=event.id)
-        )
-    else:
-        ctx.session.execute(
-            insert(plans).values(
-                plan_id=plan_id, account_id=event.subject, status=status, event_id=event.id
-            )
-        )
+    repo: RemindersRepository = ctx.repo
+    known = repo.installment(p.plan_id, p.seq)
+    if known is None:
+        repo.add_installment(Installment(
+            plan_id=p.plan_id, seq=p.seq, account_id=event.subject, paid=True,
+            paid_on=p.paid_on, currency=p.currency,
+        ))  # fmt: skip
+        return
+    known.paid, known.paid_on = True, p.paid_on
+    repo.installment_changed(known)
 
 
 def stop_completed_plan(ctx: Context, event: Envelope) -> None:
     """plan.completed -> no more reminders for the plan."""
     c: PlanCompleted = event.data
-    _close_plan(ctx, event, c.plan_id, COMPLETED)
+    repo: RemindersRepository = ctx.repo
+    repo.set_plan_status(c.plan_id, event.subject, COMPLETED, event.id)
 
 
 def stop_cancelled_plan(ctx: Context, event: Envelope) -> None:
     """plan.cancelled (refund or early payoff) -> no more reminders for the plan."""
     c: PlanCancelled = event.data
-    _close_plan(ctx, event, c.plan_id, CANCELLED)
+    repo: RemindersRepository = ctx.repo
+    repo.set_plan_status(c.plan_id, event.subject, CANCELLED, event.id)
 
 
 HANDLERS: dict[str, Handler] = {

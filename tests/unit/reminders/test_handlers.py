@@ -270,3 +270,54 @@ def test_due_soon_waits_for_unread_account_records(h):
     assert h.process(account) == []
     [r] = [e.event for e in h.process(due)]
     assert (r.data.days_before_due, r.data.contact_ref) == (7, "cref-acc-late")
+
+
+def _state(h: Harness) -> dict[str, list]:
+    from services.reminders.tables import metadata
+
+    with h.runner.engine.connect() as conn:
+        return {
+            name: sorted(tuple(str(v) for v in row) for row in conn.execute(select(table)))
+            for name, table in metadata.tables.items()
+        }
+
+
+def test_a_mixed_batch_behaves_as_one_by_one(h, tmp_path):
+    """One batch (the batch repository's in-memory view) == the same records one by one."""
+    completed = envelope("plan.completed", "acc-1", {"plan_id": "plan-3"}, source="offers")
+    twice = due_soon("acc-1", "plan-1", 1, before(7))
+    messages = [
+        (ACCOUNTS, f.account("acc-2")),
+        (ACCOUNTS, f.account("acc-2", contact={"channel": "push", "locale": "de-DE",
+                                               "contact_ref": "cref-new"})),  # fmt: skip
+        (ACCOUNTS, f.account("acc-1", contact={"channel": "email", "locale": "en-US",
+                                               "contact_ref": "cref-1b"})),  # fmt: skip
+        (BUSINESS_DAYS, f.business_day(before(8).isoformat())),
+        (BUSINESS_DAYS, f.business_day(before(7).isoformat())),
+        (BUSINESS_DAYS, f.business_day(before(7).isoformat())),
+        (PLANS, twice),
+        (PLANS, twice),  # the same event again
+        (PLANS, due_soon("acc-1", "plan-1", 1, before(7))),  # same day, new id: nothing
+        (PLANS, due_soon("acc-2", "plan-2", 1, before(7))),
+        (PLANS, paid("acc-1", "plan-1", 2, before(8))),
+        (PLANS, due_soon("acc-1", "plan-1", 2, before(7))),  # paid: nothing
+        (PLANS, completed),
+        (PLANS, due_soon("acc-1", "plan-3", 1, before(7))),  # plan completed: nothing
+        (PLANS, due_soon("acc-x", "plan-4", 1, before(7))),  # unknown account: skipped
+        (PLANS, due_soon("acc-1", "plan-1", 1, before(2))),  # ahead of the clock: 3
+        (PLANS, due_soon("acc-1", "plan-1", 1, before(5))),  # stale
+        (PLANS, paid("acc-1", "plan-1", 1, before(2))),
+        (PLANS, due_soon("acc-1", "plan-1", 1, before(1))),  # paid now: nothing
+    ]
+    one = Harness(SERVICE, tmp_path / "one")
+    try:
+        one.events(ACCOUNTS, f.account("acc-1"))
+        singly = [e for t, m in messages for e in one.feed(t, m)]
+        batch = h.process(*(h.publish(t, m) for t, m in messages))
+        assert [(e.topic, e.value) for e in batch] == [(e.topic, e.value) for e in singly]
+        assert [(e.event.data.plan_id, e.event.data.days_before_due, e.event.data.contact_ref)
+                for e in batch] == [("plan-1", 7, "cref-1b"), ("plan-2", 7, "cref-new"),
+                                    ("plan-1", 3, "cref-1b")]  # fmt: skip
+        assert _state(h) == _state(one)
+    finally:
+        one.close()
