@@ -115,6 +115,14 @@ def run_demo(
             "decisions": dict(stats.decisions),
             "seconds": round(elapsed, 1),
         }
+        from shared.tools.invariants import check
+
+        checked = check(settings)
+        report["invariants"] = {
+            "checks": sum(checked.checked.values()),
+            "violations": len(checked.violations),
+            "first_violations": checked.violations[:5] or "-",
+        }
         report["lag"] = lag_rows(settings, groups)
         render_report(report, console)
         (workdir / "report.json").write_text(json.dumps(report, indent=2))

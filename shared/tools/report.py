@@ -214,6 +214,13 @@ def render_report(report: dict[str, Any], console: Any) -> None:
     from rich.table import Table
 
     for section, figures in report.items():
+        if section == "lag":
+            lag = Table("consumer group", "topic", "lag", title="Lag", title_justify="left")
+            for group, topics in figures.items():
+                for topic, value in topics.items():
+                    lag.add_row(group, topic, str(value))
+            console.print(lag)
+            continue
         table = Table(
             title=section.replace("_", " ").title(),
             show_header=False,
