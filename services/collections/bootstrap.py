@@ -2,6 +2,7 @@
 
 from services.collections.handlers import HANDLERS
 from services.collections.policy import load_policy
+from services.collections.repository import CollectionsRepository
 from services.collections.tables import MIGRATIONS
 from shared.runtime import Service
 from shared.settings import Settings
@@ -12,4 +13,5 @@ SERVICE = Service(
     handlers=HANDLERS,
     migrations=MIGRATIONS,
     policy=load_policy(Settings().policy_file),
+    repository=CollectionsRepository,
 )

@@ -1,7 +1,8 @@
 """Collections service: what happens when each event arrives.
 
 The HANDLERS table at the bottom is the index: event type -> reaction.
-Every handler has the same shape: load, ask the domain, write, emit.
+Every handler has the same shape: read the batch view (``ctx.repo``, bulk-loaded by
+:mod:`services.collections.repository`), ask the domain, record the change, emit.
 
 Decisions (beyond the domain rules in ``domain.py``):
 
@@ -28,8 +29,6 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import insert, select, update
-
 from schemas import Envelope
 from schemas.payloads import (
     AccountDelinquency,
@@ -41,6 +40,7 @@ from schemas.payloads import (
     PlanCreated,
 )
 from services.collections import domain
+from services.collections.repository import Case, CollectionsRepository, Position
 from services.collections.tables import (
     ACTIVE,
     CANCELLED,
@@ -52,77 +52,47 @@ from services.collections.tables import (
     OPENED,
     RAISED,
     RESOLVED,
-    case_events,
-    cases,
-    plan_installments,
-    plans,
-    positions,
 )
 from shared.runtime import Context, Handler, Reject
 
 # --------------------------------------------------------------------------- delinquency
 
 
-def _current_case(ctx: Context, account_id: str) -> Any:
-    """The account's case that is still in play: open, or charged off and not closed."""
-    return ctx.session.execute(
-        select(cases)
-        .where(cases.c.account_id == account_id, cases.c.status.in_([OPEN, CHARGED_OFF]))
-        .order_by(cases.c.opened_on.desc())
-        .limit(1)
-    ).first()
-
-
-def _case_state(ctx: Context, row: Any) -> domain.CaseState:
-    raised = ctx.session.execute(
-        select(case_events.c.level, case_events.c.business_date)
-        .where(case_events.c.case_id == row.case_id, case_events.c.kind == RAISED)
-        .order_by(case_events.c.seq)
-    ).all()
+def _case_state(repo: CollectionsRepository, case: Case) -> domain.CaseState:
     return domain.CaseState(
-        [(level, raised_on) for level, raised_on in raised],
-        row.opened_on,
-        charged_off=row.status == CHARGED_OFF,
+        repo.levels_raised(case.case_id),
+        case.opened_on,
+        charged_off=case.status == CHARGED_OFF,
     )
-
-
-def _store_position(ctx: Context, event: Envelope, r: AccountDelinquency, exists: bool) -> None:
-    values = {
-        "business_date": r.business_date,
-        "days_past_due": r.days_past_due,
-        "overdue_amount": r.overdue_amount,
-        "currency": r.currency,
-        "oldest_unpaid_due_date": r.oldest_unpaid_due_date,
-        "event_id": event.id,
-    }
-    if exists:
-        ctx.session.execute(
-            update(positions).where(positions.c.account_id == r.account_id).values(**values)
-        )
-    else:
-        ctx.session.execute(insert(positions).values(account_id=r.account_id, **values))
 
 
 def escalate_delinquency(ctx: Context, event: Envelope) -> None:
     """account.delinquency -> open / escalate / cure / charge off the account's case."""
     r: AccountDelinquency = event.data
-    newest = ctx.session.execute(
-        select(positions.c.business_date).where(positions.c.account_id == r.account_id)
-    ).scalar_one_or_none()
-    if newest is not None and r.business_date < newest:
+    repo: CollectionsRepository = ctx.repo
+    position = repo.position(r.account_id)
+    if position is not None and r.business_date < position.business_date:
         ctx.log.info(
             "stale delinquency report ignored",
             account_id=r.account_id,
             business_date=r.business_date.isoformat(),
-            newest=newest.isoformat(),
+            newest=position.business_date.isoformat(),
         )
         return
     if r.days_past_due > 0 and r.overdue_amount <= 0:
         raise Reject("delinquency report with days_past_due > 0 but no overdue amount")
-    _store_position(ctx, event, r, exists=newest is not None)
+    repo.put_position(Position(
+        account_id=r.account_id,
+        business_date=r.business_date,
+        days_past_due=r.days_past_due,
+        overdue_amount=r.overdue_amount,
+        currency=r.currency,
+        oldest_unpaid_due_date=r.oldest_unpaid_due_date,
+        event_id=event.id,
+    ))  # fmt: skip
 
-    row = _current_case(ctx, r.account_id)
-    case = _case_state(ctx, row) if row is not None else None
+    row = repo.current_case(r.account_id)
+    case = _case_state(repo, row) if row is not None else None
     decision = domain.assess_delinquency(
         r.account_id, case, r.days_past_due, r.overdue_amount, r.business_date, ctx.policy
     )
@@ -130,28 +100,23 @@ def escalate_delinquency(ctx: Context, event: Envelope) -> None:
         return  # current, and no case: nothing to do
 
     if decision.opened:
-        if ctx.session.execute(
-            select(cases.c.case_id).where(cases.c.case_id == decision.case_id)
-        ).first():
+        if repo.case_exists(decision.case_id):
             # A case opened on this business date was already resolved: a re-run of the
             # same day's report, not a new delinquency.
             ctx.log.warning("report for a case already resolved ignored", case_id=decision.case_id)
             return
-        ctx.session.execute(
-            insert(cases).values(
-                case_id=decision.case_id,
-                account_id=r.account_id,
-                status=OPEN,
-                opened_on=r.business_date,
-                level=0,
-                days_past_due=r.days_past_due,
-                overdue_amount=r.overdue_amount,
-                currency=r.currency,
-                business_date=r.business_date,
-            )
-        )
+        repo.add_case(Case(
+            case_id=decision.case_id,
+            account_id=r.account_id,
+            status=OPEN,
+            opened_on=r.business_date,
+            level=0,
+            days_past_due=r.days_past_due,
+            overdue_amount=r.overdue_amount,
+            currency=r.currency,
+            business_date=r.business_date,
+        ))  # fmt: skip
         _append(ctx, decision.case_id, r, OPENED)
-
     for escalation in decision.escalations:
         assert decision.bucket is not None
         out = ctx.emit(
@@ -217,7 +182,7 @@ def escalate_delinquency(ctx: Context, event: Envelope) -> None:
         _append(ctx, decision.case_id, r, CLOSED)
         current.update(status=CLOSED)
 
-    ctx.session.execute(update(cases).where(cases.c.case_id == decision.case_id).values(**current))
+    repo.update_case(decision.case_id, **current)
 
 
 def _append(
@@ -235,24 +200,23 @@ def _append(
 ) -> None:
     """One row of the append-only case history."""
     assert ctx.event is not None
-    ctx.session.execute(
-        insert(case_events).values(
-            case_id=case_id,
-            account_id=r.account_id,
-            kind=kind,
-            business_date=r.business_date,
-            level=level,
-            action=action,
-            bucket=bucket,
-            resolution=resolution,
-            days_past_due=r.days_past_due,
-            overdue_amount=r.overdue_amount,
-            amount=amount,
-            currency=r.currency,
-            cause_event_id=ctx.event.id,
-            event_id=event_id,
-        )
-    )
+    repo: CollectionsRepository = ctx.repo
+    repo.append_case_event({
+        "case_id": case_id,
+        "account_id": r.account_id,
+        "kind": kind,
+        "business_date": r.business_date,
+        "level": level,
+        "action": action,
+        "bucket": bucket,
+        "resolution": resolution,
+        "days_past_due": r.days_past_due,
+        "overdue_amount": r.overdue_amount,
+        "amount": amount,
+        "currency": r.currency,
+        "cause_event_id": ctx.event.id,
+        "event_id": event_id,
+    })  # fmt: skip
 
 
 # --------------------------------------------------------------------------- plans
@@ -261,21 +225,19 @@ def _append(
 def record_plan(ctx: Context, event: Envelope) -> None:
     """plan.created -> keep each installment's principal (outstanding principal)."""
     p: PlanCreated = event.data
-    if ctx.session.execute(select(plans.c.plan_id).where(plans.c.plan_id == p.plan_id)).first():
+    repo: CollectionsRepository = ctx.repo
+    if repo.has_plan(p.plan_id):
         ctx.log.info("duplicate plan ignored", plan_id=p.plan_id)
         return
-    ctx.session.execute(
-        insert(plans).values(
-            plan_id=p.plan_id,
-            account_id=p.account_id,
-            currency=p.currency,
-            principal=p.principal,
-            status=ACTIVE,
-            event_id=event.id,
-        )
-    )
-    ctx.session.execute(
-        insert(plan_installments),
+    repo.add_plan(
+        {
+            "plan_id": p.plan_id,
+            "account_id": p.account_id,
+            "currency": p.currency,
+            "principal": p.principal,
+            "status": ACTIVE,
+            "event_id": event.id,
+        },
         [
             {
                 "plan_id": p.plan_id,
@@ -294,20 +256,14 @@ def record_plan(ctx: Context, event: Envelope) -> None:
 def mark_installment_paid(ctx: Context, event: Envelope) -> None:
     """installment.paid -> its principal is no longer outstanding."""
     p: InstallmentPaid = event.data
-    result = ctx.session.execute(
-        update(plan_installments)
-        .where(plan_installments.c.plan_id == p.plan_id, plan_installments.c.seq == p.seq)
-        .values(paid=True, paid_on=p.paid_on)
-    )
-    if result.rowcount == 0:
+    repo: CollectionsRepository = ctx.repo
+    if not repo.mark_paid(p.plan_id, p.seq, p.paid_on):
         ctx.log.warning("installment of an unknown plan paid", plan_id=p.plan_id, seq=p.seq)
 
 
 def _close_plan(ctx: Context, plan_id: str, status: str) -> None:
-    result = ctx.session.execute(
-        update(plans).where(plans.c.plan_id == plan_id).values(status=status)
-    )
-    if result.rowcount == 0:
+    repo: CollectionsRepository = ctx.repo
+    if not repo.set_plan_status(plan_id, status):
         ctx.log.warning("unknown plan closed", plan_id=plan_id, status=status)
 
 

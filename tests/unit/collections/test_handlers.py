@@ -229,3 +229,54 @@ def test_invalid_report_goes_to_the_dlq(h):
     del bad["data"]["oldest_unpaid_due_date"]
     [dead] = h.feed(PLANS, bad)
     assert dead.topic == PLANS + ".dlq" and dead.headers["error.service"] == "collections"
+
+
+def _state(h: Harness) -> dict[str, list]:
+    from services.collections.tables import metadata
+
+    with h.runner.engine.connect() as conn:
+        return {
+            name: [tuple(str(v) for v in row)
+                   for row in conn.execute(select(table).order_by(*table.primary_key))]
+            for name, table in metadata.tables.items()
+        }  # fmt: skip
+
+
+def test_a_mixed_batch_behaves_as_one_by_one(h, tmp_path):
+    """One batch (the batch repository's in-memory view) == the same records one by one."""
+    from tests.unit.collections.test_handlers_queries import paid, plan_created, plan_event
+
+    repeated = delinquency("acc-1", 8)
+    messages = [
+        plan_created("acc-1", "plan-1", "1200.00", 3),
+        plan_created("acc-1", "plan-1", "1200.00", 3),  # duplicate plan (new id)
+        paid("acc-1", "plan-1", 1, "400.00"),
+        paid("acc-1", "plan-9", 1, "400.00"),  # unknown plan
+        plan_created("acc-2", "plan-2", "600.00", 2),
+        plan_event("plan.completed", "acc-2", "plan-2"),
+        *(delinquency("acc-1", dpd) for dpd in (1, 2, 8)),
+        repeated,
+        repeated,  # the same event again
+        delinquency("acc-1", 3),  # stale
+        delinquency("acc-1", 0, on=OLDEST + timedelta(days=20)),  # cured
+        delinquency("acc-1", 1, oldest=OLDEST + timedelta(days=30)),  # a new case
+        delinquency("acc-2", 200, "900.00"),  # raised to the agency, then charged off
+        delinquency("acc-2", 201, "900.00"),  # charged off: nothing more
+        delinquency("acc-2", 0, on=OLDEST + timedelta(days=230)),  # closed silently
+        delinquency("acc-3", 40, "60000.00"),
+        delinquency("acc-3", 70, "60000.00"),
+        delinquency("acc-3", 95, "60000.00"),  # the legal guard holds now
+    ]
+    one = Harness(SERVICE, tmp_path / "one")
+    try:
+        singly = [e for m in messages for e in one.feed(PLANS, m)]
+        calls = []
+        transaction = h.runner._transaction
+        h.runner._transaction = lambda *a, **k: calls.append(k) or transaction(*a, **k)
+        batch = h.process(*(h.publish(PLANS, m) for m in messages))
+        assert calls == [{"isolated": False}]  # the fast path, no replay
+        assert [(e.topic, e.value) for e in batch] == [(e.topic, e.value) for e in singly]
+        assert len(raised(e.event for e in batch)) == 2 + 1 + 5 + 6
+        assert _state(h) == _state(one)
+    finally:
+        one.close()

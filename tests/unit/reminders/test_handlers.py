@@ -313,7 +313,11 @@ def test_a_mixed_batch_behaves_as_one_by_one(h, tmp_path):
     try:
         one.events(ACCOUNTS, f.account("acc-1"))
         singly = [e for t, m in messages for e in one.feed(t, m)]
+        calls = []
+        transaction = h.runner._transaction
+        h.runner._transaction = lambda *a, **k: calls.append(k) or transaction(*a, **k)
         batch = h.process(*(h.publish(t, m) for t, m in messages))
+        assert calls == [{"isolated": False}]  # the fast path, no replay
         assert [(e.topic, e.value) for e in batch] == [(e.topic, e.value) for e in singly]
         assert [(e.event.data.plan_id, e.event.data.days_before_due, e.event.data.contact_ref)
                 for e in batch] == [("plan-1", 7, "cref-1b"), ("plan-2", 7, "cref-new"),

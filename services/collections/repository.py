@@ -1,0 +1,280 @@
+"""The collections service's batch repository: one read and one write per table per batch.
+
+``load`` reads, with one query per table, everything a batch of events touches: the
+accounts' positions (latest report), their cases with the levels raised on them (from
+the append-only ``case_events``), the plans and the installments paid in the batch.
+Handlers then read and change this in-memory view (``ctx.repo``): a second delinquency
+report of one account in the batch sees the first one's position, case and levels,
+exactly as one by one. ``save`` writes what changed: new rows (and every new
+``case_events`` row, in the order appended) with ``bulk_insert`` (COPY on PostgreSQL),
+changed rows with one executemany ``UPDATE`` per table.
+
+If a handler refuses or fails, the runtime rolls the batch back and replays it one
+record per transaction with a fresh repository, so handlers may change the view freely.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Integer, String, Table, bindparam, func, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import Session
+
+from services.collections.tables import (
+    CHARGED_OFF,
+    OPEN,
+    RAISED,
+    case_events,
+    cases,
+    plan_installments,
+    plans,
+    positions,
+)
+from shared.db import among, bulk_insert
+
+Key = tuple[str, int]  # (plan_id, seq)
+
+
+@dataclass
+class Position:
+    """A ``positions`` row: the account's latest delinquency report applied."""
+
+    account_id: str
+    business_date: date
+    days_past_due: int
+    overdue_amount: Decimal
+    currency: str
+    oldest_unpaid_due_date: date | None
+    event_id: str
+
+
+@dataclass
+class Case:
+    """A ``cases`` row."""
+
+    case_id: str
+    account_id: str
+    status: str
+    opened_on: date
+    level: int
+    days_past_due: int
+    overdue_amount: Decimal
+    currency: str
+    business_date: date
+    action: str | None = None
+    bucket: str | None = None
+    resolution: str | None = None
+    resolved_on: date | None = None
+    written_off: Decimal | None = None
+
+
+_CASE_CHANGES = (
+    "status", "level", "action", "bucket", "days_past_due", "overdue_amount", "currency",
+    "business_date", "resolution", "resolved_on", "written_off",
+)  # fmt: skip
+
+
+@dataclass
+class _Changes:
+    """New rows (inserted as they end up) and changed rows (updated), per key."""
+
+    new: dict[Any, Any] = field(default_factory=dict)
+    changed: dict[Any, Any] = field(default_factory=dict)
+
+    def put(self, key: Any, row: Any, *, stored: bool) -> None:
+        if stored and key not in self.new:
+            self.changed[key] = row
+        else:
+            self.new[key] = row
+
+
+class CollectionsRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.dialect = session.get_bind().dialect.name
+        self._positions: dict[str, Position] = {}
+        self._cases: dict[str, Case] = {}
+        self._raised: dict[str, list[tuple[int, date]]] = {}
+        self._plans: dict[str, dict[str, Any]] = {}  # plan_id -> row
+        self._installments: dict[Key, dict[str, Any]] = {}  # paid-in-batch + new ones
+        self._position_changes = _Changes()
+        self._case_changes = _Changes()
+        self._plan_changes = _Changes()
+        self._installment_changes = _Changes()
+        self._case_events: list[dict[str, Any]] = []
+
+    # --- one read per table ---------------------------------------------------------
+
+    def load(self, events: list[Any]) -> None:
+        account_ids: set[str] = set()
+        plan_ids: set[str] = set()
+        keys: set[Key] = set()
+        for e in events:
+            if e.type == "account.delinquency":
+                account_ids.add(e.data.account_id)
+            elif e.type in ("plan.created", "plan.completed", "plan.cancelled"):
+                plan_ids.add(e.data.plan_id)
+            elif e.type == "installment.paid":
+                keys.add((e.data.plan_id, e.data.seq))
+        if account_ids:
+            self._load_cases(account_ids)
+        if plan_ids:
+            rows = self.session.execute(
+                select(plans).where(among(plans.c.plan_id, plan_ids, self.dialect))
+            )
+            self._plans = {r.plan_id: dict(r._mapping) for r in rows}
+        if keys:
+            self._load_installments(keys)
+
+    def _load_cases(self, account_ids: set[str]) -> None:
+        rows = self.session.execute(
+            select(positions).where(among(positions.c.account_id, account_ids, self.dialect))
+        )
+        self._positions = {r.account_id: Position(**r._mapping) for r in rows}
+        rows = self.session.execute(
+            select(cases).where(among(cases.c.account_id, account_ids, self.dialect))
+        )
+        self._cases = {r.case_id: Case(**r._mapping) for r in rows}
+        in_play = [c.case_id for c in self._cases.values() if c.status in (OPEN, CHARGED_OFF)]
+        self._raised = {case_id: [] for case_id in in_play}
+        if in_play:
+            rows = self.session.execute(
+                select(case_events.c.case_id, case_events.c.level, case_events.c.business_date)
+                .where(
+                    among(case_events.c.case_id, in_play, self.dialect),
+                    case_events.c.kind == RAISED,
+                )
+                .order_by(case_events.c.seq)
+            )
+            for case_id, level, raised_on in rows:
+                self._raised[case_id].append((level, raised_on))
+
+    def _load_installments(self, keys: set[Key]) -> None:
+        t = plan_installments
+        query = select(t.c.plan_id, t.c.seq, t.c.paid, t.c.paid_on)
+        if self.dialect == "postgresql":
+            ordered = sorted(keys)
+            k = (
+                func.unnest(
+                    bindparam("k_plans", [p for p, _ in ordered], type_=ARRAY(String)),
+                    bindparam("k_seqs", [s for _, s in ordered], type_=ARRAY(Integer)),
+                )
+                .table_valued("plan_id", "seq")
+                .render_derived(name="k")
+            )
+            query = query.join(k, (t.c.plan_id == k.c.plan_id) & (t.c.seq == k.c.seq))
+        else:  # SQLite (tests): by plan, the other installments are dropped below
+            query = query.where(among(t.c.plan_id, {p for p, _ in keys}, self.dialect))
+        for r in self.session.execute(query):
+            if (r.plan_id, r.seq) in keys:
+                self._installments[(r.plan_id, r.seq)] = dict(r._mapping)
+
+    # --- reads, in memory -----------------------------------------------------------
+
+    def position(self, account_id: str) -> Position | None:
+        return self._positions.get(account_id)
+
+    def current_case(self, account_id: str) -> Case | None:
+        """The account's case still in play: open, or charged off and not closed."""
+        in_play = [c for c in self._cases.values()
+                   if c.account_id == account_id and c.status in (OPEN, CHARGED_OFF)]  # fmt: skip
+        return max(in_play, key=lambda c: c.opened_on, default=None)
+
+    def levels_raised(self, case_id: str) -> list[tuple[int, date]]:
+        """``(level, business_date)`` of the case, in the order raised."""
+        return list(self._raised.get(case_id, ()))
+
+    def case_exists(self, case_id: str) -> bool:
+        return case_id in self._cases
+
+    def has_plan(self, plan_id: str) -> bool:
+        return plan_id in self._plans
+
+    # --- changes, in memory ---------------------------------------------------------
+
+    def put_position(self, position: Position) -> None:
+        stored = position.account_id in self._positions
+        self._positions[position.account_id] = position
+        self._position_changes.put(position.account_id, position, stored=stored)
+
+    def add_case(self, case: Case) -> None:
+        self._cases[case.case_id] = case
+        self._raised[case.case_id] = []
+        self._case_changes.put(case.case_id, case, stored=False)
+
+    def update_case(self, case_id: str, **values: Any) -> None:
+        case = self._cases[case_id]
+        for name, value in values.items():
+            setattr(case, name, value)
+        self._case_changes.put(case_id, case, stored=True)
+
+    def append_case_event(self, row: dict[str, Any]) -> None:
+        """One row of the append-only case history (written in the order appended)."""
+        self._case_events.append(row)
+        if row["kind"] == RAISED:
+            self._raised.setdefault(row["case_id"], []).append(
+                (row["level"], row["business_date"])
+            )
+
+    def add_plan(self, plan: dict[str, Any], schedule: list[dict[str, Any]]) -> None:
+        self._plans[plan["plan_id"]] = plan
+        self._plan_changes.put(plan["plan_id"], plan, stored=False)
+        for line in schedule:
+            key = (line["plan_id"], line["seq"])
+            self._installments[key] = line
+            self._installment_changes.put(key, line, stored=False)
+
+    def mark_paid(self, plan_id: str, seq: int, paid_on: date) -> bool:
+        """False: the installment is unknown (nothing changed)."""
+        line = self._installments.get((plan_id, seq))
+        if line is None:
+            return False
+        line["paid"], line["paid_on"] = True, paid_on
+        self._installment_changes.put((plan_id, seq), line, stored=True)
+        return True
+
+    def set_plan_status(self, plan_id: str, status: str) -> bool:
+        """False: the plan is unknown (nothing changed)."""
+        plan = self._plans.get(plan_id)
+        if plan is None:
+            return False
+        plan["status"] = status
+        self._plan_changes.put(plan_id, plan, stored=True)
+        return True
+
+    # --- one bulk write per table ---------------------------------------------------
+
+    def save(self) -> None:
+        conn = self.session.connection()
+        pos = self._position_changes
+        bulk_insert(conn, positions, [vars(p) for p in pos.new.values()])
+        self._update_many(positions, ("account_id",),
+                          ("business_date", "days_past_due", "overdue_amount", "currency",
+                           "oldest_unpaid_due_date", "event_id"),
+                          [vars(p) for p in pos.changed.values()])  # fmt: skip
+        bulk_insert(conn, cases, [vars(c) for c in self._case_changes.new.values()])
+        self._update_many(cases, ("case_id",), _CASE_CHANGES,
+                          [vars(c) for c in self._case_changes.changed.values()])  # fmt: skip
+        bulk_insert(conn, case_events, self._case_events)  # seq follows the append order
+        bulk_insert(conn, plans, list(self._plan_changes.new.values()))
+        self._update_many(plans, ("plan_id",), ("status",),
+                          list(self._plan_changes.changed.values()))  # fmt: skip
+        bulk_insert(conn, plan_installments, list(self._installment_changes.new.values()))
+        self._update_many(plan_installments, ("plan_id", "seq"), ("paid", "paid_on"),
+                          list(self._installment_changes.changed.values()))  # fmt: skip
+
+    def _update_many(self, table: Table, keys: tuple[str, ...], columns: tuple[str, ...],
+                     rows: Iterable[dict[str, Any]]) -> None:  # fmt: skip
+        """One executemany ``UPDATE`` of ``columns`` by primary key."""
+        rows = list(rows)
+        if not rows:
+            return
+        stmt = update(table).values({c: bindparam(f"b_{c}") for c in columns})
+        for k in keys:
+            stmt = stmt.where(table.c[k] == bindparam(f"b_{k}"))
+        self.session.execute(stmt, [{f"b_{n}": r[n] for n in (*keys, *columns)} for r in rows])
