@@ -592,8 +592,9 @@ class Runner:
         assert event is not None
         if isinstance(exc, Defer):
             ctx.log.info("event deferred", reason=exc.reason)
+            # Pause now; when the time comes the partition is re-sought from the offset
+            # stored in the database (exactly this record) and resumed (_seek_pending).
             self.deferred_until[d.tp] = time.monotonic() + exc.retry_after_s
-            self.consumer.seek(d.tp, d.record.offset)
             self.consumer.pause(d.tp)
             return "defer"
         ctx.repo = None  # this transaction holds only this record: drop its in-memory changes
@@ -840,7 +841,8 @@ class Runner:
                 del self.deferred_until[tp]
             elif now >= until:
                 del self.deferred_until[tp]
-                self.consumer.resume(tp)
+                with self.lock:
+                    self.pending_seek.add(tp)  # re-seek from the database, then resume
             elif tp not in self.consumer.paused():
                 self.consumer.pause(tp)
 

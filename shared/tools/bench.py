@@ -306,9 +306,13 @@ class Bench:
                 done = sum(om.offset for tp, om in offsets.items() if om.offset > 0)
                 samples.append((time.monotonic(), done))
                 time.sleep(0.1)
-            moving = [s for s in samples if s[1] > 0]
-            (t0, c0), (t1, c1) = moving[0], moving[-1]
-            rate = (c1 - c0) / (t1 - t0) if t1 > t0 else float("nan")
+            # From the last sample before any commit (the group had joined and was
+            # working on its first batch) to the sample where everything was committed:
+            # the first batch's time counts, so big first batches cannot inflate the rate.
+            idle = [s for s in samples if s[1] == 0]
+            t0 = idle[-1][0] if idle else samples[0][0]
+            t1, c1 = samples[-1]
+            rate = c1 / (t1 - t0) if t1 > t0 else float("nan")
             return {
                 "events": expected,
                 "processes": processes,

@@ -130,7 +130,6 @@ def test_end_of_day_waits_for_the_payments_published_before_it(h):
     assert h.process(day) == []  # deferred: installment 1 is not reported overdue
     days_tp = TopicPartition(h.settings.topic(DAYS), 0)
     assert days_tp in h.runner.deferred_until
-    assert (days_tp, 0) in h.runner.consumer.seeks
     out = h.process(payment, day)
     assert [(e.event.type, e.event.data.seq) for e in out] == [
         ("installment.paid", 1), ("installment.due-soon", 2)
