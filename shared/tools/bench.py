@@ -194,7 +194,7 @@ class Bench:
         self.run = datetime.now().strftime("%Y%m%d%H%M%S")
         self.workdir = REPO / ".data" / f"bench-{self.run}"
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.db_url = self._database(f"bench_{self.run}")
+        self.db_urls: dict[str, str] = {}
 
     def _database(self, name: str) -> str:
         from sqlalchemy import create_engine, text
@@ -206,9 +206,14 @@ class Bench:
         return f"{self.admin_url.rpartition('/')[0]}/{name}"
 
     def settings(self, namespace: str) -> Settings:
+        """A namespace with its own topics AND its own database: a second run must not
+        find the first run's rows (it would skip them as duplicates and look fast)."""
+        if namespace not in self.db_urls:
+            name = f"bench_{self.run}_{namespace.replace('-', '_')}"
+            self.db_urls[namespace] = self._database(name)
         return Settings(
             kafka_bootstrap_servers=self.bootstrap,
-            database_url=self.db_url,
+            database_url=self.db_urls[namespace],
             topic_prefix=f"bench-{self.run}-{namespace}.",
             topic_partitions=6,
         )
@@ -270,7 +275,7 @@ class Bench:
         env.update(
             {
                 "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
-                "DATABASE_URL": self.db_url,
+                "DATABASE_URL": settings.database_url,
                 "INSTALLMENTS_TOPIC_PREFIX": settings.topic_prefix,
                 "INSTALLMENTS_LOG_LEVEL": "WARNING",
                 "INSTALLMENTS_LOG_FORMAT": "json",
@@ -345,7 +350,7 @@ class Bench:
         env.update(
             {
                 "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
-                "DATABASE_URL": self.db_url,
+                "DATABASE_URL": settings.database_url,
                 "INSTALLMENTS_TOPIC_PREFIX": settings.topic_prefix,
                 "INSTALLMENTS_LOG_LEVEL": "WARNING",
                 "INSTALLMENTS_POLL_TIMEOUT_MS": "20",
