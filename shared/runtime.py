@@ -812,11 +812,13 @@ class Runner:
                 raise
             self._retry_later(exc)
             return
+        # Explicit offsets only: kafka-python 3.0.12's seek_to_beginning() leaves a
+        # partition waiting for an offset reset that can get lost (paused at the time),
+        # and the partition is then never fetched again.
+        fresh = [tp for tp in tps if tp not in stored]
+        beginnings = self.consumer.beginning_offsets(fresh) if fresh else {}
         for tp in tps:
-            if tp in stored:
-                self.consumer.seek(tp, stored[tp])
-            else:
-                self.consumer.seek_to_beginning(tp)
+            self.consumer.seek(tp, stored[tp] if tp in stored else beginnings[tp])
         if tps:
             self.consumer.resume(*tps)
             self._commit_kafka({tp: stored[tp] for tp in tps if tp in stored})
