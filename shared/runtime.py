@@ -817,10 +817,11 @@ class Runner:
         # and the partition is then never fetched again.
         fresh = [tp for tp in tps if tp not in stored]
         beginnings = self.consumer.beginning_offsets(fresh) if fresh else {}
+        if tps:
+            self.consumer.resume(*tps)  # resume first: a seek on a paused partition that
+            # had buffered records can leave it unfetched (kafka-python 3.0.12)
         for tp in tps:
             self.consumer.seek(tp, stored[tp] if tp in stored else beginnings[tp])
-        if tps:
-            self.consumer.resume(*tps)
             self._commit_kafka({tp: stored[tp] for tp in tps if tp in stored})
             log.info(
                 "partitions assigned",
