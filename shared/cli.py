@@ -276,10 +276,21 @@ def faults(
 
     bootstrap, admin_url = ensure_stack(need_postgres=True)
     run = datetime.now().strftime("%Y%m%d%H%M%S")
-    base = Settings(kafka_bootstrap_servers=bootstrap, database_url=admin_url or "",
-                    topic_prefix=f"faults-{run}.", session_timeout_ms=6000)
-    result = run_chaos(base, accounts, days, seed, every, Path(".data") / f"faults-{run}",
-                       lambda name: _postgres_database(admin_url, f"faults_{run}_{name}"))
+    base = Settings(
+        kafka_bootstrap_servers=bootstrap,
+        database_url=admin_url or "",
+        topic_prefix=f"faults-{run}.",
+        session_timeout_ms=6000,
+    )
+    result = run_chaos(
+        base,
+        accounts,
+        days,
+        seed,
+        every,
+        Path(".data") / f"faults-{run}",
+        lambda name: _postgres_database(admin_url, f"faults_{run}_{name}"),
+    )
     figures = result.as_dict()
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(json.dumps(figures, indent=2))
@@ -305,8 +316,11 @@ def _mount_optional() -> None:
 
     try:  # the collections team's view of open cases and the risk reserve
         collections_cli = importlib.import_module("services.collections.cli")
-        app.add_typer(collections_cli.app, name="collections",
-                      help="Collections: open cases by level, risk reserve.")
+        app.add_typer(
+            collections_cli.app,
+            name="collections",
+            help="Collections: open cases by level, risk reserve.",
+        )
     except ModuleNotFoundError:  # pragma: no cover
         pass
 

@@ -326,9 +326,16 @@ def build_table(reports: Sequence[GroupReport], *, now: float | None = None) -> 
 
     now = time.time() if now is None else now
     table = Table(
-        Column("group", no_wrap=True), Column("status", no_wrap=True), "members",
-        Column("topic", no_wrap=True), "partition", "log end",
-        Column("committed", no_wrap=True), "lag", "lag (s)", Column("last commit", no_wrap=True),
+        Column("group", no_wrap=True),
+        Column("status", no_wrap=True),
+        "members",
+        Column("topic", no_wrap=True),
+        "partition",
+        "log end",
+        Column("committed", no_wrap=True),
+        "lag",
+        "lag (s)",
+        Column("last commit", no_wrap=True),
         title=f"consumer group lag at {time.strftime('%H:%M:%S', time.localtime(now))}",
     )
     for report in reports:
@@ -338,9 +345,7 @@ def build_table(reports: Sequence[GroupReport], *, now: float | None = None) -> 
         if not snap.partitions:
             table.add_row(*head, "-", "-", "-", "-", "-", "-", "-")
         for i, p in enumerate(sorted(snap.partitions, key=lambda x: x.key)):
-            lag_s = (
-                "0" if p.lag == 0 else "?" if p.lag_seconds is None else f"{p.lag_seconds:.1f}"
-            )
+            lag_s = "0" if p.lag == 0 else "?" if p.lag_seconds is None else f"{p.lag_seconds:.1f}"
             table.add_row(
                 *(head if i == 0 else ["", "", ""]),
                 p.topic,
@@ -644,16 +649,25 @@ class LagMonitor:
                 last, since = self._track_commit(g, tp.topic, tp.partition, committed, at)
                 parts.append(
                     PartitionLag(
-                        topic=tp.topic, partition=tp.partition, log_end=end,
-                        committed=committed, lag=lag, lag_seconds=lag_s, log_start=start,
-                        last_commit=last, committed_since=since,
+                        topic=tp.topic,
+                        partition=tp.partition,
+                        log_end=end,
+                        committed=committed,
+                        lag=lag,
+                        lag_seconds=lag_s,
+                        log_start=start,
+                        last_commit=last,
+                        committed_since=since,
                     )
                 )
             desc = descriptions.get(g) or {}
             snapshots.append(
                 GroupSnapshot(
-                    group=g, at=at, members=len(desc.get("members") or []),
-                    partitions=parts, state=str(desc.get("group_state") or ""),
+                    group=g,
+                    at=at,
+                    members=len(desc.get("members") or []),
+                    partitions=parts,
+                    state=str(desc.get("group_state") or ""),
                 )
             )
         return sorted(snapshots, key=lambda s: s.group)
@@ -754,7 +768,9 @@ class LagMonitor:
                 history.append(snap)
                 history[:] = prune_history(history, keep)
                 status, reason = explain(
-                    history, window_s=self.window_s, stop_window_s=self.stop_window_s,
+                    history,
+                    window_s=self.window_s,
+                    stop_window_s=self.stop_window_s,
                     growth_points=self.growth_points,
                 )
                 reports.append(GroupReport(snap, status, reason))
@@ -769,7 +785,8 @@ class LagMonitor:
     def render(self) -> bytes:
         """Prometheus text of the latest reports (``up`` is 0 after a failed poll)."""
         return render_metrics(
-            self.reports, up=self.last_error is None and self.last_success is not None,
+            self.reports,
+            up=self.last_error is None and self.last_success is not None,
             last_success=self.last_success,
         )
 
@@ -905,15 +922,18 @@ lag_app = typer.Typer(
 )
 
 _GROUP_OPT = typer.Option(
-    None, "--group", "-g", help="Also report this group (repeatable); it is reported even "
-    "if the broker does not know it."
+    None,
+    "--group",
+    "-g",
+    help="Also report this group (repeatable); it is reported even if the broker does not know it.",
 )
 _WINDOW_OPT = typer.Option(DEFAULT_WINDOW_S, "--window", help="Evaluation window (s).")
 _STOP_OPT = typer.Option(
     DEFAULT_STOP_WINDOW_S, "--stop-window", help="No commit for this long with lag: STOPPED (s)."
 )
 _PIPELINE_OPT = typer.Option(
-    True, "--pipeline/--no-pipeline",
+    True,
+    "--pipeline/--no-pipeline",
     help="Always report the pipeline's service groups on their input topics.",
 )
 
@@ -925,8 +945,11 @@ def _monitor(
 
     settings = Settings()
     return LagMonitor(
-        settings, group or [], expected=pipeline_expectations(settings) if pipeline else None,
-        window_s=window, stop_window_s=stop_window,
+        settings,
+        group or [],
+        expected=pipeline_expectations(settings) if pipeline else None,
+        window_s=window,
+        stop_window_s=stop_window,
     )
 
 
@@ -1032,8 +1055,24 @@ if __name__ == "__main__":
 
 
 __all__ = [
-    "Status", "PartitionLag", "GroupSnapshot", "GroupReport", "evaluate", "explain",
-    "prune_history", "build_table", "report_to_dict", "reports_to_json", "metric_families",
-    "render_metrics", "LagMonitor", "collect", "pipeline_expectations", "serve_metrics",
-    "run_exporter", "lag_command", "exporter_command", "lag_app",
+    "Status",
+    "PartitionLag",
+    "GroupSnapshot",
+    "GroupReport",
+    "evaluate",
+    "explain",
+    "prune_history",
+    "build_table",
+    "report_to_dict",
+    "reports_to_json",
+    "metric_families",
+    "render_metrics",
+    "LagMonitor",
+    "collect",
+    "pipeline_expectations",
+    "serve_metrics",
+    "run_exporter",
+    "lag_command",
+    "exporter_command",
+    "lag_app",
 ]

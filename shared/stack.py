@@ -38,8 +38,14 @@ KAFKA_START_DEADLINE_S = 90.0
 KAFKA_STOP_DEADLINE_S = 30.0
 PG_DATABASE = "installments"
 _ASSETS = Path(__file__).with_name("stack")  # pom.xml, log4j2.xml, server.properties
-_JVM_OPTS = ["-Xms128m", "-Xmx768m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-             "-XX:+ExplicitGCInvokesConcurrent", "-Djava.awt.headless=true"]
+_JVM_OPTS = [
+    "-Xms128m",
+    "-Xmx768m",
+    "-XX:+UseG1GC",
+    "-XX:MaxGCPauseMillis=20",
+    "-XX:+ExplicitGCInvokesConcurrent",
+    "-Djava.awt.headless=true",
+]
 _BROKER_MAIN = "kafka.Kafka"
 
 
@@ -147,10 +153,20 @@ def kafka_libs() -> Path:
         started = time.monotonic()
         shutil.copy(_ASSETS / "pom.xml", home / "pom.xml")
         shutil.rmtree(tmp, ignore_errors=True)
-        _run(["mvn", "-q", "-B", "-f", str(home / "pom.xml"),
-              "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies",
-              f"-Dkafka.version={kafka_version()}", "-DincludeScope=runtime",
-              f"-DoutputDirectory={tmp}"], "mvn copy-dependencies")
+        _run(
+            [
+                "mvn",
+                "-q",
+                "-B",
+                "-f",
+                str(home / "pom.xml"),
+                "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies",
+                f"-Dkafka.version={kafka_version()}",
+                "-DincludeScope=runtime",
+                f"-DoutputDirectory={tmp}",
+            ],
+            "mvn copy-dependencies",
+        )
         jars = list(tmp.glob("*.jar"))
         size = sum(j.stat().st_size for j in jars) / 2**20
         (tmp / ".complete").touch()
@@ -166,9 +182,16 @@ def _jvm(main: str, *args: str) -> list[str]:
     java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
     if not java:
         raise RuntimeError("Java 17+ is needed for Kafka: apt-get install -y openjdk-17-jre")
-    return [java, *_JVM_OPTS, f"-Dkafka.logs.dir={_kafka_dir() / 'logs'}",
-            f"-Dlog4j2.configurationFile={_ASSETS / 'log4j2.xml'}",
-            "-cp", str(kafka_libs() / "*"), main, *args]
+    return [
+        java,
+        *_JVM_OPTS,
+        f"-Dkafka.logs.dir={_kafka_dir() / 'logs'}",
+        f"-Dlog4j2.configurationFile={_ASSETS / 'log4j2.xml'}",
+        "-cp",
+        str(kafka_libs() / "*"),
+        main,
+        *args,
+    ]
 
 
 def _prepare_kafka_dir(kdir: Path) -> Path:
@@ -176,8 +199,11 @@ def _prepare_kafka_dir(kdir: Path) -> Path:
     (kdir / "logs").mkdir(parents=True, exist_ok=True)
     props = kdir / "server.properties"
     template = string.Template((_ASSETS / "server.properties").read_text())
-    props.write_text(template.substitute(port=kafka_port(), controller_port=controller_port(),
-                                         data_dir=kdir / "data"))
+    props.write_text(
+        template.substitute(
+            port=kafka_port(), controller_port=controller_port(), data_dir=kdir / "data"
+        )
+    )
     stamp = kdir / "formatted-controller-port"
     if (kdir / "data" / "meta.properties").exists() and stamp.exists():
         if stamp.read_text().strip() == str(controller_port()):
@@ -187,8 +213,12 @@ def _prepare_kafka_dir(kdir: Path) -> Path:
     cluster_id = "-"
     while cluster_id.startswith("-"):  # Kafka's Uuid text form; it may not start with '-'
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-    _run(_jvm("kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id,
-              "-c", str(props)), "kafka storage format")
+    _run(
+        _jvm(
+            "kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id, "-c", str(props)
+        ),
+        "kafka storage format",
+    )
     stamp.write_text(str(controller_port()))
     return props
 
@@ -211,8 +241,12 @@ def kafka_answers(bootstrap: str | None = None, timeout_s: float = 3.0) -> bool:
         return False  # fast path: nothing listens
     ms = int(timeout_s * 1000)
     try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="stack-probe",
-                                 bootstrap_timeout_ms=ms, request_timeout_ms=ms)
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap,
+            client_id="stack-probe",
+            bootstrap_timeout_ms=ms,
+            request_timeout_ms=ms,
+        )
         try:
             admin.list_topics()
         finally:
@@ -253,10 +287,15 @@ def kafka_up() -> str:
         if pid is None:
             props = _prepare_kafka_dir(kdir)
             with open(kdir / "logs" / "kafka.out", "ab") as out:
-                proc = subprocess.Popen(_jvm(_BROKER_MAIN, str(props)), cwd=kdir,
-                                        stdin=subprocess.DEVNULL, stdout=out,
-                                        stderr=subprocess.STDOUT, start_new_session=True,
-                                        preexec_fn=_raise_fd_limit)
+                proc = subprocess.Popen(
+                    _jvm(_BROKER_MAIN, str(props)),
+                    cwd=kdir,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    preexec_fn=_raise_fd_limit,
+                )
             pid = proc.pid
             (kdir / "kafka.pid").write_text(str(pid))
             _log(f"kafka: starting {kafka_version()} (pid {pid}, logs in {kdir / 'logs'})")
@@ -268,13 +307,17 @@ def kafka_up() -> str:
             # our own child: poll() (its command line is briefly not java's while it starts)
             if (proc.poll() is not None) if proc else not _alive(pid):
                 (kdir / "kafka.pid").unlink(missing_ok=True)
-                raise RuntimeError(f"kafka: the broker exited during start-up:\n"
-                                   f"{_tail(kdir / 'logs' / 'kafka.out')}\n"
-                                   f"{_tail(kdir / 'logs' / 'server.log')}")
+                raise RuntimeError(
+                    f"kafka: the broker exited during start-up:\n"
+                    f"{_tail(kdir / 'logs' / 'kafka.out')}\n"
+                    f"{_tail(kdir / 'logs' / 'server.log')}"
+                )
             if now > started + KAFKA_START_DEADLINE_S:
                 _stop(pid)
-                raise TimeoutError(f"kafka: no answer in {KAFKA_START_DEADLINE_S:.0f}s:\n"
-                                   f"{_tail(kdir / 'logs' / 'server.log')}")
+                raise TimeoutError(
+                    f"kafka: no answer in {KAFKA_START_DEADLINE_S:.0f}s:\n"
+                    f"{_tail(kdir / 'logs' / 'server.log')}"
+                )
             if now >= next_note:
                 _log(f"kafka: waiting for the broker ({now - started:.0f}s)")
                 next_note += 5
@@ -325,8 +368,10 @@ def restart_kafka() -> str:
 def _pg_bin(tool: str) -> str:
     """Path of a PostgreSQL server binary; installs Debian's ``postgresql`` if missing."""
     for attempt in range(2):
-        found = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{tool}"),
-                       key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0)
+        found = sorted(
+            Path("/usr/lib/postgresql").glob(f"*/bin/{tool}"),
+            key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0,
+        )
         if found or shutil.which(tool):
             return str(found[-1]) if found else str(shutil.which(tool))
         if attempt or os.geteuid() != 0:
@@ -343,8 +388,17 @@ def _as_pg(cmd: list[str]) -> list[str]:
     if os.geteuid() != 0:
         return cmd
     if subprocess.run(["id", "postgres"], capture_output=True).returncode:
-        _run(["useradd", "--system", "--user-group", "--home-dir", "/var/lib/postgresql",
-              "postgres"], "useradd postgres")
+        _run(
+            [
+                "useradd",
+                "--system",
+                "--user-group",
+                "--home-dir",
+                "/var/lib/postgresql",
+                "postgres",
+            ],
+            "useradd postgres",
+        )
     return ["runuser", "-u", "postgres", "--", *cmd]
 
 
@@ -370,8 +424,9 @@ def pg_answers() -> bool:
     if not _port_open(pg_port()):
         return False
     try:
-        psycopg.connect(host="127.0.0.1", port=pg_port(), user="postgres", dbname="postgres",
-                        connect_timeout=2).close()
+        psycopg.connect(
+            host="127.0.0.1", port=pg_port(), user="postgres", dbname="postgres", connect_timeout=2
+        ).close()
         return True
     except psycopg.Error:
         return False
@@ -383,11 +438,31 @@ def _pg_init(pdir: Path) -> None:
     if os.geteuid() == 0:
         for path in (pdir, pdir / "run"):
             shutil.chown(path, "postgres", "postgres")
-    _run(_as_pg([_pg_bin("initdb"), "-D", str(pdir / "data"), "--auth=trust", "-U", "postgres",
-                 "-E", "UTF8", "--no-locale"]), "initdb", cwd=pdir)
-    settings = {"listen_addresses": "'127.0.0.1'", "unix_socket_directories": f"'{pdir / 'run'}'",
-                "max_connections": "200", "fsync": "off", "synchronous_commit": "off",
-                "full_page_writes": "off"}
+    _run(
+        _as_pg(
+            [
+                _pg_bin("initdb"),
+                "-D",
+                str(pdir / "data"),
+                "--auth=trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--no-locale",
+            ]
+        ),
+        "initdb",
+        cwd=pdir,
+    )
+    settings = {
+        "listen_addresses": "'127.0.0.1'",
+        "unix_socket_directories": f"'{pdir / 'run'}'",
+        "max_connections": "200",
+        "fsync": "off",
+        "synchronous_commit": "off",
+        "full_page_writes": "off",
+    }
     with open(pdir / "data" / "postgresql.conf", "a") as conf:
         conf.write("\n# card-installments local stack (throwaway: durability off)\n")
         conf.writelines(f"{key} = {value}\n" for key, value in settings.items())
@@ -405,16 +480,34 @@ def postgres_up() -> str:
                 shutil.rmtree(pdir / "data", ignore_errors=True)
                 _pg_init(pdir)
             started = time.monotonic()
-            _run(_as_pg([_pg_bin("pg_ctl"), "-D", str(pdir / "data"), "-l",
-                         str(pdir / "postgres.log"), "-w", "-t", "60", "-o", f"-p {pg_port()}",
-                         "start"]), "pg_ctl start", cwd=pdir, start_new_session=True)
+            _run(
+                _as_pg(
+                    [
+                        _pg_bin("pg_ctl"),
+                        "-D",
+                        str(pdir / "data"),
+                        "-l",
+                        str(pdir / "postgres.log"),
+                        "-w",
+                        "-t",
+                        "60",
+                        "-o",
+                        f"-p {pg_port()}",
+                        "start",
+                    ]
+                ),
+                "pg_ctl start",
+                cwd=pdir,
+                start_new_session=True,
+            )
             while not pg_answers():
                 if time.monotonic() > started + 60:
                     raise TimeoutError("postgres: no answer:\n" + _tail(pdir / "postgres.log"))
                 time.sleep(0.2)
             _log(f"postgres: up on 127.0.0.1:{pg_port()} in {time.monotonic() - started:.1f}s")
-        with psycopg.connect(host="127.0.0.1", port=pg_port(), user="postgres",
-                             dbname="postgres", autocommit=True) as conn:
+        with psycopg.connect(
+            host="127.0.0.1", port=pg_port(), user="postgres", dbname="postgres", autocommit=True
+        ) as conn:
             query = "SELECT 1 FROM pg_database WHERE datname = %s"
             if not conn.execute(query, (PG_DATABASE,)).fetchone():
                 conn.execute(f'CREATE DATABASE "{PG_DATABASE}"')
@@ -426,8 +519,11 @@ def postgres_down() -> None:
     with _locked(stack_dir() / ".postgres.lock"):
         data = _pg_dir() / "data"
         if (data / "postmaster.pid").exists():
-            _run(_as_pg([_pg_bin("pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
-                 "pg_ctl stop", cwd=data.parent)
+            _run(
+                _as_pg([_pg_bin("pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
+                "pg_ctl stop",
+                cwd=data.parent,
+            )
             _log("postgres: stopped")
 
 
@@ -445,14 +541,21 @@ def ensure_stack(need_postgres: bool = True) -> tuple[str, str | None]:
 def status() -> dict:
     """Where each part is and whether it answers; starts nothing."""
     return {
-        "kafka": {"version": kafka_version(), "bootstrap": f"127.0.0.1:{kafka_port()}",
-                  "answers": kafka_answers(), "pid": _kafka_pid(), "dir": str(_kafka_dir())},
+        "kafka": {
+            "version": kafka_version(),
+            "bootstrap": f"127.0.0.1:{kafka_port()}",
+            "answers": kafka_answers(),
+            "pid": _kafka_pid(),
+            "dir": str(_kafka_dir()),
+        },
         "postgres": {"url": pg_url(), "answers": pg_answers(), "dir": str(_pg_dir())},
     }
 
 
-app = typer.Typer(help="Local Kafka (KRaft) broker and PostgreSQL for development and tests.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Local Kafka (KRaft) broker and PostgreSQL for development and tests.",
+    no_args_is_help=True,
+)
 
 
 @app.command()
@@ -483,8 +586,12 @@ def status_cmd() -> None:
     table = Table("service", "answers", "where", "state dir")
     for name, info in status().items():
         pid = f" (pid {info['pid']})" if info.get("pid") else ""
-        table.add_row(name, "yes" if info["answers"] else "no",
-                      (info.get("bootstrap") or info["url"]) + pid, info["dir"])
+        table.add_row(
+            name,
+            "yes" if info["answers"] else "no",
+            (info.get("bootstrap") or info["url"]) + pid,
+            info["dir"],
+        )
     Console(width=max(shutil.get_terminal_size().columns, 140)).print(table)
 
 

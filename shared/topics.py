@@ -60,3 +60,29 @@ def delete_namespace(settings: Settings) -> list[str]:
         return doomed
     finally:
         admin.close()
+
+
+def committed_offsets(
+    admin: KafkaAdminClient, groups: list[str], *, timeout_s: float = 30.0
+) -> dict[str, dict]:
+    """Committed offsets of each group ({group: {TopicPartition: OffsetAndMetadata}}).
+
+    Retries the errors Kafka marks retriable (NotCoordinator, CoordinatorLoadInProgress,
+    CoordinatorNotAvailable...): on a freshly started broker the group coordinator is
+    still loading `__consumer_offsets`, and a caller waiting for a pipeline to go idle
+    must not fail on that.
+    """
+    import time
+
+    from kafka.errors import KafkaError
+
+    deadline = time.monotonic() + timeout_s
+    delay = 0.05
+    while True:
+        try:
+            return admin.list_group_offsets(list(groups))
+        except KafkaError as err:
+            if not getattr(err, "retriable", False) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)

@@ -34,6 +34,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient
 
 from shared.settings import Settings
+from shared.topics import committed_offsets
 
 REPO = Path(__file__).resolve().parents[2]
 NS = uuid.UUID("3b0b1a9e-4c55-4f0e-9d4e-0b7a2f6c1d11")
@@ -307,7 +308,7 @@ class Bench:
                     if p.poll() is not None:
                         raise RuntimeError(f"{service} exited {p.returncode}; see {log.name}")
                     peak_kib[i] = max(peak_kib[i], _vm_hwm_kib(p.pid))
-                offsets = admin.list_group_offsets([group]).get(group, {})
+                offsets = committed_offsets(admin, [group]).get(group, {})
                 done = sum(om.offset for tp, om in offsets.items() if om.offset > 0)
                 samples.append((time.monotonic(), done))
                 time.sleep(0.1)

@@ -35,8 +35,9 @@ from shared.tools.pipeline import Pipeline
 from shared.tools.simulator import DEMO_POLICY_YAML, SimConfig, Simulator
 
 FAULTS = ("sigkill", "after_db_commit", "after_publish", "pause")
-OUTPUT_TOPICS = [t for t, spec in TOPICS.items()
-                 if spec.producer not in ("card-system", "customer-channel")]
+OUTPUT_TOPICS = [
+    t for t, spec in TOPICS.items() if spec.producer not in ("card-system", "customer-channel")
+]
 
 
 @dataclass
@@ -52,8 +53,10 @@ class ChaosResult:
         return {
             "faults_injected": len(self.faults),
             "faults": [f"{t:.1f}s {kind} {svc}" for t, kind, svc in self.faults],
-            "input_events": self.events_in, "output_events": self.events_out,
-            "invariant_checks": self.checks, "violations": self.violations,
+            "input_events": self.events_in,
+            "output_events": self.events_out,
+            "invariant_checks": self.checks,
+            "violations": self.violations,
             "differences_from_calm_run": self.differences,
         }
 
@@ -61,8 +64,14 @@ class ChaosResult:
 class Chaos:
     """Injects seeded faults into a running pipeline until stopped."""
 
-    def __init__(self, pipeline: Pipeline, seed: int, every_s: float, workdir: Path,
-                 faults: tuple[str, ...] = FAULTS) -> None:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        seed: int,
+        every_s: float,
+        workdir: Path,
+        faults: tuple[str, ...] = FAULTS,
+    ) -> None:
         self.pipeline = pipeline
         self.rng = random.Random(seed)
         self.every_s = every_s
@@ -105,8 +114,13 @@ class Chaos:
                 elif kind in ("after_db_commit", "after_publish"):
                     self.pipeline.kill(service, signal.SIGKILL)
                     marker = self.workdir / f"fault-{n}"
-                    self.pipeline.start(service, {"INSTALLMENTS_FAULT_POINT": kind,
-                                                  "INSTALLMENTS_FAULT_MARKER": str(marker)})
+                    self.pipeline.start(
+                        service,
+                        {
+                            "INSTALLMENTS_FAULT_POINT": kind,
+                            "INSTALLMENTS_FAULT_MARKER": str(marker),
+                        },
+                    )
             if kind in ("after_db_commit", "after_publish"):
                 # wait for the fault to fire (the process kills itself), then restart clean
                 proc = self.pipeline.procs[service]
@@ -132,8 +146,11 @@ class Chaos:
                     self.pipeline.restart_dead()  # the supervisor's part
                 from shared.tools.simulator import wait_groups_idle
 
-                wait_groups_idle(self.pipeline.settings, self.pipeline.groups,
-                                 max(1.0, deadline - time.monotonic()))
+                wait_groups_idle(
+                    self.pipeline.settings,
+                    self.pipeline.groups,
+                    max(1.0, deadline - time.monotonic()),
+                )
                 return
             except (RuntimeError, TimeoutError):
                 if time.monotonic() > deadline:
@@ -141,13 +158,20 @@ class Chaos:
                 time.sleep(0.5)
 
 
-def run_story(settings: Settings, services: list[str], config: SimConfig, workdir: Path,
-              chaos_every_s: float | None, seed: int) -> tuple[Pipeline, Any, Chaos | None]:
+def run_story(
+    settings: Settings,
+    services: list[str],
+    config: SimConfig,
+    workdir: Path,
+    chaos_every_s: float | None,
+    seed: int,
+) -> tuple[Pipeline, Any, Chaos | None]:
     from shared.topics import ensure_topics
 
     ensure_topics(settings)
-    pipeline = Pipeline(settings, services, workdir / "logs",
-                        extra_env={"INSTALLMENTS_LOOP_STALL_TIMEOUT_S": "120"})
+    pipeline = Pipeline(
+        settings, services, workdir / "logs", extra_env={"INSTALLMENTS_LOOP_STALL_TIMEOUT_S": "120"}
+    )
     pipeline.start()
     chaos = None
     try:
@@ -177,13 +201,21 @@ def compare_outputs(calm: Settings, chaotic: Settings) -> tuple[int, list[str]]:
         b = {r.value for r in read_raw(chaotic, topic)}
         total += len(b)
         if a != b:
-            differences.append(f"{topic}: {len(a - b)} only in the calm run,"
-                               f" {len(b - a)} only in the chaos run")
+            differences.append(
+                f"{topic}: {len(a - b)} only in the calm run, {len(b - a)} only in the chaos run"
+            )
     return total, differences
 
 
-def run_chaos(base: Settings, accounts: int, days: int, seed: int, every_s: float,
-              workdir: Path, database_url_for: Any) -> ChaosResult:
+def run_chaos(
+    base: Settings,
+    accounts: int,
+    days: int,
+    seed: int,
+    every_s: float,
+    workdir: Path,
+    database_url_for: Any,
+) -> ChaosResult:
     """Calm run, chaos run, invariants, comparison. ``database_url_for(name)`` gives
     a fresh database URL for each run."""
     from shared.cli import available_services
@@ -196,12 +228,14 @@ def run_chaos(base: Settings, accounts: int, days: int, seed: int, every_s: floa
     result = ChaosResult()
     runs = {}
     for name, every in (("calm", None), ("chaos", every_s)):
-        settings = base.model_copy(update={
-            "topic_prefix": f"{base.topic_prefix}{name}.",
-            "database_url": database_url_for(name), "policy_file": str(policy),
-        })
-        _pipeline, stats, chaos = run_story(settings, services, config, workdir / name,
-                                            every, seed)
+        settings = base.model_copy(
+            update={
+                "topic_prefix": f"{base.topic_prefix}{name}.",
+                "database_url": database_url_for(name),
+                "policy_file": str(policy),
+            }
+        )
+        _pipeline, stats, chaos = run_story(settings, services, config, workdir / name, every, seed)
         runs[name] = settings
         if chaos:
             result.faults = chaos.log

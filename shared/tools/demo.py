@@ -26,6 +26,7 @@ from shared.settings import Settings
 from shared.tools.pipeline import Pipeline
 from shared.tools.report import build_report, render_report
 from shared.tools.simulator import DEMO_POLICY_YAML, SimConfig, Simulator
+from shared.topics import committed_offsets
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -145,7 +146,7 @@ def lag_rows(settings: Settings, groups: dict[str, list[str]]) -> dict[str, dict
     consumer = KafkaConsumer(**settings.kafka_client_config(), group_id=None)
     rows: dict[str, dict[str, int]] = {}
     try:
-        all_committed = admin.list_group_offsets(list(groups))
+        all_committed = committed_offsets(admin, list(groups))
         for group, topics in groups.items():
             committed = all_committed.get(group, {})
             rows[group] = {}

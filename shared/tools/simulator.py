@@ -32,6 +32,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from schemas import decode
 from shared.settings import Settings
+from shared.topics import committed_offsets
 
 SIM_NAMESPACE = uuid.UUID("8f1d2c34-5b6a-4e7f-9a0b-1c2d3e4f5a6b")
 
@@ -452,7 +453,7 @@ def wait_groups_idle(
         while True:
             # Committed offsets FIRST, then log ends: a group commits only after it has
             # published its output, so this order can never see a false "idle".
-            committed = admin.list_group_offsets(list(groups))
+            committed = committed_offsets(admin, list(groups))
             ends = consumer.end_offsets(list(set(tps)))
             behind = 0
             where: list[str] = []
