@@ -527,6 +527,67 @@ def postgres_down() -> None:
             _log("postgres: stopped")
 
 
+def is_local_postgres(url: str | None) -> bool:
+    """True when ``url`` names a database on this project's local PostgreSQL (loopback,
+    the stack's port, and the stack's cluster is running): the only server that
+    :func:`restart_postgres` may restart."""
+    from sqlalchemy.engine import make_url
+
+    if not url:
+        return False
+    try:
+        parsed = make_url(url)
+    except Exception:
+        return False
+    return (
+        parsed.get_backend_name() == "postgresql"
+        and parsed.host in ("127.0.0.1", "localhost")
+        and parsed.port == pg_port()
+        and (_pg_dir() / "data" / "postmaster.pid").exists()
+    )
+
+
+def restart_postgres() -> float:
+    """Restart the local PostgreSQL (``pg_ctl restart -m fast``: every connection is cut,
+    the data is kept); for fault tests. Returns the seconds until it answered again.
+
+    Only the project's own cluster (``installments stack``) is restarted; a server
+    named by ``DATABASE_URL`` elsewhere is never touched (see :func:`is_local_postgres`).
+    """
+    started = time.monotonic()
+    with _locked(stack_dir() / ".postgres.lock"):
+        pdir = _pg_dir()
+        if not (pdir / "data" / "postmaster.pid").exists():
+            raise RuntimeError("postgres: the local cluster is not running; nothing to restart")
+        _run(
+            _as_pg(
+                [
+                    _pg_bin("pg_ctl"),
+                    "-D",
+                    str(pdir / "data"),
+                    "-l",
+                    str(pdir / "postgres.log"),
+                    "-m",
+                    "fast",
+                    "-w",
+                    "-t",
+                    "60",
+                    "-o",
+                    f"-p {pg_port()}",
+                    "restart",
+                ]
+            ),
+            "pg_ctl restart",
+            cwd=pdir,
+            start_new_session=True,
+        )
+        while not pg_answers():
+            if time.monotonic() > started + 60:
+                raise TimeoutError("postgres: no answer:\n" + _tail(pdir / "postgres.log"))
+            time.sleep(0.1)
+    return time.monotonic() - started
+
+
 # --------------------------------------------------------------------------- together
 
 

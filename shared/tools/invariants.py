@@ -215,6 +215,7 @@ def check(settings: Settings) -> Report:
         rep.check("one plan per purchase", n == 1, f"{pid}: {n} plans")
     for key, n in paid.items():
         rep.check("installment paid once", n == 1, f"{key}: paid {n} times")
+    check_money_paid(rep, ev)
 
     # 4. points: the balance is the sum of the ledger.
     balance: dict[str, int] = defaultdict(int)
@@ -261,3 +262,255 @@ def check(settings: Settings) -> Report:
     for case, n in resolved.items():
         rep.check("one resolution per case", n == 1, f"{case}: {n}")
     return rep
+
+
+def check_money_paid(rep: Report, ev: dict[str, list[Any]]) -> None:
+    """Payments never more than due, and never more than was received (from topics only).
+
+    ``installment.paid.amount`` is everything paid on that installment (fee + principal,
+    over every payment and credit that went into it); it is emitted once, when nothing
+    is left to pay. So:
+
+    - per plan: Σ installment.paid ≤ principal + total fee of ``plan.created`` − Σ
+      ``fee.waived`` − the ``principal_returned + fee_returned`` of its ``plan.cancelled``
+      (refund or early payoff). A partial refund lowers what is due without an event on
+      the plans topic: ignoring it only makes the bound looser, never wrong;
+    - per installment of a plan whose purchase was never refunded: paid ≤ the amount of
+      that line of the schedule (waivers and payoffs only lower it; a refund re-splits
+      the remaining principal, which may move principal onto a partly paid line);
+    - per account: money comes only from payments and refunds (overpayments and refund
+      excess become credit that later pays). ``installment.paid`` caused by a payment
+      (``causation_id`` = the ``payment.received`` event) is emitted when the payments
+      of that account up to this one (the offers service applies them in partition
+      order) have been applied, so the account's running Σ installment.paid, in the
+      plans topic's order, up to that event ≤ Σ distinct payments up to that payment
+      + Σ its refunds; and in the end Σ installment.paid ≤ Σ payments + Σ refunds.
+      (``installment.paid`` caused by other events, e.g. the end of day spending
+      credit, count in the running Σ and in the final bound.)
+    """
+    zero = Decimal(0)
+    # payments: running Σ of distinct payment ids per account, at each payment event
+    received: dict[tuple[str, str], Decimal] = defaultdict(lambda: zero)
+    seen_payments: set[str] = set()
+    received_at_event: dict[str, tuple[tuple[str, str], Decimal]] = {}
+    for e in ev.get("card.payments.v1", []):
+        if e.type != "payment.received":
+            continue
+        d = e.data
+        key = (d.account_id, d.currency)
+        if d.payment_id not in seen_payments:
+            seen_payments.add(d.payment_id)
+            received[key] += d.amount
+        received_at_event[e.id] = (key, received[key])
+    refunded: dict[tuple[str, str], Decimal] = defaultdict(lambda: zero)
+    refunded_purchases: set[str] = set()
+    seen_refunds: set[str] = set()
+    for e in ev.get("purchases.recorded.v1", []):
+        if e.type == "refund.recorded" and e.data.refund_id not in seen_refunds:
+            seen_refunds.add(e.data.refund_id)
+            refunded[(e.data.account_id, e.data.currency)] += e.data.amount
+            refunded_purchases.add(e.data.purchase_id)
+
+    plans: dict[str, Any] = {}
+    lines: dict[tuple[str, int], Decimal] = {}
+    lowered: dict[str, Decimal] = defaultdict(lambda: zero)
+    paid_per_plan: dict[str, Decimal] = defaultdict(lambda: zero)
+    paid_per_account: dict[tuple[str, str], Decimal] = defaultdict(lambda: zero)
+    for e in ev.get("installments.plans.v1", []):
+        d = e.data
+        if e.type == "plan.created":
+            plans.setdefault(d.plan_id, d)
+            for line in d.schedule:
+                lines.setdefault((d.plan_id, line.seq), line.amount)
+        elif e.type == "fee.waived":
+            lowered[d.plan_id] += d.amount
+        elif e.type == "plan.cancelled":
+            lowered[d.plan_id] += d.principal_returned + d.fee_returned
+        elif e.type == "installment.paid":
+            plan = plans.get(d.plan_id)
+            rep.check(
+                "installment.paid of a known plan",
+                plan is not None,
+                f"{d.plan_id}#{d.seq} paid before (or without) its plan.created",
+            )
+            if plan is None:
+                continue
+            paid_per_plan[d.plan_id] += d.amount
+            if plan.purchase_id not in refunded_purchases:
+                due = lines.get((d.plan_id, d.seq))
+                rep.check(
+                    "installment paid at most its scheduled amount",
+                    due is not None and d.amount <= due,
+                    f"{d.plan_id}#{d.seq}: paid {d.amount}, scheduled {due}",
+                )
+            account = (plan.account_id, d.currency)
+            paid_per_account[account] += d.amount
+            if e.causation_id in received_at_event:
+                key, so_far = received_at_event[e.causation_id]
+                bound = so_far + refunded[key]
+                rep.check(
+                    "payment never applies more than received",
+                    key == account and paid_per_account[account] <= bound,
+                    f"{plan.account_id}: {paid_per_account[account]} paid on installments"
+                    f" by payment event {e.causation_id}, only {bound} received"
+                    f" ({so_far} paid in + {refunded[key]} refunded)",
+                )
+    for plan_id, total in paid_per_plan.items():
+        plan = plans[plan_id]
+        due = plan.principal + plan.total_fee - lowered[plan_id]
+        rep.check(
+            "plan paid at most what it was due",
+            total <= due,
+            f"{plan_id}: paid {total}, due at most {due}"
+            f" ({plan.principal} + fee {plan.total_fee} - {lowered[plan_id]} waived/returned)",
+        )
+    for account, total in paid_per_account.items():
+        bound = received[account] + refunded[account]
+        rep.check(
+            "account paid at most what it received",
+            total <= bound,
+            f"{account[0]}: {total} paid on installments, {received[account]} received"
+            f" + {refunded[account]} refunded",
+        )
+
+
+# --------------------------------------------------------------------------- offsets
+
+
+class OffsetWatch:
+    """Stored offsets never move backwards: watched while a pipeline runs.
+
+    Unlike the checks above this one needs the system while it runs. Every
+    ``interval_s`` a thread samples each service's stored offsets (its
+    ``consumer_offsets`` table, the source of truth) and each group's committed offsets
+    in Kafka (what lag tools and the idle wait read). A value (per source, group, topic,
+    partition) lower than the one seen before is a violation: a zombie or a stale
+    commit rewound progress. A failed sample (the database restarting, a coordinator
+    moving) is skipped. ``installments replay`` rewinds on purpose: not for its runs.
+    """
+
+    NAME = "stored offsets never move backwards"
+
+    def __init__(
+        self,
+        settings: Settings,
+        services: list[str] | None = None,
+        interval_s: float = 0.5,
+    ) -> None:
+        self.settings = settings
+        self.services = services or []
+        self.interval_s = interval_s
+        self.last: dict[tuple[str, str, str, int], int] = {}
+        self.violations: list[str] = []
+        self.samples = 0
+        self.failed_samples = 0
+        self.started = 0.0
+        self._stop = None
+        self._thread = None
+
+    def observe(self, sample: dict[tuple[str, str, str, int], int], at: float = 0.0) -> None:
+        """Compare one sample ({(source, group, topic, partition): offset}) with the last."""
+        self.samples += 1
+        for key, offset in sample.items():
+            before = self.last.get(key)
+            if before is not None and offset < before:
+                source, group, topic, partition = key
+                self.violations.append(
+                    f"{self.NAME}: {source} {group} {topic}[{partition}]"
+                    f" went from {before} back to {offset} at {at:.1f}s"
+                )
+            self.last[key] = offset
+
+    # --- the sampling thread ---------------------------------------------------
+
+    def start(self) -> OffsetWatch:
+        import threading
+        import time
+
+        self._stop = threading.Event()
+        self.started = time.monotonic()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="offset-watch")
+        self._thread.start()
+        return self
+
+    def stop(self) -> list[str]:
+        if self._thread is not None:
+            assert self._stop is not None
+            self._stop.set()
+            self._thread.join(timeout=60)
+        return self.violations
+
+    def _run(self) -> None:
+        import time
+
+        from kafka.admin import KafkaAdminClient
+        from sqlalchemy import create_engine
+
+        from shared.db import service_database_url
+
+        groups = self._groups()
+        engines = {
+            svc: create_engine(
+                service_database_url(self.settings, svc), pool_pre_ping=True, pool_size=1
+            ).execution_options(schema_translate_map={None: svc})
+            for svc in self.services
+        }
+        admin = None
+        try:
+            while not self._stop.wait(self.interval_s):  # type: ignore[union-attr]
+                try:
+                    if admin is None:
+                        admin = KafkaAdminClient(
+                            **self.settings.kafka_client_config(), client_id="offset-watch"
+                        )
+                    sample = self._read(engines, admin, groups)
+                except Exception:  # the database or a coordinator is away: next time
+                    self.failed_samples += 1
+                    continue
+                self.observe(sample, time.monotonic() - self.started)
+        finally:
+            if admin is not None:
+                admin.close()
+            for engine in engines.values():
+                engine.dispose()
+
+    def _groups(self) -> dict[str, str]:
+        import importlib
+
+        return {
+            svc: self.settings.topic_prefix
+            + importlib.import_module(f"services.{svc}.bootstrap").SERVICE.consumer_group
+            for svc in self.services
+        }
+
+    def _read(
+        self, engines: dict[str, Any], admin: Any, groups: dict[str, str]
+    ) -> dict[tuple[str, str, str, int], int]:
+        from sqlalchemy import select
+        from sqlalchemy.exc import NoSuchTableError, ProgrammingError
+
+        from shared.db import consumer_offsets
+        from shared.topics import committed_offsets
+
+        sample: dict[tuple[str, str, str, int], int] = {}
+        for svc, engine in engines.items():
+            try:
+                with engine.connect() as conn:
+                    rows = conn.execute(
+                        select(
+                            consumer_offsets.c.consumer,
+                            consumer_offsets.c.topic,
+                            consumer_offsets.c.partition,
+                            consumer_offsets.c.next_offset,
+                        )
+                    ).all()
+            except (NoSuchTableError, ProgrammingError):
+                continue  # not migrated yet
+            for r in rows:
+                sample[("database", r.consumer, r.topic, r.partition)] = r.next_offset
+        committed = committed_offsets(admin, list(groups.values()), timeout_s=5)
+        for group, offsets in committed.items():
+            for tp, om in offsets.items():
+                if om is not None and om.offset >= 0:
+                    sample[("kafka", group, tp.topic, tp.partition)] = om.offset
+        return sample

@@ -54,17 +54,46 @@ class Pipeline:
         env.update(extra_env or {})
         self.env = env
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        # extra members of a service's consumer group (rebalance storms); not supervised
+        self.extras: list[subprocess.Popen[bytes]] = []
 
-    def start(self, name: str | None = None, extra_env: dict[str, str] | None = None) -> None:
-        for svc in [name] if name else self.services:
-            log = open(self.logdir / f"{svc}.log", "ab")
-            self.procs[svc] = subprocess.Popen(
+    def _spawn(
+        self, svc: str, logname: str, extra_env: dict[str, str] | None
+    ) -> subprocess.Popen[bytes]:
+        with open(self.logdir / logname, "ab") as log:
+            return subprocess.Popen(
                 [sys.executable, "-m", f"services.{svc}"],
                 env={**self.env, **(extra_env or {})},
                 cwd=REPO,
                 stdout=log,
                 stderr=log,
             )
+
+    def start(self, name: str | None = None, extra_env: dict[str, str] | None = None) -> None:
+        for svc in [name] if name else self.services:
+            self.procs[svc] = self._spawn(svc, f"{svc}.log", extra_env)
+
+    def start_extra(self, name: str) -> subprocess.Popen[bytes]:
+        """Start one more process of ``name`` (another member of its consumer group).
+
+        It is tracked (``stop()`` ends it) but not supervised: ``check_alive`` and
+        ``restart_dead`` look at the main process of each service only."""
+        proc = self._spawn(name, f"{name}.extra.log", None)
+        self.extras.append(proc)
+        return proc
+
+    def stop_extra(self, proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:
+        """Stop an extra process with ``sig`` (SIGKILL if SIGTERM takes over 30 s)."""
+        if proc.poll() is None:
+            proc.send_signal(sig)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=30)
+        if proc in self.extras:
+            self.extras.remove(proc)
+        return proc.returncode
 
     def check_alive(self) -> None:
         for name, proc in self.procs.items():
@@ -95,11 +124,12 @@ class Pipeline:
                 proc.wait(timeout=60)
 
     def stop(self) -> None:
-        for proc in self.procs.values():
+        everyone = [*self.procs.values(), *self.extras]
+        for proc in everyone:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGCONT)
                 proc.send_signal(signal.SIGTERM)
-        for proc in self.procs.values():
+        for proc in everyone:
             try:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
