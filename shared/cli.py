@@ -275,6 +275,7 @@ def faults(
     from shared.tools.demo import _postgres_database
 
     bootstrap, admin_url = ensure_stack(need_postgres=True)
+    assert admin_url, "the fault suite needs PostgreSQL"
     run = datetime.now().strftime("%Y%m%d%H%M%S")
     base = Settings(
         kafka_bootstrap_servers=bootstrap,

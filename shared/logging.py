@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -63,7 +64,9 @@ def _redact(value: Any) -> Any:
     return value
 
 
-def redaction_processor(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def redaction_processor(
+    _logger: Any, _name: str, event_dict: MutableMapping[str, Any]
+) -> dict[str, Any]:
     """structlog processor: redact every string value of the event."""
     return {k: _redact(v) for k, v in event_dict.items()}
 

@@ -217,9 +217,7 @@ class CollectionsRepository:
         """One row of the append-only case history (written in the order appended)."""
         self._case_events.append(row)
         if row["kind"] == RAISED:
-            self._raised.setdefault(row["case_id"], []).append(
-                (row["level"], row["business_date"])
-            )
+            self._raised.setdefault(row["case_id"], []).append((row["level"], row["business_date"]))
 
     def add_plan(self, plan: dict[str, Any], schedule: list[dict[str, Any]]) -> None:
         self._plans[plan["plan_id"]] = plan

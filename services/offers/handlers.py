@@ -115,6 +115,7 @@ def _create_plan(
         policy.remainder_placement,
         _digits(currency),
     )
+    assert ctx.event is not None
     repo: OffersRepository = ctx.repo
     repo.add_plan(
         Plan(
@@ -200,7 +201,8 @@ def _apply_funds(
                 subject=account_id,
             )
     for payoff in result.paid_off_plans:
-        if repo.plan(payoff.plan_id).status != "active":
+        paid_off = repo.plan(payoff.plan_id)
+        if paid_off is None or paid_off.status != "active":
             continue
         repo.update_plan(payoff.plan_id, status="paid_off")
         ctx.emit(
@@ -216,7 +218,8 @@ def _apply_funds(
             subject=account_id,
         )
     for plan_id in result.completed_plans:
-        if repo.plan(plan_id).status != "active":
+        completed = repo.plan(plan_id)
+        if completed is None or completed.status != "active":
             continue
         repo.update_plan(plan_id, status="completed")
         ctx.emit(
@@ -341,9 +344,10 @@ def offer_purchase(ctx: Context, event: Envelope) -> None:
         options, promotion = domain.offer_options(
             p.amount, account, facts, policy, _digits(p.currency)
         )
-        if row.auto_convert_enabled and p.amount >= row.auto_convert_threshold:
+        threshold, tenor = row.auto_convert_threshold, row.auto_convert_tenor
+        if row.auto_convert_enabled and threshold is not None and p.amount >= threshold:
             by_tenor = {o.tenor_months: o for o in options}
-            auto_option = by_tenor.get(row.auto_convert_tenor)
+            auto_option = by_tenor.get(tenor) if tenor is not None else None
             if auto_option is None:
                 ctx.log.warning(
                     "auto-convert tenor not offered to this account; making an offer",
@@ -463,6 +467,7 @@ def accept_offer(ctx: Context, event: Envelope) -> None:
         _reject_decision(ctx, a.offer_id, a.account_id, offer.purchase_id, "invalid_tenor")
         return
     purchase = repo.purchase(offer.purchase_id)
+    assert purchase is not None, "an offer's purchase is recorded with it"
     account = repo.account(a.account_id)
     owed = repo.open_installments(a.account_id)
     reasons = domain.eligibility_reasons(
@@ -662,8 +667,9 @@ def waive_fees_for_points(ctx: Context, event: Envelope) -> None:
         return
     ctx.emit(
         "fee.waived",
-        FeeWaived(plan_id=plan.plan_id, amount=result.waived, currency=plan.currency,
-                  points=r.points),
+        FeeWaived(
+            plan_id=plan.plan_id, amount=result.waived, currency=plan.currency, points=r.points
+        ),
         rule="fee-waived",
         subject=r.account_id,
     )

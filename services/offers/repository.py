@@ -77,7 +77,8 @@ def _from_row(cls: Any, row: Any) -> Any:
 
 
 def _as_row(value: Any) -> dict[str, Any]:
-    return {name: getattr(value, name) for name in _names(type(value))}
+    cls: type = type(value)
+    return {name: getattr(value, name) for name in _names(cls)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,7 +373,8 @@ class OffersRepository:
         if whole:
             inst_filter = or_(inst_filter, self._among(installments.c.plan_id, whole))
         for row in self.session.execute(
-            select(installments).where(inst_filter)
+            select(installments)
+            .where(inst_filter)
             .order_by(installments.c.plan_id, installments.c.seq)
         ):
             key = (row.plan_id, row.seq)
@@ -473,15 +475,19 @@ class OffersRepository:
         """Every installment of the account with something left to pay (all its plans)."""
         assert account_id in self._state_loaded, f"account {account_id} not loaded"
         items = self._installments
-        return [i for i in map(items.__getitem__, self._installments_of.get(account_id, ()))
-                if not i.is_paid]
+        return [
+            i
+            for i in map(items.__getitem__, self._installments_of.get(account_id, ()))
+            if not i.is_paid
+        ]
 
     def plan_installments(self, plan_id: str) -> list[domain.InstallmentState]:
         """The plan's installments by seq: all of them for a plan loaded whole (refunds),
         the unpaid ones otherwise (which is what waivers use)."""
         account_id = self._plans[plan_id].account_id
         found = [
-            self._installments[k] for k in self._installments_of.get(account_id, ())
+            self._installments[k]
+            for k in self._installments_of.get(account_id, ())
             if k[0] == plan_id
         ]
         return sorted(found, key=lambda i: i.seq)
@@ -523,7 +529,9 @@ class OffersRepository:
         )
 
     def close_offer(self, offer_id: str, status: str) -> None:
-        self._offers[offer_id] = replace(self._offers[offer_id], status=status, open=False)
+        offer = self._offers[offer_id]
+        assert offer is not None, f"close_offer({offer_id!r}): no such offer"
+        self._offers[offer_id] = replace(offer, status=status, open=False)
         if offer_id not in self._offers_new:
             self._offers_changed.add(offer_id)
 
@@ -609,6 +617,13 @@ class OffersRepository:
         """Write the changes made since the last flush (see :meth:`save`)."""
         self.save()
 
+    @staticmethod
+    def _known(cache: dict[str, Any], key: str) -> Any:
+        """A cached row that must exist (it was changed in this batch)."""
+        value = cache[key]
+        assert value is not None, f"{key!r} changed but not loaded"
+        return value
+
     def save(self) -> None:
         """Write what changed: new rows with COPY, changed rows with one executemany
         UPDATE per table (sorted by key). Then the view is clean again."""
@@ -622,27 +637,41 @@ class OffersRepository:
             execute(
                 update(accounts)
                 .where(accounts.c.account_id == bindparam("k"))
-                .values({c.name: bindparam(c.name) for c in accounts.columns
-                         if c.name != "account_id"}),
+                .values(
+                    {c.name: bindparam(c.name) for c in accounts.columns if c.name != "account_id"}
+                ),
                 [{"k": a, **_as_row(self._accounts[a])} for a in changed],
             )
         self._accounts_stored.update(new_accounts)
         self._accounts_changed.clear()
 
         new_positions = sorted(self._positions_changed - self._positions_stored)
-        bulk_insert(conn, positions, [
-            {"account_id": a, "credit": self._positions[a].credit,
-             "overdue_as_of": self._positions[a].overdue_as_of}
-            for a in new_positions
-        ])
+        bulk_insert(
+            conn,
+            positions,
+            [
+                {
+                    "account_id": a,
+                    "credit": self._positions[a].credit,
+                    "overdue_as_of": self._positions[a].overdue_as_of,
+                }
+                for a in new_positions
+            ],
+        )
         changed = sorted(self._positions_changed - set(new_positions))
         if changed:
             execute(
                 update(positions)
                 .where(positions.c.account_id == bindparam("k"))
                 .values(credit=bindparam("credit"), overdue_as_of=bindparam("overdue_as_of")),
-                [{"k": a, "credit": self._positions[a].credit,
-                  "overdue_as_of": self._positions[a].overdue_as_of} for a in changed],
+                [
+                    {
+                        "k": a,
+                        "credit": self._positions[a].credit,
+                        "overdue_as_of": self._positions[a].overdue_as_of,
+                    }
+                    for a in changed
+                ],
             )
         self._positions_stored.update(new_positions)
         self._positions_changed.clear()
@@ -655,8 +684,10 @@ class OffersRepository:
                 update(purchases)
                 .where(purchases.c.purchase_id == bindparam("k"))
                 .values(refunded_total=bindparam("refunded_total")),
-                [{"k": p, "refunded_total": self._purchases[p].refunded_total}
-                 for p in sorted(self._purchases_changed)],
+                [
+                    {"k": p, "refunded_total": self._known(self._purchases, p).refunded_total}
+                    for p in sorted(self._purchases_changed)
+                ],
             )
         self._purchases_new.clear()
         self._purchases_changed.clear()
@@ -668,8 +699,11 @@ class OffersRepository:
                 update(offers)
                 .where(offers.c.offer_id == bindparam("k"))
                 .values(status=bindparam("status"), open=bindparam("open")),
-                [{"k": o, "status": self._offers[o].status, "open": self._offers[o].open}
-                 for o in sorted(self._offers_changed)],
+                [
+                    {"k": o, "status": offer.status, "open": offer.open}
+                    for o in sorted(self._offers_changed)
+                    for offer in [self._known(self._offers, o)]
+                ],
             )
         self._offers_new.clear()
         self._offers_changed.clear()
@@ -686,8 +720,12 @@ class OffersRepository:
                     fee_returned=bindparam("fee_returned"),
                 ),
                 [
-                    {"k": p, "status": plan.status, "principal_returned": plan.principal_returned,
-                     "fee_returned": plan.fee_returned}
+                    {
+                        "k": p,
+                        "status": plan.status,
+                        "principal_returned": plan.principal_returned,
+                        "fee_returned": plan.fee_returned,
+                    }
                     for p in sorted(self._plans_changed)
                     for plan in (self._plans[p],)
                 ],
@@ -695,15 +733,21 @@ class OffersRepository:
         self._plans_new.clear()
         self._plans_changed.clear()
 
-        bulk_insert(conn, installments, [
-            _installment_row(self._installments[k], self._installment_account[k])
-            for k in sorted(self._installments_new)
-        ])
+        bulk_insert(
+            conn,
+            installments,
+            [
+                _installment_row(self._installments[k], self._installment_account[k])
+                for k in sorted(self._installments_new)
+            ],
+        )
         if self._installments_changed:
             execute(
                 update(installments)
-                .where(installments.c.plan_id == bindparam("k_plan"),
-                       installments.c.seq == bindparam("k_seq"))
+                .where(
+                    installments.c.plan_id == bindparam("k_plan"),
+                    installments.c.seq == bindparam("k_seq"),
+                )
                 .values(
                     principal=bindparam("principal"),
                     fee=bindparam("fee"),
@@ -713,9 +757,16 @@ class OffersRepository:
                     open=bindparam("open"),
                 ),
                 [
-                    {"k_plan": k[0], "k_seq": k[1], "principal": i.principal, "fee": i.fee,
-                     "principal_paid": i.principal_paid, "fee_paid": i.fee_paid,
-                     "fee_waived": i.fee_waived, "open": not i.is_paid}
+                    {
+                        "k_plan": k[0],
+                        "k_seq": k[1],
+                        "principal": i.principal,
+                        "fee": i.fee,
+                        "principal_paid": i.principal_paid,
+                        "fee_paid": i.fee_paid,
+                        "fee_waived": i.fee_waived,
+                        "open": not i.is_paid,
+                    }
                     for k in sorted(self._installments_changed)
                     for i in (self._installments[k],)
                 ],

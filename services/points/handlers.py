@@ -113,17 +113,19 @@ def _book(
         subject=account_id,
     )
     assert ctx.event is not None
-    repo.append_entry({
-        "account_id": account_id,
-        "points": entry.points,
-        "balance_after": balance_after,
-        "reason": reason,
-        "purchase_id": purchase_id,
-        "plan_id": plan_id,
-        "event_id": out.id,
-        "cause_id": ctx.event.id,
-        "created_at": utcnow(),
-    })
+    repo.append_entry(
+        {
+            "account_id": account_id,
+            "points": entry.points,
+            "balance_after": balance_after,
+            "reason": reason,
+            "purchase_id": purchase_id,
+            "plan_id": plan_id,
+            "event_id": out.id,
+            "cause_id": ctx.event.id,
+            "created_at": utcnow(),
+        }
+    )
     return balance_after
 
 
@@ -160,21 +162,22 @@ def accrue_purchase_points(ctx: Context, event: Envelope) -> None:
         return
     tier = account.tier or policy.unknown_account_tier
     points = _points_for(p.amount, tier, policy)
-    repo.add_purchase(Purchase(
-        purchase_id=p.purchase_id,
-        account_id=p.account_id,
-        amount=p.amount,
-        currency=p.currency,
-        tier=tier,
-        tier_assumed=account.tier is None,
-        points_earned=points,
-        points_reversed=0,
-        refunded_total=ZERO,
-        event_id=event.id,
-    ))
+    repo.add_purchase(
+        Purchase(
+            purchase_id=p.purchase_id,
+            account_id=p.account_id,
+            amount=p.amount,
+            currency=p.currency,
+            tier=tier,
+            tier_assumed=account.tier is None,
+            points_earned=points,
+            points_reversed=0,
+            refunded_total=ZERO,
+            event_id=event.id,
+        )
+    )
     if points > 0:
-        _book(ctx, p.account_id, points, domain.PURCHASE, rule="accrued",
-              purchase_id=p.purchase_id)
+        _book(ctx, p.account_id, points, domain.PURCHASE, rule="accrued", purchase_id=p.purchase_id)
 
 
 def reverse_refunded_points(ctx: Context, event: Envelope) -> None:
@@ -207,8 +210,14 @@ def reverse_refunded_points(ctx: Context, event: Envelope) -> None:
         refunded_total=max(purchase.refunded_total, r.refunded_total),
     )
     if points > 0:
-        _book(ctx, r.account_id, -points, domain.REFUND, rule=f"reversed:{r.refund_id}",
-              purchase_id=r.purchase_id)
+        _book(
+            ctx,
+            r.account_id,
+            -points,
+            domain.REFUND,
+            rule=f"reversed:{r.refund_id}",
+            purchase_id=r.purchase_id,
+        )
 
 
 def apply_new_plan(ctx: Context, event: Envelope) -> None:
@@ -222,22 +231,24 @@ def apply_new_plan(ctx: Context, event: Envelope) -> None:
         return
     spent, fee = _redeem_for_fee(ctx, plan, policy)
     bonus, basis = _grant_first_plan_bonus(ctx, plan, account, policy)
-    repo.add_plan(Plan(
-        plan_id=plan.plan_id,
-        account_id=plan.account_id,
-        purchase_id=plan.purchase_id,
-        principal=plan.principal,
-        total_fee=plan.total_fee,
-        currency=plan.currency,
-        bonus_points=bonus,
-        bonus_basis=basis,
-        bonus_reversed=0,
-        principal_returned=ZERO,
-        redeem_requested=plan.redeem_points,
-        points_redeemed=spent,
-        fee_redeemed=fee,
-        event_id=event.id,
-    ))
+    repo.add_plan(
+        Plan(
+            plan_id=plan.plan_id,
+            account_id=plan.account_id,
+            purchase_id=plan.purchase_id,
+            principal=plan.principal,
+            total_fee=plan.total_fee,
+            currency=plan.currency,
+            bonus_points=bonus,
+            bonus_basis=basis,
+            bonus_reversed=0,
+            principal_returned=ZERO,
+            redeem_requested=plan.redeem_points,
+            points_redeemed=spent,
+            fee_redeemed=fee,
+            event_id=event.id,
+        )
+    )
     if not account.had_plan:
         repo.mark_first_plan(plan.account_id, plan.plan_id)
 
@@ -248,8 +259,14 @@ def _redeem_for_fee(ctx: Context, plan: PlanCreated, policy: PointsPolicy) -> tu
     balance = repo.balance(plan.account_id)
     outcome = domain.redeem(balance, plan.redeem_points, plan.total_fee, policy)
     if outcome.accepted:
-        _book(ctx, plan.account_id, -outcome.points, domain.FEE_REDEMPTION, rule="redeemed",
-              plan_id=plan.plan_id)
+        _book(
+            ctx,
+            plan.account_id,
+            -outcome.points,
+            domain.FEE_REDEMPTION,
+            rule="redeemed",
+            plan_id=plan.plan_id,
+        )
         return outcome.points, outcome.fee_amount
     if outcome.reason in (domain.INSUFFICIENT_POINTS, domain.NOTHING_TO_WAIVE):
         ctx.emit(
@@ -283,8 +300,15 @@ def _grant_first_plan_bonus(
         )
     bonus = domain.first_plan_bonus(purchase_points, account.had_plan, policy)
     if bonus > 0:
-        _book(ctx, plan.account_id, bonus, domain.FIRST_INSTALLMENT_BONUS, rule="bonus",
-              purchase_id=plan.purchase_id, plan_id=plan.plan_id)
+        _book(
+            ctx,
+            plan.account_id,
+            bonus,
+            domain.FIRST_INSTALLMENT_BONUS,
+            rule="bonus",
+            purchase_id=plan.purchase_id,
+            plan_id=plan.plan_id,
+        )
     return bonus, basis
 
 
@@ -320,8 +344,15 @@ def reverse_plan_bonus(ctx: Context, event: Envelope) -> None:
         bonus_reversed=plan.bonus_reversed + points,
     )
     if points > 0:
-        _book(ctx, plan.account_id, -points, domain.PLAN_CANCELLED, rule="bonus-reversed",
-              purchase_id=plan.purchase_id, plan_id=c.plan_id)
+        _book(
+            ctx,
+            plan.account_id,
+            -points,
+            domain.PLAN_CANCELLED,
+            rule="bonus-reversed",
+            purchase_id=plan.purchase_id,
+            plan_id=c.plan_id,
+        )
 
 
 HANDLERS: dict[str, Handler] = {

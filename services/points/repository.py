@@ -81,8 +81,7 @@ class Plan:
 
 def _account_of(event: Any) -> str | None:
     """The account an event of the points service touches (None: not one of ours)."""
-    if event.type in ("account.upserted", "purchase.recorded", "refund.recorded",
-                      "plan.created"):
+    if event.type in ("account.upserted", "purchase.recorded", "refund.recorded", "plan.created"):
         return event.data.account_id
     if event.type == "plan.cancelled":
         return event.subject  # the subject is the account id (contract section 2)
@@ -130,8 +129,12 @@ class PointsRepository:
         # processes): one account's events arrive on three topics whose partitions may
         # be owned by different processes.
         rows = self.session.execute(
-            select(accounts.c.account_id, accounts.c.tier, accounts.c.had_plan,
-                   accounts.c.first_plan_id)
+            select(
+                accounts.c.account_id,
+                accounts.c.tier,
+                accounts.c.had_plan,
+                accounts.c.first_plan_id,
+            )
             .where(among(accounts.c.account_id, ordered, self.dialect))
             .order_by(accounts.c.account_id)
             .with_for_update()
@@ -162,8 +165,9 @@ class PointsRepository:
             ids = bindparam("ids", ordered, type_=ARRAY(String))
             self.session.execute(
                 pg_insert(accounts)
-                .from_select(["account_id", "tier", "had_plan"],
-                             select(func.unnest(ids), null(), false()))
+                .from_select(
+                    ["account_id", "tier", "had_plan"], select(func.unnest(ids), null(), false())
+                )
                 .on_conflict_do_nothing(index_elements=["account_id"])
             )
         elif self.dialect == "sqlite":
@@ -172,12 +176,15 @@ class PointsRepository:
                 [{"account_id": a, "tier": None, "had_plan": False} for a in ordered],
             )
         else:  # pragma: no cover - the service runs on PostgreSQL (SQLite in tests)
-            existing = set(self.session.execute(
-                select(accounts.c.account_id).where(accounts.c.account_id.in_(ordered))
-            ).scalars())
+            existing = set(
+                self.session.execute(
+                    select(accounts.c.account_id).where(accounts.c.account_id.in_(ordered))
+                ).scalars()
+            )
             missing = [
                 {"account_id": a, "tier": None, "had_plan": False}
-                for a in ordered if a not in existing
+                for a in ordered
+                if a not in existing
             ]
             if missing:
                 self.session.execute(accounts.insert(), missing)
@@ -214,8 +221,9 @@ class PointsRepository:
         self._purchases[purchase.purchase_id] = purchase
         self._new_purchases[purchase.purchase_id] = purchase
 
-    def record_refund(self, purchase_id: str, points_reversed: int,
-                      refunded_total: Decimal) -> None:
+    def record_refund(
+        self, purchase_id: str, points_reversed: int, refunded_total: Decimal
+    ) -> None:
         purchase = self._purchases[purchase_id]
         purchase.points_reversed, purchase.refunded_total = points_reversed, refunded_total
         if purchase_id not in self._new_purchases:  # a new row is inserted as it ends up
@@ -225,8 +233,9 @@ class PointsRepository:
         self._plans[plan.plan_id] = plan
         self._new_plans[plan.plan_id] = plan
 
-    def record_cancellation(self, plan_id: str, principal_returned: Decimal,
-                            bonus_reversed: int) -> None:
+    def record_cancellation(
+        self, plan_id: str, principal_returned: Decimal, bonus_reversed: int
+    ) -> None:
         plan = self._plans[plan_id]
         plan.principal_returned, plan.bonus_reversed = principal_returned, bonus_reversed
         if plan_id not in self._new_plans:
@@ -241,18 +250,28 @@ class PointsRepository:
 
     def save(self) -> None:
         conn = self.session.connection()
-        self._update_many(accounts, "account_id", ("tier", "had_plan", "first_plan_id"),
-                          self._changed_accounts.values())
+        self._update_many(
+            accounts,
+            "account_id",
+            ("tier", "had_plan", "first_plan_id"),
+            self._changed_accounts.values(),
+        )
         bulk_insert(conn, purchases, [dict(vars(p)) for p in self._new_purchases.values()])
-        self._update_many(purchases, "purchase_id", ("points_reversed", "refunded_total"),
-                          self._changed_purchases.values())
+        self._update_many(
+            purchases,
+            "purchase_id",
+            ("points_reversed", "refunded_total"),
+            self._changed_purchases.values(),
+        )
         bulk_insert(conn, plans, [dict(vars(p)) for p in self._new_plans.values()])
-        self._update_many(plans, "plan_id", ("principal_returned", "bonus_reversed"),
-                          self._changed_plans.values())
+        self._update_many(
+            plans, "plan_id", ("principal_returned", "bonus_reversed"), self._changed_plans.values()
+        )
         bulk_insert(conn, ledger, self._entries)  # entry_id follows the booking order
 
-    def _update_many(self, table: Table, key: str, columns: tuple[str, ...],
-                     changed: Iterable[Any]) -> None:
+    def _update_many(
+        self, table: Table, key: str, columns: tuple[str, ...], changed: Iterable[Any]
+    ) -> None:
         """Write ``columns`` of the changed rows: ONE ``UPDATE ... FROM unnest(arrays)``
         statement on PostgreSQL (one array parameter per column), executemany elsewhere."""
         rows = [vars(r) for r in changed]
@@ -266,12 +285,12 @@ class PointsRepository:
             ]
             v = func.unnest(*arrays).table_valued(*names).render_derived(name="v")
             self.session.execute(
-                update(table).where(table.c[key] == v.c[key])
-                .values({n: v.c[n] for n in columns})
+                update(table).where(table.c[key] == v.c[key]).values({n: v.c[n] for n in columns})
             )
             return
         self.session.execute(
-            update(table).where(table.c[key] == bindparam(f"b_{key}"))
+            update(table)
+            .where(table.c[key] == bindparam(f"b_{key}"))
             .values({n: bindparam(f"b_{n}") for n in columns}),
             [{f"b_{n}": r[n] for n in names} for r in rows],
         )

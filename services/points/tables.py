@@ -88,8 +88,12 @@ plans = Table(
 ledger = Table(
     "ledger",
     metadata,
-    Column("entry_id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
-           autoincrement=True),
+    Column(
+        "entry_id",
+        BigInteger().with_variant(Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
     Column("account_id", String(128), nullable=False, index=True),
     Column("points", Integer, nullable=False),  # signed: > 0 credit, < 0 debit
     Column("balance_after", Integer, nullable=False),

@@ -190,8 +190,9 @@ class Bench:
 
         self.events = events
         self.log = log
-        self.bootstrap, self.admin_url = ensure_stack(need_postgres=True)
-        assert self.admin_url
+        bootstrap, admin_url = ensure_stack(need_postgres=True)
+        assert admin_url, "the benchmark needs PostgreSQL"
+        self.bootstrap, self.admin_url = bootstrap, admin_url
         self.run = datetime.now().strftime("%Y%m%d%H%M%S")
         self.workdir = REPO / ".data" / f"bench-{self.run}"
         self.workdir.mkdir(parents=True, exist_ok=True)

@@ -206,7 +206,7 @@ class Simulator:
         return consumer
 
     def _drain(self, consumer: KafkaConsumer, topic: str) -> list[Any]:
-        events = []
+        events: list[Any] = []
         while True:
             batch = consumer.poll(timeout_ms=200, max_records=5000)
             if not batch:

@@ -1,7 +1,7 @@
 """The idle/lag helpers survive a group coordinator that is still loading."""
 
 import pytest
-from kafka.errors import NotCoordinatorError, GroupAuthorizationFailedError
+from kafka.errors import GroupAuthorizationFailedError, NotCoordinatorError
 
 from shared.topics import committed_offsets
 
