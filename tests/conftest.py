@@ -21,6 +21,14 @@ def stack() -> tuple[str, str]:
     return bootstrap, db_url
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _service_log_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Service processes log into the session's temp folder: the log scan reads it."""
+    from tests import support
+
+    support.LOG_DIR = str(tmp_path_factory.mktemp("service-logs"))
+
+
 @pytest.fixture(autouse=True)
 def _no_leftover_processes() -> Iterator[None]:
     """A failed test must not leave a service process behind."""
@@ -73,3 +81,38 @@ def settings(stack: tuple[str, str], pg_database: str) -> Iterator[Settings]:
 
     kill_leftovers()
     delete_namespace(s)
+
+
+# --- the log scan of the whole run (tests/log_scan.py) ---------------------------------
+
+_LOG_FINDINGS: list[str] = []
+_SCANNED = {"sections": 0}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    from tests.log_scan import find_personal_data
+
+    for name, captured in report.sections:  # captured stdout, stderr and log records
+        _SCANNED["sections"] += 1
+        _LOG_FINDINGS.extend(find_personal_data(captured, f"{item.nodeid} [{name}]"))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Scan every log file the run wrote; any card number, e-mail or phone fails the run."""
+    from tests.log_scan import scan_log_files
+
+    files, found = scan_log_files(session.config._tmp_path_factory.getbasetemp())  # type: ignore[attr-defined]
+    findings = _LOG_FINDINGS + found
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(
+            f"log scan: {_SCANNED['sections']} captured sections and {files} log files, "
+            f"{len(findings)} finding(s) of card numbers, e-mails or phone numbers"
+        )
+        for finding in findings[:20]:
+            reporter.write_line(f"  {finding}", red=True)
+    if findings and session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -201,6 +201,9 @@ def running(*services: Service, settings: Settings):
 
 #: Processes started by tests; the autouse fixture in conftest kills leftovers.
 STARTED: list[subprocess.Popen[bytes]] = []
+#: Where service processes log when a test names no file (set by conftest, so the
+#: session-end log scan reads them).
+LOG_DIR: str | None = None
 
 
 def start_process(
@@ -212,6 +215,8 @@ def start_process(
     """Run ``python -m services.<service>`` as a real OS process."""
     env = settings_env(settings)
     env.update(extra_env or {})
+    if log_path is None and LOG_DIR is not None:
+        log_path = os.path.join(LOG_DIR, f"{service}-{len(STARTED)}.log")
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL
     proc = subprocess.Popen(
         [sys.executable, "-m", f"services.{service}"], env=env, cwd=REPO, stdout=out, stderr=out
