@@ -1,6 +1,7 @@
 """The one command a user runs: ``installments``.
 
 installments stack up|down|status   the local Kafka broker and PostgreSQL
+installments cluster up|down|status a throwaway three-node Kafka cluster (failover tests)
 installments topics                 create the contract's topics (idempotent)
 installments migrate [SERVICE]      apply database migrations
 installments run SERVICE            run one service (purchases, offers, ...)
@@ -313,6 +314,11 @@ def _mount_optional() -> None:
     except ImportError:  # pragma: no cover - stack module missing in a partial checkout
         return
     app.add_typer(stack_app, name="stack", help="The local Kafka broker and PostgreSQL.")
+    from shared.cluster import app as cluster_app
+
+    app.add_typer(
+        cluster_app, name="cluster", help="A throwaway three-node Kafka cluster (failover tests)."
+    )
     from shared.lag import lag_app
 
     try:  # the collections team's view of open cases and the risk reserve

@@ -465,7 +465,7 @@ def status(directory: Path = typer.Option(None, "--dir", help=_DIR_HELP)) -> Non
 
 @app.command()
 def down(directory: Path = typer.Option(None, "--dir", help=_DIR_HELP)) -> None:
-    """Stop every node of the cluster (its data is kept until the next ``up``)."""
+    """Stop every node of the cluster (its data is kept until the next up)."""
     directory = (directory or _default_dir()).resolve()
     if not (directory / STATE_FILE).exists():
         print(f"no cluster in {directory}")
