@@ -23,6 +23,7 @@ from kafka.errors import (
     NotEnoughReplicasError,
     RequestTimedOutError,
 )
+from kafka.producer.future import FutureRecordMetadata
 from kafka.structs import OffsetAndMetadata
 
 from services.purchases.bootstrap import SERVICE
@@ -128,7 +129,7 @@ def test_acknowledged_writes_survive_a_leader_sigkill(healthy: LocalCluster, ide
     restarted. Every acknowledged number is in the topic; with idempotence exactly once."""
     cluster, topic, total = healthy, _topic(healthy), 3000
     producer = _producer(cluster, enable_idempotence=idempotent)
-    futures: dict[int, object] = {}
+    futures: dict[int, FutureRecordMetadata] = {}
 
     def send(numbers: range) -> None:
         for n in numbers:
