@@ -132,8 +132,11 @@ def report(json_output: bool = typer.Option(False, "--json", help="print JSON"))
 def bench(
     events: int = typer.Option(50000, help="input events per service and run"),
     service: list[str] = typer.Option(None, help="services to measure (default: all)"),
-    e2e_rate: int = typer.Option(2000, help="offered load for the latency run (0 = skip)"),
-    e2e_seconds: int = typer.Option(10, help="length of the latency run"),
+    e2e_rate: list[int] = typer.Option(
+        [500, 1000, 2000],
+        help="offered load(s) of the latency runs, purchases/s; repeat for a sweep (0 = skip)",
+    ),
+    e2e_seconds: int = typer.Option(10, help="length of each latency run"),
     out: str = typer.Option("docs/benchmarks", help="where latest.json and latest.md go"),
 ) -> None:
     """Benchmarks on the local stack with PostgreSQL: throughput vs raw client, latency."""
@@ -144,7 +147,7 @@ def bench(
     run_bench(
         events,
         service or available_services(),
-        e2e_rate,
+        [r for r in e2e_rate if r > 0],
         e2e_seconds,
         Path(out),
         lambda msg: console.print(msg),
@@ -258,7 +261,18 @@ def check(json_output: bool = typer.Option(False, "--json", help="print JSON")) 
     raise typer.Exit(0 if result.ok else 1)
 
 
-@app.command()
+FAULTS_HELP = (
+    "The fault suite: a seeded story calm and under faults; invariants; same outputs.\n\n"
+    "Faults, in a seeded order: sigkill; after_db_commit and after_publish (crashes between"
+    " the database commit, the publish and the Kafka commit); pause (SIGSTOP past the"
+    " session timeout); storm (extra members join a group, then leave or vanish); pg_drop"
+    " (the services' database connections terminated); pg_restart (PostgreSQL restarted:"
+    " only the local stack's, skipped when DATABASE_URL points elsewhere). Stored and"
+    " Kafka-committed offsets are watched during the run: none may ever move back."
+)
+
+
+@app.command(help=FAULTS_HELP)
 def faults(
     accounts: int = typer.Option(30, help="accounts in the story"),
     days: int = typer.Option(20, help="business days in the story"),
@@ -298,8 +312,11 @@ def faults(
     Path(out).write_text(json.dumps(figures, indent=2))
     for line in figures["faults"]:
         console.print(line)
+    for line in figures["notes"]:
+        console.print(f"[yellow]note[/] {line}")
+    kinds = ", ".join(f"{n} {kind}" for kind, n in figures["faults_by_kind"].items())
     console.print(
-        f"{figures['faults_injected']} faults, {figures['input_events']} input events,"
+        f"{figures['faults_injected']} faults ({kinds}), {figures['input_events']} input events,"
         f" {figures['output_events']} output events, {figures['invariant_checks']} checks,"
         f" {len(result.violations)} violations, {len(result.differences)} differences"
     )

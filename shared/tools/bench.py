@@ -339,7 +339,7 @@ class Bench:
 
     def latency(self, rate: int, seconds: int) -> dict[str, Any]:
         """purchase.posted -> offer.made latency at a fixed offered load."""
-        settings = self.settings("e2e")
+        settings = self.settings(f"e2e-{rate}")
         from shared.topics import ensure_topics
 
         ensure_topics(settings)
@@ -359,7 +359,7 @@ class Bench:
                 "PYTHONPATH": str(REPO),
             }
         )
-        log = open(self.workdir / "e2e.log", "ab")
+        log = open(self.workdir / f"e2e-{rate}.log", "ab")
         procs = {
             s: subprocess.Popen(
                 [sys.executable, "-m", f"services.{s}"], env=env, cwd=REPO, stdout=log, stderr=log
@@ -503,7 +503,7 @@ def machine() -> dict[str, Any]:
 def run_bench(
     events: int,
     services: list[str],
-    e2e_rate: int,
+    e2e_rates: list[int],
     e2e_seconds: int,
     out_dir: Path,
     log: Callable[[str], None],
@@ -531,9 +531,15 @@ def run_bench(
             )
             entry[f"processes_{processes}"] = measured
         results["services"][service] = entry
-    if e2e_rate:
-        results["latency"] = bench.latency(e2e_rate, e2e_seconds)
-        log(f"end-to-end: {results['latency']}")
+    if e2e_rates:
+        results["latency"] = []
+        for rate in e2e_rates:
+            lat = bench.latency(rate, e2e_seconds)
+            results["latency"].append(lat)
+            log(
+                f"end-to-end at {lat['offered_per_s']:,}/s: p50 {lat['p50_ms']} ms,"
+                f" p95 {lat['p95_ms']} ms, p99 {lat['p99_ms']} ms"
+            )
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "latest.json").write_text(json.dumps(results, indent=2))
     (out_dir / "latest.md").write_text(markdown(results))
@@ -560,14 +566,20 @@ def markdown(r: dict[str, Any]) -> str:
                 f"{e['raw_consume_per_s']:,} | {e['ratio_to_raw']:.0%} | "
                 f"{', '.join(map(str, e['peak_rss_mib']))} |"
             )
-    if "latency" in r:
-        lat = r["latency"]
+    if r.get("latency"):
         lines += [
             "",
-            "End-to-end latency, purchase.posted → offer.made (purchases + offers,"
-            f" one process each), offered load {lat['offered_per_s']:,}/s:"
-            f" p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms, p99 {lat['p99_ms']} ms,"
-            f" max {lat['max_ms']} ms ({lat['offers_seen']:,} of {lat['purchases']:,}"
-            f" offers seen); peak RSS {lat['peak_rss_mib']} MiB.",
+            "End-to-end latency, purchase.posted → offer.made (purchases + offers, one process"
+            " each, the load generator on the same machine):",
+            "",
+            "| offered purchases/s | p50 ms | p95 ms | p99 ms | max ms | offers seen |"
+            " peak RSS MiB |",
+            "|---|---|---|---|---|---|---|",
         ]
+        for lat in r["latency"]:
+            lines.append(
+                f"| {lat['offered_per_s']:,} | {lat['p50_ms']} | {lat['p95_ms']} |"
+                f" {lat['p99_ms']} | {lat['max_ms']} | {lat['offers_seen']:,} of"
+                f" {lat['purchases']:,} | {lat['peak_rss_mib']} |"
+            )
     return "\n".join(lines) + "\n"
