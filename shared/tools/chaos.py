@@ -10,7 +10,21 @@ During the chaos run a seeded schedule injects faults into the service processes
 - ``after_publish``: the same, between publishing the outbox and marking it sent;
 - ``pause``: SIGSTOP a service past its session timeout (its partitions move to
   nobody or get re-assigned when it comes back), then SIGCONT: its late
-  transaction must not double-apply.
+  transaction must not double-apply;
+- ``storm`` (rebalance storm): one or two extra processes of a service join its
+  consumer group, work a few seconds, and are stopped (SIGTERM and SIGKILL in
+  turn: a clean leave, or a member that vanishes until its session times out);
+- ``pg_drop``: terminate every connection to the run's database
+  (``pg_terminate_backend``) mid-work;
+- ``pg_restart``: restart PostgreSQL (``pg_ctl restart -m fast``), only when the
+  database is on the project's local stack (skipped with a note otherwise).
+
+The kinds come in a seeded order: each round is a shuffled deck of every kind, so a
+short run still gets each of them. The Chaos thread is also the supervisor: a
+service process that exits (one that chose to crash on a lost database, or a fault
+point firing) is started again within half a second. While the chaos run goes on,
+an :class:`~shared.tools.invariants.OffsetWatch` samples the stored and the Kafka
+committed offsets: none may ever move backwards.
 
 Afterwards the invariant checker runs over the chaos namespace, and the two runs'
 outputs are compared: every output topic must hold the same events (same ids,
@@ -24,17 +38,29 @@ import random
 import signal
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from schemas import TOPICS
+from shared.logging import get_logger
 from shared.settings import Settings
-from shared.tools.invariants import check, read_raw
+from shared.tools.invariants import OffsetWatch, check, read_raw
 from shared.tools.pipeline import Pipeline
 from shared.tools.simulator import DEMO_POLICY_YAML, SimConfig, Simulator
 
-FAULTS = ("sigkill", "after_db_commit", "after_publish", "pause")
+FAULTS = (
+    "sigkill",
+    "after_db_commit",
+    "after_publish",
+    "pause",
+    "storm",
+    "pg_drop",
+    "pg_restart",
+)
+PG_FAULTS = ("pg_drop", "pg_restart")
+log = get_logger()
 OUTPUT_TOPICS = [
     t for t, spec in TOPICS.items() if spec.producer not in ("card-system", "customer-channel")
 ]
@@ -48,21 +74,38 @@ class ChaosResult:
     violations: list[str] = field(default_factory=list)
     checks: int = 0
     differences: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    restarts: list[tuple[float, str, int]] = field(default_factory=list)
+    storms: list[tuple[str, int, int]] = field(default_factory=list)
+    offset_samples: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)  # per run (calm, chaos)
+
+    @property
+    def kinds(self) -> Counter[str]:
+        """Faults injected, by kind."""
+        return Counter(kind for _, kind, _ in self.faults)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "faults_injected": len(self.faults),
-            "faults": [f"{t:.1f}s {kind} {svc}" for t, kind, svc in self.faults],
+            "faults_by_kind": dict(sorted(self.kinds.items())),
+            "faults": [f"{t:.1f}s {kind} {target}" for t, kind, target in self.faults],
+            "supervisor_restarts": [
+                f"{t:.1f}s {svc} (exit {code})" for t, svc, code in self.restarts
+            ],
+            "offset_samples": self.offset_samples,
+            "notes": self.notes,
             "input_events": self.events_in,
             "output_events": self.events_out,
             "invariant_checks": self.checks,
             "violations": self.violations,
             "differences_from_calm_run": self.differences,
+            "seconds": {name: round(t, 1) for name, t in self.seconds.items()},
         }
 
 
 class Chaos:
-    """Injects seeded faults into a running pipeline until stopped."""
+    """Injects seeded faults into a running pipeline until stopped; supervises it."""
 
     def __init__(
         self,
@@ -76,22 +119,56 @@ class Chaos:
         self.rng = random.Random(seed)
         self.every_s = every_s
         self.workdir = workdir
-        self.faults = faults
+        self.notes: list[str] = []
+        self.faults = self._possible(faults)
         self.log: list[tuple[float, str, str]] = []
+        self.restarts: list[tuple[float, str, int]] = []  # the supervisor's, with exit codes
         self.error: Exception | None = None
         self.stop_event = threading.Event()
         self.lock = threading.Lock()  # the simulator checks liveness; restart atomically
         self._thread = threading.Thread(target=self._run, daemon=True, name="chaos")
+        self._supervisor = threading.Thread(target=self._supervise, daemon=True, name="supervisor")
         self._started = time.monotonic()
+        self._deck: list[str] = []
+        self._storm_stops = 0
+        self.storms: list[tuple[str, int, int]] = []  # (service, extras, extras assigned)
+
+    def _possible(self, faults: tuple[str, ...]) -> tuple[str, ...]:
+        """The kinds that apply here; the others are left out with a note."""
+        from shared.stack import is_local_postgres
+
+        url = self.pipeline.settings.database_url
+        kept = list(faults)
+        if not url.startswith("postgresql"):
+            for kind in PG_FAULTS:
+                if kind in kept:
+                    kept.remove(kind)
+                    self.notes.append(f"{kind} skipped: the database is not PostgreSQL")
+        elif "pg_restart" in kept and not is_local_postgres(url):
+            kept.remove("pg_restart")
+            self.notes.append(
+                "pg_restart skipped: DATABASE_URL is not the project's local PostgreSQL"
+                " (only that one is ever restarted)"
+            )
+        for note in self.notes:
+            log.warning("chaos: fault kind skipped", note=note)
+        if not kept:
+            raise ValueError(f"no applicable fault among {faults}")
+        return tuple(kept)
 
     def start(self) -> None:
         self._thread.start()
+        self._supervisor.start()
 
     def stop(self) -> None:
         self.stop_event.set()
         self._thread.join(timeout=120)
+        self._supervisor.join(timeout=30)
         if self.error is not None:
             raise RuntimeError(f"fault injection failed: {self.error!r}") from self.error
+
+    def _now(self) -> float:
+        return time.monotonic() - self._started
 
     def _run(self) -> None:
         try:
@@ -99,14 +176,39 @@ class Chaos:
         except Exception as exc:  # surfaced by stop(): a broken fault schedule is a failure
             self.error = exc
 
+    def _supervise(self) -> None:
+        """What a supervisor (systemd, Kubernetes) does: start again what has exited."""
+        while not self.stop_event.wait(0.5):
+            with self.lock:
+                codes = {
+                    name: proc.returncode
+                    for name, proc in self.pipeline.procs.items()
+                    if proc.poll() is not None
+                }
+                self.pipeline.restart_dead()
+            for name, code in codes.items():
+                self.restarts.append((self._now(), name, code))
+
+    def _next_kind(self) -> str:
+        if not self._deck:
+            self._deck = list(self.faults)
+            self.rng.shuffle(self._deck)
+        return self._deck.pop()
+
     def _inject(self) -> None:
         n = 0
-        pause_s = self.pipeline.settings.session_timeout_ms / 1000 + 2
         while not self.stop_event.wait(self.every_s):
             n += 1
             service = self.rng.choice(self.pipeline.services)
-            kind = self.rng.choice(self.faults)
-            self.log.append((time.monotonic() - self._started, kind, service))
+            kind = self._next_kind()
+            if kind in PG_FAULTS:
+                self.log.append((self._now(), kind, self._pg_fault(kind)))
+                continue
+            if kind == "storm":
+                at = self._now()
+                self.log.append((at, kind, self._storm(service)))
+                continue
+            self.log.append((self._now(), kind, service))
             with self.lock:
                 if kind == "sigkill":
                     self.pipeline.kill(service, signal.SIGKILL)
@@ -133,9 +235,60 @@ class Chaos:
                         self.pipeline.kill(service, signal.SIGKILL)
                         self.pipeline.start(service)
             elif kind == "pause":
+                pause_s = self.pipeline.settings.session_timeout_ms / 1000 + 2
                 self.pipeline.kill(service, signal.SIGSTOP)
                 self.stop_event.wait(pause_s)
                 self.pipeline.kill(service, signal.SIGCONT)
+
+    def _storm(self, service: str) -> str:
+        """One or two more members of the service's group for a few seconds: rebalances
+        on join and on leave; stopped by SIGTERM (clean leave) or SIGKILL (the group
+        notices only after the session timeout), in turn. Returns what happened."""
+        count = self.rng.choice((1, 2))
+        hold_s = self.rng.uniform(3.0, 6.0)
+        extras = [self.pipeline.start_extra(service) for _ in range(count)]
+        logs = [self.pipeline.extras[proc] for proc in extras]
+        # a service process takes seconds to start on a busy machine: the hold counts
+        # from its joining the group, or the storm would only kill half-started processes
+        deadline = time.monotonic() + 30
+        while not all(_logged(log_file, "service started") for log_file in logs):
+            if self.stop_event.wait(0.2) or time.monotonic() > deadline:
+                break
+        self.stop_event.wait(hold_s)
+        exits = []
+        for proc in extras:
+            sig = signal.SIGTERM if self._storm_stops % 2 == 0 else signal.SIGKILL
+            self._storm_stops += 1
+            exits.append(f"{signal.Signals(sig).name} -> {self.pipeline.stop_extra(proc, sig)}")
+        assigned = sum(_logged(log_file, "partitions assigned") for log_file in logs)
+        self.storms.append((service, count, assigned))
+        return f"{service} +{count} ({assigned} got partitions; {', '.join(exits)})"
+
+    def _pg_fault(self, kind: str) -> str:
+        """Cut the services' database connections; returns what was done, for the log."""
+        url = self.pipeline.settings.database_url
+        if kind == "pg_restart":
+            from shared.stack import restart_postgres
+
+            return f"postgres (back in {restart_postgres():.1f}s)"
+        from sqlalchemy import create_engine, text
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.pool import NullPool
+
+        engine = create_engine(url, poolclass=NullPool)
+        try:
+            with engine.connect() as conn:
+                ended = conn.execute(
+                    text(
+                        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))"
+                        " FROM pg_stat_activity"
+                        " WHERE datname = :db AND pid <> pg_backend_pid()"
+                    ),
+                    {"db": make_url(url).database},
+                ).scalar_one()
+        finally:
+            engine.dispose()
+        return f"postgres ({ended} connections)"
 
     def wait_idle(self, timeout_s: float) -> None:
         """The simulator's idle wait; while faults go on, retried until quiet."""
@@ -158,6 +311,14 @@ class Chaos:
                 time.sleep(0.5)
 
 
+def _logged(log_file: Path, event: str) -> bool:
+    """True once a service's JSON log has a line with this event."""
+    try:
+        return f'"event": "{event}"'.encode() in log_file.read_bytes()
+    except OSError:
+        return False
+
+
 def run_story(
     settings: Settings,
     services: list[str],
@@ -165,7 +326,7 @@ def run_story(
     workdir: Path,
     chaos_every_s: float | None,
     seed: int,
-) -> tuple[Pipeline, Any, Chaos | None]:
+) -> tuple[Pipeline, Any, Chaos | None, OffsetWatch | None]:
     from shared.topics import ensure_topics
 
     ensure_topics(settings)
@@ -174,8 +335,10 @@ def run_story(
     )
     pipeline.start()
     chaos = None
+    watch = None
     try:
         if chaos_every_s:
+            watch = OffsetWatch(settings, services).start()
             chaos = Chaos(pipeline, seed, chaos_every_s, workdir)
             chaos.start()
             waiter = chaos.wait_idle
@@ -185,11 +348,13 @@ def run_story(
         if chaos:
             chaos.stop()
         waiter(300)
-        return pipeline, stats, chaos
+        return pipeline, stats, chaos, watch
     finally:
         if chaos:
             chaos.stop()
         pipeline.stop()
+        if watch:
+            watch.stop()  # after the stop: a clean shutdown must not rewind either
 
 
 def compare_outputs(calm: Settings, chaotic: Settings) -> tuple[int, list[str]]:
@@ -235,13 +400,23 @@ def run_chaos(
                 "policy_file": str(policy),
             }
         )
-        _pipeline, stats, chaos = run_story(settings, services, config, workdir / name, every, seed)
+        started = time.monotonic()
+        _pipeline, stats, chaos, watch = run_story(
+            settings, services, config, workdir / name, every, seed
+        )
+        result.seconds[name] = time.monotonic() - started
         runs[name] = settings
         if chaos:
             result.faults = chaos.log
+            result.restarts = chaos.restarts
+            result.storms = chaos.storms
+            result.notes = chaos.notes
             result.events_in = stats.events
+        if watch:
+            result.violations += watch.violations
+            result.offset_samples = watch.samples
     report = check(runs["chaos"])
-    result.violations = report.violations
+    result.violations += report.violations
     result.checks = sum(report.checked.values())
     result.events_out, result.differences = compare_outputs(runs["calm"], runs["chaos"])
     return result

@@ -9,18 +9,28 @@ what must hold whatever happened (crashes, duplicates, replays, rebalances):
   dead letter; every purchase is recorded at most once;
 - at most one offer and at most one plan per purchase; Σ schedule principal of a
   plan = its principal = the recorded purchase amount; Σ fee = total fee;
-- each installment is paid at most once;
+- each installment is paid at most once, and never more than due: per installment of
+  a plan never refunded, at most its schedule line; per plan, at most principal + fee
+  minus waivers and what its cancellation returned (``check_money_paid``);
+- money applied never exceeds money received: per account, Σ ``installment.paid`` up to
+  each payment's effects ≤ Σ payments so far + Σ refunds;
 - points: per account, each ``balance_after`` = the previous one ± points (the
   balance is the sum of the ledger), and a redemption never leaves it below zero;
 - at most one reminder per (installment, days before due), and none dated after
   the installment was paid;
 - escalation levels of a case are 1..k with no gap or repeat, at most one resolution.
 
-It never reads a service's tables: it is a second opinion on their work.
+It never reads a service's tables: it is a second opinion on their work. The one
+check that needs the system while it runs, "stored offsets never move backwards", is
+:class:`OffsetWatch` (used by the fault suite): it samples the stored offsets and the
+Kafka-committed offsets during the run.
 """
 
 from __future__ import annotations
 
+import importlib
+import threading
+import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -405,8 +415,8 @@ class OffsetWatch:
         self.samples = 0
         self.failed_samples = 0
         self.started = 0.0
-        self._stop = None
-        self._thread = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def observe(self, sample: dict[tuple[str, str, str, int], int], at: float = 0.0) -> None:
         """Compare one sample ({(source, group, topic, partition): offset}) with the last."""
@@ -424,10 +434,6 @@ class OffsetWatch:
     # --- the sampling thread ---------------------------------------------------
 
     def start(self) -> OffsetWatch:
-        import threading
-        import time
-
-        self._stop = threading.Event()
         self.started = time.monotonic()
         self._thread = threading.Thread(target=self._run, daemon=True, name="offset-watch")
         self._thread.start()
@@ -435,14 +441,11 @@ class OffsetWatch:
 
     def stop(self) -> list[str]:
         if self._thread is not None:
-            assert self._stop is not None
             self._stop.set()
             self._thread.join(timeout=60)
         return self.violations
 
     def _run(self) -> None:
-        import time
-
         from kafka.admin import KafkaAdminClient
         from sqlalchemy import create_engine
 
@@ -457,7 +460,7 @@ class OffsetWatch:
         }
         admin = None
         try:
-            while not self._stop.wait(self.interval_s):  # type: ignore[union-attr]
+            while not self._stop.wait(self.interval_s):
                 try:
                     if admin is None:
                         admin = KafkaAdminClient(
@@ -466,6 +469,9 @@ class OffsetWatch:
                     sample = self._read(engines, admin, groups)
                 except Exception:  # the database or a coordinator is away: next time
                     self.failed_samples += 1
+                    if admin is not None:
+                        admin.close()
+                        admin = None
                     continue
                 self.observe(sample, time.monotonic() - self.started)
         finally:
@@ -475,8 +481,6 @@ class OffsetWatch:
                 engine.dispose()
 
     def _groups(self) -> dict[str, str]:
-        import importlib
-
         return {
             svc: self.settings.topic_prefix
             + importlib.import_module(f"services.{svc}.bootstrap").SERVICE.consumer_group
@@ -493,7 +497,7 @@ class OffsetWatch:
         from shared.topics import committed_offsets
 
         sample: dict[tuple[str, str, str, int], int] = {}
-        for svc, engine in engines.items():
+        for engine in engines.values():
             try:
                 with engine.connect() as conn:
                     rows = conn.execute(

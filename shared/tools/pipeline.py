@@ -54,8 +54,10 @@ class Pipeline:
         env.update(extra_env or {})
         self.env = env
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        # extra members of a service's consumer group (rebalance storms); not supervised
-        self.extras: list[subprocess.Popen[bytes]] = []
+        # extra members of a service's consumer group (rebalance storms), with their log
+        # files; not supervised
+        self.extras: dict[subprocess.Popen[bytes], Path] = {}
+        self._extra_count = 0
 
     def _spawn(
         self, svc: str, logname: str, extra_env: dict[str, str] | None
@@ -78,8 +80,10 @@ class Pipeline:
 
         It is tracked (``stop()`` ends it) but not supervised: ``check_alive`` and
         ``restart_dead`` look at the main process of each service only."""
-        proc = self._spawn(name, f"{name}.extra.log", None)
-        self.extras.append(proc)
+        self._extra_count += 1
+        logname = f"{name}.extra-{self._extra_count}.log"
+        proc = self._spawn(name, logname, None)
+        self.extras[proc] = self.logdir / logname
         return proc
 
     def stop_extra(self, proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:
@@ -91,8 +95,7 @@ class Pipeline:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=30)
-        if proc in self.extras:
-            self.extras.remove(proc)
+        self.extras.pop(proc, None)
         return proc.returncode
 
     def check_alive(self) -> None:

@@ -1,0 +1,170 @@
+"""The checker's money and offset checks, on fabricated histories (no broker).
+
+Each check passes a good history and flags a bad one.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+from schemas import new_event
+from shared.settings import Settings
+from shared.tools.invariants import OffsetWatch, Report, check_money_paid
+
+T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+D = Decimal
+
+
+def card_event(event_type: str, rule: str, **data):
+    return new_event(event_type, data=data, source="card-system", cause=None, rule=rule, time=T0)
+
+
+def plan_created(plan_id: str, purchase_id: str, lines: list[tuple[str, str]]):
+    """A plan whose schedule is ``lines`` of (principal, fee)."""
+    schedule = [
+        {
+            "seq": n,
+            "due_date": date(2026, 3 + n, 2),
+            "principal": D(p),
+            "fee": D(f),
+            "amount": D(p) + D(f),
+        }
+        for n, (p, f) in enumerate(lines, start=1)
+    ]
+    return card_event(
+        "plan.created",
+        f"plan-{plan_id}",
+        plan_id=plan_id,
+        offer_id=f"offer-{purchase_id}",
+        purchase_id=purchase_id,
+        account_id="acc-1",
+        principal=sum((line["principal"] for line in schedule), D(0)),
+        currency="EUR",
+        tenor_months=len(lines),
+        total_fee=sum((line["fee"] for line in schedule), D(0)),
+        apr=D("0.1"),
+        auto_converted=False,
+        schedule=schedule,
+    )
+
+
+def payment(payment_id: str, amount: str):
+    return card_event(
+        "payment.received",
+        payment_id,
+        payment_id=payment_id,
+        account_id="acc-1",
+        amount=D(amount),
+        currency="EUR",
+        received_at=T0,
+    )
+
+
+def paid(cause, plan_id: str, seq: int, amount: str):
+    """installment.paid as the offers service emits it: caused by ``cause``."""
+    return new_event(
+        "installment.paid",
+        subject="acc-1",
+        data={
+            "plan_id": plan_id,
+            "seq": seq,
+            "amount": D(amount),
+            "currency": "EUR",
+            "paid_on": date(2026, 4, 2),
+        },
+        source="offers",
+        cause=cause,
+        rule=f"paid:{plan_id}:{seq}",
+    )
+
+
+def fee_waived(cause, plan_id: str, amount: str):
+    return new_event(
+        "fee.waived",
+        subject="acc-1",
+        data={"plan_id": plan_id, "amount": D(amount), "currency": "EUR", "points": 100},
+        source="offers",
+        cause=cause,
+        rule="fee-waived",
+    )
+
+
+def money_report(payments, plans) -> Report:
+    rep = Report()
+    check_money_paid(rep, {"card.payments.v1": payments, "installments.plans.v1": plans})
+    return rep
+
+
+def test_payments_never_more_than_due_nor_received():
+    plan = plan_created("p1", "pur-1", [("100.00", "1.50"), ("100.00", "1.50")])
+    pay1, pay2, pay3 = payment("pay-1", "60.00"), payment("pay-2", "80.00"), payment("pay-3", "100")
+    good = money_report(
+        [pay1, pay2, pay3],
+        [
+            plan,
+            fee_waived(plan, "p1", "1.50"),  # the fee of #2 waived for points
+            # pay-1 pays 60.00 on #1; pay-2 completes it (101.50 in all), 37.00 go to #2
+            paid(pay2, "p1", 1, "101.50"),
+            # pay-3 completes #2 (principal only: its fee was waived); 37.00 left as credit
+            paid(pay3, "p1", 2, "100.00"),
+        ],
+    )
+    assert good.violations == []
+    assert good.checked["payment never applies more than received"] == 2
+    assert good.checked["plan paid at most what it was due"] == 1
+    assert good.checked["installment paid at most its scheduled amount"] == 2
+    assert good.checked["account paid at most what it received"] == 1
+
+    # a payment of 60 settling an installment of 101.50 on an account that had nothing else
+    more_than_received = money_report([pay1], [plan, paid(pay1, "p1", 1, "101.50")])
+    assert any(
+        v.startswith("payment never applies more than received") and "only 60.00" in v
+        for v in more_than_received.violations
+    ), more_than_received.violations
+    assert any(
+        v.startswith("account paid at most what it received") for v in more_than_received.violations
+    )
+
+    # an installment paid more than its schedule line; and a plan paid more than it was due
+    # once a fee waiver lowered it
+    rich = [payment("pay-9", "500.00")]
+    over_line = money_report(rich, [plan, paid(rich[0], "p1", 1, "101.51")])
+    assert [v for v in over_line.violations if "scheduled" in v] == [
+        "installment paid at most its scheduled amount: p1#1: paid 101.51, scheduled 101.50"
+    ]
+    over_plan = money_report(
+        rich,
+        [
+            plan,
+            fee_waived(plan, "p1", "1.50"),
+            paid(rich[0], "p1", 1, "101.50"),
+            paid(plan, "p1", 2, "101.50"),  # the waived fee charged anyway
+        ],
+    )
+    assert any(
+        v.startswith("plan paid at most what it was due: p1: paid 203.00, due at most 201.50")
+        for v in over_plan.violations
+    ), over_plan.violations
+
+
+def test_stored_offsets_never_move_backwards():
+    watch = OffsetWatch(Settings(), services=[])
+    db = ("database", "g-offers", "t.card.payments.v1", 0)
+    kafka = ("kafka", "g-offers", "t.card.payments.v1", 0)
+    for db_offset, kafka_offset in [(0, 0), (5, 3), (5, 5), (9, 5), (12, 12)]:
+        watch.observe({db: db_offset, kafka: kafka_offset}, at=1.0)
+    # a partition seen for the first time, or gone from a sample, is not a regression
+    watch.observe({("database", "g-points", "t.x", 2): 4}, at=1.5)
+    watch.observe({db: 12, kafka: 12}, at=2.0)
+    assert watch.violations == []
+    assert watch.samples == 7
+
+    watch.observe({db: 11, kafka: 12}, at=2.5)  # a zombie rewound the database
+    watch.observe({db: 13, kafka: 7}, at=3.0)  # a stale commit rewound Kafka
+    assert watch.violations == [
+        "stored offsets never move backwards: database g-offers t.card.payments.v1[0]"
+        " went from 12 back to 11 at 2.5s",
+        "stored offsets never move backwards: kafka g-offers t.card.payments.v1[0]"
+        " went from 12 back to 7 at 3.0s",
+    ]
