@@ -275,7 +275,9 @@ FAULTS_HELP = (
 @app.command(help=FAULTS_HELP)
 def faults(
     accounts: int = typer.Option(30, help="accounts in the story"),
-    days: int = typer.Option(20, help="business days in the story"),
+    days: int = typer.Option(
+        45, help="days in the story (the first installments fall due after a month)"
+    ),
     seed: int = typer.Option(1, help="seed of the story and of the fault schedule"),
     every: float = typer.Option(3.0, help="seconds between injected faults"),
     out: str = typer.Option("docs/faults-latest.json", help="where the result goes"),
