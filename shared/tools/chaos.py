@@ -78,6 +78,7 @@ class ChaosResult:
     restarts: list[tuple[float, str, int]] = field(default_factory=list)
     storms: list[tuple[str, int, int]] = field(default_factory=list)
     offset_samples: int = 0
+    offsets_watched: dict[str, int] = field(default_factory=dict)  # partitions, per source
     seconds: dict[str, float] = field(default_factory=dict)  # per run (calm, chaos)
 
     @property
@@ -94,6 +95,7 @@ class ChaosResult:
                 f"{t:.1f}s {svc} (exit {code})" for t, svc, code in self.restarts
             ],
             "offset_samples": self.offset_samples,
+            "offsets_watched": self.offsets_watched,
             "notes": self.notes,
             "input_events": self.events_in,
             "output_events": self.events_out,
@@ -415,6 +417,7 @@ def run_chaos(
         if watch:
             result.violations += watch.violations
             result.offset_samples = watch.samples
+            result.offsets_watched = watch.watched
     report = check(runs["chaos"])
     result.violations += report.violations
     result.checks = sum(report.checked.values())

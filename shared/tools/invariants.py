@@ -431,6 +431,11 @@ class OffsetWatch:
                 )
             self.last[key] = offset
 
+    @property
+    def watched(self) -> dict[str, int]:
+        """How many partitions were watched, per source (database, kafka)."""
+        return dict(Counter(source for source, _, _, _ in self.last))
+
     # --- the sampling thread ---------------------------------------------------
 
     def start(self) -> OffsetWatch:

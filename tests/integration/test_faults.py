@@ -72,6 +72,8 @@ def test_faults_change_nothing(stack, tmp_path):
     # the storms' extra members really joined their group and took partitions
     assert sum(assigned for _, _, assigned in result.storms) >= 1, result.as_dict()
     assert result.offset_samples > 20, result.as_dict()
+    watched = result.offsets_watched
+    assert watched.get("database", 0) > 20 and watched.get("kafka", 0) > 20, result.as_dict()
     assert result.checks > 0 and result.events_out > 0
     assert result.violations == [], result.as_dict()
     assert result.differences == [], result.as_dict()

@@ -159,6 +159,7 @@ def test_stored_offsets_never_move_backwards():
     watch.observe({db: 12, kafka: 12}, at=2.0)
     assert watch.violations == []
     assert watch.samples == 7
+    assert watch.watched == {"database": 2, "kafka": 1}
 
     watch.observe({db: 11, kafka: 12}, at=2.5)  # a zombie rewound the database
     watch.observe({db: 13, kafka: 7}, at=3.0)  # a stale commit rewound Kafka
