@@ -20,9 +20,9 @@ During the chaos run a seeded schedule injects faults into the service processes
   database is on the project's local stack (skipped with a note otherwise).
 
 The kinds come in a seeded order: each round is a shuffled deck of every kind, so a
-short run still gets each of them. The Chaos thread is also the supervisor: a
-service process that exits (one that chose to crash on a lost database, or a fault
-point firing) is started again within half a second. While the chaos run goes on,
+short run still gets each of them. A supervisor thread plays systemd or Kubernetes:
+a service process that exits (one that chose to crash on a lost database, or a
+fault point firing) is started again within half a second. While the chaos run goes on,
 an :class:`~shared.tools.invariants.OffsetWatch` samples the stored and the Kafka
 committed offsets: none may ever move backwards.
 
