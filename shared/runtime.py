@@ -748,9 +748,21 @@ class Runner:
                     log.warning("stopping with unsent outbox rows; they go out at next start")
                     return
                 self._sleep_backoff(exc)
+        # Mark sent. The rows are out: a database failure here must not kill the loop
+        # (the rows would only be re-published, same ids, at the next start): retry.
         batches = sorted({row["batch"] for row in sent})
-        with self.engine.begin() as conn:
-            conn.execute(delete(outbox).where(outbox.c.batch.in_(batches)))
+        while True:
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(delete(outbox).where(outbox.c.batch.in_(batches)))
+                break
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                if self.stop_event.is_set():
+                    log.warning("stopping before marking sent; re-published at next start")
+                    return
+                self._sleep_backoff(exc)
         metrics.count_emitted(self.service.name, len(sent))
 
     def publish_pending(self) -> int:
@@ -826,6 +838,7 @@ class Runner:
             # had buffered records can leave it unfetched (kafka-python 3.0.12)
         for tp in tps:
             self.consumer.seek(tp, stored[tp] if tp in stored else beginnings[tp])
+        if tps:
             self._commit_kafka({tp: stored[tp] for tp in tps if tp in stored})
             log.info(
                 "partitions assigned",

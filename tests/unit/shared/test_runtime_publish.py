@@ -1,0 +1,62 @@
+"""Publishing the outbox survives a database that fails while marking rows sent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
+
+from services.purchases.bootstrap import SERVICE
+from shared.db import outbox
+from tests import factories as f
+from tests.harness import Harness
+
+
+class FakeFuture:
+    def get(self, timeout: float | None = None) -> None:
+        return None
+
+
+class FakeProducer:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes]] = []
+
+    def send(self, topic: str, key: bytes, value: bytes, headers: Any) -> FakeFuture:
+        self.sent.append((topic, value))
+        return FakeFuture()
+
+    def flush(self) -> None:
+        pass
+
+
+def _outbox_rows(h: Harness) -> int:
+    with h.runner.engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(outbox)).scalar_one()
+
+
+def test_a_database_failure_while_marking_sent_is_retried_not_fatal(tmp_path, monkeypatch):
+    h = Harness(SERVICE, tmp_path, retry_backoff_max_s=0.5)
+    try:
+        producer = FakeProducer()
+        h.runner._producer = producer  # type: ignore[assignment]
+        rec = h.publish("card.purchases.v1", f.purchase("acc-1"))
+        _offsets, sent = h.runner._process_batch([rec])
+        assert len(sent) == 1 and _outbox_rows(h) == 1
+
+        real_begin = h.runner.engine.begin
+        failures = []
+
+        def flaky_begin(*args: Any, **kwargs: Any) -> Any:
+            if not failures:  # the first mark-sent attempt: PostgreSQL is restarting
+                failures.append(1)
+                raise OperationalError("DELETE FROM outbox", {}, Exception("shutting down"))
+            return real_begin(*args, **kwargs)
+
+        monkeypatch.setattr(h.runner.engine, "begin", flaky_begin)
+        h.runner._publish(sent)
+        assert failures == [1]
+        assert len(producer.sent) == 1  # published once
+        assert _outbox_rows(h) == 0  # and marked sent on the retry
+    finally:
+        h.close()
