@@ -18,7 +18,8 @@ steps in :meth:`Runner._process_batch` and :meth:`Runner.run_once`):
 4. Publish the batch's outbox rows with the idempotent producer, flush, then
    delete them (mark sent). A crash before the delete re-publishes the same
    event ids, which consumers dedupe.
-5. Commit the offsets to Kafka as well, for lag tools. The database is the
+5. Commit the offsets to Kafka as well, for lag tools, asynchronously (a failed
+   commit is retried; on shutdown the commit is synchronous). The database is the
    source of truth: on (re)assignment the runtime seeks to the stored offsets.
 
 A crash anywhere re-delivers; the stored offsets and the inbox make the
