@@ -227,6 +227,13 @@ def make_engine(settings: Settings, service: str, **kwargs: Any) -> Engine:
     kwargs.setdefault("connect_args", {"prepare_threshold": None})
     base = create_engine(url, **kwargs)
     with base.begin() as conn:
+        # IF NOT EXISTS is not safe against a concurrent creator (two processes of a
+        # service starting on a fresh database: one fails on a unique violation):
+        # serialise on an advisory lock first.
+        conn.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+            {"key": f"installments-schema:{service}"},
+        )
         conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{service}"'))
     return base.execution_options(schema_translate_map={None: service})
 
