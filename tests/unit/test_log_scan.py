@@ -38,3 +38,18 @@ def _plant_and_scan(tmp_path: Path) -> None:
     (tmp_path / "other.txt").write_text("bob@example.org")
     files, found = scan_log_files(tmp_path)
     assert files == 1 and len(found) == 1 and "svc.log" in found[0]
+
+
+UUID_WITH_LUHN_DIGITS = "292fdda2-1468-5171-9076-9cab71e49196"  # "2-1468-5171-9076-9" passes
+
+
+def test_event_ids_are_not_card_numbers():
+    assert find_personal_data(f'{{"event_id": "{UUID_WITH_LUHN_DIGITS}"}}', "x") == []
+    assert find_personal_data("card 4111-1111-1111-1111 next to " + UUID_WITH_LUHN_DIGITS, "x")
+
+
+def test_kafka_data_segments_are_not_scanned():
+    with tempfile.TemporaryDirectory() as folder:
+        segment = Path(folder) / "00000000000000000000.log"
+        segment.write_text("4111 1111 1111 1111")
+        assert scan_log_files(Path(folder)) == (0, [])

@@ -38,3 +38,11 @@ def test_log_lines_are_json_with_timestamps_and_no_card_data():
     assert line["reason"] == "name [PAN]" and line["to"] == "[EMAIL]"
     assert line["timestamp"].startswith("20") and "[PHONE]" not in line["timestamp"]
     configure_logging("INFO", "json")
+
+
+def test_event_ids_are_never_masked_but_card_numbers_next_to_them_are():
+    from shared.logging import redact_text
+
+    uuid = "292fdda2-1468-5171-9076-9cab71e49196"  # its digit groups pass Luhn
+    assert redact_text(f"event {uuid}") == f"event {uuid}"
+    assert redact_text(f"{uuid} paid with 4111 1111 1111 1111") == f"{uuid} paid with [PAN]"
