@@ -281,6 +281,9 @@ def faults(
     seed: int = typer.Option(1, help="seed of the story and of the fault schedule"),
     every: float = typer.Option(3.0, help="seconds between injected faults"),
     out: str = typer.Option("docs/faults-latest.json", help="where the result goes"),
+    keep: bool = typer.Option(
+        False, "--keep", help="keep the runs' topics and databases (deleted by default)"
+    ),
 ) -> None:
     """The fault suite: a seeded story calm and under faults; invariants; same outputs."""
     import json
@@ -300,15 +303,21 @@ def faults(
         topic_prefix=f"faults-{run}.",
         session_timeout_ms=6000,
     )
-    result = run_chaos(
-        base,
-        accounts,
-        days,
-        seed,
-        every,
-        Path(".data") / f"faults-{run}",
-        lambda name: _postgres_database(admin_url, f"faults_{run}_{name}"),
-    )
+    try:
+        result = run_chaos(
+            base,
+            accounts,
+            days,
+            seed,
+            every,
+            Path(".data") / f"faults-{run}",
+            lambda name: _postgres_database(admin_url, f"faults_{run}_{name}"),
+        )
+    finally:
+        if not keep:  # a broker holding every run's partitions gets slow to start
+            _drop_namespaces(
+                base, admin_url, [("calm", f"faults_{run}_calm"), ("chaos", f"faults_{run}_chaos")]
+            )
     figures = result.as_dict()
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(json.dumps(figures, indent=2))
@@ -325,6 +334,21 @@ def faults(
     for line in result.violations + result.differences:
         console.print(f"[red]{line}[/]")
     raise typer.Exit(0 if not (result.violations or result.differences) else 1)
+
+
+def _drop_namespaces(base: Settings, admin_url: str, runs: list[tuple[str, str]]) -> None:
+    """Delete the topics (``<prefix><name>.``) and databases of finished runs."""
+    from sqlalchemy import create_engine, text
+
+    from shared.topics import delete_namespace
+
+    for name, _db in runs:
+        delete_namespace(base.model_copy(update={"topic_prefix": f"{base.topic_prefix}{name}."}))
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        for _name, db in runs:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
+    admin.dispose()
 
 
 def _mount_optional() -> None:

@@ -468,6 +468,17 @@ def _pg_init(pdir: Path) -> None:
         conf.writelines(f"{key} = {value}\n" for key, value in settings.items())
 
 
+def _pg_ctl(pdir: Path, action: str, started: float, *options: str) -> None:
+    """``pg_ctl <action>`` on the local cluster, then wait until it answers (60 s)."""
+    command = [_pg_bin("pg_ctl"), "-D", str(pdir / "data"), "-l", str(pdir / "postgres.log")]
+    command += [*options, "-w", "-t", "60", "-o", f"-p {pg_port()}", action]
+    _run(_as_pg(command), f"pg_ctl {action}", cwd=pdir, start_new_session=True)
+    while not pg_answers():
+        if time.monotonic() > started + 60:
+            raise TimeoutError("postgres: no answer:\n" + _tail(pdir / "postgres.log"))
+        time.sleep(0.1)
+
+
 def postgres_up() -> str:
     """Start the local PostgreSQL unless it answers, create the database; return its URL."""
     import psycopg
@@ -480,30 +491,7 @@ def postgres_up() -> str:
                 shutil.rmtree(pdir / "data", ignore_errors=True)
                 _pg_init(pdir)
             started = time.monotonic()
-            _run(
-                _as_pg(
-                    [
-                        _pg_bin("pg_ctl"),
-                        "-D",
-                        str(pdir / "data"),
-                        "-l",
-                        str(pdir / "postgres.log"),
-                        "-w",
-                        "-t",
-                        "60",
-                        "-o",
-                        f"-p {pg_port()}",
-                        "start",
-                    ]
-                ),
-                "pg_ctl start",
-                cwd=pdir,
-                start_new_session=True,
-            )
-            while not pg_answers():
-                if time.monotonic() > started + 60:
-                    raise TimeoutError("postgres: no answer:\n" + _tail(pdir / "postgres.log"))
-                time.sleep(0.2)
+            _pg_ctl(pdir, "start", started)
             _log(f"postgres: up on 127.0.0.1:{pg_port()} in {time.monotonic() - started:.1f}s")
         with psycopg.connect(
             host="127.0.0.1", port=pg_port(), user="postgres", dbname="postgres", autocommit=True
@@ -559,32 +547,7 @@ def restart_postgres() -> float:
         pdir = _pg_dir()
         if not (pdir / "data" / "postmaster.pid").exists():
             raise RuntimeError("postgres: the local cluster is not running; nothing to restart")
-        _run(
-            _as_pg(
-                [
-                    _pg_bin("pg_ctl"),
-                    "-D",
-                    str(pdir / "data"),
-                    "-l",
-                    str(pdir / "postgres.log"),
-                    "-m",
-                    "fast",
-                    "-w",
-                    "-t",
-                    "60",
-                    "-o",
-                    f"-p {pg_port()}",
-                    "restart",
-                ]
-            ),
-            "pg_ctl restart",
-            cwd=pdir,
-            start_new_session=True,
-        )
-        while not pg_answers():
-            if time.monotonic() > started + 60:
-                raise TimeoutError("postgres: no answer:\n" + _tail(pdir / "postgres.log"))
-            time.sleep(0.1)
+        _pg_ctl(pdir, "restart", started, "-m", "fast")
     return time.monotonic() - started
 
 

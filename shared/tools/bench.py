@@ -208,6 +208,23 @@ class Bench:
         admin.dispose()
         return f"{self.admin_url.rpartition('/')[0]}/{name}"
 
+    def cleanup(self) -> None:
+        """Delete every namespace's topics and database: a broker that keeps thousands of
+        benchmark partitions takes minutes to start."""
+        from sqlalchemy import create_engine, text
+
+        from shared.topics import delete_namespace
+
+        for namespace in list(self.db_urls):
+            delete_namespace(self.settings(namespace))
+        admin = create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            for url in self.db_urls.values():
+                name = url.rpartition("/")[2]
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+        self.db_urls.clear()
+
     def settings(self, namespace: str) -> Settings:
         """A namespace with its own topics AND its own database: a second run must not
         find the first run's rows (it would skip them as duplicates and look fast)."""
@@ -520,31 +537,35 @@ def run_bench(
         "events_per_service": events,
         "services": {},
     }
-    for service in services:
-        entry: dict[str, Any] = {}
-        for processes in (1, 2):
-            settings = bench.settings(f"{service}-{processes}")
-            count, topics = bench.load(settings, service)
-            raw = bench.raw_rate(settings, topics, count)
-            log(f"{service}: raw kafka-python consume {raw:,.0f} msg/s ({count} messages)")
-            measured = bench.service_rate(settings, service, topics, count, processes)
-            measured["raw_consume_per_s"] = round(raw)
-            measured["ratio_to_raw"] = round(measured["events_per_s"] / raw, 3)
-            log(
-                f"{service} x{processes}: {measured['events_per_s']:,} events/s"
-                f" = {measured['ratio_to_raw']:.0%} of raw; peak RSS {measured['peak_rss_mib']} MiB"
-            )
-            entry[f"processes_{processes}"] = measured
-        results["services"][service] = entry
-    if e2e_rates:
-        results["latency"] = []
-        for rate in e2e_rates:
-            lat = bench.latency(rate, e2e_seconds)
-            results["latency"].append(lat)
-            log(
-                f"end-to-end at {lat['offered_per_s']:,}/s: p50 {lat['p50_ms']} ms,"
-                f" p95 {lat['p95_ms']} ms, p99 {lat['p99_ms']} ms"
-            )
+    try:
+        for service in services:
+            entry: dict[str, Any] = {}
+            for processes in (1, 2):
+                settings = bench.settings(f"{service}-{processes}")
+                count, topics = bench.load(settings, service)
+                raw = bench.raw_rate(settings, topics, count)
+                log(f"{service}: raw kafka-python consume {raw:,.0f} msg/s ({count} messages)")
+                measured = bench.service_rate(settings, service, topics, count, processes)
+                measured["raw_consume_per_s"] = round(raw)
+                measured["ratio_to_raw"] = round(measured["events_per_s"] / raw, 3)
+                log(
+                    f"{service} x{processes}: {measured['events_per_s']:,} events/s"
+                    f" = {measured['ratio_to_raw']:.0%} of raw;"
+                    f" peak RSS {measured['peak_rss_mib']} MiB"
+                )
+                entry[f"processes_{processes}"] = measured
+            results["services"][service] = entry
+        if e2e_rates:
+            results["latency"] = []
+            for rate in e2e_rates:
+                lat = bench.latency(rate, e2e_seconds)
+                results["latency"].append(lat)
+                log(
+                    f"end-to-end at {lat['offered_per_s']:,}/s: p50 {lat['p50_ms']} ms,"
+                    f" p95 {lat['p95_ms']} ms, p99 {lat['p99_ms']} ms"
+                )
+    finally:
+        bench.cleanup()
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "latest.json").write_text(json.dumps(results, indent=2))
     (out_dir / "latest.md").write_text(markdown(results))
