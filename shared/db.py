@@ -393,3 +393,41 @@ def advance_offsets(
         )
         moved += int(result.rowcount)
     return moved
+
+
+def update_rows(
+    conn: Connection,
+    table: Table,
+    keys: tuple[str, ...],
+    columns: tuple[str, ...],
+    rows: list[dict[str, Any]],
+) -> None:
+    """Write ``columns`` of ``rows`` (dicts holding ``keys`` and ``columns``) by key.
+
+    PostgreSQL: ONE ``UPDATE ... FROM unnest(arrays)`` statement, one array parameter per
+    column, whatever the number of rows (an executemany was a round trip per row: half of
+    the reminders service's database time). Elsewhere (SQLite): executemany.
+    """
+    if not rows:
+        return
+    from sqlalchemy import and_, bindparam, func
+    from sqlalchemy.dialects.postgresql import ARRAY
+
+    names = (*keys, *columns)
+    if conn.dialect.name == "postgresql":
+        arrays = [
+            bindparam(f"a_{n}", [r[n] for r in rows], type_=ARRAY(table.c[n].type)) for n in names
+        ]
+        v = func.unnest(*arrays).table_valued(*names).render_derived(name="v")
+        conn.execute(
+            update(table)
+            .where(and_(*(table.c[k] == v.c[k] for k in keys)))
+            .values({n: v.c[n] for n in columns})
+        )
+        return
+    conn.execute(
+        update(table)
+        .where(and_(*(table.c[k] == bindparam(f"b_{k}") for k in keys)))
+        .values({n: bindparam(f"b_{n}") for n in columns}),
+        [{f"b_{n}": r[n] for n in names} for r in rows],
+    )

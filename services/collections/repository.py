@@ -7,7 +7,7 @@ Handlers then read and change this in-memory view (``ctx.repo``): a second delin
 report of one account in the batch sees the first one's position, case and levels,
 exactly as one by one. ``save`` writes what changed: new rows (and every new
 ``case_events`` row, in the order appended) with ``bulk_insert`` (COPY on PostgreSQL),
-changed rows with one executemany ``UPDATE`` per table.
+changed rows with one ``UPDATE`` statement per table (``shared.db.update_rows``).
 
 If a handler refuses or fails, the runtime rolls the batch back and replays it one
 record per transaction with a fresh repository, so handlers may change the view freely.
@@ -21,7 +21,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Integer, String, Table, bindparam, func, select, update
+from sqlalchemy import Integer, String, Table, bindparam, func, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
@@ -35,7 +35,7 @@ from services.collections.tables import (
     plans,
     positions,
 )
-from shared.db import among, bulk_insert
+from shared.db import among, bulk_insert, update_rows
 
 Key = tuple[str, int]  # (plan_id, seq)
 
@@ -268,11 +268,5 @@ class CollectionsRepository:
 
     def _update_many(self, table: Table, keys: tuple[str, ...], columns: tuple[str, ...],
                      rows: Iterable[dict[str, Any]]) -> None:  # fmt: skip
-        """One executemany ``UPDATE`` of ``columns`` by primary key."""
-        rows = list(rows)
-        if not rows:
-            return
-        stmt = update(table).values({c: bindparam(f"b_{c}") for c in columns})
-        for k in keys:
-            stmt = stmt.where(table.c[k] == bindparam(f"b_{k}"))
-        self.session.execute(stmt, [{f"b_{n}": r[n] for n in (*keys, *columns)} for r in rows])
+        """Write ``columns`` of the changed rows by primary key (one statement)."""
+        update_rows(self.session.connection(), table, keys, columns, list(rows))

@@ -6,8 +6,8 @@ order so that two processes never deadlock), their balances (Σ ledger per accou
 grouped query), the purchases and the plans. Handlers then read and change this
 in-memory view (``ctx.repo``): a second event of the same account in the batch sees the
 first one's balance, tier and flags. ``save`` writes what changed: new rows with
-``bulk_insert`` (COPY on PostgreSQL), changed rows with one executemany UPDATE per
-table, and the ledger entries appended in the order they were booked.
+``bulk_insert`` (COPY on PostgreSQL), changed rows with one UPDATE statement per
+table (``shared.db.update_rows``), and the ledger entries appended in the order they were booked.
 
 The ledger stays the source of truth and append-only: the balance is never stored, it
 is read as ``SUM(points)`` under the account lock and carried forward in memory.
@@ -23,14 +23,14 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import String, Table, bindparam, false, func, null, select, update
+from sqlalchemy import String, Table, bindparam, false, func, null, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from services.points.tables import accounts, ledger, plans, purchases
-from shared.db import among, bulk_insert
+from shared.db import among, bulk_insert, update_rows
 
 
 @dataclass
@@ -272,25 +272,5 @@ class PointsRepository:
     def _update_many(
         self, table: Table, key: str, columns: tuple[str, ...], changed: Iterable[Any]
     ) -> None:
-        """Write ``columns`` of the changed rows: ONE ``UPDATE ... FROM unnest(arrays)``
-        statement on PostgreSQL (one array parameter per column), executemany elsewhere."""
-        rows = [vars(r) for r in changed]
-        if not rows:
-            return
-        names = (key, *columns)
-        if self.dialect == "postgresql":
-            arrays = [
-                bindparam(f"a_{n}", [r[n] for r in rows], type_=ARRAY(table.c[n].type))
-                for n in names
-            ]
-            v = func.unnest(*arrays).table_valued(*names).render_derived(name="v")
-            self.session.execute(
-                update(table).where(table.c[key] == v.c[key]).values({n: v.c[n] for n in columns})
-            )
-            return
-        self.session.execute(
-            update(table)
-            .where(table.c[key] == bindparam(f"b_{key}"))
-            .values({n: bindparam(f"b_{n}") for n in columns}),
-            [{f"b_{n}": r[n] for n in names} for r in rows],
-        )
+        """Write ``columns`` of the changed rows by primary key (one statement)."""
+        update_rows(self.session.connection(), table, (key,), columns, [vars(r) for r in changed])
