@@ -12,7 +12,7 @@
 Handlers read and change this in-memory view (``ctx.repo``): reads return immutable
 values, changes go through the methods below, so a later event of the same batch sees the
 earlier ones' effects (read-your-writes) without a database round trip. ``save()`` writes
-what changed: COPY (``bulk_insert``) for new rows, one executemany UPDATE per table for
+what changed: COPY (``bulk_insert``) for new rows, one UPDATE statement per table for
 changed rows (sorted by key, so concurrent writers lock rows in one order). It can be called
 more than once: each call writes what changed since the previous one (``flush``).
 
@@ -32,7 +32,7 @@ from decimal import Decimal
 from functools import cache
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, or_, select, union, update
+from sqlalchemy import and_, func, or_, select, union
 from sqlalchemy.orm import Session
 
 from services.offers import domain
@@ -49,7 +49,7 @@ from services.offers.tables import (
     refunds,
     waivers,
 )
-from shared.db import among, bulk_insert
+from shared.db import among, bulk_insert, update_rows
 
 ZERO = Decimal(0)
 Key = tuple[str, int]  # (plan_id, seq) of an installment
@@ -625,111 +625,87 @@ class OffersRepository:
         return value
 
     def save(self) -> None:
-        """Write what changed: new rows with COPY, changed rows with one executemany
-        UPDATE per table (sorted by key). Then the view is clean again."""
+        """Write what changed: new rows with COPY, changed rows with one UPDATE statement
+        per table (``shared.db.update_rows``; sorted by key). Then the view is clean again."""
         conn = self.session.connection()
-        execute = self.session.execute
 
         new_accounts = sorted(self._accounts_changed - self._accounts_stored)
         bulk_insert(conn, accounts, [_as_row(self._accounts[a]) for a in new_accounts])
-        changed = sorted(self._accounts_changed - set(new_accounts))
-        if changed:
-            execute(
-                update(accounts)
-                .where(accounts.c.account_id == bindparam("k"))
-                .values(
-                    {c.name: bindparam(c.name) for c in accounts.columns if c.name != "account_id"}
-                ),
-                [{"k": a, **_as_row(self._accounts[a])} for a in changed],
-            )
+        account_columns = tuple(c.name for c in accounts.columns if c.name != "account_id")
+        update_rows(
+            conn,
+            accounts,
+            ("account_id",),
+            account_columns,
+            [
+                _as_row(self._accounts[a])
+                for a in sorted(self._accounts_changed - set(new_accounts))
+            ],
+        )
         self._accounts_stored.update(new_accounts)
         self._accounts_changed.clear()
 
         new_positions = sorted(self._positions_changed - self._positions_stored)
-        bulk_insert(
+        position_rows = {
+            a: {
+                "account_id": a,
+                "credit": self._positions[a].credit,
+                "overdue_as_of": self._positions[a].overdue_as_of,
+            }
+            for a in sorted(self._positions_changed)
+        }
+        bulk_insert(conn, positions, [position_rows[a] for a in new_positions])
+        update_rows(
             conn,
             positions,
-            [
-                {
-                    "account_id": a,
-                    "credit": self._positions[a].credit,
-                    "overdue_as_of": self._positions[a].overdue_as_of,
-                }
-                for a in new_positions
-            ],
+            ("account_id",),
+            ("credit", "overdue_as_of"),
+            [row for a, row in position_rows.items() if a in self._positions_stored],
         )
-        changed = sorted(self._positions_changed - set(new_positions))
-        if changed:
-            execute(
-                update(positions)
-                .where(positions.c.account_id == bindparam("k"))
-                .values(credit=bindparam("credit"), overdue_as_of=bindparam("overdue_as_of")),
-                [
-                    {
-                        "k": a,
-                        "credit": self._positions[a].credit,
-                        "overdue_as_of": self._positions[a].overdue_as_of,
-                    }
-                    for a in changed
-                ],
-            )
         self._positions_stored.update(new_positions)
         self._positions_changed.clear()
 
         bulk_insert(
             conn, purchases, [_as_row(self._purchases[p]) for p in sorted(self._purchases_new)]
         )
-        if self._purchases_changed:
-            execute(
-                update(purchases)
-                .where(purchases.c.purchase_id == bindparam("k"))
-                .values(refunded_total=bindparam("refunded_total")),
-                [
-                    {"k": p, "refunded_total": self._known(self._purchases, p).refunded_total}
-                    for p in sorted(self._purchases_changed)
-                ],
-            )
+        update_rows(
+            conn,
+            purchases,
+            ("purchase_id",),
+            ("refunded_total",),
+            [
+                {"purchase_id": p, "refunded_total": self._known(self._purchases, p).refunded_total}
+                for p in sorted(self._purchases_changed)
+            ],
+        )
         self._purchases_new.clear()
         self._purchases_changed.clear()
 
         bulk_insert(conn, offers, [_as_row(self._offers[o]) for o in sorted(self._offers_new)])
         bulk_insert(conn, offer_options, self._options_new)
-        if self._offers_changed:
-            execute(
-                update(offers)
-                .where(offers.c.offer_id == bindparam("k"))
-                .values(status=bindparam("status"), open=bindparam("open")),
-                [
-                    {"k": o, "status": offer.status, "open": offer.open}
-                    for o in sorted(self._offers_changed)
-                    for offer in [self._known(self._offers, o)]
-                ],
-            )
+        update_rows(
+            conn,
+            offers,
+            ("offer_id",),
+            ("status", "open"),
+            [
+                {"offer_id": o, "status": offer.status, "open": offer.open}
+                for o in sorted(self._offers_changed)
+                for offer in [self._known(self._offers, o)]
+            ],
+        )
         self._offers_new.clear()
         self._offers_changed.clear()
         self._options_new = []
 
         bulk_insert(conn, plans, [_as_row(self._plans[p]) for p in sorted(self._plans_new)])
-        if self._plans_changed:
-            execute(
-                update(plans)
-                .where(plans.c.plan_id == bindparam("k"))
-                .values(
-                    status=bindparam("status"),
-                    principal_returned=bindparam("principal_returned"),
-                    fee_returned=bindparam("fee_returned"),
-                ),
-                [
-                    {
-                        "k": p,
-                        "status": plan.status,
-                        "principal_returned": plan.principal_returned,
-                        "fee_returned": plan.fee_returned,
-                    }
-                    for p in sorted(self._plans_changed)
-                    for plan in (self._plans[p],)
-                ],
-            )
+        update_rows(
+            conn,
+            plans,
+            ("plan_id",),
+            ("status", "principal_returned", "fee_returned"),
+            [_as_row(self._plans[p]) for p in sorted(self._plans_changed)],
+        )
         self._plans_new.clear()
         self._plans_changed.clear()
 
@@ -741,36 +717,16 @@ class OffersRepository:
                 for k in sorted(self._installments_new)
             ],
         )
-        if self._installments_changed:
-            execute(
-                update(installments)
-                .where(
-                    installments.c.plan_id == bindparam("k_plan"),
-                    installments.c.seq == bindparam("k_seq"),
-                )
-                .values(
-                    principal=bindparam("principal"),
-                    fee=bindparam("fee"),
-                    principal_paid=bindparam("principal_paid"),
-                    fee_paid=bindparam("fee_paid"),
-                    fee_waived=bindparam("fee_waived"),
-                    open=bindparam("open"),
-                ),
-                [
-                    {
-                        "k_plan": k[0],
-                        "k_seq": k[1],
-                        "principal": i.principal,
-                        "fee": i.fee,
-                        "principal_paid": i.principal_paid,
-                        "fee_paid": i.fee_paid,
-                        "fee_waived": i.fee_waived,
-                        "open": not i.is_paid,
-                    }
-                    for k in sorted(self._installments_changed)
-                    for i in (self._installments[k],)
-                ],
-            )
+        update_rows(
+            conn,
+            installments,
+            ("plan_id", "seq"),
+            ("principal", "fee", "principal_paid", "fee_paid", "fee_waived", "open"),
+            [
+                _installment_row(self._installments[k], self._installment_account[k])
+                for k in sorted(self._installments_changed)
+            ],
+        )
         self._installments_new.clear()
         self._installments_changed.clear()
 
