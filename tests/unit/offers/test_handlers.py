@@ -5,7 +5,6 @@ from dataclasses import replace
 from datetime import date
 from decimal import Decimal as D
 
-import pytest
 from kafka import TopicPartition
 
 from services.offers.bootstrap import SERVICE
@@ -22,13 +21,6 @@ from tests.unit.offers.test_handlers_builders import (
     purchase_recorded,
     refund_recorded,
 )
-
-
-@pytest.fixture
-def h(tmp_path):
-    harness = Harness(SERVICE, tmp_path)
-    yield harness
-    harness.close()
 
 
 def offer_for(h, acc="acc-1", amount="1200.00", **kw):

@@ -71,3 +71,15 @@ def points_redeemed(account_id: str, plan_id: str, points: int, balance_after: i
 
 def auto_convert(threshold: str = "1000.00", tenor: int = 6) -> dict[str, Any]:
     return {"enabled": True, "threshold": threshold, "tenor_months": tenor}
+
+
+def plan(
+    h: Any, acc: str = "acc-1", amount: str = "1200.00", tenor: int = 3,
+    posted_at: str = "2026-01-15T10:00:00Z",
+) -> Any:  # fmt: skip
+    """A plan via offer + acceptance (the harness ``h``). 1200.00 x 3 posted Jan 15:
+    400.00 + 9.00 due Feb 15, Mar 15, Apr 15."""
+    h.events(ACCOUNTS, f.account(acc))
+    [made] = h.events(RECORDED, purchase_recorded(acc, amount, posted_at=posted_at))
+    [created] = h.events(DECISIONS, f.offer_accepted(acc, made.data.offer_id, tenor))
+    return created.data

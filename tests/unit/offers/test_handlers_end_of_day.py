@@ -3,12 +3,9 @@
 from datetime import date
 from decimal import Decimal as D
 
-import pytest
 from kafka import TopicPartition
 
-from services.offers.bootstrap import SERVICE
 from tests import factories as f
-from tests.harness import Harness
 from tests.unit.offers.test_handlers_builders import (
     ACCOUNTS,
     DAYS,
@@ -18,25 +15,11 @@ from tests.unit.offers.test_handlers_builders import (
     PLANS,
     POINTS,
     RECORDED,
+    plan,
     points_redeemed,
     purchase_recorded,
     refund_recorded,
 )
-
-
-@pytest.fixture
-def h(tmp_path):
-    harness = Harness(SERVICE, tmp_path)
-    yield harness
-    harness.close()
-
-
-def plan(h, acc="acc-1", amount="1200.00", tenor=3, posted_at="2026-01-15T10:00:00Z"):
-    """1200.00 x 3 posted Jan 15: 400.00 + 9.00 due Feb 15, Mar 15, Apr 15."""
-    h.events(ACCOUNTS, f.account(acc))
-    [made] = h.events(RECORDED, purchase_recorded(acc, amount, posted_at=posted_at))
-    [created] = h.events(DECISIONS, f.offer_accepted(acc, made.data.offer_id, tenor))
-    return created.data
 
 
 def eod(h, day):

@@ -3,39 +3,20 @@
 from dataclasses import replace
 from decimal import Decimal as D
 
-import pytest
-
 from services.offers.bootstrap import SERVICE
 from services.offers.policy import OffersPolicy, load_policy
 from tests import factories as f
 from tests.harness import Harness
 from tests.support import envelope
 from tests.unit.offers.test_handlers_builders import (
-    ACCOUNTS,
-    DECISIONS,
     PAYMENTS,
     PLANS,
     POINTS,
     RECORDED,
+    plan,
     points_redeemed,
-    purchase_recorded,
     refund_recorded,
 )
-
-
-@pytest.fixture
-def h(tmp_path):
-    harness = Harness(SERVICE, tmp_path)
-    yield harness
-    harness.close()
-
-
-def plan(h, acc="acc-1", amount="1200.00", tenor=3, posted_at="2026-01-15T10:00:00Z"):
-    """A plan via offer + acceptance. 1200.00 x 3: 400.00 + 9.00 due on the 15th."""
-    h.events(ACCOUNTS, f.account(acc))
-    [made] = h.events(RECORDED, purchase_recorded(acc, amount, posted_at=posted_at))
-    [created] = h.events(DECISIONS, f.offer_accepted(acc, made.data.offer_id, tenor))
-    return created.data
 
 
 def pay(h, amount, on, acc="acc-1", **kw):

@@ -1,0 +1,13 @@
+"""The offers handler tests' harness: the runtime's batch path on SQLite, no broker."""
+
+import pytest
+
+from services.offers.bootstrap import SERVICE
+from tests.harness import Harness
+
+
+@pytest.fixture
+def h(tmp_path):
+    harness = Harness(SERVICE, tmp_path)
+    yield harness
+    harness.close()
