@@ -431,3 +431,29 @@ def update_rows(
         .values({n: bindparam(f"b_{n}") for n in columns}),
         [{f"b_{n}": r[n] for n in names} for r in rows],
     )
+
+
+def restrict_to_keys(
+    query: Any, table: Table, names: tuple[str, str], keys: Iterable[tuple[Any, Any]], dialect: str
+) -> Any:
+    """``query`` on ``table`` limited to rows whose (``names``) pair is one of ``keys``.
+
+    PostgreSQL: a join on ``unnest`` of two array parameters (one statement and plan
+    whatever the number of keys). Elsewhere: a row-value ``IN`` list.
+    """
+    from sqlalchemy import bindparam, func, tuple_
+    from sqlalchemy.dialects.postgresql import ARRAY
+
+    ordered = sorted(keys)
+    a, b = (table.c[n] for n in names)
+    if dialect == "postgresql":
+        k = (
+            func.unnest(
+                bindparam("k_first", [x for x, _ in ordered], type_=ARRAY(a.type)),
+                bindparam("k_second", [y for _, y in ordered], type_=ARRAY(b.type)),
+            )
+            .table_valued("first", "second")
+            .render_derived(name="k")
+        )
+        return query.join(k, (a == k.c.first) & (b == k.c.second))
+    return query.where(tuple_(a, b).in_(ordered))

@@ -21,8 +21,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Integer, String, Table, bindparam, func, select
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
 from services.collections.tables import (
@@ -35,7 +34,7 @@ from services.collections.tables import (
     plans,
     positions,
 )
-from shared.db import among, bulk_insert, update_rows
+from shared.db import among, bulk_insert, restrict_to_keys, update_rows
 
 Key = tuple[str, int]  # (plan_id, seq)
 
@@ -157,22 +156,9 @@ class CollectionsRepository:
     def _load_installments(self, keys: set[Key]) -> None:
         t = plan_installments
         query = select(t.c.plan_id, t.c.seq, t.c.paid, t.c.paid_on)
-        if self.dialect == "postgresql":
-            ordered = sorted(keys)
-            k = (
-                func.unnest(
-                    bindparam("k_plans", [p for p, _ in ordered], type_=ARRAY(String)),
-                    bindparam("k_seqs", [s for _, s in ordered], type_=ARRAY(Integer)),
-                )
-                .table_valued("plan_id", "seq")
-                .render_derived(name="k")
-            )
-            query = query.join(k, (t.c.plan_id == k.c.plan_id) & (t.c.seq == k.c.seq))
-        else:  # SQLite (tests): by plan, the other installments are dropped below
-            query = query.where(among(t.c.plan_id, {p for p, _ in keys}, self.dialect))
+        query = restrict_to_keys(query, t, ("plan_id", "seq"), keys, self.dialect)
         for r in self.session.execute(query):
-            if (r.plan_id, r.seq) in keys:
-                self._installments[(r.plan_id, r.seq)] = dict(r._mapping)
+            self._installments[(r.plan_id, r.seq)] = dict(r._mapping)
 
     # --- reads, in memory -----------------------------------------------------------
 

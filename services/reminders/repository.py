@@ -22,12 +22,11 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Integer, String, Table, bindparam, func, select
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import Table, func, select
 from sqlalchemy.orm import Session
 
 from services.reminders.tables import accounts, business_days, installments, plans, reminders
-from shared.db import among, bulk_insert, update_rows
+from shared.db import among, bulk_insert, restrict_to_keys, update_rows
 
 Key = tuple[str, int]  # (plan_id, seq)
 
@@ -149,24 +148,9 @@ class RemindersRepository:
         """The installments and their handled reminder offsets, by (plan id, seq)."""
         self._handled = {k: set() for k in keys}
         for table in (installments, reminders):
-            query = select(table)
-            if self.dialect == "postgresql":
-                ordered = sorted(keys)
-                k = (
-                    func.unnest(
-                        bindparam("k_plans", [p for p, _ in ordered], type_=ARRAY(String)),
-                        bindparam("k_seqs", [s for _, s in ordered], type_=ARRAY(Integer)),
-                    )
-                    .table_valued("plan_id", "seq")
-                    .render_derived(name="k")
-                )
-                query = query.join(k, (table.c.plan_id == k.c.plan_id) & (table.c.seq == k.c.seq))
-            else:  # SQLite (tests): by plan, the extra installments are dropped below
-                query = query.where(among(table.c.plan_id, {p for p, _ in keys}, self.dialect))
+            query = restrict_to_keys(select(table), table, ("plan_id", "seq"), keys, self.dialect)
             for r in self.session.execute(query):
                 key = (r.plan_id, r.seq)
-                if key not in keys:
-                    continue
                 if table is installments:
                     self._installments[key] = Installment(**r._mapping)
                 else:

@@ -75,3 +75,20 @@ def test_updates_exactly_the_keyed_rows(engine):
     assert got.pop(("a", 2)) == (Decimal("0.01"), True, date(2026, 2, 28))
     assert got.pop(("b", 3)) == (Decimal("12345678.99"), False, None)
     assert set(got.values()) == {(Decimal("100.00"), False, None)}  # the other four untouched
+
+
+def test_restrict_to_keys_selects_exactly_the_pairs(engine):
+    from shared.db import restrict_to_keys
+
+    rows = [
+        {"plan_id": p, "seq": s, "amount": Decimal("1.00"), "paid": False, "paid_on": None}
+        for p in ("a", "b")
+        for s in (1, 2)
+    ]
+    with engine.begin() as conn:
+        conn.execute(items.insert(), rows)
+        query = restrict_to_keys(
+            select(items.c.plan_id, items.c.seq), items, ("plan_id", "seq"),
+            {("a", 2), ("b", 1), ("c", 1)}, engine.dialect.name,
+        )  # fmt: skip
+        assert sorted(tuple(r) for r in conn.execute(query)) == [("a", 2), ("b", 1)]
