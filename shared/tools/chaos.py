@@ -19,8 +19,9 @@ During the chaos run a seeded schedule injects faults into the service processes
 - ``pg_restart``: restart PostgreSQL (``pg_ctl restart -m fast``), only when the
   database is on the project's local stack (skipped with a note otherwise).
 
-The kinds come in a seeded order: each round is a shuffled deck of every kind, so a
-short run still gets each of them. A supervisor thread plays systemd or Kubernetes:
+The kinds come in a seeded order: each round is a shuffled deck of every kind, and
+the schedule goes on after the story's last event until the first round is through,
+so a short run still gets each of them. A supervisor thread plays systemd or Kubernetes:
 a service process that exits (one that chose to crash on a lost database, or a
 fault point firing) is started again within half a second. While the chaos run goes on,
 an :class:`~shared.tools.invariants.OffsetWatch` samples the stored and the Kafka
@@ -162,6 +163,17 @@ class Chaos:
         self._thread.start()
         self._supervisor.start()
 
+    def finish_round(self, timeout_s: float) -> None:
+        """Go on injecting until every applicable kind has been injected at least once
+        (a quick story can end before the first round of the deck is through), then
+        stop. The late faults hit a pipeline still draining the story's last events."""
+        deadline = time.monotonic() + timeout_s
+        while not set(self.faults) <= {kind for _, kind, _ in self.log}:
+            if self.error is not None or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        self.stop()
+
     def stop(self) -> None:
         self.stop_event.set()
         self._thread.join(timeout=120)
@@ -236,6 +248,9 @@ class Chaos:
                     if self.pipeline.procs[service] is proc:  # not restarted meanwhile
                         self.pipeline.kill(service, signal.SIGKILL)
                         self.pipeline.start(service)
+                fired = marker.exists()  # written by the process as it crashes itself
+                at, _, _ = self.log[-1]
+                self.log[-1] = (at, kind, f"{service} ({'fired' if fired else 'no work came'})")
             elif kind == "pause":
                 pause_s = self.pipeline.settings.session_timeout_ms / 1000 + 2
                 self.pipeline.kill(service, signal.SIGSTOP)
@@ -348,7 +363,7 @@ def run_story(
             waiter = pipeline.wait_idle
         stats = Simulator(settings, config, waiter).run()
         if chaos:
-            chaos.stop()
+            chaos.finish_round(timeout_s=180)
         waiter(300)
         return pipeline, stats, chaos, watch
     finally:
