@@ -37,8 +37,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from shared.policy import load_section
 
 SECTION = "collections"
 CURRENT = "current"  # the reserve bucket of exposures not past due
@@ -160,16 +161,4 @@ DEFAULT_POLICY = CollectionsPolicy()
 def load_policy(path: str | Path | None) -> CollectionsPolicy:
     """The policy from the ``collections`` section of the YAML file at ``path``
     (``None``, an empty file or no such section: the contract's defaults)."""
-    if path is None:
-        return DEFAULT_POLICY
-    return CollectionsPolicy.model_validate(_section(Path(path), SECTION))
-
-
-def _section(path: Path, name: str) -> dict[str, Any]:
-    document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if not isinstance(document, dict):
-        raise ValueError(f"{path}: the policy file must be a YAML mapping of sections")
-    section = document.get(name) or {}
-    if not isinstance(section, dict):
-        raise ValueError(f"{path}: section {name!r} must be a mapping")
-    return section
+    return load_section(CollectionsPolicy, path, SECTION)

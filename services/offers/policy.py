@@ -12,8 +12,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from shared.policy import load_section
 
 
 class Promotion(BaseModel):
@@ -118,9 +119,4 @@ class OffersPolicy(BaseModel):
 def load_policy(path: str | Path | None) -> OffersPolicy:
     """The policy from the `offers` section of the YAML file at `path` (None, an empty file
     or no such section: the defaults). Raises on an unknown key or a bad value."""
-    if path is None:
-        return OffersPolicy()
-    document = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    if not isinstance(document, dict):
-        raise ValueError(f"{path}: the policy file must be a YAML mapping of sections")
-    return OffersPolicy.model_validate(document.get("offers") or {})
+    return load_section(OffersPolicy, path, "offers")

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from shared.policy import load_section
 
 SECTION = "points"
 
@@ -75,16 +75,4 @@ def load_policy(path: str | Path | None) -> PointsPolicy:
     ``None``, an empty file or a file without a ``points`` section give the
     contract's defaults; keys present in the section override them one by one.
     """
-    if path is None:
-        return DEFAULT_POLICY
-    return PointsPolicy.model_validate(_section(Path(path), SECTION))
-
-
-def _section(path: Path, name: str) -> dict[str, Any]:
-    document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if not isinstance(document, dict):
-        raise ValueError(f"{path}: the policy file must be a YAML mapping of sections")
-    section = document.get(name) or {}
-    if not isinstance(section, dict):
-        raise ValueError(f"{path}: section {name!r} must be a mapping")
-    return section
+    return load_section(PointsPolicy, path, SECTION)

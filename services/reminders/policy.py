@@ -16,10 +16,10 @@ Unknown keys are rejected.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from shared.policy import load_section
 
 SECTION = "reminders"
 
@@ -65,16 +65,4 @@ DEFAULT_POLICY = RemindersPolicy()
 def load_policy(path: str | Path | None) -> RemindersPolicy:
     """The policy from the ``reminders`` section of the YAML file at ``path``
     (``None``, an empty file or no such section: the contract's defaults)."""
-    if path is None:
-        return DEFAULT_POLICY
-    return RemindersPolicy.model_validate(_section(Path(path), SECTION))
-
-
-def _section(path: Path, name: str) -> dict[str, Any]:
-    document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if not isinstance(document, dict):
-        raise ValueError(f"{path}: the policy file must be a YAML mapping of sections")
-    section = document.get(name) or {}
-    if not isinstance(section, dict):
-        raise ValueError(f"{path}: section {name!r} must be a mapping")
-    return section
+    return load_section(RemindersPolicy, path, SECTION)
