@@ -165,3 +165,10 @@ def test_any_usd_amount_round_trips_exactly(amount: Decimal) -> None:
         ).data.amount
         == amount
     )
+
+
+@given(st.decimals(allow_nan=False, allow_infinity=False))
+def test_exponent_fast_path_agrees_with_the_digits(value):
+    from schemas.money import _exponent
+
+    assert _exponent(value) == value.as_tuple().exponent
