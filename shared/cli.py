@@ -137,6 +137,9 @@ def bench(
         help="offered load(s) of the latency runs, purchases/s; repeat for a sweep (0 = skip)",
     ),
     e2e_seconds: int = typer.Option(10, help="length of each latency run"),
+    e2e_offers_processes: list[int] = typer.Option(
+        [1, 2], help="offers processes in the latency runs; repeat for several (each rate each)"
+    ),
     out: str = typer.Option("docs/benchmarks", help="where latest.json and latest.md go"),
 ) -> None:
     """Benchmarks on the local stack with PostgreSQL: throughput vs raw client, latency."""
@@ -151,6 +154,7 @@ def bench(
         e2e_seconds,
         Path(out),
         lambda msg: console.print(msg),
+        tuple(e2e_offers_processes),
     )
 
 

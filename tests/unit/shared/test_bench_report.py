@@ -1,0 +1,63 @@
+"""The benchmark's Markdown table: every measured figure appears, nothing invented."""
+
+from __future__ import annotations
+
+from shared.tools.bench import markdown
+
+RESULT = {
+    "when": "2026-11-28T15:00:00+00:00",
+    "machine": {
+        "cores": 2,
+        "cpu": "Test CPU",
+        "memory_gib": 23.5,
+        "python": "3.11.7",
+        "kafka": "4.1.2",
+        "database": "PostgreSQL (local, fsync off)",
+    },
+    "events_per_service": 50000,
+    "services": {
+        "offers": {
+            "processes_1": {
+                "processes": 1,
+                "events_per_s": 3112,
+                "raw_consume_per_s": 106453,
+                "ratio_to_raw": 0.029,
+                "peak_rss_mib": [178.5],
+            },
+            "processes_2": {
+                "processes": 2,
+                "events_per_s": 4186,
+                "raw_consume_per_s": 123717,
+                "ratio_to_raw": 0.034,
+                "peak_rss_mib": [143.1, 133.2],
+            },
+        }
+    },
+    "latency": [
+        {
+            "offers_processes": 2,
+            "offered_per_s": 1999,
+            "purchases": 20000,
+            "offers_seen": 20000,
+            "p50_ms": 534.0,
+            "p95_ms": 1086.2,
+            "p99_ms": 1413.7,
+            "max_ms": 1600.2,
+            "peak_rss_mib": {"purchases": 90.1},
+        }
+    ],
+}
+
+
+def test_markdown_table_carries_every_figure():
+    text = markdown(RESULT)
+    assert "| offers | 1 | 3,112 | 106,453 | 3% | 178.5 |" in text
+    assert "| offers | 2 | 4,186 | 123,717 | 3% | 143.1, 133.2 |" in text
+    assert "| 1,999 | 2 | 534.0 | 1086.2 | 1413.7 | 1600.2 | 20,000 of 20,000 |" in text
+    assert "2 cores (Test CPU)" in text
+
+
+def test_older_results_without_the_process_count_read_as_one_process():
+    old = {**RESULT, "latency": [{**RESULT["latency"][0]}]}
+    del old["latency"][0]["offers_processes"]
+    assert "| 1,999 | 1 | 534.0 |" in markdown(old)
