@@ -43,7 +43,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from schemas.envelope import Envelope
+from schemas.envelope import Envelope, payload_account_id
 from schemas.guard import field_path, inspect_message
 from schemas.payloads import Payload
 from schemas.registry import BUSINESS_DAY_KEY, ENVELOPES, EVENT_TYPES, TOPICS
@@ -338,7 +338,7 @@ def new_event(
         if time is None:
             time = cause.time
     if subject is None:
-        subject = getattr(data, "account_id", None) or (cause.subject if cause else None)
+        subject = payload_account_id(data) or (cause.subject if cause else None)
         if subject is None:
             raise ValueError(f"new_event needs subject= for {event_type}")
 

@@ -60,6 +60,14 @@ EventType = Annotated[
 Source = Annotated[str, Field(strict=True, min_length=1, max_length=64)]
 
 
+def payload_account_id(data: Any) -> str | None:
+    """``data.account_id``, or None for a payload without one (``installment.due-soon``)
+    or a raw mapping. Read from the instance dict: ``getattr`` with a default would go
+    through pydantic's slow ``__getattr__`` and raise an AttributeError every time."""
+    fields = getattr(data, "__dict__", None)
+    return fields.get("account_id") if fields is not None else None
+
+
 class Envelope(BaseModel, Generic[PayloadT]):
     """One event: the envelope fields and the typed payload in ``data``."""
 
@@ -77,7 +85,7 @@ class Envelope(BaseModel, Generic[PayloadT]):
 
     @model_validator(mode="after")
     def _subject_is_account(self) -> Envelope[Any]:
-        account_id = getattr(self.data, "account_id", None)
+        account_id = payload_account_id(self.data)
         if account_id is not None and account_id != self.subject:
             raise PydanticCustomError("subject_mismatch", "subject must equal data.account_id")
         return self

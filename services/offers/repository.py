@@ -35,6 +35,7 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select, union
 from sqlalchemy.orm import Session
 
+from schemas.envelope import payload_account_id
 from services.offers import domain
 from services.offers.tables import (
     accounts,
@@ -267,7 +268,7 @@ class OffersRepository:
         days: set[date] = set()
         for e in events:
             data, kind = e.data, e.type
-            account_id = getattr(data, "account_id", None)
+            account_id = payload_account_id(data)
             if account_id is not None:
                 account_ids.add(account_id)
             if kind == "purchase.recorded":

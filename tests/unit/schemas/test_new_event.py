@@ -119,3 +119,14 @@ def test_wrong_payload_type_and_dict_payload(cause: Envelope[PurchasePosted]) ->
         rule="r",
     )
     assert isinstance(out.data, PurchaseRecorded)
+
+
+def test_payload_account_id_reads_the_field_or_gives_none():
+    from schemas.envelope import payload_account_id
+    from schemas.registry import EVENT_TYPES
+
+    declined = EVENT_TYPES["offer.declined"].model_validate(PAYLOADS["offer.declined"])
+    assert payload_account_id(declined) == declined.account_id
+    due_soon = EVENT_TYPES["installment.due-soon"].model_validate(PAYLOADS["installment.due-soon"])
+    assert payload_account_id(due_soon) is None  # installment.due-soon has no account_id
+    assert payload_account_id({"account_id": "acc-1"}) is None  # a raw mapping is not a payload
