@@ -297,14 +297,16 @@ def _end_installments(
 
 
 def offer_expires_on(posted_on: date, policy: OffersPolicy) -> date:
-    """The last day an offer can be accepted: posting date + offer_validity_days (30)."""
+    """The last day an offer can be accepted: posting date + offer_validity_days (30).
+    Its end of day expires the offer (see `is_expired`)."""
     return posted_on + timedelta(days=policy.offer_validity_days)
 
 
 def is_expired(expires_on: date, business_date: date) -> bool:
-    """An offer is expired once a business day AFTER `expires_on` closes (the end of day of
-    `expires_on` itself leaves it open: it was acceptable all that day)."""
-    return business_date > expires_on
+    """An offer is expired by the end of day of `expires_on` (or of any later business day
+    when that one was skipped): acceptable up to that end of day, so at most 30 days after
+    the posting date, never into day 31."""
+    return business_date >= expires_on
 
 
 # ------------------------------------------------------------------ plan state

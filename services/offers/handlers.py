@@ -17,7 +17,8 @@ Conventions:
 - Dates come from the events (``posted_at``, ``received_at``, ``refunded_at``,
   ``business_date``); nothing here reads the clock. Offer expiry and delinquency are
   decided at end of day (the contract's "checked at end of day"), so an acceptance is
-  rejected as ``expired`` once the end of day after ``expires_on`` has closed.
+  rejected as ``expired`` once the end of day of ``expires_on`` has closed (an offer is
+  acceptable until then: at most 30 days after the posting date).
 - Money is Decimal throughout; digits come from the currency (``MINOR_UNITS``).
 """
 
@@ -708,7 +709,7 @@ def close_business_day(ctx: Context, event: Envelope) -> None:
 
     1. Barrier: deferred until every payment published before it has been applied
        (stored offsets of card.payments.v1 >= the end offsets seen for it).
-    2. ``offer.expired`` for each open offer with ``expires_on`` < D.
+    2. ``offer.expired`` for each open offer with ``expires_on`` <= D.
     3. Per account with something owed: its credit (overpayments) pays what it can, like
        a payment of 0 on D; then ``installment.due-soon`` for unpaid installments due
        within ``policy.due_soon_days``; then ``account.delinquency`` when it is overdue
@@ -729,8 +730,8 @@ def close_business_day(ctx: Context, event: Envelope) -> None:
     _wait_for(ctx, PAYMENTS_TOPIC, event, "payments")
     policy = _policy(ctx)
 
-    # 2. offers past expiry (the SQL filter is domain.is_expired's rule: expires_on < D)
-    for offer in repo.open_offers_expiring_before(day):
+    # 2. offers past expiry (the SQL filter is domain.is_expired's rule: expires_on <= D)
+    for offer in repo.open_offers_expiring_by(day):
         if not domain.is_expired(offer.expires_on, day):
             continue
         repo.close_offer(offer.offer_id, "expired")

@@ -19,7 +19,7 @@ more than once: each call writes what changed since the previous one (``flush``)
 The end of day touches every account with something owed: it calls :meth:`flush` (the
 database then holds the batch's changes), finds its accounts and offers with set-based
 SQL, and pulls them into the view with :meth:`load_owing_accounts` /
-:meth:`open_offers_expiring_before` (accounts already in the view are kept as they are),
+:meth:`open_offers_expiring_by` (accounts already in the view are kept as they are),
 so it reads and writes through the same view as every other handler.
 """
 
@@ -539,12 +539,12 @@ class OffersRepository:
     def offer_option(self, offer_id: str, tenor_months: int) -> domain.OfferOption | None:
         return self._options.get(offer_id, {}).get(tenor_months)
 
-    def open_offers_expiring_before(self, day: date) -> list[Offer]:
-        """Open offers with ``expires_on`` < ``day``, by account then offer id (flushes)."""
+    def open_offers_expiring_by(self, day: date) -> list[Offer]:
+        """Open offers with ``expires_on`` <= ``day``, by account then offer id (flushes)."""
         self.flush()
         return self._load_offers(
             select(offers)
-            .where(offers.c.open.is_(True), offers.c.expires_on < day)
+            .where(offers.c.open.is_(True), offers.c.expires_on <= day)
             .order_by(offers.c.account_id, offers.c.offer_id)
         )
 

@@ -46,17 +46,19 @@ def test_end_of_day_emits_due_soon_expiry_and_delinquency(h):
             d.business_date, d.currency) == (
         a.plan_id, 1, date(2026, 2, 15), D("409.00"), 7, date(2026, 2, 8), "USD"
     )
-    [soon] = eod(h, "2026-02-14")  # the offer's last day: still open
-    assert soon.event.data.days_until_due == 1
-    out = eod(h, "2026-02-15")
+    [soon] = eod(h, "2026-02-13")  # the day before the offer's last day: still open
+    assert soon.event.data.days_until_due == 2
+    out = eod(h, "2026-02-14")  # the end of the offer's last day (expires_on) expires it
     assert kinds(out) == [
         (OFFERS, "offer.expired", "acc-2"), (PLANS, "installment.due-soon", "acc-1")
     ]
     expired = out[0].event.data
     assert (expired.offer_id, expired.purchase_id, expired.business_date) == (
-        offer.data.offer_id, offer.data.purchase_id, date(2026, 2, 15)
+        offer.data.offer_id, offer.data.purchase_id, date(2026, 2, 14)
     )
-    assert out[1].event.data.days_until_due == 0
+    assert out[1].event.data.days_until_due == 1
+    [soon] = eod(h, "2026-02-15")
+    assert soon.event.data.days_until_due == 0
     [late] = eod(h, "2026-02-16")
     assert (late.topic, late.event.type, late.event.subject) == (
         PLANS, "account.delinquency", "acc-1"
@@ -72,6 +74,24 @@ def test_end_of_day_emits_due_soon_expiry_and_delinquency(h):
     # an overdue account gets no new offer
     [ne] = h.events(RECORDED, purchase_recorded("acc-1", posted_at="2026-02-16T12:00:00Z"))
     assert ne.data.reasons == ["overdue_installment"]
+
+
+def test_an_offer_is_acceptable_on_expires_on_and_expired_by_its_end_of_day(h):
+    h.events(ACCOUNTS, f.account("acc-1"), f.account("acc-2"))
+    [one] = h.events(RECORDED, purchase_recorded("acc-1", posted_at="2026-01-01T09:00:00Z"))
+    [two] = h.events(RECORDED, purchase_recorded("acc-2", posted_at="2026-01-01T09:00:00Z"))
+    assert one.data.expires_on == date(2026, 1, 31)
+    eod(h, "2026-01-30")
+    # Jan 31, before its end of day: still acceptable (day 30 after posting)
+    [created] = h.events(DECISIONS, f.offer_accepted("acc-1", one.data.offer_id, 3))
+    assert created.type == "plan.created"
+    [expired] = [e for e in eod(h, "2026-01-31") if e.topic == OFFERS]
+    assert (expired.event.type, expired.event.data.offer_id) == (
+        "offer.expired", two.data.offer_id
+    )
+    # Feb 1 (day 31): expired by the end of day of Jan 31
+    [r] = h.events(DECISIONS, f.offer_accepted("acc-2", two.data.offer_id, 3))
+    assert (r.type, r.data.reason) == ("offer.rejected", "expired")
 
 
 def test_a_payment_that_clears_the_overdue_installments_cures_at_once(h):

@@ -183,9 +183,17 @@ def test_a_zero_digit_currency_offer():
 
 @pytest.mark.parametrize(
     "business_date, expired",
-    [(date(2026, 12, 27), False), (date(2026, 12, 28), False), (date(2026, 12, 29), True)],
+    [(date(2026, 12, 27), False), (date(2026, 12, 28), True), (date(2026, 12, 29), True)],
 )
 def test_offer_expiry(business_date, expired):
+    """30 days after the posting date: the end of day of expires_on expires the offer."""
     expires_on = offer_expires_on(date(2026, 11, 28), POLICY)
     assert expires_on == date(2026, 12, 28)
     assert is_expired(expires_on, business_date) is expired
+
+
+def test_an_offer_is_never_acceptable_31_days_after_posting():
+    expires_on = offer_expires_on(date(2026, 1, 1), POLICY)
+    assert expires_on == date(2026, 1, 31)
+    assert not is_expired(expires_on, date(2026, 1, 30))
+    assert is_expired(expires_on, date(2026, 1, 31))  # closed before Feb 1 (day 31)
