@@ -234,21 +234,25 @@ def _apply_funds(
 def _emit_cure_if_cured(
     ctx: Context, account_id: str, on_date: date, currency: str, rule: str
 ) -> None:
-    """An account the last end of day found overdue with nothing overdue any more (as of
-    that business date): clear the flag, emit account.delinquency with days_past_due 0 at
-    once. ``business_date`` is the later of ``on_date`` and the flagging business date."""
+    """An account the last end of day found overdue with nothing overdue any more: clear
+    the flag, emit account.delinquency with days_past_due 0 at once. The event's
+    ``business_date`` is the later of ``on_date`` and the flagging business date, and
+    "nothing overdue" is checked as of that same date: an installment that fell due
+    since the flagging end of day and is still unpaid keeps the account overdue (no
+    event; the next end of day reports it)."""
     repo: OffersRepository = ctx.repo
     position = repo.position(account_id)
     if position.overdue_as_of is None:
         return
-    if domain.delinquency(repo.open_installments(account_id), position.overdue_as_of):
+    as_of = max(on_date, position.overdue_as_of)
+    if domain.delinquency(repo.open_installments(account_id), as_of):
         return
     repo.set_position(account_id, Position(position.credit, None))
     ctx.emit(
         "account.delinquency",
         AccountDelinquency(
             account_id=account_id,
-            business_date=max(on_date, position.overdue_as_of),
+            business_date=as_of,
             days_past_due=0,
             overdue_amount=ZERO,
             currency=currency,

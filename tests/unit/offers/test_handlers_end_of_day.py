@@ -115,6 +115,41 @@ def test_a_payment_that_clears_the_overdue_installments_cures_at_once(h):
         "acc-1", "409.00", received_at="2026-03-15T10:00:00Z"))] == ["installment.paid"]
 
 
+def test_no_cure_while_an_installment_due_since_the_flagging_end_of_day_is_unpaid(h):
+    """Flagged overdue on Mar 31 (installment 1 due Mar 1); installment 2 fell due Apr 1
+    with no end of day since. A payment on Apr 5 clears only installment 1: the account
+    is still overdue on Apr 5, so no days_past_due 0."""
+    a = plan(h, posted_at="2026-02-01T10:00:00Z")  # 409.00 due Mar 1, Apr 1, May 1
+    [late] = [e for e in eod(h, "2026-03-31") if e.event.type == "account.delinquency"]
+    assert (late.event.data.days_past_due, late.event.data.overdue_amount) == (30, D("409.00"))
+    out = h.feed(PAYMENTS, f.payment("acc-1", "409.00", received_at="2026-04-05T10:00:00Z"))
+    assert [(e.event.type, e.event.data.seq) for e in out] == [("installment.paid", 1)]
+    # still flagged: no new offer, and the next end of day reports installment 2
+    [ne] = h.events(RECORDED, purchase_recorded("acc-1", posted_at="2026-04-05T12:00:00Z"))
+    assert ne.data.reasons == ["overdue_installment"]
+    [late] = [e for e in eod(h, "2026-04-05") if e.event.type == "account.delinquency"]
+    assert (late.event.data.days_past_due, late.event.data.oldest_unpaid_due_date) == (
+        4, date(2026, 4, 1)
+    )
+    # clearing installment 2 cures, dated the payment
+    out = h.feed(PAYMENTS, f.payment("acc-1", "409.00", received_at="2026-04-06T10:00:00Z"))
+    assert [e.event.type for e in out] == ["installment.paid", "account.delinquency"]
+    cure = out[1].event.data
+    assert (cure.days_past_due, cure.business_date) == (0, date(2026, 4, 6))
+    assert out[0].event.data.plan_id == a.plan_id
+
+
+def test_a_cure_is_checked_as_of_the_date_it_carries_without_an_end_of_day_between(h):
+    plan(h, posted_at="2026-02-01T10:00:00Z")  # 409.00 due Mar 1, Apr 1, May 1
+    eod(h, "2026-03-31")
+    # both installments paid on Apr 5 in one payment: cured, dated Apr 5
+    out = h.feed(PAYMENTS, f.payment("acc-1", "818.00", received_at="2026-04-05T10:00:00Z"))
+    assert [e.event.type for e in out] == [
+        "installment.paid", "installment.paid", "account.delinquency"
+    ]
+    assert out[2].event.data.business_date == date(2026, 4, 5)
+
+
 def test_a_business_date_is_processed_once_and_a_stale_one_is_ignored(h):
     plan(h)
     day = f.business_day("2026-02-16")
