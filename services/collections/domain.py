@@ -21,8 +21,13 @@ wall clock. Every number comes from ``CollectionsPolicy`` (defaults in brackets)
   delinquency opens a new case, whose id is derived from the account and the
   business date it opened on.
 * **Charge-off.** DPD >= [180] resolves the open case ``charged_off``, writing off the
-  overdue amount reported. A charged-off case takes no further escalation; a
-  report with DPD 0 then closes it silently, and a later delinquency opens a new case.
+  account's whole outstanding balance: the overdue amount reported (principal and fees
+  of the installments due before the business date, less what was paid on them) plus
+  the principal not yet due of the account's open plans (unpaid installments due on
+  or after the business date: offers counts an installment overdue only from the day
+  after its due date, so no installment is in both). Fees not yet due are not earned
+  and not written off. A charged-off case takes no further escalation; a report with
+  DPD 0 then closes it silently, and a later delinquency opens a new case.
 * **Risk reserve.** Outstanding principal x rate of its bucket [current 1 %, M1 5 %,
   M2 20 %, M3 50 %, M4+ 100 %], summed per bucket, rounded half-up to the minor unit.
 """
@@ -108,6 +113,57 @@ def should_charge_off(dpd: int, policy: CollectionsPolicy = DEFAULT_POLICY) -> b
     return dpd >= policy.charge_off_dpd
 
 
+def charges_off(
+    case: CaseState | None, dpd: int, policy: CollectionsPolicy = DEFAULT_POLICY
+) -> bool:
+    """A report with this DPD charges the account's case off (a new case when none is in
+    play); a case already charged off is not charged off again."""
+    return should_charge_off(dpd, policy) and not (case is not None and case.charged_off)
+
+
+class ScheduledPrincipal(NamedTuple):
+    """An unpaid installment of an open plan, as collections tracks it."""
+
+    due_date: date
+    principal: Decimal
+
+
+def principal_not_yet_due(unpaid: Iterable[ScheduledPrincipal], business_date: date) -> Decimal:
+    """Principal of the unpaid installments due on or after ``business_date``.
+
+    Those due before it are overdue and already in the reported overdue amount (offers:
+    overdue = unpaid with due_date < business_date), so they are left out here.
+    """
+    total = Decimal(0)
+    for line in unpaid:
+        _check_money(line.principal, "principal")
+        if line.due_date >= business_date:
+            total += line.principal
+    return total
+
+
+def charge_off_amount(overdue_amount: Decimal, not_yet_due: Decimal | None) -> Decimal:
+    """Written off at charge-off: the overdue amount + the principal not yet due.
+
+    ``not_yet_due`` None (the account's plans are not known): the overdue amount only.
+    """
+    _check_money(overdue_amount, "overdue_amount")
+    if not_yet_due is None:
+        return overdue_amount
+    _check_money(not_yet_due, "not_yet_due")
+    return overdue_amount + not_yet_due
+
+
+def schedule_explains_report(unpaid: Iterable[ScheduledPrincipal], business_date: date) -> bool:
+    """The tracked schedule has an unpaid installment overdue on ``business_date``.
+
+    A delinquency report says something is overdue; a tracked schedule without any
+    overdue installment has missed the account's plan events, so its not-yet-due
+    principal cannot be trusted either (the charge-off falls back to the overdue amount).
+    """
+    return any(line.due_date < business_date for line in unpaid)
+
+
 def is_cured(dpd: int) -> bool:
     """A report with DPD 0 (every overdue installment cleared) cures an open case."""
     return dpd <= 0
@@ -184,6 +240,7 @@ class CollectionsDecision:
     3. ``resolution``: ``cured`` / ``charged_off`` -> ``escalation.resolved``
        (``written_off`` is its ``amount`` for a charge-off, else None).
 
+    ``written_off`` is ``charge_off_amount(overdue_amount, principal_not_yet_due)``.
     ``case`` is the state to store afterwards (None: no case on the account).
     ``case_id`` is None only when there was and is no case.
     """
@@ -204,8 +261,13 @@ def assess_delinquency(
     overdue_amount: Decimal,
     business_date: date,
     policy: CollectionsPolicy = DEFAULT_POLICY,
+    principal_not_yet_due: Decimal | None = None,
 ) -> CollectionsDecision:
-    """Apply one delinquency report to the account's case (see the module rules)."""
+    """Apply one delinquency report to the account's case (see the module rules).
+
+    ``principal_not_yet_due``: of the account's open plans on ``business_date``, for a
+    report that ``charges_off`` (None: not known, only the overdue amount is written off).
+    """
     _check_money(overdue_amount, "overdue_amount")
     bucket = bucket_for(dpd, policy)
     case_id = case_id_for(account_id, case.opened_on) if case is not None else None
@@ -229,8 +291,9 @@ def assess_delinquency(
     case = case.with_raised(escalations, business_date)
     if should_charge_off(dpd, policy):
         charged = CaseState(case.levels_raised, case.opened_on, charged_off=True)
+        written_off = charge_off_amount(overdue_amount, principal_not_yet_due)
         return CollectionsDecision(
-            case_id, opened, escalations, bucket, CHARGED_OFF, overdue_amount, charged
+            case_id, opened, escalations, bucket, CHARGED_OFF, written_off, charged
         )
     return CollectionsDecision(case_id, opened, escalations, bucket, None, None, case)
 

@@ -11,17 +11,25 @@ Decisions (beyond the domain rules in ``domain.py``):
   business date is older than the newest one applied for the account is stale:
   ignored (logged). One for the same business date is applied (the domain makes a
   repeat harmless: no level is raised twice).
-- **Charge-off amount.** ``escalation.resolved charged_off`` carries the overdue amount
-  of the report that crossed the charge-off DPD (the domain's ``written_off``). The
-  not-yet-due principal stays in the account's outstanding principal, reserved at the
-  M4+ rate (100 %) while the account stays past due.
+- **Charge-off amount.** ``escalation.resolved charged_off`` carries what is written
+  off (the domain's ``written_off``): the overdue amount of the report that crossed
+  the charge-off DPD + the principal not yet due (due on or after its business date)
+  of the account's active plans in the report's currency, from the tracked schedule.
+  Those plans are then set ``charged_off``: their principal is no longer outstanding
+  (not reserved, and not written off again by a later case). If the tracked schedule
+  has no overdue installment (the account's plan events were not seen), only the
+  overdue amount is written off, no plan is touched, and a warning is logged; a
+  schedule whose oldest unpaid due date differs from the report's is used, with a
+  warning.
 - **Case history.** ``case_events`` is append-only (opened, each level raised,
   resolved, closed); the ``cases`` row holds the current state for queries.
 - **Outstanding principal** per account (for the risk reserve) = principal of the
   unpaid installments of the account's active plans, from ``plan.created``'s schedule;
   ``installment.paid`` takes an installment out, ``plan.completed`` / ``plan.cancelled``
   take the whole plan out (offers cancels a plan only when no principal is left on it:
-  a full refund or an early payoff).
+  a full refund or an early payoff), and so does a charge-off. A partial refund is not
+  seen here (offers emits nothing on the plans topic for it): the installments keep
+  their principal as scheduled.
 """
 
 from __future__ import annotations
@@ -93,9 +101,14 @@ def escalate_delinquency(ctx: Context, event: Envelope) -> None:
 
     row = repo.current_case(r.account_id)
     case = _case_state(repo, row) if row is not None else None
+    not_yet_due: Decimal | None = None
+    written_off_plans: list[str] = []
+    if domain.charges_off(case, r.days_past_due, ctx.policy):
+        not_yet_due, written_off_plans = _principal_not_yet_due(ctx, r)
     decision = domain.assess_delinquency(
-        r.account_id, case, r.days_past_due, r.overdue_amount, r.business_date, ctx.policy
-    )
+        r.account_id, case, r.days_past_due, r.overdue_amount, r.business_date, ctx.policy,
+        principal_not_yet_due=not_yet_due,
+    )  # fmt: skip
     if decision.case_id is None:
         return  # current, and no case: nothing to do
 
@@ -171,6 +184,9 @@ def escalate_delinquency(ctx: Context, event: Envelope) -> None:
             resolution=decision.resolution, amount=decision.written_off, event_id=out.id,
         )  # fmt: skip
         status = CURED if decision.resolution == domain.CURED else CHARGED_OFF
+        if status == CHARGED_OFF:
+            for plan_id in written_off_plans:  # written off: no longer outstanding
+                repo.set_plan_status(plan_id, CHARGED_OFF)
         current.update(
             status=status,
             resolution=decision.resolution,
@@ -183,6 +199,34 @@ def escalate_delinquency(ctx: Context, event: Envelope) -> None:
         current.update(status=CLOSED)
 
     repo.update_case(decision.case_id, **current)
+
+
+def _principal_not_yet_due(ctx: Context, r: AccountDelinquency) -> tuple[Decimal | None, list[str]]:
+    """For a charge-off: the principal not yet due of the account's active plans and
+    those plans' ids; ``(None, [])`` when the tracked schedule cannot explain the report."""
+    repo: CollectionsRepository = ctx.repo
+    unpaid = [
+        domain.ScheduledPrincipal(line["due_date"], line["principal"])
+        for line in repo.open_installments(r.account_id, r.currency)
+    ]
+    if not domain.schedule_explains_report(unpaid, r.business_date):
+        ctx.log.warning(
+            "charge-off without the account's plans: only the overdue amount is written off",
+            account_id=r.account_id,
+            business_date=r.business_date.isoformat(),
+            tracked_installments=len(unpaid),
+        )
+        return None, []
+    oldest = min(line.due_date for line in unpaid)
+    if r.oldest_unpaid_due_date is not None and oldest != r.oldest_unpaid_due_date:
+        ctx.log.warning(
+            "charge-off: the tracked plans' oldest unpaid due date differs from the report's",
+            account_id=r.account_id,
+            tracked=oldest.isoformat(),
+            reported=r.oldest_unpaid_due_date.isoformat(),
+        )
+    plan_ids = repo.active_plans(r.account_id, r.currency)
+    return domain.principal_not_yet_due(unpaid, r.business_date), plan_ids
 
 
 def _append(

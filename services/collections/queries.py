@@ -2,7 +2,8 @@
 
 - :func:`open_cases`: the open cases, highest level first, then oldest first.
 - :func:`case_history`: a case's append-only history.
-- :func:`outstanding_principal`: unpaid installment principal per account and currency.
+- :func:`outstanding_principal`: unpaid installment principal per account and currency
+  (active plans only: a charged-off plan's principal was written off, it is not reserved).
 - :func:`risk_reserve`: the risk reserve per currency and bucket
   (``domain.risk_reserve`` over each account's outstanding principal and latest DPD).
 """

@@ -3,6 +3,8 @@
 ``load`` reads, with one query per table, everything a batch of events touches: the
 accounts' positions (latest report), their cases with the levels raised on them (from
 the append-only ``case_events``), the plans and the installments paid in the batch.
+The one exception is a charge-off (once per case): ``open_installments`` reads that
+account's plans and installments when first asked (two queries).
 Handlers then read and change this in-memory view (``ctx.repo``): a second delinquency
 report of one account in the batch sees the first one's position, case and levels,
 exactly as one by one. ``save`` writes what changed: new rows (and every new
@@ -25,6 +27,7 @@ from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
 from services.collections.tables import (
+    ACTIVE,
     CHARGED_OFF,
     OPEN,
     RAISED,
@@ -106,6 +109,7 @@ class CollectionsRepository:
         self._plan_changes = _Changes()
         self._installment_changes = _Changes()
         self._case_events: list[dict[str, Any]] = []
+        self._accounts_with_plans_loaded: set[str] = set()
 
     # --- one read per table ---------------------------------------------------------
 
@@ -153,6 +157,19 @@ class CollectionsRepository:
             for case_id, level, raised_on in rows:
                 self._raised[case_id].append((level, raised_on))
 
+    def _load_account_plans(self, account_id: str) -> None:
+        """Every plan and installment of the account, under the batch's changes: a plan
+        or installment already in the view keeps its in-memory state."""
+        rows = self.session.execute(select(plans).where(plans.c.account_id == account_id))
+        for r in rows:
+            self._plans.setdefault(r.plan_id, dict(r._mapping))
+        t = plan_installments
+        for r in self.session.execute(select(t).where(t.c.account_id == account_id)):
+            line = self._installments.setdefault((r.plan_id, r.seq), dict(r._mapping))
+            for name, value in r._mapping.items():  # rows loaded for installment.paid are
+                line.setdefault(name, value)  # partial: complete them, keep paid / paid_on
+        self._accounts_with_plans_loaded.add(account_id)
+
     def _load_installments(self, keys: set[Key]) -> None:
         t = plan_installments
         query = select(t.c.plan_id, t.c.seq, t.c.paid, t.c.paid_on)
@@ -180,6 +197,23 @@ class CollectionsRepository:
 
     def has_plan(self, plan_id: str) -> bool:
         return plan_id in self._plans
+
+    def open_installments(self, account_id: str, currency: str) -> list[dict[str, Any]]:
+        """The unpaid installments of the account's active plans in ``currency``
+        (``plan_id``, ``seq``, ``due_date``, ``principal``, ...), with the batch's changes;
+        by plan and seq."""
+        if account_id not in self._accounts_with_plans_loaded:
+            self._load_account_plans(account_id)
+        active = set(self.active_plans(account_id, currency))
+        return [dict(line) for key, line in sorted(self._installments.items())
+                if key[0] in active and not line["paid"]]  # fmt: skip
+
+    def active_plans(self, account_id: str, currency: str) -> list[str]:
+        """Ids of the account's active plans in ``currency`` known to the view (all of
+        them once ``open_installments`` has read the account's)."""
+        return sorted(plan_id for plan_id, plan in self._plans.items()
+                      if plan["account_id"] == account_id and plan["currency"] == currency
+                      and plan["status"] == ACTIVE)  # fmt: skip
 
     # --- changes, in memory ---------------------------------------------------------
 

@@ -11,7 +11,9 @@
   date seen (an older report is stale).
 - ``plans`` / ``plan_installments``: the installment principal of every plan (from
   ``plan.created``'s schedule), marked paid by ``installment.paid`` and closed by
-  ``plan.completed`` / ``plan.cancelled``: the outstanding principal per account.
+  ``plan.completed`` / ``plan.cancelled``: the outstanding principal per account. A
+  charge-off sets the account's active plans ``charged_off``: their principal is
+  written off, no longer outstanding.
 """
 
 from sqlalchemy import Boolean, Column, Date, Integer, MetaData, String, Table
@@ -22,7 +24,7 @@ metadata = MetaData()
 
 OPEN, CURED, CHARGED_OFF, CLOSED = "open", "cured", "charged_off", "closed"
 OPENED, RAISED, RESOLVED = "opened", "raised", "resolved"
-ACTIVE, COMPLETED, CANCELLED = "active", "completed", "cancelled"
+ACTIVE, COMPLETED, CANCELLED = "active", "completed", "cancelled"  # plans (or CHARGED_OFF)
 
 cases = Table(
     "cases",

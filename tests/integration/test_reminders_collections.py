@@ -8,7 +8,8 @@ under test consume. Over a simulated month:
 - A pays on time (on each due date): reminders only;
 - B pays 18 days late: reminders, then escalation levels 1, 2, 3, then cured;
 - C (an old plan, first seen already 150 days past due) never pays: every crossed
-  level in one catch-up, then charged off at 180 days past due.
+  level in one catch-up, then charged off at 180 days past due, writing off the
+  overdue amount and the principal not yet due (then nothing of C is reserved).
 
 Then everything is replayed (the plans topic re-published as is, payments and day
 closes re-sent): no new output.
@@ -243,10 +244,18 @@ def test_a_month_of_reminders_and_collections_through_offers(settings):
     overdue_at_charge_off = sum(
         (line.amount for line in plan[c].schedule if line.due_date < LAST_DAY), D(0)
     )
+    not_yet_due_at_charge_off = sum(
+        (line.principal for line in plan[c].schedule if line.due_date >= LAST_DAY), D(0)
+    )
+    assert not_yet_due_at_charge_off == D("60000.00")  # Mar-Aug: 6 x 10,000.00
+    written_off = overdue_at_charge_off + not_yet_due_at_charge_off
+    assert written_off == D("120000.00") + sum(  # all the principal + the overdue fees
+        (line.fee for line in plan[c].schedule if line.due_date < LAST_DAY), D(0)
+    )
     assert overdue_then >= D("50000.00")
     assert steps(c) == [
         ("escalation.raised", level, "M4+", 150, "2026-02-08") for level in (1, 2, 3, 4, 5)
-    ] + [("escalation.resolved", "charged_off", "2026-03-10", overdue_at_charge_off)]
+    ] + [("escalation.resolved", "charged_off", "2026-03-10", written_off)]
     assert {e.data.overdue_amount for e in escalations[c][:5]} == {overdue_then}
     assert len({e.id for e in escalations_out.events()}) == len(month_escalations)
 
@@ -257,7 +266,12 @@ def test_a_month_of_reminders_and_collections_through_offers(settings):
     )
     assert (reserve["current"].principal, reserve["current"].accounts) == (principal_a_b, 2)
     assert reserve["current"].reserve == (principal_a_b / 100).quantize(D("0.01"))
-    assert (reserve["M4+"].principal, reserve["M4+"].reserve) == (D("120000.00"), D("120000.00"))
+    # C's principal was written off at the charge-off: no longer outstanding, not reserved
+    assert (reserve["M4+"].accounts, reserve["M4+"].principal, reserve["M4+"].reserve) == (
+        0,
+        D(0),
+        D(0),
+    )
     assert all(reserve[bucket].principal == 0 for bucket in ("M1", "M2", "M3"))
 
 

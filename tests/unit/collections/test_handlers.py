@@ -153,7 +153,8 @@ def test_cure_resolves_the_case_and_a_new_delinquency_opens_a_new_case(h):
     assert (again.data.level, again.data.action) == (1, "sms")
 
 
-def test_dpd_180_charges_off_with_the_overdue_amount(h):
+def test_dpd_180_charges_off_with_the_overdue_amount_when_no_plan_is_known(h):
+    # no plan.created seen for acc-1: only the overdue amount (test_charge_off.py: with plans)
     h.events(PLANS, delinquency("acc-1", 100, "1500.00"))
     events = h.events(PLANS, delinquency("acc-1", 180, "2700.00"))
     [resolved] = [e for e in events if e.type == "escalation.resolved"]
