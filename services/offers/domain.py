@@ -392,14 +392,17 @@ def allocate_payment(
 ) -> PaymentResult:
     """Apply a payment plus the account's credit to the account's installments (all plans).
 
-    1. Due items: installments due on or before `paid_on`, oldest due date first (ties: plan
-       creation order, then seq), each fee before its principal.
-    2. Early payoff (when `waive_fees_on_payoff`): then, plan by plan in creation order, if the
-       money left covers ALL the plan's remaining principal, that principal is paid and the
-       plan's remaining (not yet due) fees are waived. Stops at the first plan not covered.
+    1. Installments are paid oldest due date first across the account's plans (ties: plan
+       creation order, then seq), each fee before its principal; installments due on or
+       before `paid_on` therefore always come first.
+    2. Early payoff (when `waive_fees_on_payoff`): when that walk reaches a plan's oldest
+       unpaid installment not yet due, and the money left (after every older installment,
+       of any plan) covers ALL the plan's remaining principal, that principal is paid and
+       the plan's remaining (not yet due) fees are waived; the walk goes on with the next
+       installment. So plans are considered in the order of their oldest unpaid
+       installment, and a plan is paid off only once everything due before it is paid.
        Note this includes paying a plan's last installment before its due date.
-    3. Whatever is left pays the remaining installments in the order of step 1, fee first.
-    4. What is still left is the new credit.
+    3. What is left after the last installment is the new credit.
     Never pays more than is due; Σ allocations + new credit == amount + credit exactly.
     """
     if amount < 0 or credit < 0:
@@ -420,29 +423,32 @@ def allocate_payment(
         touched.setdefault(key)
         money -= fee + principal
 
-    def pay_in_order(items: list[InstallmentState]) -> None:
-        for item in items:
-            current = state[(item.plan_id, item.seq)]
-            fee = min(money, current.fee_due)
-            principal = min(money - fee, current.principal_due)
-            if fee or principal:
-                pay((item.plan_id, item.seq), fee, principal)
-
     ordered = sorted((i for i in installments if not i.is_paid), key=_payment_order)
-    pay_in_order([i for i in ordered if i.due_date <= paid_on])  # step 1
     payoffs: list[PlanPayoff] = []
-    if waive_fees_on_payoff and money > 0:  # step 2
-        plans = sorted({(i.plan_order, i.plan_id) for i in ordered if i.due_date > paid_on})
-        for _, plan_id in plans:
-            rest = [state[(i.plan_id, i.seq)] for i in ordered if i.plan_id == plan_id]
+    considered: set[str] = set()  # plans whose early payoff was looked at (once each)
+    for item in ordered:
+        key = (item.plan_id, item.seq)
+        if money <= 0:
+            break
+        current = state[key]
+        if current.is_paid:  # paid off with its plan above
+            continue
+        if waive_fees_on_payoff and item.due_date > paid_on and item.plan_id not in considered:
+            considered.add(item.plan_id)  # step 2, at the plan's oldest unpaid installment
+            rest = [state[(i.plan_id, i.seq)] for i in ordered if i.plan_id == item.plan_id]
             rest = [i for i in rest if not i.is_paid]
             needed = sum((i.principal_due for i in rest), ZERO)
-            if needed > money:
-                break
-            for i in rest:
-                pay((i.plan_id, i.seq), ZERO, i.principal_due, i.fee_due)
-            payoffs.append(PlanPayoff(plan_id, needed, sum((i.fee_due for i in rest), ZERO)))
-    pay_in_order(ordered)  # step 3
+            if needed <= money:
+                for i in rest:
+                    pay((i.plan_id, i.seq), ZERO, i.principal_due, i.fee_due)
+                payoffs.append(
+                    PlanPayoff(item.plan_id, needed, sum((i.fee_due for i in rest), ZERO))
+                )
+                continue
+        fee = min(money, current.fee_due)  # step 1
+        principal = min(money - fee, current.principal_due)
+        if fee or principal:
+            pay(key, fee, principal)
 
     before = {(i.plan_id, i.seq): i for i in installments}
     allocations = [

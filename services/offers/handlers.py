@@ -613,7 +613,8 @@ def apply_payment(ctx: Context, event: Envelope) -> None:
     """payment.received -> pay the account's installments (``domain.allocate_payment``).
 
     Oldest due first across plans, fee before principal; early payoff of a plan whose
-    whole remaining principal is covered (remaining fees waived by default:
+    whole remaining principal is covered by what is left once every older installment of
+    the account is paid (remaining fees waived by default:
     plan.cancelled ``early_payoff`` with ``principal_returned`` 0 and ``fee_returned`` =
     the fees waived); what is left is account credit. Emits installment.paid per
     installment fully paid (``amount`` = everything paid on it, ``paid_on`` = the

@@ -81,12 +81,46 @@ def test_payoff_can_be_switched_off():
     assert r.paid_off_plans == [] and r.installments[2].amount_due == D("18.00")
 
 
-def test_payoff_goes_plan_by_plan_and_stops_at_the_first_not_covered():
-    r = pay(A + B, "155.00", date(2026, 2, 1))  # A (older) needs 300.00: no payoff at all
-    assert r.paid_off_plans == []
-    assert [(a.plan_id, a.seq) for a in r.allocations] == [("B", 1), ("A", 1)]
+def test_payoff_goes_plan_by_plan_in_the_order_of_their_oldest_unpaid_installment():
+    # B's first installment (Feb 10) is the account's oldest: B (150.00) is paid off
+    # first, although A was created first; A (300.00) is not covered: 5.00 on its fee
+    r = pay(A + B, "155.00", date(2026, 2, 1))
+    assert r.paid_off_plans == [PlanPayoff("B", D("150.00"), D("9.00"))]
+    assert summary(r) == [
+        ("B", 1, 0, D("50.00"), D("3.00")),
+        ("B", 2, 0, D("50.00"), D("3.00")),
+        ("B", 3, 0, D("50.00"), D("3.00")),
+        ("A", 1, D("5.00"), 0, 0),
+    ]
     r = pay(A + B, "460.00", date(2026, 2, 1))  # both covered
-    assert [p.plan_id for p in r.paid_off_plans] == ["A", "B"] and r.credit == D("10.00")
+    assert [p.plan_id for p in r.paid_off_plans] == ["B", "A"] and r.credit == D("10.00")
+
+
+def test_early_payoff_never_skips_an_older_installment_of_another_plan():
+    # A (created first): 100.00 + 2.00 due Mar 20 and Apr 20; B: 100.00 + 2.00 due Mar 5
+    a = plan_states("A", "200.00", 2, date(2026, 2, 20), rate="0.01", plan_order=0)
+    b = plan_states("B", "100.00", 1, date(2026, 2, 5), rate="0.02", plan_order=1)
+    r = pay(a + b, "200.00", date(2026, 3, 1))
+    # B's Mar 5 installment comes first: B is paid off (its 2.00 fee waived); the other
+    # 100.00 goes to A's Mar 20 installment, fee first; A is not paid off
+    assert r.paid_off_plans == [PlanPayoff("B", D("100.00"), D("2.00"))]
+    assert summary(r) == [("B", 1, 0, D("100.00"), D("2.00")), ("A", 1, D("2.00"), D("98.00"), 0)]
+    assert r.credit == 0 and r.paid == [("B", 1)]
+
+
+def test_a_plan_not_covered_is_paid_in_order_and_a_later_plan_can_still_be_paid_off():
+    # P: 12 × (100.00 + 24.00) from Mar 5; Q: 100.00 + 2.00 due Mar 20
+    p = plan_states("P", "1200.00", 12, date(2026, 2, 5), rate="0.02", plan_order=0)
+    q = plan_states("Q", "100.00", 1, date(2026, 2, 20), rate="0.02", plan_order=1)
+    r = pay(p + q, "300.00", date(2026, 3, 1))
+    # P (1,200.00) is not covered: its Mar 5 installment is paid; then the 176.00 left
+    # covers Q's 100.00: paid off; the last 76.00 goes to P's Apr 5 installment
+    assert r.paid_off_plans == [PlanPayoff("Q", D("100.00"), D("2.00"))]
+    assert summary(r) == [
+        ("P", 1, D("24.00"), D("100.00"), 0),
+        ("Q", 1, 0, D("100.00"), D("2.00")),
+        ("P", 2, D("24.00"), D("52.00"), 0),
+    ]
 
 
 def test_negative_amounts_are_refused():
@@ -96,6 +130,22 @@ def test_negative_amounts_are_refused():
 
 def order(i):
     return (i.due_date, i.plan_order, i.plan_id, i.seq)
+
+
+def assert_oldest_first(before, after, r):
+    """No money went past an installment left unpaid: an installment of a plan not paid
+    off gets money only when every older one (any plan) is paid after the payment; a plan
+    is paid off only when every installment older than its oldest unpaid one is paid."""
+    paid_off = {p.plan_id for p in r.paid_off_plans}
+    for p in paid_off:
+        oldest = min(order(i) for i in before.values() if i.plan_id == p and not i.is_paid)
+        assert all(i.is_paid for i in after.values() if order(i) < oldest), p
+    for a in r.allocations:
+        if a.plan_id in paid_off:
+            continue
+        assert a.fee_waived == 0
+        mine = order(before[(a.plan_id, a.seq)])
+        assert all(i.is_paid for i in after.values() if order(i) < mine), (a.plan_id, a.seq)
 
 
 @st.composite
@@ -127,7 +177,9 @@ def accounts(draw):
 @given(account=accounts(), waive=st.booleans(), credit=money(2, high=100))
 def test_payments_never_overpay_and_never_lose_a_cent(account, waive, credit):
     state, payments = account
+    received = credit  # Σ money in so far (the starting credit, then every payment)
     for amount, paid_on in payments:
+        received += amount
         before = {(i.plan_id, i.seq): i for i in state}
         r = allocate_payment(state, amount, credit, paid_on, waive_fees_on_payoff=waive)
         after = {(i.plan_id, i.seq): i for i in r.installments}
@@ -150,9 +202,8 @@ def test_payments_never_overpay_and_never_lose_a_cent(account, waive, credit):
         assert waived == sum(p.fee_waived for p in r.paid_off_plans)
         if not waive:
             assert waived == 0 and r.paid_off_plans == []
-            touched = [k for k in before if k in {(a.plan_id, a.seq) for a in r.allocations}]
-            if touched:  # oldest first: everything before the last touched one is paid
-                last = max(order(before[k]) for k in touched)
-                assert all(i.is_paid for i in after.values() if order(i) < last)
+        assert_oldest_first(before, after, r)
+        applied = sum(i.principal_paid + i.fee_paid for i in r.installments)
+        assert applied + r.credit == received  # Σ applied + credit = Σ received
         assert set(r.paid) == {k for k in after if after[k].is_paid and not before[k].is_paid}
         state, credit = r.installments, r.credit
