@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import importlib
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -26,8 +28,9 @@ class _Plan:
     account_id: str
     principal: Decimal
     principal_by_seq: dict[int, Decimal]
+    created: datetime | None = None  # the plan.created event's time
     paid: set[int] = field(default_factory=set)
-    closed: bool = False
+    closed: bool = False  # completed, cancelled or written off by a charge-off
     returned: Decimal = ZERO
 
     @property
@@ -69,14 +72,28 @@ def read_topic(settings: Settings, topic: str, max_bytes: int = 1 << 20) -> list
         consumer.close()
 
 
+#: What the report reads: every topic the services emit, and the customers' decisions.
+REPORT_TOPICS = [
+    t
+    for t, spec in TOPICS.items()
+    if not spec.producer.startswith("card") and spec.producer != "customer-channel"
+] + ["installments.decisions.v1"]
+
+
 def build_report(settings: Settings) -> dict[str, Any]:
-    """All the figures, as a JSON-ready dict (money as strings)."""
-    ev = {
-        t: read_topic(settings, t)
-        for t in TOPICS
-        if not TOPICS[t].producer.startswith("card") and TOPICS[t].producer != "customer-channel"
-    }
-    decisions = read_topic(settings, "installments.decisions.v1")
+    """All the figures, as a JSON-ready dict (money as strings), from the topics."""
+    return figures_from_events({t: read_topic(settings, t) for t in REPORT_TOPICS})
+
+
+def figures_from_events(ev: Mapping[str, list[Any]]) -> dict[str, Any]:
+    """The report's figures from decoded events by topic (each list in time order).
+
+    A charge-off (``escalation.resolved`` ``charged_off``) writes off the account's plans
+    created before it: they leave the installment balance and the risk reserve (the
+    amount is in ``written_off``), as they leave the collections service's reserve.
+    """
+    ev = defaultdict(list, ev)
+    decisions = ev["installments.decisions.v1"]
 
     recorded = [e for e in ev["purchases.recorded.v1"] if e.type == "purchase.recorded"]
     refunds = [e for e in ev["purchases.recorded.v1"] if e.type == "refund.recorded"]
@@ -98,7 +115,10 @@ def build_report(settings: Settings) -> dict[str, Any]:
         d = e.data
         if e.type == "plan.created":
             plans[d.plan_id] = _Plan(
-                d.account_id, d.principal, {line.seq: line.principal for line in d.schedule}
+                d.account_id,
+                d.principal,
+                {line.seq: line.principal for line in d.schedule},
+                created=e.time,
             )
             auto += d.auto_converted
             accepted += not d.auto_converted
@@ -122,6 +142,7 @@ def build_report(settings: Settings) -> dict[str, Any]:
     levels: Counter[int] = Counter()
     resolutions: Counter[str] = Counter()
     written_off = ZERO
+    charged_off_at: dict[str, list[datetime]] = defaultdict(list)
     for e in ev["collections.escalations.v1"]:
         if e.type == "escalation.raised":
             levels[e.data.level] += 1
@@ -129,6 +150,12 @@ def build_report(settings: Settings) -> dict[str, Any]:
             resolutions[e.data.resolution] += 1
             if e.data.resolution == "charged_off" and e.data.amount is not None:
                 written_off += e.data.amount
+                charged_off_at[e.data.account_id].append(e.time)
+    for plan in plans.values():
+        if plan.created is not None and any(
+            plan.created <= at for at in charged_off_at.get(plan.account_id, ())
+        ):
+            plan.closed = True  # written off: no longer receivable, nothing to reserve
 
     outstanding_by_account: dict[str, Decimal] = defaultdict(lambda: ZERO)
     for plan in plans.values():

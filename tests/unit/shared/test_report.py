@@ -1,0 +1,97 @@
+"""The business report's figures, folded from events (no Kafka: `figures_from_events`)."""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from schemas import new_event, topic_for
+from schemas.registry import EVENT_TYPES
+from shared.tools.report import figures_from_events
+from tests.unit.schemas.examples import PAYLOADS
+
+T0 = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
+
+
+class Story:
+    """Events by topic, in time order, built from the contract's example payloads."""
+
+    def __init__(self) -> None:
+        self.events: dict[str, list[Any]] = {}
+        self.minutes = 0
+
+    def add(self, event_type: str, **changes: Any) -> None:
+        data = copy.deepcopy(PAYLOADS[event_type])
+        data.update(changes)
+        self.minutes += 1
+        env = new_event(
+            event_type,
+            data=EVENT_TYPES[event_type].model_validate(data),
+            source="test",
+            cause=None,
+            rule=f"{event_type}:{self.minutes}",
+            time=T0 + timedelta(minutes=self.minutes),
+            subject=data.get("account_id", "acc-000123"),
+        )
+        self.events.setdefault(topic_for(event_type), []).append(env)
+
+
+def _plan(story: Story, plan_id: str, account: str, purchase: str) -> None:
+    story.add("plan.created", plan_id=plan_id, account_id=account, purchase_id=purchase)
+
+
+def test_kpis_from_a_small_story():
+    s = Story()
+    for i, acc in enumerate(("acc-1", "acc-2", "acc-3")):
+        s.add("purchase.recorded", purchase_id=f"p{i}", account_id=acc)
+    s.add("offer.made", purchase_id="p0", account_id="acc-1", offer_id="o0")
+    s.add("offer.made", purchase_id="p1", account_id="acc-2", offer_id="o1")
+    s.add("offer.not-eligible", purchase_id="p2", account_id="acc-3", reasons=["risk_score_too_low"])
+    _plan(s, "plan-a", "acc-1", "p0")  # 1000.00 over 3 (333.34 first)
+    s.add("installment.paid", plan_id="plan-a", seq=1)
+    s.add("points.accrued", account_id="acc-1", points=1000, balance_after=1000)
+    s.add("reminder.requested", account_id="acc-1")
+    s.add("account.delinquency", account_id="acc-1", days_past_due=8)
+
+    r = figures_from_events(s.events)
+
+    assert r["purchases"]["recorded"] == 3
+    assert r["offers"]["made"] == 2
+    assert r["offers"]["not_eligible_by_reason"] == {"risk_score_too_low": 1}
+    assert r["plans"]["created"] == 1 and r["plans"]["accepted"] == 1
+    assert r["plans"]["conversion_rate"] == "50.00%"  # 1 plan of 2 offers
+    assert r["plans"]["installment_balance"] == "666.66"  # 1000.00 - 333.34 paid
+    assert r["points"]["issued"] == 1000
+    assert r["reminders"]["by_channel"] == {"sms": 1}
+    assert r["risk"]["overdue_rate"] == "100.00%"  # acc-1 at DPD 8, the only one with a plan
+    # M1 (DPD 8) reserves 5 % of 666.66
+    assert r["risk"]["risk_reserve_total"] == "33.33"
+
+
+def test_a_charged_off_account_leaves_the_balance_and_the_reserve():
+    s = Story()
+    _plan(s, "plan-a", "acc-1", "p0")
+    _plan(s, "plan-b", "acc-2", "p1")
+    s.add("account.delinquency", account_id="acc-1", days_past_due=180)
+    s.add("escalation.resolved", account_id="acc-1", resolution="charged_off", amount="1022.50")
+
+    r = figures_from_events(s.events)
+
+    assert r["collections"]["charged_off"] == 1
+    assert r["collections"]["written_off"] == "1022.50"
+    # only acc-2's plan is still receivable, and reserved as current (1 %)
+    assert r["plans"]["installment_balance"] == "1000.00"
+    assert r["risk"]["risk_reserve_total"] == "10.00"
+    assert r["risk"]["bad_debt_rate"] == "51.12%"  # 1022.50 of 2000.00 converted (51.125, half even)
+
+
+def test_a_plan_created_after_the_charge_off_stays_receivable():
+    s = Story()
+    _plan(s, "plan-a", "acc-1", "p0")
+    s.add("escalation.resolved", account_id="acc-1", resolution="charged_off", amount="1000.00")
+    _plan(s, "plan-c", "acc-1", "p9")
+
+    r = figures_from_events(s.events)
+
+    assert r["plans"]["installment_balance"] == "1000.00"  # plan-c only
