@@ -47,7 +47,9 @@ def test_kpis_from_a_small_story():
         s.add("purchase.recorded", purchase_id=f"p{i}", account_id=acc)
     s.add("offer.made", purchase_id="p0", account_id="acc-1", offer_id="o0")
     s.add("offer.made", purchase_id="p1", account_id="acc-2", offer_id="o1")
-    s.add("offer.not-eligible", purchase_id="p2", account_id="acc-3", reasons=["risk_score_too_low"])
+    s.add(
+        "offer.not-eligible", purchase_id="p2", account_id="acc-3", reasons=["risk_score_too_low"]
+    )
     _plan(s, "plan-a", "acc-1", "p0")  # 1000.00 over 3 (333.34 first)
     s.add("installment.paid", plan_id="plan-a", seq=1)
     s.add("points.accrued", account_id="acc-1", points=1000, balance_after=1000)
@@ -83,7 +85,8 @@ def test_a_charged_off_account_leaves_the_balance_and_the_reserve():
     # only acc-2's plan is still receivable, and reserved as current (1 %)
     assert r["plans"]["installment_balance"] == "1000.00"
     assert r["risk"]["risk_reserve_total"] == "10.00"
-    assert r["risk"]["bad_debt_rate"] == "51.12%"  # 1022.50 of 2000.00 converted (51.125, half even)
+    # 1022.50 of 2000.00 converted: 51.125 %, rounded half even
+    assert r["risk"]["bad_debt_rate"] == "51.12%"
 
 
 def test_a_plan_created_after_the_charge_off_stays_receivable():
