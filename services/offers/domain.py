@@ -482,9 +482,10 @@ def allocate_payment(
 class RefundOutcome:
     cancelled: bool  # True when no principal is left on the plan
     principal_returned: Decimal  # principal taken off the plan
-    fee_returned: Decimal  # not-yet-due fees taken off the plan
+    fee_returned: Decimal  # not-yet-due fees taken off the plan (incl. fee_paid_back)
     excess: Decimal  # refund the plan could not absorb (principal already paid)
     installments: list[InstallmentState]  # the plan's installments after the refund
+    fee_paid_back: Decimal = ZERO  # of fee_returned: fees already paid, given back as credit
 
 
 def apply_refund(
@@ -505,7 +506,12 @@ def apply_refund(
       proportion q = principal_returned / R: new unpaid fee = unpaid × (1 - q) rounded DOWN
       (in the customer's favour); fee_returned is the sum of the reductions. Fees already due
       stay owed. A full refund (q = 1) returns every not-yet-due fee and cancels the plan.
-    Σ principal falls by exactly principal_returned and Σ fee by exactly fee_returned.
+    - A refund that cancels the plan (it takes off all of a remaining R > 0) also gives back
+      the fees already paid (early) on installments not yet due: fee_paid goes back to 0
+      on them, fee_paid_back is that sum (part of fee_returned; the handler credits it, as
+      it does the excess). Waived fees stay waived. A partial refund gives back no paid fee.
+    Σ principal falls by exactly principal_returned and Σ fee by exactly fee_returned;
+    Σ fee_paid falls by exactly fee_paid_back.
     """
     if refund_amount < 0:
         raise ValueError("refund must not be negative")
@@ -519,18 +525,24 @@ def apply_refund(
         for item, share in zip(remaining, shares, strict=True):
             new[item.seq] = replace(item, principal=item.principal_paid + share)
     keep = (1 - returned / owed) if owed else Decimal(1)
-    fee_returned = ZERO
+    cancels = owed > 0 and returned == owed
+    fee_returned = paid_back = ZERO
     for seq, item in new.items():
         if item.due_date > business_date and item.fee_due > 0:
             cut = item.fee_due - (item.fee_due * keep).quantize(unit, rounding=ROUND_FLOOR)
-            new[seq] = replace(item, fee=item.fee - cut)
+            item = new[seq] = replace(item, fee=item.fee - cut)
             fee_returned += cut
+        if cancels and item.due_date > business_date and item.fee_paid > 0:
+            new[seq] = replace(item, fee=item.fee - item.fee_paid, fee_paid=ZERO)
+            fee_returned += item.fee_paid
+            paid_back += item.fee_paid
     return RefundOutcome(
         cancelled=returned == owed,
         principal_returned=returned,
         fee_returned=fee_returned,
         excess=refund_amount - returned,
         installments=[new[i.seq] for i in plan],
+        fee_paid_back=paid_back,
     )
 
 

@@ -534,7 +534,9 @@ def refund_purchase(ctx: Context, event: Envelope) -> None:
     - Converted purchase (``domain.apply_refund`` as of the refund date): the refunded
       principal comes off the unpaid principal, re-split over the remaining
       installments; not-yet-due fees shrink in proportion (all of them on a full
-      refund); principal already paid that the plan cannot absorb becomes account credit.
+      refund); principal already paid that the plan cannot absorb becomes account credit,
+      and so do fees already paid early on installments not yet due when the refund
+      cancels the plan (they count in ``fee_returned``).
 
       **Decision on partial refunds**: ``plan.cancelled`` means "this plan is over", and
       its consumers (points, reminders, collections) treat it so. So it is emitted only
@@ -579,10 +581,11 @@ def refund_purchase(ctx: Context, event: Envelope) -> None:
         before, r.amount, refunded_on, policy.remainder_placement, _digits(plan.currency)
     )
     repo.save_installments(before, outcome.installments)
-    if outcome.excess > 0:
+    credited = outcome.excess + outcome.fee_paid_back
+    if credited > 0:
         position = repo.position(r.account_id)
         repo.set_position(
-            r.account_id, Position(position.credit + outcome.excess, position.overdue_as_of)
+            r.account_id, Position(position.credit + credited, position.overdue_as_of)
         )
     principal_returned = plan.principal_returned + outcome.principal_returned
     fee_returned = plan.fee_returned + outcome.fee_returned

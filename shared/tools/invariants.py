@@ -283,8 +283,10 @@ def check_money_paid(rep: Report, ev: dict[str, list[Any]]) -> None:
 
     - per plan: Σ installment.paid ≤ principal + total fee of ``plan.created`` − Σ
       ``fee.waived`` − the ``principal_returned + fee_returned`` of its ``plan.cancelled``
-      (refund or early payoff). A partial refund lowers what is due without an event on
-      the plans topic: ignoring it only makes the bound looser, never wrong;
+      (early payoff; for a refund only ``principal_returned``: its ``fee_returned`` may
+      include fees paid early and given back as credit, still in ``installment.paid``).
+      A partial refund lowers what is due without an event on the plans topic: ignoring
+      it only makes the bound looser, never wrong;
     - per installment of a plan whose purchase was never refunded: paid ≤ the amount of
       that line of the schedule (waivers and payoffs only lower it; a refund re-splits
       the remaining principal, which may move principal onto a partly paid line);
@@ -296,7 +298,9 @@ def check_money_paid(rep: Report, ev: dict[str, list[Any]]) -> None:
       plans topic's order, up to that event ≤ Σ distinct payments up to that payment
       + Σ its refunds; and in the end Σ installment.paid ≤ Σ payments + Σ refunds.
       (``installment.paid`` caused by other events, e.g. the end of day spending
-      credit, count in the running Σ and in the final bound.)
+      credit, count in the running Σ and in the final bound.) Fees a refund gives back
+      as credit were already counted once when paid, so the bounds also add the
+      ``fee_returned`` of the account's refund ``plan.cancelled`` (at most those fees).
     """
     zero = Decimal(0)
     # payments: running Σ of distinct payment ids per account, at each payment event
@@ -321,6 +325,16 @@ def check_money_paid(rep: Report, ev: dict[str, list[Any]]) -> None:
             refunded[(e.data.account_id, e.data.currency)] += e.data.amount
             refunded_purchases.add(e.data.purchase_id)
 
+    # fees a refund may give back as credit (a bound: fee_returned also has unpaid fees)
+    owner: dict[str, str] = {}
+    fees_back: dict[tuple[str, str], Decimal] = defaultdict(lambda: zero)
+    for e in ev.get("installments.plans.v1", []):
+        if e.type == "plan.created":
+            owner.setdefault(e.data.plan_id, e.data.account_id)
+        elif e.type == "plan.cancelled" and e.data.reason == "refund":
+            if e.data.plan_id in owner:
+                fees_back[(owner[e.data.plan_id], e.data.currency)] += e.data.fee_returned
+
     plans: dict[str, Any] = {}
     lines: dict[tuple[str, int], Decimal] = {}
     lowered: dict[str, Decimal] = defaultdict(lambda: zero)
@@ -335,7 +349,9 @@ def check_money_paid(rep: Report, ev: dict[str, list[Any]]) -> None:
         elif e.type == "fee.waived":
             lowered[d.plan_id] += d.amount
         elif e.type == "plan.cancelled":
-            lowered[d.plan_id] += d.principal_returned + d.fee_returned
+            lowered[d.plan_id] += d.principal_returned
+            if d.reason != "refund":
+                lowered[d.plan_id] += d.fee_returned
         elif e.type == "installment.paid":
             plan = plans.get(d.plan_id)
             rep.check(
@@ -357,13 +373,14 @@ def check_money_paid(rep: Report, ev: dict[str, list[Any]]) -> None:
             paid_per_account[account] += d.amount
             if e.causation_id in received_at_event:
                 key, so_far = received_at_event[e.causation_id]
-                bound = so_far + refunded[key]
+                bound = so_far + refunded[key] + fees_back[key]
                 rep.check(
                     "payment never applies more than received",
                     key == account and paid_per_account[account] <= bound,
                     f"{plan.account_id}: {paid_per_account[account]} paid on installments"
                     f" by payment event {e.causation_id}, only {bound} received"
-                    f" ({so_far} paid in + {refunded[key]} refunded)",
+                    f" ({so_far} paid in + {refunded[key]} refunded"
+                    f" + {fees_back[key]} fees returned)",
                 )
     for plan_id, total in paid_per_plan.items():
         plan = plans[plan_id]
@@ -375,12 +392,12 @@ def check_money_paid(rep: Report, ev: dict[str, list[Any]]) -> None:
             f" ({plan.principal} + fee {plan.total_fee} - {lowered[plan_id]} waived/returned)",
         )
     for account, total in paid_per_account.items():
-        bound = received[account] + refunded[account]
+        bound = received[account] + refunded[account] + fees_back[account]
         rep.check(
             "account paid at most what it received",
             total <= bound,
             f"{account[0]}: {total} paid on installments, {received[account]} received"
-            f" + {refunded[account]} refunded",
+            f" + {refunded[account]} refunded + {fees_back[account]} fees returned",
         )
 
 

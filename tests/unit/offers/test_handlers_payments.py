@@ -9,6 +9,7 @@ from tests import factories as f
 from tests.harness import Harness
 from tests.support import envelope
 from tests.unit.offers.test_handlers_builders import (
+    DAYS,
     PAYMENTS,
     PLANS,
     POINTS,
@@ -149,6 +150,29 @@ def test_refund_excess_over_the_unpaid_principal_becomes_credit(h):
     b = plan(h, posted_at="2026-03-01T10:00:00Z")
     assert summary(pay(h, "9.00", "2026-04-01")) == [
         ("paid", b.plan_id, 1, "409.00", "2026-04-01")
+    ]
+
+
+def test_a_full_refund_returns_fees_paid_early_as_credit(h):
+    p = plan(h, amount="1000.00", posted_at="2026-01-31T10:00:00Z")  # 340.84, 340.83, 340.83
+    # Feb 10: installment 1 (due Feb 28) and 1.00 of installment 2's fee, all early
+    assert summary(pay(h, "341.84", "2026-02-10")) == [
+        ("paid", p.plan_id, 1, "340.84", "2026-02-10")
+    ]
+    refund = refund_recorded("acc-1", p.purchase_id, "1000.00", fully_refunded=True,
+                             refunded_at="2026-02-15T10:00:00Z")
+    [c] = h.events(RECORDED, refund)
+    # every fee not yet due is returned, the 8.50 already paid included
+    assert (c.data.principal_returned, c.data.fee_returned) == (D("666.66"), D("22.50"))
+    # credit: 333.34 of principal + 8.50 of fees = 341.84; a later plan's first
+    # installment (340.84) takes it at its end of day and 1.00 goes to the second's fee
+    b = plan(h, amount="1000.00", posted_at="2026-03-01T10:00:00Z")
+    out = h.feed(DAYS, f.business_day("2026-04-01"))
+    assert [(e.event.type, e.event.data.plan_id, e.event.data.seq) for e in out] == [
+        ("installment.paid", b.plan_id, 1)
+    ]
+    assert summary(pay(h, "339.83", "2026-05-01")) == [
+        ("paid", b.plan_id, 2, "340.83", "2026-05-01")
     ]
 
 

@@ -64,6 +64,36 @@ def test_fee_returns_round_in_the_customers_favour():
     assert [i.principal for i in r.installments] == [D("22.23"), D("22.22"), D("22.22")]
 
 
+def test_a_full_refund_gives_back_the_fees_paid_early_on_installments_not_yet_due():
+    # 1000.00 over 3 months, 7.50 a month, posted Jan 31: 333.34 + 7.50 due Feb 28, then
+    # 333.33 + 7.50 due Mar 31 and Apr 30
+    plan = plan_states("A", "1000.00", 3, date(2026, 1, 31), rate="0.0075")
+    # Feb 10: 341.84 pays installment 1 and 1.00 of installment 2's fee, all early
+    paid = allocate_payment(plan, D("341.84"), D("0"), date(2026, 2, 10)).installments
+    assert [i.fee_paid for i in paid] == [D("7.50"), D("1.00"), 0]
+    r = apply_refund(paid, D("1000.00"), date(2026, 2, 15))
+    assert r.cancelled and (r.principal_returned, r.excess) == (D("666.66"), D("333.34"))
+    assert r.fee_returned == D("22.50")  # every fee not yet due, 8.50 of it already paid
+    assert r.fee_paid_back == D("8.50")
+    assert [(i.fee, i.fee_paid, i.fee_due) for i in r.installments] == [(0, 0, 0)] * 3
+    assert all(i.is_paid for i in r.installments)
+    # of the 341.84 paid, 333.34 stays recorded as principal paid (the excess returns it)
+    # and the 8.50 of fees is no longer applied: 333.34 + 8.50 = 341.84 of credit
+    applied = sum(i.principal_paid + i.fee_paid for i in r.installments)
+    assert applied == D("333.34") and applied + r.fee_paid_back == D("341.84")
+
+
+def test_a_full_refund_keeps_paid_fees_already_due_and_a_partial_one_gives_none_back():
+    plan = plan_states("A", "1000.00", 3, date(2026, 1, 31), rate="0.0075")
+    paid = allocate_payment(plan, D("341.84"), D("0"), date(2026, 2, 10)).installments
+    r = apply_refund(paid, D("1000.00"), date(2026, 3, 1))  # installment 1 (Feb 28) is due
+    assert (r.fee_returned, r.fee_paid_back) == (D("15.00"), D("1.00"))
+    assert r.installments[0].fee_paid == D("7.50")
+    r = apply_refund(paid, D("300.00"), date(2026, 2, 15))  # partial: the plan goes on
+    assert not r.cancelled and r.fee_paid_back == 0
+    assert [i.fee_paid for i in r.installments] == [D("7.50"), D("1.00"), 0]
+
+
 @settings(max_examples=300)
 @given(
     principal=money(2, high=10**5),
@@ -71,13 +101,16 @@ def test_fee_returns_round_in_the_customers_favour():
     paid=st.one_of(st.just(D("0")), money(2, high=10**5)),
     refund=money(2, high=2 * 10**5),
     days=st.integers(0, 800),
+    paid_days=st.integers(0, 800),
     remainder=st.sampled_from(["first", "last"]),
 )
-def test_refunds_conserve_money(principal, tenor, paid, refund, days, remainder):
+def test_refunds_conserve_money(principal, tenor, paid, refund, days, paid_days, remainder):
     posted = date(2026, 1, 31)
     plan = plan_states("A", principal, tenor, posted, rate="0.0075")
     on = date.fromordinal(posted.toordinal() + days)
-    before = allocate_payment(plan, paid, D("0"), on, waive_fees_on_payoff=False).installments
+    paid_on = min(on, date.fromordinal(posted.toordinal() + paid_days))  # maybe early
+    payment = allocate_payment(plan, paid, D("0"), paid_on, waive_fees_on_payoff=False)
+    before = payment.installments
     r = apply_refund(before, refund, on, remainder)
     owed = sum(i.principal_due for i in before)
     assert r.principal_returned == min(refund, owed) and r.principal_returned + r.excess == refund
@@ -85,17 +118,23 @@ def test_refunds_conserve_money(principal, tenor, paid, refund, days, remainder)
         r.principal_returned
     )
     assert sum(i.fee for i in r.installments) == sum(i.fee for i in before) - r.fee_returned
-    assert r.fee_returned >= 0
+    assert 0 <= r.fee_paid_back <= r.fee_returned
     assert r.cancelled == (sum(i.principal_due for i in r.installments) == 0)
+    # money conserved: Σ applied + credit = Σ received + returned (the excess: principal
+    # already paid), the fees given back moving from applied to credit
+    credit = payment.credit + r.excess + r.fee_paid_back
+    applied = sum(i.principal_paid + i.fee_paid for i in r.installments)
+    assert applied + credit == paid + r.excess
     for old, new in zip(before, r.installments, strict=True):
-        assert (new.principal_paid, new.fee_paid, new.fee_waived) == (
-            old.principal_paid,
-            old.fee_paid,
-            old.fee_waived,
-        )
-        assert new.principal_due >= 0 and 0 <= new.fee_due <= old.fee_due
+        assert (new.principal_paid, new.fee_waived) == (old.principal_paid, old.fee_waived)
+        given_back = r.cancelled and owed > 0 and new.due_date > on
+        assert new.fee_paid == (0 if given_back else old.fee_paid)
+        assert new.principal_due >= 0 and new.fee_due >= 0 and new.fee_due <= old.fee_due
         if new.due_date <= on:
             assert new.fee == old.fee  # fees already due are not returned
+    if r.cancelled and owed > 0:  # every fee not yet due comes back, paid or not
+        assert r.fee_returned == sum(i.fee - i.fee_waived for i in before if i.due_date > on)
+        assert r.fee_paid_back == sum(i.fee_paid for i in before if i.due_date > on)
     if r.cancelled:
         assert all(i.fee_due == 0 for i in r.installments if i.due_date > on)
 
