@@ -155,6 +155,9 @@ class Context:
     staged: list[tuple[str, str, bytes, str]] = field(default_factory=list)
     batch_progress: dict[TopicPartition, int] = field(default_factory=dict)
     repo: Any = None
+    #: Physical topics found fully applied by :meth:`unread` during this Context (one
+    #: batch transaction): the rest of the batch takes them as read, with no look-up.
+    caught_up: set[str] = field(default_factory=set)
 
     @property
     def policy(self) -> Any:
@@ -212,6 +215,62 @@ class Context:
         """The broker's log-end offset per partition of a contract topic."""
         return self.runner.end_offsets(self.settings.topic(topic))
 
+    def unread(self, topic: str) -> int:
+        """How many records of contract ``topic``, published before the current event was
+        first looked at, this consumer group has not applied yet (0: caught up).
+
+        The first look notes the broker's end offsets of ``topic`` (a snapshot, kept by
+        the runner per waiting partition and barrier topic until another event of that
+        partition looks, so a deferred event is compared with the same snapshot on every
+        retry); each look compares them with
+        this group's stored offsets (all its processes, plus this batch's progress). The
+        wait is thus for the records published before the event, not for every record
+        published since (steady traffic would keep it waiting). The snapshot is lost on
+        a restart: the next look takes a new, later one, which is stricter and still
+        correct.
+
+        Per-batch shortcut: when a snapshot taken during this batch is satisfied, every
+        record of the batch (all polled before it) has its predecessors applied, and the
+        stored offsets only grow within a batch, so the topic is taken as read for the
+        rest of the batch (``caught_up``) with no further look-up.
+        """
+        assert self.event is not None, "unread() outside a handler"
+        physical = self.settings.topic(topic)
+        if physical in self.caught_up:
+            return 0
+        key = (self.settings.topic(self.topic), self.partition, physical)
+        noted = self.runner.barriers.get(key)
+        fresh = noted is None or noted[0] != self.event.id
+        if fresh:
+            ends = self.end_offsets(topic)
+            self.runner.barriers[key] = (self.event.id, ends)
+        else:
+            assert noted is not None
+            ends = noted[1]
+        stored = self.stored_offsets(topic)
+        behind = sum(max(0, end - stored.get(p, 0)) for p, end in ends.items())
+        if behind == 0 and fresh:
+            self.caught_up.add(physical)
+        # The snapshot stays (a second look by the same event gives the same answer) until
+        # the next event of the partition that must look replaces it.
+        return behind
+
+    def wait_for(self, topic: str, what: str | None = None) -> None:
+        """Barrier: raise :class:`Defer` until every record of contract ``topic``
+        published before the current event has been applied by this consumer group
+        (:meth:`unread` is 0); return at once when it has.
+
+        Call it before the handler writes anything (the contract of ``Defer``). The
+        retry delay grows with the backlog (0.5 s + 1 ms per unread record, at most
+        5 s), so a long backlog is not looked up in a tight loop.
+        """
+        behind = self.unread(topic)
+        if behind:
+            raise Defer(
+                f"waiting for {what or topic} to catch up ({behind} not yet applied)",
+                retry_after_s=min(5.0, 0.5 + behind / 1000),
+            )
+
 
 class _Rebalance(ConsumerRebalanceListener):
     """Non-blocking: only notes partitions; the loop seeks them from the database."""
@@ -262,6 +321,11 @@ class Runner:
         self.lock = threading.Lock()  # pending_seek / deferred_until are touched by callbacks
         self.loop_at = time.monotonic()  # last time the loop went round (for the watchdog)
         self.deferred_until: dict[TopicPartition, float] = {}
+        #: Barrier snapshots (``Context.unread``): (waiting topic, partition, barrier
+        #: topic) -> (event id, end offsets of the barrier topic when first looked at).
+        #: One entry per waiting partition and barrier topic (the next event of the
+        #: partition that looks replaces it): bounded, no leak.
+        self.barriers: dict[tuple[str, int, str], tuple[str, dict[int, int]]] = {}
         self.assigned: set[TopicPartition] = set()
         self.ready = False
         self._consumer_overrides = dict(consumer_overrides or {})

@@ -12,11 +12,14 @@ Rules, in the words of the code below:
   between that target and what was already reversed. Hence, for any sequence of
   partial refunds, the total reversed never exceeds ``E`` and a full refund
   (``R == A``) reverses exactly ``E``. A reversal may take the balance below zero.
-* **Bonus reversal.** A ``plan.cancelled`` with reason ``refund`` reverses the first-plan
-  bonus by the same cumulative rule, in proportion to the principal returned over
-  the plan's principal (all of it on a full cancel). ``early_payoff`` reverses nothing:
-  the purchase stands and was paid. The purchase's own points are reversed by the
-  refund (``refund.recorded``), not by the cancellation: never both.
+* **Bonus reversal.** The first-plan bonus is reversed by the refunds of the plan's
+  purchase (``refund.recorded``), by the same cumulative rule as the purchase's own
+  points: after refunds totalling ``R`` of a purchase of amount ``A`` whose first plan
+  earned a bonus ``B``, ``floor(B x R / A)`` bonus points have been reversed in total.
+  So the total never exceeds ``B`` and a full refund reverses exactly ``B``. A
+  ``plan.cancelled`` reverses nothing: the offers service cancels a plan only when a
+  refund leaves no principal on it (that refund already reversed the bonus) or on an
+  early payoff (the purchase stands and was paid).
 * **Redemption.** 100 points buy 1.00 of fee, capped at the plan's total fee:
   ``points = min(requested, floor(total_fee x 100))``. All or nothing: if the balance
   does not cover those points the redemption is rejected (``insufficient_points``)
@@ -122,30 +125,25 @@ def points_to_reverse(
 def bonus_to_reverse(
     bonus_earned: int,
     already_reversed: int,
-    plan_principal: Decimal,
-    principal_returned_this_time: Decimal,
-    principal_returned_before: Decimal,
-    cancel_reason: str,
+    purchase_amount: Decimal,
+    refunded_total: Decimal,
 ) -> int:
-    """Bonus points (>= 0) to take back when a plan is cancelled (ledger reason
-    ``plan_cancelled``).
+    """First-plan bonus points (>= 0) to take back once the plan's purchase has been
+    refunded ``refunded_total`` in all.
 
-    Only a cancellation by ``refund`` reverses the bonus, with the same cumulative
-    rule as ``points_to_reverse`` over the principal returned:
-    ``floor(bonus x returned_total / plan_principal) - already_reversed``; a full cancel
-    reverses the whole bonus. ``early_payoff`` reverses nothing. A plan that earned
-    no bonus (not the account's first) gives 0.
+    The same cumulative rule as ``points_to_reverse``:
+    ``floor(bonus x refunded_total / purchase_amount) - already_reversed`` (never
+    negative), so the total reversed never exceeds the bonus and a full refund reverses
+    all of it. A plan that earned no bonus (not the account's first) gives 0.
+    Raises ``ValueError`` when ``refunded_total`` exceeds the purchase amount.
     """
-    _check_money(principal_returned_this_time, "principal_returned_this_time")
-    _check_money(principal_returned_before, "principal_returned_before")
-    if cancel_reason != CANCELLED_BY_REFUND:
-        return 0
+    _check_money(refunded_total, "refunded_total")
     return _proportional_reversal(
         bonus_earned,
         already_reversed,
-        base=plan_principal,
-        cumulative=principal_returned_before + principal_returned_this_time,
-        what="principal returned",
+        base=purchase_amount,
+        cumulative=refunded_total,
+        what="refunds",
     )
 
 

@@ -10,17 +10,39 @@ Decisions (documented here because they are not in the contract):
 
 * **Tier.** The tier applied to a purchase is the account's tier known when the
   ``purchase.recorded`` is processed, stored with the purchase; a later tier change never
-  touches it (refunds reverse what that purchase earned). An account not seen yet on
-  ``card.accounts.v1`` (the topics are not ordered with each other) earns at
-  ``policy.unknown_account_tier`` (default ``silver``, the lowest tier: never over-pays);
-  the purchase row records ``tier_assumed``.
+  touches it (refunds reverse what that purchase earned). ``card.accounts.v1`` and the
+  other topics are not ordered with each other, so a purchase of an account not seen yet
+  is deferred (``ctx.wait_for``, the runtime's barrier) until every record of
+  ``card.accounts.v1`` published before it has been applied: a restart with a backlog no
+  longer accrues a gold account's purchase at silver. Only then, the account really being
+  unknown, does it earn at ``policy.unknown_account_tier`` (default ``silver``, the lowest
+  tier: never over-pays); the purchase row records ``tier_assumed``. Waiting longer for an
+  account that may never come would block every other account of the partition.
 * **Ordering of plan.created and purchase.recorded.** They come from different topics.
   If ``plan.created`` arrives for a purchase not accrued yet, the first-plan bonus is
   computed from the plan's principal (= the purchase amount: a purchase converts whole,
-  at most once) at the account's current tier (or the unknown-account tier), the same
-  value the purchase will accrue unless the tier changes in between. No ``Defer``: it
-  would stall the whole plans partition (every account on it) for a case that has an
-  exact-enough answer. The plan row records ``bonus_basis`` (purchase | principal).
+  at most once) at the account's current tier, the same value the purchase will accrue
+  unless the tier changes in between. No ``Defer`` for the purchase: it would stall the
+  whole plans partition (every account on it) for a case that has an exact-enough answer.
+  But when that bonus depends on a tier not known yet (the account's first plan, the
+  account not seen on ``card.accounts.v1``), the plan waits for the accounts barrier as
+  a purchase does, then falls back to the unknown-account tier. The plan row records
+  ``bonus_basis`` (purchase | principal).
+* **Bonus reversal follows the refunds.** A refund reverses the purchase's points and,
+  when the purchase's plan earned the first-plan bonus, the refunded share of that bonus
+  by the same cumulative rule: ``floor(bonus x refunded_total / purchase amount)`` in all,
+  each refund booking the difference to what was already reversed (``plans.bonus_reversed``),
+  so the total never exceeds the bonus and a full refund reverses all of it. Both arrival
+  orders give the same total: a ``refund.recorded`` after the ``plan.created`` reverses its
+  share at once (rule ``bonus-reversed:<refund_id>``); a ``plan.created`` after refunds of
+  its purchase credits the bonus (rule ``bonus``) and at once reverses the share already
+  refunded (rule ``bonus-reversed``). Ledger / event reason: ``refund`` (the contract's
+  code for what caused it), with ``plan_id`` set, which tells it from the reversal of the
+  purchase's own points (no ``plan_id``). ``plan.cancelled`` reverses nothing: the offers
+  service emits it only when a refund has left no principal on the plan (the refunds have
+  already reversed the bonus; reversing again would take it twice) or on an early payoff
+  (the purchase stands). It still records the principal returned. ``plan_cancelled`` is
+  therefore no longer emitted as a reason.
 * **plan.created: redemption first, bonus second.** The redemption is checked against
   the balance before the plan's own first-plan bonus (what the customer had when they
   accepted the offer); the bonus is then credited.
@@ -37,7 +59,8 @@ Decisions (documented here because they are not in the contract):
   concurrency. Within a batch, the in-memory view carries each account's balance forward
   from one event to the next.
 * Emitted events: subject = the account id; rules are deterministic per cause:
-  ``accrued``, ``bonus``, ``reversed:<refund_id>``, ``bonus-reversed``, ``redeemed``,
+  ``accrued``, ``bonus``, ``bonus-reversed`` (plan.created after refunds),
+  ``reversed:<refund_id>``, ``bonus-reversed:<refund_id>``, ``redeemed``,
   ``redemption-rejected``.
 """
 
@@ -65,6 +88,7 @@ from shared.db import utcnow
 from shared.runtime import Context, Handler, Reject
 
 ZERO = Decimal("0")
+ACCOUNTS_TOPIC = "card.accounts.v1"
 
 # ledger reason -> (event type, payload class)
 _EVENTS: dict[str, tuple[str, type[Any]]] = {
@@ -134,6 +158,19 @@ def _policy(ctx: Context) -> PointsPolicy:
     return policy if isinstance(policy, PointsPolicy) else domain.DEFAULT_POLICY
 
 
+def _tier_of(ctx: Context, account: Account, policy: PointsPolicy) -> str:
+    """The account's tier; for an account not seen yet, first the accounts barrier.
+
+    Raises ``Defer`` (before anything is written) while records of ``card.accounts.v1``
+    published before this event are unapplied; then an account still unknown earns at
+    ``policy.unknown_account_tier``.
+    """
+    if account.tier is None:
+        ctx.wait_for(ACCOUNTS_TOPIC, "accounts")
+        return account.tier or policy.unknown_account_tier
+    return account.tier
+
+
 def _points_for(amount: Decimal, tier: str, policy: PointsPolicy) -> int:
     try:
         return domain.points_for_purchase(amount, tier, policy)
@@ -152,7 +189,10 @@ def record_account_tier(ctx: Context, event: Envelope) -> None:
 
 
 def accrue_purchase_points(ctx: Context, event: Envelope) -> None:
-    """purchase.recorded -> points at the tier in force, once per purchase_id."""
+    """purchase.recorded -> points at the tier in force, once per purchase_id.
+
+    An account not seen yet: deferred until card.accounts.v1 has caught up (see Tier).
+    """
     p: PurchaseRecorded = event.data
     policy = _policy(ctx)
     repo: PointsRepository = ctx.repo
@@ -160,7 +200,7 @@ def accrue_purchase_points(ctx: Context, event: Envelope) -> None:
     if repo.purchase(p.purchase_id) is not None:
         ctx.log.info("duplicate purchase ignored", purchase_id=p.purchase_id)
         return
-    tier = account.tier or policy.unknown_account_tier
+    tier = _tier_of(ctx, account, policy)
     points = _points_for(p.amount, tier, policy)
     repo.add_purchase(
         Purchase(
@@ -181,10 +221,11 @@ def accrue_purchase_points(ctx: Context, event: Envelope) -> None:
 
 
 def reverse_refunded_points(ctx: Context, event: Envelope) -> None:
-    """refund.recorded -> take back the refunded share of the purchase's points.
+    """refund.recorded -> take back the refunded share of the purchase's points, and of
+    the first-plan bonus when the purchase's plan earned it.
 
     Cumulative (``refunded_total`` comes with the event): a repeat reverses nothing and
-    the total reversed never exceeds what the purchase earned.
+    the total reversed never exceeds what the purchase (the bonus) earned.
     """
     r: RefundRecorded = event.data
     repo: PointsRepository = ctx.repo
@@ -204,10 +245,11 @@ def reverse_refunded_points(ctx: Context, event: Envelope) -> None:
         )
     except ValueError as exc:
         raise Reject(f"refund cannot be applied to the purchase's points: {exc}") from exc
+    refunded_total = max(purchase.refunded_total, r.refunded_total)
     repo.record_refund(
         r.purchase_id,
         points_reversed=purchase.points_reversed + points,
-        refunded_total=max(purchase.refunded_total, r.refunded_total),
+        refunded_total=refunded_total,
     )
     if points > 0:
         _book(
@@ -218,10 +260,41 @@ def reverse_refunded_points(ctx: Context, event: Envelope) -> None:
             rule=f"reversed:{r.refund_id}",
             purchase_id=r.purchase_id,
         )
+    plan = repo.bonus_plan(r.purchase_id)
+    if plan is not None:  # plan.created came first: reverse the bonus's refunded share
+        _reverse_refunded_bonus(
+            ctx, plan, purchase, refunded_total, rule=f"bonus-reversed:{r.refund_id}"
+        )
+
+
+def _reverse_refunded_bonus(
+    ctx: Context, plan: Plan, purchase: Purchase, refunded_total: Decimal, *, rule: str
+) -> None:
+    """Book the first-plan bonus's refunded share not reversed yet (see the module doc)."""
+    repo: PointsRepository = ctx.repo
+    try:
+        points = domain.bonus_to_reverse(
+            plan.bonus_points, plan.bonus_reversed, purchase.amount, refunded_total
+        )
+    except ValueError as exc:
+        raise Reject(f"refund cannot be applied to the first-plan bonus: {exc}") from exc
+    if points <= 0:
+        return
+    repo.record_bonus_reversal(plan.plan_id, plan.bonus_reversed + points)
+    _book(
+        ctx,
+        plan.account_id,
+        -points,
+        domain.REFUND,
+        rule=rule,
+        purchase_id=plan.purchase_id,
+        plan_id=plan.plan_id,
+    )
 
 
 def apply_new_plan(ctx: Context, event: Envelope) -> None:
-    """plan.created -> redeem the requested points on its fee, then the first-plan bonus."""
+    """plan.created -> redeem the requested points on its fee, then the first-plan bonus
+    (less the share of it its purchase's refunds already took back)."""
     plan: PlanCreated = event.data
     policy = _policy(ctx)
     repo: PointsRepository = ctx.repo
@@ -229,28 +302,41 @@ def apply_new_plan(ctx: Context, event: Envelope) -> None:
     if repo.plan(plan.plan_id) is not None:
         ctx.log.info("duplicate plan ignored", plan_id=plan.plan_id)
         return
+    bonus, basis = _first_plan_bonus(ctx, plan, account, policy)  # may Defer: nothing written
     spent, fee = _redeem_for_fee(ctx, plan, policy)
-    bonus, basis = _grant_first_plan_bonus(ctx, plan, account, policy)
-    repo.add_plan(
-        Plan(
-            plan_id=plan.plan_id,
-            account_id=plan.account_id,
+    if bonus > 0:
+        _book(
+            ctx,
+            plan.account_id,
+            bonus,
+            domain.FIRST_INSTALLMENT_BONUS,
+            rule="bonus",
             purchase_id=plan.purchase_id,
-            principal=plan.principal,
-            total_fee=plan.total_fee,
-            currency=plan.currency,
-            bonus_points=bonus,
-            bonus_basis=basis,
-            bonus_reversed=0,
-            principal_returned=ZERO,
-            redeem_requested=plan.redeem_points,
-            points_redeemed=spent,
-            fee_redeemed=fee,
-            event_id=event.id,
+            plan_id=plan.plan_id,
         )
+    row = Plan(
+        plan_id=plan.plan_id,
+        account_id=plan.account_id,
+        purchase_id=plan.purchase_id,
+        principal=plan.principal,
+        total_fee=plan.total_fee,
+        currency=plan.currency,
+        bonus_points=bonus,
+        bonus_basis=basis,
+        bonus_reversed=0,
+        principal_returned=ZERO,
+        redeem_requested=plan.redeem_points,
+        points_redeemed=spent,
+        fee_redeemed=fee,
+        event_id=event.id,
     )
+    repo.add_plan(row)
     if not account.had_plan:
         repo.mark_first_plan(plan.account_id, plan.plan_id)
+    purchase = repo.purchase(plan.purchase_id)
+    if bonus > 0 and purchase is not None and purchase.refunded_total > 0:
+        # refunds of the purchase came first (another topic): their share of the bonus now
+        _reverse_refunded_bonus(ctx, row, purchase, purchase.refunded_total, rule="bonus-reversed")
 
 
 def _redeem_for_fee(ctx: Context, plan: PlanCreated, policy: PointsPolicy) -> tuple[int, Decimal]:
@@ -285,37 +371,32 @@ def _redeem_for_fee(ctx: Context, plan: PlanCreated, policy: PointsPolicy) -> tu
     return 0, outcome.fee_amount
 
 
-def _grant_first_plan_bonus(
+def _first_plan_bonus(
     ctx: Context, plan: PlanCreated, account: Account, policy: PointsPolicy
 ) -> tuple[int, str]:
-    """The account's first plan earns its purchase's points again. Returns (bonus, basis)."""
+    """The account's first plan earns its purchase's points again. Returns (bonus, basis).
+
+    Nothing is written: when the bonus needs the tier of an account not seen yet, this
+    may raise ``Defer`` (the accounts barrier, see Tier).
+    """
     repo: PointsRepository = ctx.repo
     purchase = repo.purchase(plan.purchase_id)
     if purchase is not None:
         basis, purchase_points = "purchase", purchase.points_earned
+    elif account.had_plan:  # no bonus whatever the tier: no need to wait for it
+        basis, purchase_points = "principal", 0
     else:  # plan.created overtook purchase.recorded (another topic): see the module doc
         basis = "principal"
-        purchase_points = _points_for(
-            plan.principal, account.tier or policy.unknown_account_tier, policy
-        )
-    bonus = domain.first_plan_bonus(purchase_points, account.had_plan, policy)
-    if bonus > 0:
-        _book(
-            ctx,
-            plan.account_id,
-            bonus,
-            domain.FIRST_INSTALLMENT_BONUS,
-            rule="bonus",
-            purchase_id=plan.purchase_id,
-            plan_id=plan.plan_id,
-        )
-    return bonus, basis
+        purchase_points = _points_for(plan.principal, _tier_of(ctx, account, policy), policy)
+    return domain.first_plan_bonus(purchase_points, account.had_plan, policy), basis
 
 
-def reverse_plan_bonus(ctx: Context, event: Envelope) -> None:
-    """plan.cancelled (reason refund) -> take back the bonus share of the principal returned.
+def record_plan_cancellation(ctx: Context, event: Envelope) -> None:
+    """plan.cancelled (reason refund) -> record the principal returned; no points move.
 
-    The purchase's own points are reversed by its refund.recorded, never here.
+    The first-plan bonus is reversed by the refunds of the plan's purchase
+    (refund.recorded), in proportion, never here (see the module doc): reversing it on
+    the cancellation too would take it twice.
     """
     c: PlanCancelled = event.data
     repo: PointsRepository = ctx.repo
@@ -327,32 +408,12 @@ def reverse_plan_bonus(ctx: Context, event: Envelope) -> None:
         raise Reject("plan.cancelled subject differs from the plan's account")
     if c.reason != domain.CANCELLED_BY_REFUND:
         return  # early payoff: the purchase stands and was paid
-    try:
-        points = domain.bonus_to_reverse(
-            plan.bonus_points,
-            plan.bonus_reversed,
-            plan.principal,
-            c.principal_returned,
-            plan.principal_returned,
-            c.reason,
+    returned = plan.principal_returned + c.principal_returned
+    if returned > plan.principal:
+        raise Reject(
+            f"plan.cancelled returns {returned} in all, more than the principal {plan.principal}"
         )
-    except ValueError as exc:
-        raise Reject(f"plan cancellation cannot be applied to the bonus: {exc}") from exc
-    repo.record_cancellation(
-        c.plan_id,
-        principal_returned=plan.principal_returned + c.principal_returned,
-        bonus_reversed=plan.bonus_reversed + points,
-    )
-    if points > 0:
-        _book(
-            ctx,
-            plan.account_id,
-            -points,
-            domain.PLAN_CANCELLED,
-            rule="bonus-reversed",
-            purchase_id=plan.purchase_id,
-            plan_id=c.plan_id,
-        )
+    repo.record_cancellation(c.plan_id, principal_returned=returned)
 
 
 HANDLERS: dict[str, Handler] = {
@@ -360,5 +421,5 @@ HANDLERS: dict[str, Handler] = {
     "purchase.recorded": accrue_purchase_points,
     "refund.recorded": reverse_refunded_points,
     "plan.created": apply_new_plan,  # redemption (redeem_points), then first-plan bonus
-    "plan.cancelled": reverse_plan_bonus,
+    "plan.cancelled": record_plan_cancellation,  # bookkeeping only: refunds move points
 }

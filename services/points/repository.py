@@ -3,11 +3,13 @@
 ``load`` reads, with one query per table, everything a batch of events touches: the
 accounts (created if missing, then locked once for the whole batch, in account id
 order so that two processes never deadlock), their balances (Σ ledger per account, one
-grouped query), the purchases and the plans. Handlers then read and change this
-in-memory view (``ctx.repo``): a second event of the same account in the batch sees the
-first one's balance, tier and flags. ``save`` writes what changed: new rows with
-``bulk_insert`` (COPY on PostgreSQL), changed rows with one UPDATE statement per
-table (``shared.db.update_rows``), and the ledger entries appended in the order they were booked.
+grouped query), the purchases and the plans (by plan id, and by the purchase id of each
+refund the plan that earned a first-plan bonus: a refund reverses that bonus too).
+Handlers then read and change this in-memory view (``ctx.repo``): a second event of
+the same account in the batch sees the first one's balance, tier and flags. ``save``
+writes what changed: new rows with ``bulk_insert`` (COPY on PostgreSQL), changed rows
+with one UPDATE statement per table (``shared.db.update_rows``), and the ledger entries
+appended in the order they were booked.
 
 The ledger stays the source of truth and append-only: the balance is never stored, it
 is read as ``SUM(points)`` under the account lock and carried forward in memory.
@@ -96,6 +98,7 @@ class PointsRepository:
         self._balances: dict[str, int] = {}
         self._purchases: dict[str, Purchase] = {}
         self._plans: dict[str, Plan] = {}
+        self._bonus_plans: dict[str, Plan] = {}  # purchase id -> its plan with a bonus
         self._new_purchases: dict[str, Purchase] = {}
         self._changed_purchases: dict[str, Purchase] = {}
         self._new_plans: dict[str, Plan] = {}
@@ -110,6 +113,7 @@ class PointsRepository:
         balance_ids: set[str] = set()  # accounts whose balance a handler may need
         purchase_ids: set[str] = set()
         plan_ids: set[str] = set()
+        refunded_ids: set[str] = set()  # purchases whose bonus plan a refund may reverse
         for e in events:
             account_id = _account_of(e)
             if account_id is None:
@@ -121,6 +125,8 @@ class PointsRepository:
                 purchase_ids.add(e.data.purchase_id)
             if e.type in ("plan.created", "plan.cancelled"):
                 plan_ids.add(e.data.plan_id)
+            if e.type == "refund.recorded":
+                refunded_ids.add(e.data.purchase_id)
         if not account_ids:
             return
         ordered = sorted(account_ids)
@@ -158,6 +164,18 @@ class PointsRepository:
                 select(plans).where(among(plans.c.plan_id, plan_ids, self.dialect))
             )
             self._plans = {r.plan_id: Plan(**r._mapping) for r in rows}
+        if refunded_ids:
+            rows = self.session.execute(
+                select(plans).where(
+                    among(plans.c.purchase_id, refunded_ids, self.dialect),
+                    plans.c.bonus_points > 0,
+                )
+            )
+            for r in rows:
+                self._plans.setdefault(r.plan_id, Plan(**r._mapping))
+        for plan in self._plans.values():
+            if plan.bonus_points > 0:
+                self._bonus_plans[plan.purchase_id] = plan
 
     def _create_missing_accounts(self, ordered: list[str]) -> None:
         """``INSERT ... ON CONFLICT DO NOTHING`` of the batch's accounts (sorted)."""
@@ -205,6 +223,14 @@ class PointsRepository:
     def plan(self, plan_id: str) -> Plan | None:
         return self._plans.get(plan_id)
 
+    def bonus_plan(self, purchase_id: str) -> Plan | None:
+        """The purchase's plan that earned a first-plan bonus (> 0), if any.
+
+        Loaded for the purchases refunded in the batch; plans created in the batch
+        are found too.
+        """
+        return self._bonus_plans.get(purchase_id)
+
     # --- changes, in memory ----------------------------------------------------------
 
     def set_tier(self, account_id: str, tier: str) -> None:
@@ -232,13 +258,20 @@ class PointsRepository:
     def add_plan(self, plan: Plan) -> None:
         self._plans[plan.plan_id] = plan
         self._new_plans[plan.plan_id] = plan
+        if plan.bonus_points > 0:
+            self._bonus_plans[plan.purchase_id] = plan
 
-    def record_cancellation(
-        self, plan_id: str, principal_returned: Decimal, bonus_reversed: int
-    ) -> None:
+    def record_cancellation(self, plan_id: str, principal_returned: Decimal) -> None:
         plan = self._plans[plan_id]
-        plan.principal_returned, plan.bonus_reversed = principal_returned, bonus_reversed
+        plan.principal_returned = principal_returned
         if plan_id not in self._new_plans:
+            self._changed_plans[plan_id] = plan
+
+    def record_bonus_reversal(self, plan_id: str, bonus_reversed: int) -> None:
+        """The first-plan bonus reversed so far (by the purchase's refunds)."""
+        plan = self._plans[plan_id]
+        plan.bonus_reversed = bonus_reversed
+        if plan_id not in self._new_plans:  # a new row is inserted as it ends up
             self._changed_plans[plan_id] = plan
 
     def append_entry(self, row: dict[str, Any]) -> None:

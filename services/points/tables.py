@@ -8,8 +8,9 @@
   be owned by different processes.
 - ``purchases``: per recorded purchase, the tier that applied, the points earned and
   the points reversed so far (refunds), with the refunded total seen.
-- ``plans``: per plan, the bonus granted and reversed, the principal returned by
-  cancellations, and the redemption (requested, spent, fee amount).
+- ``plans``: per plan, the first-plan bonus granted and reversed so far (by the refunds
+  of the plan's purchase: indexed by ``purchase_id``, migration 3), the principal
+  returned by cancellations, and the redemption (requested, spent, fee amount).
 - ``ledger``: APPEND-ONLY. One row per points movement (signed ``points``), with the id
   of the ``points.*`` event that announced it and ``balance_after``. The balance is
   always ``SUM(points)`` of an account's rows; nothing is ever updated or deleted
@@ -68,11 +69,14 @@ plans = Table(
     metadata,
     Column("plan_id", String(128), primary_key=True),
     Column("account_id", String(128), nullable=False, index=True),
-    Column("purchase_id", String(128), nullable=False),
+    # Indexed: a refund.recorded finds the purchase's plan with a bonus (migration 3 adds
+    # the index to databases created before it; a new database gets it in migration 1).
+    Column("purchase_id", String(128), nullable=False, index=True),
     Column("principal", Money, nullable=False),
     Column("total_fee", Money, nullable=False),
     Column("currency", String(3), nullable=False),
-    # First-plan bonus: granted (0 unless the account's first plan) and reversed so far.
+    # First-plan bonus: granted (0 unless the account's first plan) and reversed so far
+    # by the refunds of the purchase (floor(bonus x refunded / amount) in all).
     Column("bonus_points", Integer, nullable=False),
     # "purchase": the purchase's recorded points; "principal": computed from the plan's
     # principal and the account's tier because plan.created arrived before the purchase.
@@ -135,7 +139,24 @@ def _forbid_ledger_changes(conn: Connection) -> None:
             )
 
 
+def _index_plans_by_purchase(conn: Connection) -> None:
+    """The index of ``plans.purchase_id`` (refunds reverse the first-plan bonus).
+
+    ``IF NOT EXISTS``: migration 1 creates the tables from the current metadata, so a
+    database created after this change has the index already.
+    """
+    schema = None
+    if conn.dialect.name == "postgresql":
+        schema = (conn.get_execution_options().get("schema_translate_map") or {}).get(None)
+    table = f'"{schema}".plans' if schema else "plans"
+    conn.execute(text(f"CREATE INDEX IF NOT EXISTS {PLANS_BY_PURCHASE} ON {table} (purchase_id)"))
+
+
+#: The name SQLAlchemy gives ``index=True`` on plans.purchase_id (``ix_<table>_<column>``).
+PLANS_BY_PURCHASE = "ix_plans_purchase_id"
+
 MIGRATIONS = [
     Migration(1, "accounts, purchases, plans, ledger", create_tables(metadata)),
     Migration(2, "ledger is append-only", _forbid_ledger_changes),
+    Migration(3, "plans indexed by purchase_id", _index_plans_by_purchase),
 ]

@@ -18,7 +18,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import DBAPIError
 
 from services.points.bootstrap import SERVICE as POINTS
-from services.points.tables import accounts, ledger
+from services.points.tables import accounts, ledger, purchases
 from services.purchases.bootstrap import SERVICE as PURCHASES
 from shared.db import consumer_offsets, inbox, make_engine
 from tests import factories as f
@@ -155,6 +155,88 @@ def test_duplicates_and_replays_emit_no_new_ids(settings):
     events = out.events()
     assert [e.data.points for e in events] == [100, 101, 102, 103, 104, 40]
     check_ledger(settings, events)
+
+
+# --------------------------------------------------------------------------- bonus
+
+
+def test_a_backlog_keeps_the_tier_and_refunds_reverse_the_bonus_share(settings):
+    """Through Kafka and PostgreSQL, the points service alone (its inputs produced as the
+    purchases and offers services would write them):
+
+    * a backlog where a gold account's purchase.recorded was published before its
+      account.upserted (another topic): the purchase waits for the accounts topic and
+      earns gold (1200), not the unknown-account silver (1000);
+    * the first plan's bonus is reversed by the refunds of its purchase in proportion,
+      whether the plan comes before the refunds or after one; plan.cancelled reverses
+      nothing more.
+    """
+    from tests.unit.points.test_handlers import (
+        plan_cancelled,
+        plan_created,
+        recorded,
+        refund_recorded,
+    )
+
+    producer, out = Producer(settings), Collector(settings, LEDGER)
+    acc, acc2 = f.new_id("acc"), f.new_id("acc")
+    buy = recorded(acc, "1000.00")
+    pid = buy["data"]["purchase_id"]
+    producer.send_all(RECORDED, [buy])  # the backlog: the purchase first ...
+    producer.send_all(CARD_ACCOUNTS, [f.account(acc, tier="gold"), f.account(acc2)])  # ...
+
+    def moves(account_id: str) -> list[tuple[str, str, int, int, bool]]:
+        return [
+            (e.type, e.data.reason, e.data.points, e.data.balance_after, e.data.plan_id is not None)
+            for e in out.events()
+            if e.subject == account_id
+        ]
+
+    def wait_moves(account_id: str, n: int) -> None:
+        out.wait_for(lambda rs: len(moves(account_id)) >= n, 60, f"{n} moves of {account_id}")
+
+    with running(POINTS, settings=settings):
+        wait_moves(acc, 1)
+        plan = plan_created(acc, pid, "1000.00", total_fee="18.00")
+        producer.send_all(PLANS, [plan])
+        wait_moves(acc, 2)
+        producer.send_all(RECORDED, [refund_recorded(acc, pid, "500.00", "500.00")])
+        wait_moves(acc, 4)
+        producer.send_all(RECORDED, [refund_recorded(acc, pid, "500.00", "1000.00", fully=True)])
+        wait_moves(acc, 6)
+        producer.send_all(PLANS, [plan_cancelled(acc, plan["data"]["plan_id"], "1000.00")])
+
+        # refund first, plan after (the topics are not ordered with each other)
+        wait_for_tier(settings, acc2, "silver")
+        buy2 = recorded(acc2, "1200.00")
+        pid2 = buy2["data"]["purchase_id"]
+        producer.send_all(RECORDED, [buy2, refund_recorded(acc2, pid2, "600.00", "600.00")])
+        wait_moves(acc2, 2)
+        producer.send_all(PLANS, [plan_created(acc2, pid2, "1200.00", total_fee="21.60")])
+        wait_moves(acc2, 4)
+        out.settle(3.0)
+    assert moves(acc) == [
+        ("points.accrued", "purchase", 1200, 1200, False),  # gold, not the assumed silver
+        ("points.accrued", "first_installment_bonus", 1200, 2400, True),
+        ("points.reversed", "refund", 600, 1800, False),  # half refunded: the purchase ...
+        ("points.reversed", "refund", 600, 1200, True),  # ... and the bonus, in proportion
+        ("points.reversed", "refund", 600, 600, False),  # the rest
+        ("points.reversed", "refund", 600, 0, True),
+    ]  # and nothing for plan.cancelled: the refunds already reversed the bonus
+    assert moves(acc2) == [
+        ("points.accrued", "purchase", 1200, 1200, False),
+        ("points.reversed", "refund", 600, 600, False),
+        ("points.accrued", "first_installment_bonus", 1200, 1800, True),
+        ("points.reversed", "refund", 600, 1200, True),  # the share refunded before the plan
+    ]
+    events = out.events()
+    assert len({e.id for e in events}) == len(events)
+    check_ledger(settings, events)
+    [(tier, assumed)] = _query(
+        settings, select(purchases.c.tier, purchases.c.tier_assumed).where(
+            purchases.c.purchase_id == pid)
+    )
+    assert (tier, assumed) == ("gold", False)
 
 
 # --------------------------------------------------------------------------- saga

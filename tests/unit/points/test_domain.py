@@ -11,8 +11,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.points.domain import (
-    CANCELLED_BY_EARLY_PAYOFF,
-    CANCELLED_BY_REFUND,
     FEE_REDEMPTION,
     FIRST_INSTALLMENT_BONUS,
     INSUFFICIENT_POINTS,
@@ -154,13 +152,35 @@ def test_reversals_never_exceed_earned_and_full_refund_reverses_all(
         assert reversed_total == earned
 
 
-def test_bonus_reversal_by_refund_and_not_by_early_payoff() -> None:
-    principal = D("1200.00")
-    assert bonus_to_reverse(1440, 0, principal, principal, D(0), CANCELLED_BY_REFUND) == 1440
-    assert bonus_to_reverse(1440, 0, principal, D("300.00"), D(0), CANCELLED_BY_REFUND) == 360
-    assert bonus_to_reverse(1440, 360, principal, D("900.00"), D("300.00"), "refund") == 1080
-    assert bonus_to_reverse(1440, 0, principal, principal, D(0), CANCELLED_BY_EARLY_PAYOFF) == 0
-    assert bonus_to_reverse(0, 0, principal, principal, D(0), CANCELLED_BY_REFUND) == 0
+def test_bonus_reversal_follows_the_refunds_of_the_purchase() -> None:
+    amount = D("1200.00")
+    assert bonus_to_reverse(1200, 0, amount, D("600.00")) == 600  # half refunded
+    assert bonus_to_reverse(1200, 600, amount, D("600.00")) == 0  # the same total again
+    assert bonus_to_reverse(1200, 600, amount, amount) == 600  # then the rest
+    assert bonus_to_reverse(1440, 0, amount, D("300.00")) == 360
+    assert bonus_to_reverse(1440, 360, amount, D("1200.00")) == 1080
+    assert bonus_to_reverse(7, 0, D("3.00"), D("1.00")) == 2  # floor(7/3)
+    assert bonus_to_reverse(0, 0, amount, amount) == 0  # not the first plan: no bonus
+    with pytest.raises(ValueError):
+        bonus_to_reverse(1200, 0, amount, D("1200.01"))
+
+
+@given(sequence=refund_sequences(), bonus=st.integers(min_value=0, max_value=5_000_000))
+def test_bonus_reversals_are_the_proportional_share_and_never_exceed_the_bonus(
+    sequence: tuple[Decimal, list[Decimal], bool], bonus: int
+) -> None:
+    amount, parts, full = sequence
+    reversed_total, refunded = 0, D(0)
+    for part in parts:
+        refunded += part
+        step = bonus_to_reverse(bonus, reversed_total, amount, refunded)
+        assert step >= 0
+        reversed_total += step
+        assert reversed_total <= bonus
+        assert reversed_total == math.floor(Fraction(bonus) * Fraction(refunded) / Fraction(amount))
+        assert bonus_to_reverse(bonus, reversed_total, amount, refunded) == 0  # a repeat: 0
+    if full:
+        assert reversed_total == bonus
 
 
 # --------------------------------------------------------------------------- redemption

@@ -22,6 +22,7 @@ from schemas import Envelope
 from services.points.bootstrap import SERVICE
 from services.points.policy import PointsPolicy
 from services.points.tables import accounts, ledger, plans, purchases
+from shared.db import consumer_offsets
 from tests import factories as f
 from tests.harness import Harness
 from tests.support import envelope
@@ -128,6 +129,31 @@ class Points:
     def events(self, topic: str, *messages: dict[str, Any]) -> list[Envelope]:
         return [e.event for e in self.feed(topic, *messages) if e.event is not None]
 
+    def process(self, *records: Any) -> list[Envelope]:
+        """Run already published records in one batch; returns the events emitted.
+
+        A deferred partition is retried by the next ``process`` of its record (the
+        runtime would re-seek it after the delay): the delay is forgotten here.
+        """
+        out = self.h.process(*records)
+        self.h.runner.deferred_until.clear()
+        for e in out:
+            if e.event is not None and e.topic == LEDGER:
+                self.seen.setdefault(e.event.data.account_id, []).append(e.event)
+        return [e.event for e in out if e.event is not None]
+
+    def deferred(self, record: Any) -> bool:
+        """True when ``record`` is not applied yet (its stored offset is not past it)."""
+        with self.h.runner.engine.connect() as conn:
+            rows = conn.execute(
+                select(consumer_offsets.c.next_offset).where(
+                    consumer_offsets.c.consumer == self.h.runner.group,
+                    consumer_offsets.c.topic == record.topic,
+                    consumer_offsets.c.partition == record.partition,
+                )
+            ).all()
+        return not rows or rows[0][0] <= record.offset
+
     def one(self, topic: str, message: dict[str, Any]) -> Envelope:
         [event] = self.events(topic, message)
         return event
@@ -218,6 +244,89 @@ def test_unknown_account_earns_at_silver_and_the_tier_is_marked_assumed(p):
     assert p.one(RECORDED, msg).data.points == 100
     row = p.row(purchases, msg["data"]["purchase_id"])
     assert (row.tier, row.tier_assumed) == ("silver", True)
+
+
+def test_a_purchase_waits_for_the_accounts_published_before_it(p):
+    """Restart with a backlog: the purchase is read before its account's upsert (another
+    topic). It is deferred, not accrued at silver, and earns gold once the upsert is in."""
+    acc = account_id()
+    upsert = p.h.publish(ACCOUNTS, f.account(acc, tier="gold"))
+    msg = recorded(acc, "1000.00")
+    purchase = p.h.publish(RECORDED, msg)
+    assert p.process(purchase) == []
+    assert p.deferred(purchase)
+    assert p.rows(acc) == []
+    with p.h.runner.engine.connect() as conn:
+        assert conn.execute(select(purchases).where(
+            purchases.c.purchase_id == msg["data"]["purchase_id"])).all() == []
+    assert p.process(upsert) == []
+    [accrued] = p.process(purchase)
+    assert (accrued.data.points, accrued.data.balance_after) == (1200, 1200)
+    assert not p.deferred(purchase)
+    row = p.row(purchases, msg["data"]["purchase_id"])
+    assert (row.tier, row.tier_assumed) == ("gold", False)
+
+
+def test_a_purchase_and_its_account_in_one_batch_apply_in_either_order(p):
+    """The account's partition comes later in the batch: the purchase's partition is
+    deferred, the rest of the batch is applied, and the retry earns gold."""
+    acc, other = account_id(), account_id()
+    msg = recorded(acc, "1000.00")
+    purchase = p.h.publish(RECORDED, msg)
+    later = p.h.publish(RECORDED, recorded(acc, "10.00"))  # same partition: waits too
+    elsewhere = p.h.publish(RECORDED, recorded(other, "50.00"), partition=1)
+    upsert = p.h.publish(ACCOUNTS, f.account(acc, tier="gold"), partition=1)
+    # the other account's purchase waits as well: the upsert was published before it
+    out = p.process(elsewhere, purchase, later, upsert)
+    assert [(e.subject, e.data.points) for e in out] == []
+    assert p.deferred(purchase) and p.deferred(later) and p.deferred(elsewhere)
+    assert not p.deferred(upsert)
+    out = p.process(elsewhere, purchase, later)
+    assert [(e.subject, e.data.points) for e in out] == [(other, 50), (acc, 1200), (acc, 12)]
+
+
+def test_an_account_still_unknown_after_the_barrier_earns_the_unknown_account_tier(p):
+    """Every account record published before it is applied and the account is not among
+    them: silver (assumed), at once: nothing to wait for."""
+    acc, known = account_id(), account_id()
+    upsert = p.h.publish(ACCOUNTS, f.account(known, tier="diamond"))
+    p.process(upsert)
+    msg = recorded(acc, "100.00")
+    [accrued] = p.process(p.h.publish(RECORDED, msg))
+    assert accrued.data.points == 100
+    assert p.row(purchases, msg["data"]["purchase_id"]).tier_assumed
+
+
+def test_a_first_plan_before_its_purchase_waits_for_the_account_tier(p):
+    """The bonus from the principal needs the tier: the same barrier as a purchase."""
+    acc = account_id()
+    upsert = p.h.publish(ACCOUNTS, f.account(acc, tier="platinum"))
+    buy = recorded(acc, "400.00")
+    plan = plan_created(acc, buy["data"]["purchase_id"], "400.00", total_fee="7.20",
+                        redeem_points=50)
+    record = p.h.publish(PLANS, plan)
+    assert p.process(record) == []  # nothing redeemed or rejected either
+    assert p.deferred(record)
+    p.process(upsert)
+    [rejected, bonus] = p.process(record)
+    assert rejected.type == "points.redemption-rejected"
+    assert (bonus.data.reason, bonus.data.points) == ("first_installment_bonus", 600)
+    assert p.row(plans, plan["data"]["plan_id"]).bonus_basis == "principal"
+
+
+def test_a_plan_whose_bonus_needs_no_tier_does_not_wait(p):
+    """Its purchase is recorded (the bonus is the purchase's points), or the account had
+    a plan already (no bonus): unread account records do not hold it up."""
+    acc = account_id()
+    buy = recorded(acc, "300.00")
+    p.feed(RECORDED, buy)  # silver: nothing unread yet
+    p.h.publish(ACCOUNTS, f.account(acc, tier="gold"))  # published, not applied
+    [bonus] = p.process(p.h.publish(PLANS, plan_created(acc, buy["data"]["purchase_id"],
+                                                        "300.00")))
+    assert bonus.data.points == 300
+    second = recorded(acc, "500.00")
+    plan2 = p.h.publish(PLANS, plan_created(acc, second["data"]["purchase_id"], "500.00"))
+    assert p.process(plan2) == [] and not p.deferred(plan2)  # no bonus, no wait
 
 
 def test_unknown_account_tier_is_configurable(tmp_path):
@@ -333,24 +442,151 @@ def test_plan_before_its_purchase_takes_the_bonus_from_the_principal(p):
     assert (accrued.data.points, accrued.data.balance_after) == (900, 1800)
 
 
-def test_cancellation_by_refund_reverses_the_bonus_and_early_payoff_does_not(p):
+def _moves(events: list[Envelope]) -> list[tuple[str, str, int, int, str | None]]:
+    return [(e.type, e.data.reason, e.data.points, e.data.balance_after, e.data.plan_id)
+            for e in events]
+
+
+def test_a_partial_refund_reverses_the_same_share_of_the_first_plan_bonus(p):
+    """Silver, first plan: 1,200.00 earns 1200 + a 1200 bonus; refunding 600.00 takes back
+    600 + 600 (net 1200, not 1800); refunding the rest takes back everything."""
     acc = account_id()
-    msg = recorded(acc, "600.00")
-    p.feed(RECORDED, msg)
-    plan = plan_created(acc, msg["data"]["purchase_id"], "600.00", total_fee="10.80")
+    buy = recorded(acc, "1200.00")
+    pid = buy["data"]["purchase_id"]
+    p.feed(RECORDED, buy)
+    plan = plan_created(acc, pid, "1200.00", total_fee="43.20", tenor=6)
+    plan_id = plan["data"]["plan_id"]
+    assert p.one(PLANS, plan).data.points == 1200
+    half = refund_recorded(acc, pid, "600.00", "600.00")
+    events = p.events(RECORDED, half)
+    assert _moves(events) == [
+        ("points.reversed", "refund", 600, 1800, None),  # the purchase's points
+        ("points.reversed", "refund", 600, 1200, plan_id),  # the bonus's share
+    ]
+    assert all(e.data.purchase_id == pid and e.causation_id == half["id"] for e in events)
+    assert len({e.id for e in events}) == 2
+    assert p.row(plans, plan_id).bonus_reversed == 600
+    rest = refund_recorded(acc, pid, "600.00", "1200.00", fully=True)
+    assert _moves(p.events(RECORDED, rest)) == [
+        ("points.reversed", "refund", 600, 600, None),
+        ("points.reversed", "refund", 600, 0, plan_id),
+    ]
+    # the offers service then cancels the plan (no principal left): no second reversal
+    assert p.events(PLANS, plan_cancelled(acc, plan_id, "1200.00")) == []
+    row = p.row(plans, plan_id)
+    assert (row.bonus_points, row.bonus_reversed, row.principal_returned) == (
+        1200, 1200, D("1200.00")
+    )
+    assert p.ledger_sum(acc) == 0
+
+
+def test_a_full_refund_after_paid_installments_reverses_the_whole_bonus(p):
+    """2 of 6 installments paid: the cancellation returns only 800.00 of principal, but
+    the purchase was refunded whole, so the whole bonus goes (not 800 of it)."""
+    acc = account_id()
+    buy = recorded(acc, "1200.00")
+    pid = buy["data"]["purchase_id"]
+    p.feed(RECORDED, buy)
+    plan = plan_created(acc, pid, "1200.00", total_fee="43.20", tenor=6)
     plan_id = plan["data"]["plan_id"]
     p.feed(PLANS, plan)
-    assert p.ledger_sum(acc) == 1200
-    assert p.events(PLANS, plan_cancelled(acc, plan_id, "0.00", reason="early_payoff")) == []
-    half = p.one(PLANS, plan_cancelled(acc, plan_id, "300.00"))
-    assert half.type == "points.reversed"
-    assert (half.data.reason, half.data.points, half.data.plan_id) == ("plan_cancelled", 300,
-                                                                        plan_id)
-    rest = p.one(PLANS, plan_cancelled(acc, plan_id, "300.00"))
-    assert (rest.data.points, rest.data.balance_after) == (300, 600)
+    events = p.events(RECORDED, refund_recorded(acc, pid, "1200.00", "1200.00", fully=True))
+    assert _moves(events) == [
+        ("points.reversed", "refund", 1200, 1200, None),
+        ("points.reversed", "refund", 1200, 0, plan_id),
+    ]
+    assert p.events(PLANS, plan_cancelled(acc, plan_id, "800.00")) == []
+    assert p.ledger_sum(acc) == 0
+
+
+def test_refunds_before_the_plan_reverse_their_share_of_the_bonus_when_it_arrives(p):
+    """refund.recorded and plan.created are on different topics: the plan may come after
+    refunds of its purchase. Its bonus is credited, then the refunded share at once."""
+    acc = account_id()
+    p.feed(ACCOUNTS, f.account(acc, tier="gold"))
+    buy = recorded(acc, "1000.00")
+    pid = buy["data"]["purchase_id"]
+    p.feed(RECORDED, buy)  # 1200
+    assert p.one(RECORDED, refund_recorded(acc, pid, "250.00", "250.00")).data.points == 300
+    plan = plan_created(acc, pid, "1000.00", total_fee="18.00", redeem_points=100)
+    plan_id = plan["data"]["plan_id"]
+    events = p.events(PLANS, plan)
+    assert _moves(events) == [
+        ("points.redeemed", "fee_redemption", 100, 800, plan_id),  # redemption first
+        ("points.accrued", "first_installment_bonus", 1200, 2000, plan_id),
+        ("points.reversed", "refund", 300, 1700, plan_id),  # floor(1200 x 250 / 1000)
+    ]
+    assert all(e.causation_id == plan["id"] for e in events)
+    assert len({e.id for e in events}) == 3
     row = p.row(plans, plan_id)
-    assert (row.bonus_points, row.bonus_reversed, row.principal_returned) == (600, 600,
-                                                                               D("600.00"))
+    assert (row.bonus_points, row.bonus_reversed) == (1200, 300)
+    # the same plan again, under its id or a new one: nothing
+    assert p.feed(PLANS, plan) == [] and p.feed(PLANS, with_new_id(plan)) == []
+    # a later refund reverses the difference to the new cumulative share
+    assert _moves(p.events(RECORDED, refund_recorded(acc, pid, "250.00", "500.00"))) == [
+        ("points.reversed", "refund", 300, 1400, None),
+        ("points.reversed", "refund", 300, 1100, plan_id),
+    ]
+    assert p.row(plans, plan_id).bonus_reversed == 600
+
+
+def test_a_plan_after_a_full_refund_credits_and_reverses_the_whole_bonus(p):
+    acc = account_id()
+    buy = recorded(acc, "700.00")
+    pid = buy["data"]["purchase_id"]
+    p.feed(RECORDED, buy)
+    p.feed(RECORDED, refund_recorded(acc, pid, "700.00", "700.00", fully=True))
+    plan = plan_created(acc, pid, "700.00", total_fee="12.60")
+    assert _moves(p.events(PLANS, plan)) == [
+        ("points.accrued", "first_installment_bonus", 700, 700, plan["data"]["plan_id"]),
+        ("points.reversed", "refund", 700, 0, plan["data"]["plan_id"]),
+    ]
+    assert p.events(PLANS, plan_cancelled(acc, plan["data"]["plan_id"], "700.00")) == []
+
+
+def test_a_plan_before_its_purchase_then_refunds_reverse_its_bonus(p):
+    """plan.created first (bonus from the principal), then the purchase, then a refund."""
+    acc = account_id()
+    p.feed(ACCOUNTS, f.account(acc, tier="gold"))
+    buy = recorded(acc, "750.00")
+    pid = buy["data"]["purchase_id"]
+    plan = plan_created(acc, pid, "750.00", total_fee="13.50")
+    plan_id = plan["data"]["plan_id"]
+    assert p.one(PLANS, plan).data.points == 900
+    p.feed(RECORDED, buy)  # 1800
+    assert _moves(p.events(RECORDED, refund_recorded(acc, pid, "375.00", "375.00"))) == [
+        ("points.reversed", "refund", 450, 1350, None),
+        ("points.reversed", "refund", 450, 900, plan_id),
+    ]
+
+
+def test_only_the_first_plans_purchase_reverses_a_bonus_and_cancellations_move_nothing(p):
+    acc = account_id()
+    first, second = recorded(acc, "600.00"), recorded(acc, "800.00")
+    p.feed(RECORDED, first, second)
+    plan1 = plan_created(acc, first["data"]["purchase_id"], "600.00", total_fee="10.80")
+    plan2 = plan_created(acc, second["data"]["purchase_id"], "800.00", total_fee="14.40")
+    p.feed(PLANS, plan1)
+    p.feed(PLANS, plan2)  # no bonus
+    assert p.ledger_sum(acc) == 2000
+    # a refund of the second plan's purchase: its own points only
+    assert _moves(p.events(RECORDED, refund_recorded(
+        acc, second["data"]["purchase_id"], "400.00", "400.00"))) == [
+        ("points.reversed", "refund", 400, 1600, None),
+    ]
+    # early payoff and cancellations by refund move no points
+    assert p.events(PLANS, plan_cancelled(acc, plan1["data"]["plan_id"], "0.00",
+                                          reason="early_payoff")) == []
+    assert p.events(PLANS, plan_cancelled(acc, plan2["data"]["plan_id"], "400.00")) == []
+    assert p.events(PLANS, plan_cancelled(acc, plan1["data"]["plan_id"], "300.00")) == []
+    row = p.row(plans, plan1["data"]["plan_id"])
+    assert (row.bonus_points, row.bonus_reversed, row.principal_returned) == (600, 0,
+                                                                               D("300.00"))
+    # a cancellation returning more than the principal is still refused
+    [dead] = p.feed(PLANS, plan_cancelled(acc, plan1["data"]["plan_id"], "300.01"))
+    assert dead.topic == PLANS + ".dlq" and "more than the principal" in dead.headers[
+        "error.reason"]
+    assert p.ledger_sum(acc) == 1600
 
 
 def test_cancellation_of_an_unknown_plan_is_dead_lettered(p):
@@ -376,7 +612,7 @@ def _account_with_a_plan(p: Points, acc: str, earn: str) -> None:
     p.feed(RECORDED, refund_recorded(acc, first["data"]["purchase_id"], "1.00", "1.00",
                                      fully=True))  # -1
     p.feed(RECORDED, recorded(acc, earn))
-    assert p.ledger_sum(acc) == int(D(earn)) + 1
+    assert p.ledger_sum(acc) == int(D(earn))  # the refund took back the bonus's 1 too
 
 
 def test_redemption_accepted(p):
@@ -403,7 +639,7 @@ def test_redemption_rejected_with_too_few_points_keeps_the_balance(p):
     _account_with_a_plan(p, acc, "500.00")
     msg = recorded(acc, "1200.00")
     p.feed(RECORDED, msg)
-    balance = p.ledger_sum(acc)  # 1701
+    balance = p.ledger_sum(acc)  # 1700
     before = len(p.rows(acc))
     plan = plan_created(acc, msg["data"]["purchase_id"], "1200.00", total_fee="86.40",
                         tenor=12, redeem_points=2000)
@@ -419,7 +655,7 @@ def test_redemption_rejected_with_too_few_points_keeps_the_balance(p):
 
 def test_redemption_of_the_exact_balance_reaches_zero(p):
     acc = account_id()
-    _account_with_a_plan(p, acc, "99.00")
+    _account_with_a_plan(p, acc, "100.00")
     msg = recorded(acc, "500.00")
     p.feed(RECORDED, msg)
     plan = plan_created(acc, msg["data"]["purchase_id"], "500.00", total_fee="9.00",
@@ -482,11 +718,12 @@ def test_a_reversal_may_take_the_balance_below_zero(p):
     plan_b = plan_created(acc, b["data"]["purchase_id"], "500.00", total_fee="30.00",
                           redeem_points=2500)
     assert p.one(PLANS, plan_b).data.balance_after == 0  # everything spent
-    refund = p.one(RECORDED, refund_recorded(acc, a["data"]["purchase_id"], "1000.00",
-                                             "1000.00", fully=True))
+    refund, bonus_back = p.events(RECORDED, refund_recorded(
+        acc, a["data"]["purchase_id"], "1000.00", "1000.00", fully=True))
     assert (refund.data.points, refund.data.balance_after) == (1000, -1000)
-    bonus_back = p.one(PLANS, plan_cancelled(acc, plan_a["data"]["plan_id"], "1000.00"))
     assert (bonus_back.data.points, bonus_back.data.balance_after) == (1000, -2000)
+    assert bonus_back.data.plan_id == plan_a["data"]["plan_id"]
+    assert p.events(PLANS, plan_cancelled(acc, plan_a["data"]["plan_id"], "1000.00")) == []
     # and a redemption is then refused, not taken further below zero
     c = recorded(acc, "100.00")
     p.feed(RECORDED, c)
@@ -559,3 +796,27 @@ def test_the_ledger_refuses_update_and_delete(p):
         with p.h.runner.engine.begin() as conn:
             conn.execute(delete(ledger))
     assert p.ledger_sum(acc) == 10
+
+
+def test_migration_3_indexes_plans_by_purchase_on_an_older_database(p):
+    """A database created before the index (migrations 1-2 of the older metadata) gets it
+    from migration 3; a new one already has it from migration 1 (IF NOT EXISTS)."""
+    from sqlalchemy import inspect, text
+
+    from services.points.tables import MIGRATIONS, PLANS_BY_PURCHASE
+    from shared.db import migrate, schema_migrations
+
+    engine = p.h.runner.engine
+
+    def indexed() -> bool:
+        return PLANS_BY_PURCHASE in {i["name"] for i in inspect(engine).get_indexes("plans")}
+
+    assert indexed()
+    with engine.begin() as conn:
+        conn.execute(text(f"DROP INDEX {PLANS_BY_PURCHASE}"))
+        conn.execute(delete(schema_migrations).where(
+            schema_migrations.c.component == "service", schema_migrations.c.version == 3))
+    assert not indexed()
+    assert migrate(engine, MIGRATIONS) == ["service:3 plans indexed by purchase_id"]
+    assert indexed()
+    assert migrate(engine, MIGRATIONS) == []

@@ -1,13 +1,16 @@
 """Property: random purchases / refunds / plans (with redemptions) / cancellations / tier
 changes through the real handlers. Always: balance == Σ ledger entries, each entry's
 balance_after is the running sum, no redemption takes the balance below zero (and one is
-rejected only when it does not fit), and no purchase or bonus is reversed beyond what it
-earned.
+rejected only when it does not fit), and no purchase or first-plan bonus is reversed
+beyond what it earned: each has been reversed exactly ``floor(earned x refunded / amount)``
+of its purchase, whatever the order of refunds, plans and cancellations.
 """
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal
+from fractions import Fraction
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -85,7 +88,7 @@ def test_ledger_is_the_sum_and_redemptions_never_go_below_zero(pts, ops):
                 fully=b["refunded"] == b["amount"]))
         elif op[0] == "plan" and bought:
             b = bought[op[1] % len(bought)]
-            if b["planned"] or b["refunded"]:
+            if b["planned"]:  # (refunds may come first: another topic)
                 continue
             b["planned"] = True
             fee = min(op[3], b["amount"])
@@ -133,7 +136,91 @@ def test_ledger_is_the_sum_and_redemptions_never_go_below_zero(pts, ops):
             assert 0 <= p.points_reversed <= p.points_earned
             if p.refunded_total == p.amount:
                 assert p.points_reversed == p.points_earned
+        refunded = {r.purchase_id: (r.refunded_total, r.amount) for r in conn.execute(
+            select(purchases).where(purchases.c.account_id == acc))}
         for p in conn.execute(select(plans).where(plans.c.account_id == acc)):
             assert 0 <= p.bonus_reversed <= p.bonus_points
-            if p.principal_returned == p.principal:
-                assert p.bonus_reversed == p.bonus_points
+            total, amount = refunded[p.purchase_id]  # (cancellations move no points)
+            assert p.bonus_reversed == math.floor(
+                Fraction(p.bonus_points) * Fraction(total) / Fraction(amount))
+
+
+@st.composite
+def bonus_stories(draw: st.DrawFn) -> dict:
+    """A first plan's purchase, partial refunds summing to at most its amount, and where
+    plan.created lands among them (before the purchase, or after any refund)."""
+    cents = draw(st.integers(min_value=1, max_value=2_000_000))
+    cuts = sorted(draw(st.lists(st.integers(min_value=1, max_value=cents), max_size=6)))
+    if draw(st.booleans()):
+        cuts.append(cents)  # refunded whole
+    parts, previous = [], 0
+    for cut in cuts:
+        if cut > previous:
+            parts.append(cut - previous)
+            previous = cut
+    return {
+        "cents": cents,
+        "parts": parts,
+        "tier": draw(st.sampled_from(TIERS)),
+        # -1: plan.created before purchase.recorded; k: after the first k refunds
+        "plan_at": draw(st.integers(min_value=-1, max_value=len(parts))),
+        "cancel": draw(st.booleans()),
+    }
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(story=bonus_stories())
+def test_the_bonus_is_reversed_in_proportion_to_any_refund_sequence(pts, story):
+    """Total bonus reversed == floor(bonus x refunded / amount) <= bonus after every step,
+    in both arrival orders; the purchase's own points likewise; balance == Σ ledger."""
+    acc = f.new_id("acc")
+    pts.events(ACCOUNTS, f.account(acc, tier=story["tier"]))
+    cents = story["cents"]
+    buy = recorded(acc, _money(cents))
+    pid = buy["data"]["purchase_id"]
+    plan = plan_created(acc, pid, _money(cents), total_fee="0.00", tenor=1)
+    plan_id = plan["data"]["plan_id"]
+    steps: list[tuple[str, dict]] = [(RECORDED, buy)]
+    refunded = 0
+    for part in story["parts"]:
+        refunded += part
+        steps.append((RECORDED, refund_recorded(acc, pid, _money(part), _money(refunded),
+                                                fully=refunded == cents)))
+    steps.insert(story["plan_at"] + 1 if story["plan_at"] >= 0 else 0, (PLANS, plan))
+    if story["cancel"] and refunded:
+        steps.append((PLANS, plan_cancelled(acc, plan_id, _money(refunded))))
+    earned = bonus = None
+    done = 0  # refunded so far, in cents
+    events = []
+    for topic, msg in steps:
+        out = pts.events(topic, msg)
+        events += out
+        if msg["type"] == "refund.recorded":
+            done = int(D(msg["data"]["refunded_total"]) * 100)
+        for e in out:
+            if e.type == "points.accrued" and e.data.reason == "purchase":
+                earned = e.data.points
+            if e.type == "points.accrued" and e.data.reason == "first_installment_bonus":
+                bonus = e.data.points
+        if msg["type"] == "plan.cancelled":
+            assert out == []  # a cancellation reverses nothing: the refunds did
+        bonus_reversed = sum(e.data.points for e in events
+                             if e.type == "points.reversed" and e.data.plan_id == plan_id)
+        own_reversed = sum(e.data.points for e in events
+                           if e.type == "points.reversed" and e.data.plan_id is None)
+        if bonus is not None:
+            assert bonus_reversed == bonus * done // cents <= bonus
+        else:
+            assert bonus_reversed == 0
+        if earned is not None:
+            assert own_reversed == earned * done // cents <= earned
+        if out:
+            assert out[-1].data.balance_after == pts.ledger_sum(acc)
+    expected = int(D(cents) / 100 * {"silver": D("1.0"), "gold": D("1.2"),
+                                      "platinum": D("1.5"), "diamond": D("2.0")}[story["tier"]])
+    assert (earned or 0) == expected and (bonus or 0) == expected
+    assert all(e.type.startswith("points.") for e in events)
+    assert all(r.reason != "plan_cancelled" for r in pts.rows(acc))
+    assert len({e.id for e in events}) == len(events)
+    assert sum(r.points for r in pts.rows(acc)) == pts.ledger_sum(acc) == (
+        2 * (expected - expected * done // cents))
