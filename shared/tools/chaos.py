@@ -61,6 +61,7 @@ FAULTS = (
     "pg_restart",
 )
 PG_FAULTS = ("pg_drop", "pg_restart")
+CRASH_POINTS = ("after_db_commit", "after_publish")
 log = get_logger()
 OUTPUT_TOPICS = [
     t for t, spec in TOPICS.items() if spec.producer not in ("card-system", "customer-channel")
@@ -207,6 +208,10 @@ class Chaos:
         if not self._deck:
             self._deck = list(self.faults)
             self.rng.shuffle(self._deck)
+            if not self.log:
+                # the first round deals the crash points first: they fire only when work
+                # reaches the service, so they belong early in the story, while it runs
+                self._deck.sort(key=lambda kind: kind in CRASH_POINTS)  # stable: seeded
         return self._deck.pop()
 
     def _inject(self) -> None:
@@ -227,7 +232,7 @@ class Chaos:
                 if kind == "sigkill":
                     self.pipeline.kill(service, signal.SIGKILL)
                     self.pipeline.start(service)
-                elif kind in ("after_db_commit", "after_publish"):
+                elif kind in CRASH_POINTS:
                     self.pipeline.kill(service, signal.SIGKILL)
                     marker = self.workdir / f"fault-{n}"
                     self.pipeline.start(
@@ -237,7 +242,7 @@ class Chaos:
                             "INSTALLMENTS_FAULT_MARKER": str(marker),
                         },
                     )
-            if kind in ("after_db_commit", "after_publish"):
+            if kind in CRASH_POINTS:
                 # wait for the fault to fire (the process kills itself), then restart clean
                 proc = self.pipeline.procs[service]
                 deadline = time.monotonic() + 30
@@ -269,6 +274,13 @@ class Chaos:
         # from its joining the group, or the storm would only kill half-started processes
         deadline = time.monotonic() + 30
         while not all(_logged(log_file, "service started") for log_file in logs):
+            if self.stop_event.wait(0.2) or time.monotonic() > deadline:
+                break
+        # ... and from the rebalance that hands them partitions (the group waits for its
+        # busy members to rejoin: seconds on a loaded machine), so the storm really moves
+        # partitions rather than killing members still waiting to join
+        deadline = time.monotonic() + 30
+        while not any(_logged(log_file, "partitions assigned") for log_file in logs):
             if self.stop_event.wait(0.2) or time.monotonic() > deadline:
                 break
         self.stop_event.wait(hold_s)
