@@ -63,7 +63,7 @@ from services.offers.repository import (
     offer_id_for,
     plan_id_for,
 )
-from shared.runtime import Context, Defer, Handler, Reject
+from shared.runtime import Context, Handler, Reject
 
 ZERO = Decimal(0)
 PAYMENTS_TOPIC = "card.payments.v1"
@@ -322,7 +322,7 @@ def offer_purchase(ctx: Context, event: Envelope) -> None:
     policy = _policy(ctx)
     row = repo.account(p.account_id)
     if row is None:  # not known yet, or not at all: first apply the accounts published
-        _wait_for(ctx, ACCOUNTS_TOPIC, event, "accounts")
+        ctx.wait_for(ACCOUNTS_TOPIC, "accounts")
     account = row.view() if row is not None else None
     facts = domain.PurchaseFacts(
         amount=p.amount,
@@ -686,31 +686,6 @@ def waive_fees_for_points(ctx: Context, event: Envelope) -> None:
 
 # ---------------------------------------------------------------- end of day
 
-#: End offsets of a topic noted when a waiting event was first seen, per (consumer group,
-#: topic, event id). A barrier waits for the records published before the event, not for
-#: every record published since (which, under steady traffic, would keep it waiting).
-#: Lost on restart: the next look takes a new (later, so stricter) snapshot, still correct.
-_BARRIER: dict[tuple[str, str, str], dict[int, int]] = {}
-
-
-def _wait_for(ctx: Context, topic: str, event: Envelope, what: str) -> None:
-    """Raise Defer until every record of ``topic`` published before ``event`` is applied
-    (this group's stored offsets >= the end offsets seen when the event was first seen)."""
-    key = (ctx.runner.group, topic, event.id)
-    ends = _BARRIER.get(key)
-    if ends is None:
-        ends = _BARRIER[key] = ctx.end_offsets(topic)
-    stored = ctx.stored_offsets(topic)
-    behind = sum(max(0, end - stored.get(p, 0)) for p, end in ends.items())
-    if behind:
-        # the further behind, the longer the wait: each retry costs the runtime a replay
-        # of its batch record by record
-        raise Defer(
-            f"waiting for {what} to catch up ({behind} not yet applied)",
-            retry_after_s=min(5.0, 0.5 + behind / 1000),
-        )
-    _BARRIER.pop(key, None)
-
 
 def close_business_day(ctx: Context, event: Envelope) -> None:
     """business-day.closed for D -> expiries, credit, due-soon and delinquency, once per D.
@@ -735,7 +710,7 @@ def close_business_day(ctx: Context, event: Envelope) -> None:
     if last is not None and day < last:
         ctx.log.warning("stale business date ignored", business_date=str(day), last=str(last))
         return
-    _wait_for(ctx, PAYMENTS_TOPIC, event, "payments")
+    ctx.wait_for(PAYMENTS_TOPIC, "payments")
     policy = _policy(ctx)
 
     # 2. offers past expiry (the SQL filter is domain.is_expired's rule: expires_on <= D)

@@ -69,35 +69,6 @@ BUSINESS_DAYS = "card.business-days.v1"
 ACCOUNTS = "card.accounts.v1"
 
 
-#: Log-end offsets of a topic noted when an event first had to wait for it, per (group,
-#: topic, event id): the wait is for the records published before, not for every one
-#: published since (steady traffic on the topic would keep it waiting). Lost on restart:
-#: the next look takes a new, later snapshot, which is still correct.
-_WAITING_FOR: dict[tuple[str, str, str], dict[int, int]] = {}
-
-
-def _unread(ctx: Context, topic: str) -> bool:
-    """Records of ``topic`` published before this event was first looked at are unread.
-
-    Once a topic is found fully read, the rest of the batch takes it as read (the
-    stored offsets only grow within a batch): no offset look-up per event.
-    """
-    assert ctx.event is not None
-    repo: RemindersRepository = ctx.repo
-    if topic in repo.caught_up:
-        return False
-    key = (ctx.runner.group, ctx.settings.topic(topic), ctx.event.id)
-    ends = _WAITING_FOR.get(key)
-    if ends is None:
-        ends = _WAITING_FOR[key] = ctx.end_offsets(topic)
-    stored = ctx.stored_offsets(topic)
-    if any(stored.get(p, 0) < end for p, end in ends.items()):
-        return True
-    del _WAITING_FOR[key]
-    repo.caught_up.add(topic)
-    return False
-
-
 def advance_business_day(ctx: Context, event: Envelope) -> None:
     """business-day.closed -> the business clock (due-soons of older days are stale)."""
     b: BusinessDayClosed = event.data
@@ -140,14 +111,14 @@ def request_reminder(ctx: Context, event: Envelope) -> None:
             newest=newest.isoformat(),
         )
         return
-    if (clock is None or d.business_date > clock) and _unread(ctx, BUSINESS_DAYS):
+    if (clock is None or d.business_date > clock) and ctx.unread(BUSINESS_DAYS):
         raise Defer(f"business day {d.business_date.isoformat()} not read yet")
     handled = repo.handled_offsets(d.plan_id, d.seq)
     # A paid installment or a finished plan gets no reminder.
     settled = bool(known is not None and known.paid) or repo.plan_closed(d.plan_id, ACTIVE)
     decision = domain.decide_reminder(d.due_date, d.business_date, handled, settled, ctx.policy)
     contact = repo.account(account_id) if decision.offset is not None else None
-    if decision.offset is not None and contact is None and _unread(ctx, ACCOUNTS):
+    if decision.offset is not None and contact is None and ctx.unread(ACCOUNTS):
         raise Defer(f"account {account_id} not read yet")
 
     _record_due_soon(repo, d, account_id, known)

@@ -95,8 +95,6 @@ class RemindersRepository:
         self._plan_changes = _Changes()
         self._new_reminders: list[dict[str, Any]] = []
         self._new_days: list[dict[str, Any]] = []
-        #: topics found fully read in this batch (see ``caught_up``)
-        self.caught_up: set[str] = set()
 
     # --- one read per table ---------------------------------------------------------
 
