@@ -87,6 +87,20 @@ class Reject(Exception):
         self.reason = reason
 
 
+#: Records a service applies per second of a topic it waits for (account upserts, payments).
+BARRIER_RECORDS_PER_S = 10_000
+BARRIER_MAX_DELAY_S = 2.0
+
+
+def barrier_delay(behind: int) -> float:
+    """How long a barrier waits before it looks again: 0.1 s + the time ``behind`` records
+    take to apply, at most 2 s. A retry is cheap (the partition is paused and fetched
+    again from its stored offset), while a long wait idles the partition: at service
+    start with a backlog, a 5 s wait (the first version) cut a points process from
+    6,200 to 3,900 events/s in the benchmark, waiting for accounts applied in 0.5 s."""
+    return min(BARRIER_MAX_DELAY_S, 0.1 + behind / BARRIER_RECORDS_PER_S)
+
+
 class Defer(Exception):
     """Raised by a handler: not yet; retry this message (and its partition) later.
 
@@ -261,14 +275,13 @@ class Context:
         (:meth:`unread` is 0); return at once when it has.
 
         Call it before the handler writes anything (the contract of ``Defer``). The
-        retry delay grows with the backlog (0.5 s + 1 ms per unread record, at most
-        5 s), so a long backlog is not looked up in a tight loop.
+        retry delay is about the time the backlog takes to apply (:func:`barrier_delay`).
         """
         behind = self.unread(topic)
         if behind:
             raise Defer(
                 f"waiting for {what or topic} to catch up ({behind} not yet applied)",
-                retry_after_s=min(5.0, 0.5 + behind / 1000),
+                retry_after_s=barrier_delay(behind),
             )
 
 
