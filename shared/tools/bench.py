@@ -404,11 +404,20 @@ class Bench:
         reader.assign(tps)
         reader.seek_to_end(*tps)
         try:
-            # warm-up: wait until both services answer one purchase end to end
+            # warm-up: wait until both services answer one purchase end to end, and
+            # until every offers process is a member of a stable group (a late joiner's
+            # rebalance inside the measurement would show as a latency spike)
             self._wait_offers(
                 reader,
                 1,
                 lambda: self._send_purchases(producer, settings, 1, 10**6, n_accounts),
+                120,
+            )
+            self._wait_group_stable(settings, "offers", offers_processes, 120)
+            self._wait_offers(
+                reader,
+                1,
+                lambda: self._send_purchases(producer, settings, 1, 2 * 10**6, n_accounts),
                 120,
             )
             sent_at: dict[str, float] = {}
@@ -458,6 +467,24 @@ class Bench:
                     p.wait(timeout=30)
                 except subprocess.TimeoutExpired:
                     p.kill()
+
+    @staticmethod
+    def _wait_group_stable(settings: Settings, service: str, members: int, timeout: float) -> None:
+        """Until the service's consumer group is Stable with ``members`` members."""
+        group = settings.topic_prefix + f"installments-{service}"
+        admin = KafkaAdminClient(**settings.kafka_client_config())
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                desc = admin.describe_groups([group]).get(group) or {}
+                count = len(desc.get("members") or [])
+                if count == members and str(desc.get("group_state")) == "Stable":
+                    return
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{group}: {count} of {members} members after {timeout} s")
+                time.sleep(0.2)
+        finally:
+            admin.close()
 
     @staticmethod
     def _send_purchases(
