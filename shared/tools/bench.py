@@ -208,22 +208,24 @@ class Bench:
         admin.dispose()
         return f"{self.admin_url.rpartition('/')[0]}/{name}"
 
-    def cleanup(self) -> None:
-        """Delete every namespace's topics and database: a broker that keeps thousands of
-        benchmark partitions takes minutes to start."""
+    def cleanup(self, namespace: str | None = None) -> None:
+        """Delete a namespace's (default: every one's) topics and database. Each run's are
+        deleted once it is measured: the broker would otherwise carry hundreds of idle
+        benchmark partitions into the next runs (and the latency runs come last), and a
+        broker that keeps thousands of them takes minutes to start."""
         from sqlalchemy import create_engine, text
 
         from shared.topics import delete_namespace
 
-        for namespace in list(self.db_urls):
-            delete_namespace(self.settings(namespace))
+        namespaces = [namespace] if namespace is not None else list(self.db_urls)
+        for name in namespaces:
+            delete_namespace(self.settings(name))
         admin = create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
-            for url in self.db_urls.values():
-                name = url.rpartition("/")[2]
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            for name in namespaces:
+                database = self.db_urls.pop(name).rpartition("/")[2]
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
         admin.dispose()
-        self.db_urls.clear()
 
     def settings(self, namespace: str) -> Settings:
         """A namespace with its own topics AND its own database: a second run must not
@@ -591,12 +593,14 @@ def run_bench(
                     f" peak RSS {measured['peak_rss_mib']} MiB"
                 )
                 entry[f"processes_{processes}"] = measured
+                bench.cleanup(f"{service}-{processes}")
             results["services"][service] = entry
         if e2e_rates:
             results["latency"] = []
             for processes in e2e_offers_processes:
                 for rate in e2e_rates:
                     lat = bench.latency(rate, e2e_seconds, processes)
+                    bench.cleanup(f"e2e-{rate}-{processes}")
                     results["latency"].append(lat)
                     log(
                         f"end-to-end at {lat['offered_per_s']:,}/s, {processes} offers"
