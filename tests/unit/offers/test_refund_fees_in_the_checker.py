@@ -4,6 +4,8 @@ cancelling a plan returns the fees already paid on installments not yet due)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from schemas import new_event
 from shared.tools.invariants import Report, check_money_paid
 from tests.unit.shared.test_invariant_checks import (
@@ -34,6 +36,22 @@ def refund_cancelled(cause, plan_id: str, principal_returned: str, fee_returned:
     )
 
 
+def full_refund(purchase_id: str, amount: str) -> Any:
+    """refund.recorded of the whole purchase (acc-1, EUR)."""
+    return card_event(
+        "refund.recorded",
+        "ref-1",
+        refund_id="ref-1",
+        purchase_id=purchase_id,
+        account_id="acc-1",
+        amount=D(amount),
+        currency="EUR",
+        refunded_at=T0,
+        refunded_total=D(amount),
+        fully_refunded=True,
+    )
+
+
 def test_fees_paid_early_and_returned_by_a_refund_are_no_violation():
     # 1000.00 over 3 months, 7.50 a month; 341.84 pays #1 and 1.00 of #2's fee early;
     # a full refund returns 666.66 of principal and all 22.50 of fees (8.50 paid);
@@ -45,18 +63,7 @@ def test_fees_paid_early_and_returned_by_a_refund_are_no_violation():
         "p2", "pur-2", [("333.34", "7.50"), ("333.33", "7.50"), ("333.33", "7.50")]
     )
     pay = payment("pay-1", "341.84")
-    refund = card_event(
-        "refund.recorded",
-        "ref-1",
-        refund_id="ref-1",
-        purchase_id="pur-1",
-        account_id="acc-1",
-        amount=D("1000.00"),
-        currency="EUR",
-        refunded_at=T0,
-        refunded_total=D("1000.00"),
-        fully_refunded=True,
-    )
+    refund = full_refund("pur-1", "1000.00")
     rep = Report()
     check_money_paid(
         rep,
@@ -98,18 +105,7 @@ def test_returned_fees_spent_again_are_within_what_the_account_received():
     first = plan_created("p1", "pur-1", [("100.00", "150.00"), ("100.00", "150.00")])
     second = plan_created("p2", "pur-2", [("100.00", "150.00"), ("100.00", "150.00")])
     pay = payment("pay-1", "250.00")
-    refund = card_event(
-        "refund.recorded",
-        "ref-1",
-        refund_id="ref-1",
-        purchase_id="pur-1",
-        account_id="acc-1",
-        amount=D("200.00"),
-        currency="EUR",
-        refunded_at=T0,
-        refunded_total=D("200.00"),
-        fully_refunded=True,
-    )
+    refund = full_refund("pur-1", "200.00")
     rep = Report()
     check_money_paid(
         rep,
