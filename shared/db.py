@@ -91,6 +91,9 @@ inbox = Table(
     Column("partition", Integer, nullable=False),
     Column("offset", BigInteger, nullable=False),
     Column("processed_at", DateTime(timezone=True), nullable=False),
+    # Content digest of the applied record (runtime migration 2): the same id arriving
+    # with other content is a conflict (DLQ), not a duplicate. NULL for older rows.
+    Column("digest", String(32), nullable=True),
 )
 
 outbox = Table(
@@ -113,6 +116,24 @@ consumer_offsets = Table(
     Column("topic", String(255), primary_key=True),
     Column("partition", Integer, primary_key=True),
     Column("next_offset", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+#: Crash counting (runtime migration 3): per partition, the offset a process started on
+#: and how many processes started there without getting past it. A record that keeps
+#: killing the process (not an exception: those are dead-lettered at once) is tried
+#: alone, then dead-lettered after ``poison_max_attempts`` deaths.
+poison_watch = Table(
+    "poison_watch",
+    runtime_metadata,
+    Column("consumer", String(100), primary_key=True),
+    Column("topic", String(255), primary_key=True),
+    Column("partition", Integer, primary_key=True),
+    Column("offset", BigInteger, nullable=False),
+    # The last offset of the batch that started there: after a death, the records up to
+    # it are tried one at a time.
+    Column("last_offset", BigInteger, nullable=False),
+    Column("attempts", Integer, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
@@ -147,8 +168,30 @@ def create_tables(metadata: MetaData) -> Callable[[Connection], None]:
     return _apply
 
 
+def qualified_table(conn: Connection, name: str) -> str:
+    """``name`` as raw SQL must spell it: in the service's schema on PostgreSQL (text()
+    statements do not go through the engine's schema_translate_map)."""
+    if conn.dialect.name != "postgresql":
+        return f'"{name}"'
+    schema = (conn.get_execution_options().get("schema_translate_map") or {}).get(None)
+    return f'"{schema}"."{name}"' if schema else f'"{name}"'
+
+
+def _add_inbox_digest(conn: Connection) -> None:
+    table = qualified_table(conn, "inbox")
+    if conn.dialect.name == "postgresql":
+        conn.execute(text(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS digest VARCHAR(32)"))
+        return
+    # SQLite: a database created at version 1 by this code has the column already.
+    columns = {row[1] for row in conn.execute(text(f"PRAGMA table_info({table})"))}
+    if "digest" not in columns:
+        conn.execute(text(f"ALTER TABLE {table} ADD COLUMN digest VARCHAR(32)"))
+
+
 RUNTIME_MIGRATIONS = [
-    Migration(1, "inbox, outbox, consumer offsets", create_tables(runtime_metadata))
+    Migration(1, "inbox, outbox, consumer offsets", create_tables(runtime_metadata)),
+    Migration(2, "inbox content digest", _add_inbox_digest),
+    Migration(3, "poison watch (crash counting)", create_tables(runtime_metadata)),
 ]
 
 
@@ -352,6 +395,47 @@ def load_offsets(
         )
     found = {(r.topic, r.partition): r.next_offset for r in rows}
     return {tp: offset for tp, offset in found.items() if tp in wanted}
+
+
+def load_poison_marks(
+    conn: Connection, consumer: str, tps: Iterable[tuple[str, int]]
+) -> dict[tuple[str, int], Any]:
+    """The crash-counting notes (``poison_watch`` rows) of ``tps`` that have one."""
+    wanted = set(tps)
+    if not wanted:
+        return {}
+    rows = conn.execute(
+        select(poison_watch).where(
+            poison_watch.c.consumer == consumer,
+            poison_watch.c.topic.in_(sorted({t for t, _ in wanted})),
+        )
+    )
+    return {(r.topic, r.partition): r for r in rows if (r.topic, r.partition) in wanted}
+
+
+def note_poison_mark(
+    conn: Connection,
+    consumer: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    last_offset: int,
+    attempts: int,
+    now: datetime,
+) -> None:
+    """Write a partition's crash-counting note (one row per partition)."""
+    key = (
+        poison_watch.c.consumer == consumer,
+        poison_watch.c.topic == topic,
+        poison_watch.c.partition == partition,
+    )
+    values = {"offset": offset, "last_offset": last_offset, "attempts": attempts, "updated_at": now}
+    if conn.execute(update(poison_watch).where(*key).values(**values)).rowcount == 0:
+        conn.execute(
+            insert(poison_watch).values(
+                consumer=consumer, topic=topic, partition=partition, **values
+            )
+        )
 
 
 def advance_offsets(

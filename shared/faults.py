@@ -13,6 +13,10 @@ import signal
 
 POINTS = ("after_db_commit", "after_publish")
 
+#: A poison fault: every process dies (SIGKILL, like a segfault) on a record whose value
+#: contains these bytes (``INSTALLMENTS_FAULT_POISON``); read once, at import.
+_POISON = os.environ.get("INSTALLMENTS_FAULT_POISON", "").encode() or None
+
 
 def maybe_crash(point: str) -> None:
     if os.environ.get("INSTALLMENTS_FAULT_POINT") != point:
@@ -24,3 +28,9 @@ def maybe_crash(point: str) -> None:
         with open(marker, "w") as fh:
             fh.write(point)
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def maybe_die_on(value: bytes | None) -> None:
+    """Kill the process when ``value`` holds the configured poison bytes (tests only)."""
+    if _POISON is not None and value is not None and _POISON in value:
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -30,6 +30,7 @@ the batch back and retry it with back-off, never skipping or committing.
 from __future__ import annotations
 
 import gc
+import hashlib
 import os
 import signal
 import threading
@@ -61,8 +62,10 @@ from shared.db import (
     consumer_offsets,
     inbox,
     load_offsets,
+    load_poison_marks,
     make_engine,
     migrate,
+    note_poison_mark,
     outbox,
     stored_offsets,
     utcnow,
@@ -115,7 +118,11 @@ class Defer(Exception):
 
 
 class _HandlerFailed(Exception):
-    """Fast path only: a handler refused or failed; replay the batch record by record."""
+    """Fast path only: a handler refused or failed on ``failed``; the batch is split there."""
+
+    def __init__(self, failed: _Decoded) -> None:
+        super().__init__("handler failed")
+        self.failed = failed
 
 
 class Fenced(Exception):
@@ -166,6 +173,7 @@ class Context:
     topic: str = ""
     partition: int = -1
     offset: int = -1
+    record: Any = None
     staged: list[tuple[str, str, bytes, str]] = field(default_factory=list)
     batch_progress: dict[TopicPartition, int] = field(default_factory=dict)
     repo: Any = None
@@ -176,6 +184,12 @@ class Context:
     @property
     def policy(self) -> Any:
         return self.service.policy
+
+    @property
+    def headers(self) -> dict[str, bytes]:
+        """The current record's Kafka headers (an operator's re-drive may add some)."""
+        headers = getattr(self.record, "headers", None) or []
+        return {key: value or b"" for key, value in headers}
 
     @property
     def log(self) -> Any:
@@ -300,17 +314,80 @@ class _Rebalance(ConsumerRebalanceListener):
     def on_partitions_assigned(self, assigned: Any) -> None:
         with self.runner.lock:
             self.runner.pending_seek.update(assigned)
+            self.runner._poison_fresh.update(assigned)
         if assigned:
             self.runner.consumer.pause(*assigned)
 
 
-@dataclass
+@dataclass(eq=False)
 class _Decoded:
     record: Any
     tp: TopicPartition
     contract_topic: str
     event: Envelope | None
     error: str | None
+    #: Content digest of the record's value (the inbox keeps it: same id, other content
+    #: is a conflict, not a duplicate).
+    digest: str | None = None
+
+
+@dataclass
+class _Committed:
+    """What one committed transaction of a batch wrote."""
+
+    next_offsets: dict[TopicPartition, int]
+    sent: list[dict[str, Any]]
+    deferred: set[TopicPartition]
+
+
+@dataclass
+class _BatchOutcome:
+    """What the transactions of one batch committed, merged in order."""
+
+    next_offsets: dict[TopicPartition, int] = field(default_factory=dict)
+    sent: list[dict[str, Any]] = field(default_factory=list)
+    #: Partitions deferred in this batch: their later records wait for the retry.
+    blocked: set[TopicPartition] = field(default_factory=set)
+
+    def add(self, committed: _Committed) -> None:
+        self.next_offsets.update(committed.next_offsets)
+        self.sent.extend(committed.sent)
+        self.blocked |= committed.deferred
+
+
+#: Bytes a dead letter leaves for the record and batch framing beyond its key, value and
+#: headers (Kafka's v2 record batch header is 61 bytes; generous on purpose).
+DEAD_LETTER_OVERHEAD = 1024
+#: The longest key a dead letter keeps (a longer one is cut, and the cut says so).
+DEAD_LETTER_KEY_MAX = 1024
+
+
+def dead_letter_key(key: bytes | None) -> bytes | None:
+    """A dead letter's Kafka key: the original, masked if it holds a card number, and
+    at most :data:`DEAD_LETTER_KEY_MAX` bytes."""
+    if key is None:
+        return None
+    text = key.decode("utf-8", "replace")
+    masked = redact_text(text)
+    if masked != text:
+        key = masked.encode()
+    if len(key) > DEAD_LETTER_KEY_MAX:
+        key = key[:DEAD_LETTER_KEY_MAX]
+    return key
+
+
+def content_digest(value: bytes | None) -> str:
+    """The digest of a record's value the inbox keeps (32 hex characters)."""
+    return hashlib.blake2b(value or b"", digest_size=16).hexdigest()
+
+
+def storage_reason(exc: BaseException) -> str:
+    """A dead letter's reason for a record the database refused: the error class and
+    the first line of the driver's message, redacted (no parameters: the engine hides
+    them, and a card number in a message is masked)."""
+    orig = getattr(exc, "orig", None) or exc
+    first_line = (str(orig).strip().splitlines() or [""])[0]
+    return f"storage error: {type(orig).__name__}: {redact_text(first_line)[:300]}"
 
 
 class Runner:
@@ -347,6 +424,11 @@ class Runner:
         self._backoff = 0.0
         self._kafka_pending: dict[TopicPartition, int] = {}  # to commit to Kafka
         self._kafka_requested: dict[TopicPartition, int] = {}  # last commit asked for
+        #: Crash counting (:meth:`_watch_for_poison`): partitions assigned whose first
+        #: batch is not noted yet, and partitions tried one record at a time after a
+        #: death, up to the offset noted.
+        self._poison_fresh: set[TopicPartition] = set()
+        self._careful: dict[TopicPartition, int] = {}
 
     # --- wiring -----------------------------------------------------------
 
@@ -367,7 +449,7 @@ class Runner:
                 # then competes for the GIL with the loop (profiled: half the publish
                 # time went to wake-ups with the 16 KiB default). flush() ends each one.
                 batch_size=1048576,
-                max_request_size=max(1048576, self.settings.max_message_bytes * 4),
+                max_request_size=self.settings.kafka_max_request_bytes,
                 client_id=f"{self.service.name}-producer",
             )
         return self._producer
@@ -471,54 +553,227 @@ class Runner:
             if self._kafka_pending:
                 self._commit_kafka({})
             return 0
+        out = _BatchOutcome()
+        failure: BaseException | None = None
         try:
-            next_offsets, sent = self._process_batch(records)
+            # Crash counting: a record that killed the process before is tried alone,
+            # and dead-lettered once it has killed it poison_max_attempts times.
+            todo = self._watch_for_poison(records, out)
+            if todo:
+                self._process_batch(todo, out)  # steps 2 and 3
             self._backoff = 0.0
         except Fenced as exc:
             log.warning("partition fenced; resyncing from the database", reason=str(exc))
             self._resync_all()
-            return len(records)
         except Exception as exc:
             if not is_transient(exc):
                 raise
-            self._retry_later(exc)
-            return len(records)
-        faults.maybe_crash("after_db_commit")
-        # Step 4: publish the outbox rows, flush, mark sent.
-        self._publish(sent)
+            failure = exc
+        if out.sent or out.next_offsets:
+            faults.maybe_crash("after_db_commit")
+        # Step 4: publish the outbox rows committed (even when a later part of the batch
+        # failed: they are in the database already), flush, mark sent.
+        self._publish(out.sent)
         # Step 5: commit the offsets to Kafka too (lag tools read them).
-        self._commit_kafka(next_offsets)
+        self._commit_kafka(out.next_offsets)
+        if failure is not None:
+            self._retry_later(failure)
         return len(records)
 
-    def _process_batch(self, records: list[Any]) -> tuple[dict[TopicPartition, int], list[Any]]:
+    def _watch_for_poison(self, records: list[Any], out: _BatchOutcome) -> list[Any]:
+        """Count, in the database, the processes that died on a partition's records.
+
+        Only a partition's first batch after it is assigned is watched (and, after a
+        death, its records one at a time), so a healthy stream pays one small write per
+        assignment, not per batch:
+
+        1. Note the first offset of the batch (and its last) in ``poison_watch``, with
+           ``attempts`` 1, before processing it.
+        2. A process that finds the note at the offset it starts from knows the one
+           before it died there (it never got past it): ``attempts`` + 1, and the
+           records up to the noted last offset are tried one per batch (each noted
+           first), so the next death points at one record. Nothing else runs in that
+           batch, so an innocent record never shares the blame.
+        3. A record whose note shows ``poison_max_attempts`` deaths is dead-lettered
+           without running its handler; its partition moves on.
+        Returns the records to process now; the others are fetched again (re-seek).
+        """
+        with self.lock:
+            watched = self._poison_fresh | set(self._careful)
+        by_tp: dict[TopicPartition, list[Any]] = defaultdict(list)
+        for rec in records:
+            tp = TopicPartition(rec.topic, rec.partition)
+            if tp in watched:
+                by_tp[tp].append(rec)
+        if not by_tp:
+            return records
+        now = utcnow()
+        with self.engine.begin() as conn:
+            marks = load_poison_marks(conn, self.group, [(tp.topic, tp.partition) for tp in by_tp])
+            careful: list[TopicPartition] = []
+            for tp, recs in by_tp.items():
+                mark = marks.get((tp.topic, tp.partition))
+                if mark is not None and mark.offset == recs[0].offset:
+                    # A process started here before and never got past it: it died.
+                    self._careful[tp] = max(self._careful.get(tp, -1), mark.last_offset)
+                if tp in self._careful and recs[0].offset > self._careful[tp]:
+                    del self._careful[tp]  # past the records of the batch that died
+                if tp in self._careful:
+                    careful.append(tp)
+            if careful:
+                tp = careful[0]
+                rec = by_tp[tp][0]
+                mark = marks.get((tp.topic, tp.partition))
+                deaths = mark.attempts if mark is not None and mark.offset == rec.offset else 0
+                note_poison_mark(
+                    conn,
+                    self.group,
+                    tp.topic,
+                    tp.partition,
+                    rec.offset,
+                    self._careful[tp],
+                    deaths + 1,
+                    now,
+                )
+                self._refetch({TopicPartition(r.topic, r.partition) for r in records})
+                chosen = [rec]
+            else:
+                for tp, recs in by_tp.items():
+                    note_poison_mark(
+                        conn,
+                        self.group,
+                        tp.topic,
+                        tp.partition,
+                        recs[0].offset,
+                        recs[-1].offset,
+                        1,
+                        now,
+                    )
+                chosen = records
+        with self.lock:
+            self._poison_fresh.difference_update(by_tp)
+        if careful and deaths >= self.settings.poison_max_attempts:
+            d = self._decode(chosen[0])
+            reason = f"poison: the {self.service.name} process died {deaths} times on this record"
+            log.error(
+                "record killed the process repeatedly; sent to the DLQ",
+                service=self.service.name,
+                topic=d.contract_topic,
+                partition=d.record.partition,
+                offset=d.record.offset,
+                deaths=deaths,
+            )
+            metrics.count(self.service.name, d.event.type if d.event else "?", "dlq")
+            self._dead_letter_alone(d, reason, out)
+            return []
+        return chosen
+
+    def _refetch(self, tps: set[TopicPartition]) -> None:
+        """Fetch these partitions again from the offsets stored in the database."""
+        with self.lock:
+            self.pending_seek.update(tps)
+        self.consumer.pause(*tps)
+
+    def _process_batch(
+        self, records: list[Any], out: _BatchOutcome | None = None
+    ) -> tuple[dict[TopicPartition, int], list[Any]]:
         """Steps 2 and 3. Returns the next offsets and the outbox rows written.
 
-        Fast path: the whole batch in one transaction, no savepoints. If any handler
-        refuses or fails, that transaction is rolled back and the batch is replayed
-        one record per transaction, so the failure touches only its own record.
+        Fast path: the whole batch in one transaction, no savepoints. A failure splits
+        the batch instead of replaying it record by record (:meth:`_apply`), so one bad
+        record among a thousand costs a few transactions, not a thousand. ``out``
+        collects what was committed, even when a later part of the batch then fails
+        (the caller still publishes it).
         """
         started = time.perf_counter()
+        out = out if out is not None else _BatchOutcome()
         # Step 2: decode; bad records become dead letters.
         decoded = [self._decode(r) for r in records]
-        try:
-            next_offsets, sent = self._transaction(decoded, isolated=False)
-        except _HandlerFailed:
-            next_offsets, sent = {}, []
-            blocked: set[TopicPartition] = set()
-            for d in decoded:
-                if d.tp in blocked:
-                    continue
-                offsets, rows = self._transaction([d], isolated=True)
-                if d.tp in self.deferred_until:
-                    blocked.add(d.tp)
-                next_offsets.update(offsets)
-                sent.extend(rows)
+        self._apply(decoded, out)
         metrics.observe_batch(self.service.name, len(records), time.perf_counter() - started)
-        return next_offsets, sent
+        return out.next_offsets, out.sent
 
-    def _transaction(
-        self, decoded: list[_Decoded], *, isolated: bool
-    ) -> tuple[dict[TopicPartition, int], list[Any]]:
+    def _apply(self, chunk: list[_Decoded], out: _BatchOutcome) -> None:
+        """Step 3 over ``chunk`` (in partition order), isolating what cannot be applied.
+
+        1. Try the whole chunk in one transaction (one record: isolated, with a savepoint
+           around its handler, so a handler failure dead-letters it in that transaction).
+        2. A handler refused or failed on record i (the fast path knows which): apply
+           the records before it, then record i alone, then go on with the rest.
+        3. The transaction failed elsewhere, with an error that is not transient (a value
+           the database cannot store, found when the state is written): split the chunk
+           in two and apply each half; a single record that still fails is
+           dead-lettered with the database's reason in a transaction of its own
+           (:meth:`_quarantine`), and its partition moves on.
+        Transient errors and fencing propagate: the caller retries the batch (what was
+        committed is skipped then by the stored offsets).
+        """
+        pending = chunk
+        while pending:
+            pending = [d for d in pending if d.tp not in out.blocked]
+            if not pending:
+                return
+            try:
+                out.add(self._transaction(pending, isolated=len(pending) == 1))
+                return
+            except _HandlerFailed as exc:
+                at = next(i for i, d in enumerate(pending) if d is exc.failed)
+                if at:
+                    self._apply(pending[:at], out)
+                self._apply([pending[at]], out)
+                pending = pending[at + 1 :]
+            except Exception as exc:
+                if isinstance(exc, Fenced) or is_transient(exc):
+                    raise
+                if len(pending) == 1:
+                    self._quarantine(pending[0], exc, out)
+                    return
+                half = len(pending) // 2
+                log.warning(
+                    "batch could not be written; splitting it to isolate the record",
+                    service=self.service.name,
+                    records=len(pending),
+                    error=type(exc).__name__,
+                )
+                self._apply(pending[:half], out)
+                pending = pending[half:]
+
+    def _quarantine(self, d: _Decoded, exc: BaseException, out: _BatchOutcome) -> None:
+        """Dead-letter one record whose own transaction failed, and move its partition on.
+
+        Nothing of its effect is kept (that transaction was rolled back); this one writes
+        only the dead letter and the next stored offset (compare-and-set, as always).
+        """
+        reason = storage_reason(exc)
+        rec = d.record
+        log.error(
+            "record cannot be applied; sent to the DLQ",
+            service=self.service.name,
+            topic=d.contract_topic,
+            partition=rec.partition,
+            offset=rec.offset,
+            event_id=d.event.id if d.event else None,
+            reason=reason,
+        )
+        metrics.count(self.service.name, d.event.type if d.event else "?", "dlq")
+        self._dead_letter_alone(d, reason, out)
+
+    def _dead_letter_alone(self, d: _Decoded, reason: str, out: _BatchOutcome) -> None:
+        """One transaction: the dead letter of ``d`` and its partition's next offset."""
+        now = utcnow()
+        with Session(self.engine, autoflush=False) as session, session.begin():
+            conn = session.connection()
+            stored = self._load_offsets(conn, [d.tp])
+            if stored.get(d.tp) is not None and d.record.offset < stored[d.tp]:
+                return  # applied (or dead-lettered) by an earlier batch
+            rows = [self._dead_letter(d, reason, now)]
+            rows[0]["batch"] = uuid.uuid4().hex
+            bulk_insert(conn, outbox, rows)
+            next_offsets = {d.tp: d.record.offset + 1}
+            self._store_offsets(session, conn, stored, next_offsets, now)
+        out.add(_Committed(next_offsets, rows, set()))
+
+    def _transaction(self, decoded: list[_Decoded], *, isolated: bool) -> _Committed:
         """Step 3: one database transaction over ``decoded`` (in partition order)."""
         by_tp: dict[TopicPartition, list[_Decoded]] = defaultdict(list)
         for d in decoded:
@@ -534,7 +789,8 @@ class Runner:
                 for d in items
                 if stored.get(tp) is None or d.record.offset >= stored[tp]
             ]
-            # Step 3b: ids already in the inbox are duplicates.
+            # Step 3b: ids already in the inbox are duplicates (or conflicts: same id,
+            # other content).
             seen = self._seen_ids(conn, [d.event.id for d in todo if d.event is not None])
             if self.service.repository is not None:
                 ctx.repo = self.service.repository(session)
@@ -559,7 +815,7 @@ class Runner:
                     deferred.add(d.tp)
                     continue
                 if outcome == "applied" and d.event is not None:
-                    seen.add(d.event.id)
+                    seen[d.event.id] = d.digest
                     inbox_rows.append(
                         {
                             "consumer": self.group,
@@ -568,6 +824,7 @@ class Runner:
                             "partition": rec.partition,
                             "offset": rec.offset,
                             "processed_at": now,
+                            "digest": d.digest,
                         }
                     )
                 next_offsets[d.tp] = rec.offset + 1
@@ -582,13 +839,13 @@ class Runner:
                     row["batch"] = batch
                 bulk_insert(conn, outbox, outbox_rows)
             self._store_offsets(session, conn, stored, next_offsets, now)
-        return next_offsets, outbox_rows
+        return _Committed(next_offsets, outbox_rows, deferred)
 
     def _handle_one(
         self,
         ctx: Context,
         d: _Decoded,
-        seen: set[str],
+        seen: dict[str, str | None],
         outbox_rows: list[dict[str, Any]],
         now: Any,
         isolated: bool,
@@ -614,6 +871,29 @@ class Runner:
             return "dead"
         event = d.event
         if event.id in seen:
+            known = seen[event.id]
+            if known is not None and known != d.digest:
+                # The same id with other content: never silently dropped (the first one
+                # stays applied; this one waits in the DLQ for a person to look).
+                log.warning(
+                    "event id reused with different content; dead-lettered",
+                    service=self.service.name,
+                    topic=d.contract_topic,
+                    partition=rec.partition,
+                    offset=rec.offset,
+                    event_id=event.id,
+                    type=event.type,
+                )
+                outbox_rows.append(
+                    self._dead_letter(
+                        d,
+                        "duplicate_id_conflict: this event id was applied before with"
+                        " different content",
+                        now,
+                    )
+                )
+                metrics.count(self.service.name, event.type, "dlq")
+                return "dead"
             log.info(
                 "duplicate event skipped",
                 service=self.service.name,
@@ -628,14 +908,16 @@ class Runner:
         handler = self.service.handlers.get(event.type)
         if handler is None:
             return "skipped"  # not ours: move on
-        ctx.event, ctx.topic, ctx.partition, ctx.offset = (
+        ctx.event, ctx.topic, ctx.partition, ctx.offset, ctx.record = (
             event,
             d.contract_topic,
             rec.partition,
             rec.offset,
+            rec,
         )
         ctx.staged = []
         savepoint = ctx.session.begin_nested() if isolated else None
+        faults.maybe_die_on(rec.value)
         started = time.perf_counter()
         try:
             handler(ctx, event)
@@ -653,7 +935,7 @@ class Runner:
             if is_transient(exc):
                 raise
             if not isolated:
-                raise _HandlerFailed() from exc
+                raise _HandlerFailed(d) from exc
             return self._refused(ctx, d, exc, outbox_rows, now)
         metrics.observe_handler(self.service.name, event.type, time.perf_counter() - started)
         metrics.count(self.service.name, event.type, "processed")
@@ -707,11 +989,19 @@ class Runner:
             event = decode(
                 contract_topic, rec.key, rec.value, max_bytes=self.settings.max_message_bytes
             )
-            return _Decoded(rec, tp, contract_topic, event, None)
+            return _Decoded(rec, tp, contract_topic, event, None, content_digest(rec.value))
         except InvalidEvent as exc:
             return _Decoded(rec, tp, contract_topic, None, exc.reason)
 
     def _dead_letter(self, d: _Decoded, reason: str, now: Any) -> dict[str, Any]:
+        """The outbox row of ``d``'s dead letter: the original bytes and the headers.
+
+        It always fits what the producer may send (``kafka_max_request_bytes``, set
+        together with the broker's ``message.max.bytes``): when the original would not,
+        the dead letter keeps a bounded prefix and says so in headers
+        (``error.truncated``, ``original.size``, ``original.sha256``). A key holding a
+        card number is masked.
+        """
         rec = d.record
         headers = [
             ["error.reason", redact_text(reason)[:500]],
@@ -720,11 +1010,22 @@ class Runner:
             ["original.partition", str(rec.partition)],
             ["original.offset", str(rec.offset)],
         ]
+        key = dead_letter_key(rec.key)
         value = rec.value if rec.value is not None else b""
+        budget = self.settings.kafka_max_request_bytes - DEAD_LETTER_OVERHEAD - len(key or b"")
+        budget -= sum(len(k) + len(v.encode()) for k, v in headers)
+        if len(value) > budget:
+            headers += [
+                ["error.truncated", "true"],
+                ["original.size", str(len(value))],
+                ["original.sha256", hashlib.sha256(value).hexdigest()],
+            ]
+            value = value[: max(0, min(budget - 256, self.settings.max_message_bytes))]
+        where = f"{rec.topic}:{rec.partition}:{rec.offset}".encode()
         return {
-            "event_id": d.event.id if d.event else f"dlq:{rec.topic}:{rec.partition}:{rec.offset}",
+            "event_id": f"dlq:{content_digest(where)}",
             "topic": self.settings.topic(dlq_topic(d.contract_topic)),
-            "key": rec.key,
+            "key": key,
             "value": value,
             "headers": headers,
             "created_at": now,
@@ -736,15 +1037,16 @@ class Runner:
         stored = load_offsets(conn, self.group, [(tp.topic, tp.partition) for tp in tps])
         return {TopicPartition(t, p): offset for (t, p), offset in stored.items()}
 
-    def _seen_ids(self, conn: Any, ids: list[str]) -> set[str]:
+    def _seen_ids(self, conn: Any, ids: list[str]) -> dict[str, str | None]:
+        """The inbox's content digest of each id of ``ids`` already applied."""
         if not ids:
-            return set()
+            return {}
         rows = conn.execute(
-            select(inbox.c.event_id).where(
+            select(inbox.c.event_id, inbox.c.digest).where(
                 inbox.c.consumer == self.group, among(inbox.c.event_id, ids, conn.dialect.name)
             )
         )
-        return {row[0] for row in rows}
+        return {row[0]: row[1] for row in rows}
 
     def _store_offsets(
         self,
@@ -804,6 +1106,10 @@ class Runner:
                 faults.maybe_crash("after_publish")
                 break
             except KafkaError as exc:
+                # A producer that failed may be left refusing every later send (kafka-python's
+                # idempotent producer after a rejected record): replace it. Rows already
+                # sent go out again with the same ids, which consumers dedupe.
+                self._replace_producer(exc)
                 if self.stop_event.is_set():
                     log.warning("stopping with unsent outbox rows; they go out at next start")
                     return
@@ -824,6 +1130,16 @@ class Runner:
                     return
                 self._sleep_backoff(exc)
         metrics.count_emitted(self.service.name, len(sent))
+
+    def _replace_producer(self, exc: BaseException) -> None:
+        producer, self._producer = self._producer, None
+        if producer is None:
+            return
+        log.warning("producer failed; replacing it", error=type(exc).__name__)
+        try:
+            producer.close(timeout=1)
+        except Exception as close_exc:  # closing a broken producer is best effort
+            log.warning("closing the failed producer", error=type(close_exc).__name__)
 
     def publish_pending(self) -> int:
         """Publish outbox rows left by an earlier run (crash after commit, before send)."""
@@ -965,6 +1281,8 @@ class Runner:
             for tp in revoked:
                 self.pending_seek.discard(tp)
                 self.deferred_until.pop(tp, None)
+                self._poison_fresh.discard(tp)
+                self._careful.pop(tp, None)
 
     def end_offsets(self, topic: str) -> dict[int, int]:
         parts = self.consumer.partitions_for_topic(topic) or set()

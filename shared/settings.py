@@ -40,6 +40,12 @@ class Settings(BaseSettings):
     topic_partitions: int = Field(6, ge=1)
     topic_replication: int = Field(1, ge=1)
     max_message_bytes: int = Field(65536, ge=1024)
+    #: The largest record the services' producers send; the local stack gives the broker
+    #: the same ``message.max.bytes``. A dead letter is cut to fit it.
+    kafka_max_request_bytes: int = Field(1048576, ge=65536)
+    #: A record that made the process die this many times is dead-lettered at the next
+    #: start instead of being tried again (counted in the database).
+    poison_max_attempts: int = Field(3, ge=1)
 
     # --- consumer runtime ------------------------------------------------
     poll_max_records: int = Field(1000, ge=1)

@@ -33,6 +33,9 @@ from pathlib import Path
 
 import typer
 
+from shared.runtime import DEAD_LETTER_OVERHEAD
+from shared.settings import Settings
+
 DEFAULT_KAFKA_VERSION = "4.1.2"
 KAFKA_START_DEADLINE_S = 90.0
 KAFKA_STOP_DEADLINE_S = 30.0
@@ -194,6 +197,11 @@ def _jvm(main: str, *args: str) -> list[str]:
     ]
 
 
+def broker_message_max_bytes() -> int:
+    """The broker's ``message.max.bytes``: the producers' limit plus batch framing."""
+    return Settings().kafka_max_request_bytes + DEAD_LETTER_OVERHEAD
+
+
 def _prepare_kafka_dir(kdir: Path) -> Path:
     """Write server.properties; format the KRaft log dir (again if the controller moved)."""
     (kdir / "logs").mkdir(parents=True, exist_ok=True)
@@ -201,7 +209,10 @@ def _prepare_kafka_dir(kdir: Path) -> Path:
     template = string.Template((_ASSETS / "server.properties").read_text())
     props.write_text(
         template.substitute(
-            port=kafka_port(), controller_port=controller_port(), data_dir=kdir / "data"
+            port=kafka_port(),
+            controller_port=controller_port(),
+            data_dir=kdir / "data",
+            message_max_bytes=broker_message_max_bytes(),
         )
     )
     stamp = kdir / "formatted-controller-port"
