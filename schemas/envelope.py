@@ -57,7 +57,8 @@ EventId = Annotated[
 EventType = Annotated[
     str, Field(strict=True, min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9.-]*$")
 ]
-Source = Annotated[str, Field(strict=True, min_length=1, max_length=64)]
+#: The producer (``card-system``, ``offers``, ...): the rules of an id.
+Source = Id
 
 
 def payload_account_id(data: Any) -> str | None:

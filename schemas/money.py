@@ -5,8 +5,10 @@ Rules (contract section 2):
 - On the wire a money amount is a JSON **string** holding a plain decimal:
   ``"1234.50"``, ``"0.99"``, ``"1200"``. Rejected: JSON numbers (``12.5``, ``12``,
   ``1e309``), ``NaN``/``Infinity``, exponents (``"1E+3"``), signs (``"-5.00"``,
-  ``"+5.00"``), spaces, leading zeros (``"012.00"``), ``".5"``, ``"5."``, and more than
-  18 digits before the point.
+  ``"+5.00"``), spaces, leading zeros (``"012.00"``), ``".5"``, ``"5."``, and more
+  digits before the point than :mod:`schemas.limits` allows: 12 for a single amount
+  (``Money``, ``PositiveMoney``), 18 for a sum over an account's plans (``Total``,
+  ``PositiveTotal``: overdue amounts, amounts written off).
 - In Python it is a :class:`decimal.Decimal` (a ``str`` is parsed with the same rules;
   ``int``/``float`` are rejected so no float can sneak in through a service either).
 - An amount has at most the minor-unit digits of its currency (:data:`MINOR_UNITS`,
@@ -41,6 +43,7 @@ from typing import Annotated, Any, ClassVar
 from pydantic import BaseModel, PlainSerializer, PlainValidator, WithJsonSchema, model_validator
 from pydantic_core import PydanticCustomError
 
+from schemas.limits import AMOUNT_INTEGER_DIGITS, MONEY_SCALE_MAX, TOTAL_INTEGER_DIGITS
 from schemas.types import describe_kind
 
 __all__ = [
@@ -48,6 +51,8 @@ __all__ = [
     "Currency",
     "Money",
     "PositiveMoney",
+    "Total",
+    "PositiveTotal",
     "Rate",
     "MoneyModel",
     "parse_money",
@@ -73,12 +78,15 @@ MINOR_UNITS: typing.Mapping[str, int] = types.MappingProxyType(
     }
 )
 
-_MAX_INTEGER_DIGITS = 18  # 10^18 - 1 of any currency; quantizing stays far below prec 28
+assert max(MINOR_UNITS.values()) <= MONEY_SCALE_MAX  # the limits cover every currency
 _QUANTA = {digits: Decimal(1).scaleb(-digits) for digits in set(MINOR_UNITS.values())}
 
 # A plain decimal: no sign, no exponent, no spaces, no leading zeros, digits both sides
 # of a point. Fraction length is not limited here: the currency check reports it.
-_MONEY_RE = re.compile(r"(?:0|[1-9][0-9]{0,17})(?:\.([0-9]{1,30}))?")
+_MONEY_RES = {
+    digits: re.compile(rf"(?:0|[1-9][0-9]{{0,{digits - 1}}})(?:\.([0-9]{{1,30}}))?")
+    for digits in (AMOUNT_INTEGER_DIGITS, TOTAL_INTEGER_DIGITS)
+}
 _RATE_RE = re.compile(r"(?:0|[1-9][0-9]{0,5})(?:\.[0-9]{1,8})?")
 
 _MONEY_HINT = 'money must be a JSON string like "12.34"'
@@ -88,13 +96,14 @@ _PLAIN_HINT = "(no sign, exponent, spaces or leading zeros)"
 class _MoneyMarker:
     """Annotation metadata that tells :class:`MoneyModel` a field is money."""
 
-    __slots__ = ("positive",)
+    __slots__ = ("positive", "integer_digits")
 
-    def __init__(self, positive: bool) -> None:
+    def __init__(self, positive: bool, integer_digits: int) -> None:
         self.positive = positive
+        self.integer_digits = integer_digits
 
     def __repr__(self) -> str:
-        return f"_MoneyMarker(positive={self.positive})"
+        return f"_MoneyMarker(positive={self.positive}, integer_digits={self.integer_digits})"
 
 
 _CENT = Decimal("0.01")
@@ -109,12 +118,20 @@ def _exponent(value: Decimal) -> int:
     return int(value.as_tuple().exponent)
 
 
-def parse_money(value: Any, *, positive: bool) -> Decimal:
-    """Parse one money value (without the currency digit rule; see :class:`MoneyModel`)."""
+def parse_money(
+    value: Any, *, positive: bool, integer_digits: int = AMOUNT_INTEGER_DIGITS
+) -> Decimal:
+    """Parse one money value (without the currency digit rule; see :class:`MoneyModel`).
+
+    At most ``integer_digits`` digits before the point (:mod:`schemas.limits`: a single
+    amount ``AMOUNT_INTEGER_DIGITS``, a sum over plans ``TOTAL_INTEGER_DIGITS``)."""
     if type(value) is str:
-        if not _MONEY_RE.fullmatch(value):
-            if value[:1] == "-" and _MONEY_RE.fullmatch(value[1:]):
+        pattern = _MONEY_RES[integer_digits]
+        if not pattern.fullmatch(value):
+            if value[:1] == "-" and pattern.fullmatch(value[1:]):
                 raise ValueError("money must not be negative")
+            if _TOO_LONG_RE.fullmatch(value):
+                raise ValueError(_too_large(integer_digits))
             raise ValueError(f'money must be a plain decimal string like "12.34" {_PLAIN_HINT}')
         amount = Decimal(value)
     elif isinstance(value, Decimal):
@@ -123,13 +140,21 @@ def parse_money(value: Any, *, positive: bool) -> Decimal:
         if value.is_signed() and not value.is_zero():
             raise ValueError("money must not be negative")
         amount = abs(value) if value.is_zero() else value  # no "-0.00"
-        if amount.adjusted() >= _MAX_INTEGER_DIGITS or _exponent(amount) < -30:
-            raise ValueError(f"money must have at most {_MAX_INTEGER_DIGITS} integer digits")
+        if amount.adjusted() >= integer_digits or _exponent(amount) < -30:
+            raise ValueError(_too_large(integer_digits))
     else:
         raise ValueError(f"{_MONEY_HINT}, got {describe_kind(value)}")
     if positive and amount.is_zero():
         raise ValueError("money must be greater than zero")
     return amount
+
+
+def _too_large(integer_digits: int) -> str:
+    return f"money must have at most {integer_digits} digits before the decimal point"
+
+
+# A plain decimal with too many digits before the point (for a clearer message).
+_TOO_LONG_RE = re.compile(r"[1-9][0-9]*(?:\.[0-9]{1,30})?")
 
 
 def _parse_nonnegative(value: Any) -> Decimal:
@@ -140,17 +165,27 @@ def _parse_positive(value: Any) -> Decimal:
     return parse_money(value, positive=True)
 
 
+def _parse_nonnegative_total(value: Any) -> Decimal:
+    return parse_money(value, positive=False, integer_digits=TOTAL_INTEGER_DIGITS)
+
+
+def _parse_positive_total(value: Any) -> Decimal:
+    return parse_money(value, positive=True, integer_digits=TOTAL_INTEGER_DIGITS)
+
+
 def _format_decimal(value: Decimal) -> str:
     return format(value, "f")
 
 
-def _money_schema(positive: bool) -> dict[str, Any]:
+def _money_schema(positive: bool, integer_digits: int = AMOUNT_INTEGER_DIGITS) -> dict[str, Any]:
     return {
         "type": "string",
-        "pattern": r"^(0|[1-9][0-9]{0,17})(\.[0-9]{1,3})?$",
+        "pattern": rf"^(0|[1-9][0-9]{{0,{integer_digits - 1}}})(\.[0-9]{{1,{MONEY_SCALE_MAX}}})?$",
+        "maxLength": integer_digits + 1 + MONEY_SCALE_MAX,
         "description": (
             "Money: a decimal string with at most the currency's ISO 4217 minor-unit "
-            "digits, " + ("greater than zero." if positive else "zero or more.")
+            f"digits and at most {integer_digits} digits before the point, "
+            + ("greater than zero." if positive else "zero or more.")
         ),
     }
 
@@ -161,7 +196,7 @@ Money = Annotated[
     PlainValidator(_parse_nonnegative),
     PlainSerializer(_format_decimal, return_type=str, when_used="json"),
     WithJsonSchema(_money_schema(positive=False)),
-    _MoneyMarker(positive=False),
+    _MoneyMarker(positive=False, integer_digits=AMOUNT_INTEGER_DIGITS),
 ]
 
 #: Money > 0 (purchases, refunds, payments, principals, installments).
@@ -170,7 +205,26 @@ PositiveMoney = Annotated[
     PlainValidator(_parse_positive),
     PlainSerializer(_format_decimal, return_type=str, when_used="json"),
     WithJsonSchema(_money_schema(positive=True)),
-    _MoneyMarker(positive=True),
+    _MoneyMarker(positive=True, integer_digits=AMOUNT_INTEGER_DIGITS),
+]
+
+#: A sum >= 0 over an account's plans (overdue amount, amount written off): up to
+#: TOTAL_INTEGER_DIGITS digits before the point.
+Total = Annotated[
+    Decimal,
+    PlainValidator(_parse_nonnegative_total),
+    PlainSerializer(_format_decimal, return_type=str, when_used="json"),
+    WithJsonSchema(_money_schema(positive=False, integer_digits=TOTAL_INTEGER_DIGITS)),
+    _MoneyMarker(positive=False, integer_digits=TOTAL_INTEGER_DIGITS),
+]
+
+#: A sum > 0 over an account's plans.
+PositiveTotal = Annotated[
+    Decimal,
+    PlainValidator(_parse_positive_total),
+    PlainSerializer(_format_decimal, return_type=str, when_used="json"),
+    WithJsonSchema(_money_schema(positive=True, integer_digits=TOTAL_INTEGER_DIGITS)),
+    _MoneyMarker(positive=True, integer_digits=TOTAL_INTEGER_DIGITS),
 ]
 
 
@@ -315,7 +369,7 @@ class MoneyModel(BaseModel):
                 )
             try:
                 values[name] = amount.quantize(quantum)
-            except InvalidOperation:  # pragma: no cover - bounded by _MAX_INTEGER_DIGITS
+            except InvalidOperation:  # pragma: no cover - bounded by schemas.limits
                 raise PydanticCustomError(
                     "money_range", "{field}: amount is too large", {"field": prefix + name}
                 ) from None

@@ -8,8 +8,11 @@ Field names are exactly the contract's. Rules common to every model here:
   ``true``), a boolean only ``true``/``false``, a string only a string; enums are
   ``Literal[...]``; models are frozen (an event is a fact).
 - money is ``Money`` (>= 0) or ``PositiveMoney`` (> 0) from :mod:`schemas.money`,
-  checked against the payload's ``currency``; rates (``apr``, ``monthly_fee_rate``)
+  checked against the payload's ``currency``; a sum over an account's plans is
+  ``Total`` / ``PositiveTotal`` (more digits); rates (``apr``, ``monthly_fee_rate``)
   are ``Rate`` decimal strings; dates ``Date``, times ``UtcDateTime``.
+- ids from outside are ``Id``; ids the project derives are ``DerivedId`` (offer, plan,
+  case) and ``ReminderId``; sizes come from :mod:`schemas.limits`.
 - each class has ``EVENT_TYPE`` (its ``type`` string); :mod:`schemas.registry` maps
   type strings to classes.
 
@@ -32,13 +35,20 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import AfterValidator, ConfigDict, Field, StrictInt, model_validator
 
-from schemas.money import Currency, Money, MoneyModel, PositiveMoney, Rate
+from schemas.limits import TENOR_MAX
+from schemas.money import Currency, Money, MoneyModel, PositiveMoney, PositiveTotal, Rate, Total
 from schemas.types import (
     Count,
     Date,
+    Days,
+    DerivedId,
     Digits4,
     Id,
     PositiveCount,
+    PositiveDays,
+    ReminderId,
+    Seq,
+    ShortText,
     SignedCount,
     StrictBool,
     Text,
@@ -169,11 +179,11 @@ Resolution = Literal["cured", "charged_off"]
 
 # --- small field types --------------------------------------------------------------
 
-TenorMonths = Annotated[StrictInt, Field(ge=1, le=120)]
+TenorMonths = Annotated[StrictInt, Field(ge=1, le=TENOR_MAX)]
 RiskScore = Annotated[StrictInt, Field(ge=0, le=1000)]
 Level = Annotated[StrictInt, Field(ge=1, le=6)]
 Locale = Annotated[str, Field(strict=True, pattern=r"^[A-Za-z]{2,3}(?:[_-][A-Za-z0-9]{1,8}){0,4}$")]
-Category = Annotated[str, Field(strict=True, min_length=1, max_length=64)]
+Category = ShortText
 
 
 def _opaque_ref(value: str) -> str:
@@ -295,7 +305,7 @@ class OfferAccepted(Payload):
 
     EVENT_TYPE: ClassVar[str] = "offer.accepted"
 
-    offer_id: Id
+    offer_id: DerivedId
     account_id: Id
     tenor_months: TenorMonths
     redeem_points: Count | None = None
@@ -306,7 +316,7 @@ class OfferDeclined(Payload):
 
     EVENT_TYPE: ClassVar[str] = "offer.declined"
 
-    offer_id: Id
+    offer_id: DerivedId
     account_id: Id
 
 
@@ -385,7 +395,7 @@ class OfferMade(Payload):
 
     EVENT_TYPE: ClassVar[str] = "offer.made"
 
-    offer_id: Id
+    offer_id: DerivedId
     purchase_id: Id
     account_id: Id
     principal: PositiveMoney
@@ -427,7 +437,7 @@ class OfferExpired(Payload):
 
     EVENT_TYPE: ClassVar[str] = "offer.expired"
 
-    offer_id: Id
+    offer_id: DerivedId
     purchase_id: Id
     account_id: Id
     business_date: Date
@@ -443,7 +453,7 @@ class OfferRejected(Payload):
 
     EVENT_TYPE: ClassVar[str] = "offer.rejected"
 
-    offer_id: Id
+    offer_id: DerivedId
     account_id: Id
     purchase_id: Id | None = None
     reason: OfferRejectedReason
@@ -455,7 +465,7 @@ class OfferRejected(Payload):
 class ScheduleLine(Part):
     """``plan.created.schedule[]``: one installment; ``amount = principal + fee``."""
 
-    seq: PositiveCount
+    seq: Seq
     due_date: Date
     principal: Money
     fee: Money
@@ -473,8 +483,8 @@ class PlanCreated(Payload):
 
     EVENT_TYPE: ClassVar[str] = "plan.created"
 
-    plan_id: Id
-    offer_id: Id | None = None
+    plan_id: DerivedId
+    offer_id: DerivedId | None = None
     purchase_id: Id
     account_id: Id
     principal: PositiveMoney
@@ -484,7 +494,7 @@ class PlanCreated(Payload):
     apr: Rate
     auto_converted: StrictBool
     redeem_points: Count = 0
-    schedule: list[ScheduleLine] = Field(min_length=1, max_length=120)
+    schedule: list[ScheduleLine] = Field(min_length=1, max_length=TENOR_MAX)
 
     @model_validator(mode="after")
     def _schedule_adds_up(self) -> PlanCreated:
@@ -512,8 +522,8 @@ class InstallmentPaid(Payload):
 
     EVENT_TYPE: ClassVar[str] = "installment.paid"
 
-    plan_id: Id
-    seq: PositiveCount
+    plan_id: DerivedId
+    seq: Seq
     amount: PositiveMoney
     currency: Currency
     paid_on: Date
@@ -527,7 +537,7 @@ class FeeWaived(Payload):
 
     EVENT_TYPE: ClassVar[str] = "fee.waived"
 
-    plan_id: Id
+    plan_id: DerivedId
     amount: PositiveMoney
     currency: Currency
     points: Count
@@ -538,7 +548,7 @@ class PlanCompleted(Payload):
 
     EVENT_TYPE: ClassVar[str] = "plan.completed"
 
-    plan_id: Id
+    plan_id: DerivedId
 
 
 class PlanCancelled(Payload):
@@ -549,7 +559,7 @@ class PlanCancelled(Payload):
 
     EVENT_TYPE: ClassVar[str] = "plan.cancelled"
 
-    plan_id: Id
+    plan_id: DerivedId
     reason: CancelReason
     principal_returned: Money
     fee_returned: Money
@@ -564,12 +574,12 @@ class InstallmentDueSoon(Payload):
 
     EVENT_TYPE: ClassVar[str] = "installment.due-soon"
 
-    plan_id: Id
-    seq: PositiveCount
+    plan_id: DerivedId
+    seq: Seq
     due_date: Date
     amount_outstanding: PositiveMoney
     currency: Currency
-    days_until_due: Count
+    days_until_due: Days
     business_date: Date
 
 
@@ -585,8 +595,8 @@ class AccountDelinquency(Payload):
 
     account_id: Id
     business_date: Date
-    days_past_due: Count
-    overdue_amount: Money
+    days_past_due: Days
+    overdue_amount: Total
     currency: Currency
     oldest_unpaid_due_date: Date | None = None
 
@@ -617,7 +627,7 @@ class PointsAccrued(Payload):
     balance_after: SignedCount
     reason: AccrualReason
     purchase_id: Id | None = None
-    plan_id: Id | None = None
+    plan_id: DerivedId | None = None
 
 
 class PointsReversed(Payload):
@@ -630,7 +640,7 @@ class PointsReversed(Payload):
     balance_after: SignedCount
     reason: ReversalReason
     purchase_id: Id | None = None
-    plan_id: Id | None = None
+    plan_id: DerivedId | None = None
 
 
 class PointsRedeemed(Payload):
@@ -642,7 +652,7 @@ class PointsRedeemed(Payload):
     points: PositiveCount
     balance_after: SignedCount
     reason: RedemptionReason
-    plan_id: Id
+    plan_id: DerivedId
 
 
 class PointsRedemptionRejected(Payload):
@@ -659,7 +669,7 @@ class PointsRedemptionRejected(Payload):
     points: PositiveCount
     balance_after: SignedCount
     reason: RedemptionReason
-    plan_id: Id
+    plan_id: DerivedId
     why: RedemptionRejectedWhy | None = None
 
 
@@ -674,14 +684,14 @@ class ReminderRequested(Payload):
 
     EVENT_TYPE: ClassVar[str] = "reminder.requested"
 
-    reminder_id: Id
+    reminder_id: ReminderId
     account_id: Id
-    plan_id: Id
-    seq: PositiveCount
+    plan_id: DerivedId
+    seq: Seq
     due_date: Date
     amount_due: PositiveMoney
     currency: Currency
-    days_before_due: Count
+    days_before_due: Days
     channel: ContactChannel
     template: Text
     contact_ref: ContactRef
@@ -695,13 +705,13 @@ class EscalationRaised(Payload):
 
     EVENT_TYPE: ClassVar[str] = "escalation.raised"
 
-    case_id: Id
+    case_id: DerivedId
     account_id: Id
     level: Level
     action: EscalationAction
     bucket: Bucket
-    days_past_due: PositiveCount
-    overdue_amount: PositiveMoney
+    days_past_due: PositiveDays
+    overdue_amount: PositiveTotal
     currency: Currency
     business_date: Date
 
@@ -715,11 +725,11 @@ class EscalationResolved(Payload):
 
     EVENT_TYPE: ClassVar[str] = "escalation.resolved"
 
-    case_id: Id
+    case_id: DerivedId
     account_id: Id
     resolution: Resolution
     business_date: Date
-    amount: Money | None = None
+    amount: Total | None = None
     currency: Currency
 
     @model_validator(mode="after")

@@ -4,9 +4,12 @@ Every type here is *strict* about what it accepts, because the models are valida
 from JSON parsed by :mod:`schemas.codec` (``json.loads`` with hooks), not from a
 lenient source:
 
-- ``Id`` / ``Text``: JSON strings only, with a length range. No coercion from numbers.
+- ``Id`` / ``DerivedId`` / ``ReminderId`` / ``Text``: JSON strings only, with a length
+  range and no control characters (NUL can not even be stored by PostgreSQL). No
+  coercion from numbers. Lengths and the forbidden characters: :mod:`schemas.limits`.
 - ``Count`` and friends: JSON integers only (``true`` is not 1, ``"3"`` is not 3,
-  ``3.0`` is not 3), with bounds.
+  ``3.0`` is not 3), with bounds (``Count``: a 64-bit integer; ``Seq``: an installment
+  number; ``Days``: a span of calendar days).
 - ``Date``: ``YYYY-MM-DD`` strings (or ``datetime.date`` in Python, never a
   ``datetime``).
 - ``UtcDateTime``: RFC 3339 strings with a ``Z`` or a numeric offset (or an aware
@@ -36,16 +39,35 @@ from pydantic import (
 )
 from pydantic import StrictBool as StrictBool  # re-exported for the payloads
 
+from schemas.limits import (
+    CATEGORY_MAX,
+    COUNT_MAX,
+    DAYS_MAX,
+    DERIVED_ID_MAX,
+    ID_MAX,
+    ID_PATTERN,
+    REMINDER_ID_MAX,
+    SEQ_MAX,
+    TEXT_MAX,
+    TEXT_PATTERN,
+)
+
 __all__ = [
     "JsonNumber",
     "is_number",
     "describe_kind",
     "Id",
+    "DerivedId",
+    "ReminderId",
     "Text",
+    "ShortText",
     "Digits4",
     "Count",
     "PositiveCount",
     "SignedCount",
+    "Seq",
+    "Days",
+    "PositiveDays",
     "Date",
     "UtcDateTime",
     "StrictBool",
@@ -104,24 +126,111 @@ def describe_kind(value: Any) -> str:
 
 # --- strings ------------------------------------------------------------------------
 
-#: Identifiers (account, purchase, offer, plan ... ids; tokens; references).
-Id = Annotated[str, Field(strict=True, min_length=1, max_length=128)]
+_ID_CONTROL = re.compile(r"[\u0000-\u001f\u007f-\u009f]")
+_TEXT_CONTROL = re.compile(r"[\u0000-\u0008\u000a-\u001f\u007f-\u009f]")
 
-#: Short free text (merchant names, templates, locales, categories).
-Text = Annotated[str, Field(strict=True, min_length=1, max_length=200)]
+
+def _first_control(value: str, control: re.Pattern[str]) -> str | None:
+    """The first forbidden control character of ``value`` as ``U+XXXX``, or None.
+
+    ``str.isprintable`` (C speed) clears almost every value at once; only a value with a
+    non-printable character (a control, or e.g. a no-break space) is searched."""
+    if value.isprintable():
+        return None
+    found = control.search(value)
+    return f"U+{ord(found.group()):04X}" if found else None
+
+
+def _check_id(value: str) -> str:
+    bad = _first_control(value, _ID_CONTROL)
+    if bad is not None:
+        raise ValueError(
+            f"must not contain control characters (found {bad}; U+0000-U+001F and "
+            "U+007F-U+009F are not allowed)"
+        )
+    return value
+
+
+def _check_text(value: str) -> str:
+    bad = _first_control(value, _TEXT_CONTROL)
+    if bad is not None:
+        raise ValueError(
+            f"must not contain control characters (found {bad}; only the tab is allowed)"
+        )
+    return value
+
+
+#: Identifiers from outside (account, purchase, refund, payment ids; tokens; references):
+#: 1..ID_MAX characters, no control characters.
+Id = Annotated[
+    str,
+    Field(strict=True, min_length=1, max_length=ID_MAX, json_schema_extra={"pattern": ID_PATTERN}),
+    AfterValidator(_check_id),
+]
+
+#: Identifiers the project derives from one outside id (``offer_id``, ``plan_id``,
+#: ``case_id``): 1..DERIVED_ID_MAX characters, no control characters.
+DerivedId = Annotated[
+    str,
+    Field(
+        strict=True,
+        min_length=1,
+        max_length=DERIVED_ID_MAX,
+        json_schema_extra={"pattern": ID_PATTERN},
+    ),
+    AfterValidator(_check_id),
+]
+
+#: Identifiers derived from a derived id (``reminder_id`` from ``plan_id``).
+ReminderId = Annotated[
+    str,
+    Field(
+        strict=True,
+        min_length=1,
+        max_length=REMINDER_ID_MAX,
+        json_schema_extra={"pattern": ID_PATTERN},
+    ),
+    AfterValidator(_check_id),
+]
+
+#: Short free text (merchant names, templates): 1..TEXT_MAX characters, no control
+#: characters but the tab; any other Unicode is fine.
+Text = Annotated[
+    str,
+    Field(
+        strict=True, min_length=1, max_length=TEXT_MAX, json_schema_extra={"pattern": TEXT_PATTERN}
+    ),
+    AfterValidator(_check_text),
+]
+
+#: Shorter free text (a merchant category): 1..CATEGORY_MAX characters, as ``Text``.
+ShortText = Annotated[
+    str,
+    Field(
+        strict=True,
+        min_length=1,
+        max_length=CATEGORY_MAX,
+        json_schema_extra={"pattern": TEXT_PATTERN},
+    ),
+    AfterValidator(_check_text),
+]
 
 Digits4 = Annotated[str, Field(strict=True, pattern=r"^[0-9]{4}$")]
 
 # --- integers -----------------------------------------------------------------------
 
-_INT_MAX = 10**15  # far above any count the contract has; keeps ints out of bignum land
-
-#: An integer >= 0 (JSON integer only).
-Count = Annotated[StrictInt, Field(ge=0, le=_INT_MAX)]
+#: An integer >= 0 (JSON integer only), at most COUNT_MAX (a 64-bit BIGINT).
+Count = Annotated[StrictInt, Field(ge=0, le=COUNT_MAX)]
 #: An integer >= 1.
-PositiveCount = Annotated[StrictInt, Field(ge=1, le=_INT_MAX)]
+PositiveCount = Annotated[StrictInt, Field(ge=1, le=COUNT_MAX)]
 #: Any integer (a points balance may go below zero).
-SignedCount = Annotated[StrictInt, Field(ge=-_INT_MAX, le=_INT_MAX)]
+SignedCount = Annotated[StrictInt, Field(ge=-COUNT_MAX, le=COUNT_MAX)]
+#: An installment number: 1..SEQ_MAX (a plan has at most TENOR_MAX installments).
+Seq = Annotated[StrictInt, Field(ge=1, le=SEQ_MAX)]
+#: A number of days between two dates: 0..DAYS_MAX.
+Days = Annotated[StrictInt, Field(ge=0, le=DAYS_MAX)]
+#: A number of days >= 1.
+PositiveDays = Annotated[StrictInt, Field(ge=1, le=DAYS_MAX)]
 
 
 def _check_schema_version(value: int) -> int:
