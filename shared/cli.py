@@ -198,12 +198,24 @@ def dlq_redrive(
     dry_run: bool = typer.Option(False, "--dry-run", help="show what would be re-published"),
     reason_contains: str = typer.Option(None, help="only letters whose reason contains this"),
     limit: int = typer.Option(None, help="at most this many"),
+    confirm: str = typer.Option(
+        None,
+        help="confirm what was held: only letters whose reason starts with this code"
+        " (business_date_jump), re-driven with the header installments.confirm",
+    ),
 ) -> None:
     """Re-publish dead letters to their original topics (after fixing the cause)."""
-    from shared.tools.ops import iter_rows, redrive
+    from shared.tools.ops import CONFIRMABLE, iter_rows, redrive
 
+    if confirm is not None and confirm not in CONFIRMABLE:
+        raise typer.BadParameter(f"one of {', '.join(CONFIRMABLE)}", param_hint="--confirm")
     chosen = redrive(
-        Settings(), topic, dry_run=dry_run, reason_contains=reason_contains, limit=limit
+        Settings(),
+        topic,
+        dry_run=dry_run,
+        reason_contains=reason_contains,
+        limit=limit,
+        confirm=confirm,
     )
     for row in iter_rows(chosen):
         console.print(" | ".join(row))

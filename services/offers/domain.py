@@ -617,3 +617,102 @@ def delinquency(installments: list[InstallmentState], business_date: date) -> De
     oldest = min(i.due_date for i in overdue)
     amount = sum((i.amount_due for i in overdue), ZERO)
     return Delinquency((business_date - oldest).days, amount, oldest)
+
+
+# ------------------------------------------------------------------ plausibility of business time
+# CONTRACT §6: input the schema accepts but the service cannot apply (an extreme date) is
+# dead-lettered, and an implausible jump of business date is held the same way. These
+# rules only decide; the handlers raise ``Reject`` with the reason they return.
+
+#: The record header an operator's re-drive adds to confirm a held jump of business date
+#: (``installments dlq redrive --confirm business_date_jump``), and its value.
+CONFIRM_HEADER = "installments.confirm"
+CONFIRM_BUSINESS_DATE_JUMP = "business_date_jump"
+
+
+def business_date_jump(day: date, last: date | None, max_jump_days: int) -> str | None:
+    """Why closing business date `day` is implausible after `last` (the newest date closed
+    so far), as a reason starting with ``business_date_jump``; None when it is plausible.
+
+    Implausible: `day` before `last`, or more than `max_jump_days` after it. The first
+    business day a service ever sees (`last` None) has nothing to compare with and is
+    accepted: a new deployment starts at whatever date the card system is at. The same
+    date again is not a jump (the caller treats it as already closed)."""
+    if last is None or day == last:
+        return None
+    if day < last:
+        return (
+            f"{CONFIRM_BUSINESS_DATE_JUMP}: {day.isoformat()} is before the last closed"
+            f" business date {last.isoformat()}"
+        )
+    gap = (day - last).days
+    if gap > max_jump_days:
+        return (
+            f"{CONFIRM_BUSINESS_DATE_JUMP}: {day.isoformat()} is {gap} days after the last"
+            f" closed business date {last.isoformat()} (more than {max_jump_days})"
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class DateOutOfRange:
+    """Why an input date cannot be applied. `ahead` is True when the date is only too far
+    after the last closed business date (it may become acceptable once later business days
+    are read), False when it is out of range whatever the business date."""
+
+    reason: str
+    ahead: bool = False
+
+
+def check_event_date(
+    field: str, on: date, business_date: date | None, policy: OffersPolicy
+) -> DateOutOfRange | None:
+    """The plausibility of a purchase, payment or refund date (`field` names it in the
+    reason: ``posted_at``, ``received_at``, ``refunded_at``); None when it is plausible.
+
+    Always: within [policy.earliest_event_date, policy.latest_event_date] (default
+    2000-01-01 .. 2199-12-31), also before any business day is known (a fresh start).
+    With a last closed business date D: within [D - max_event_days_before_business_date,
+    D + max_event_days_after_business_date] (default 400 days before, 31 after).
+    The reason starts with ``date_out_of_range`` and names only the field and dates."""
+    text = on.isoformat()
+    if on < policy.earliest_event_date or on > policy.latest_event_date:
+        return DateOutOfRange(
+            f"date_out_of_range: {field} {text} is outside"
+            f" {policy.earliest_event_date.isoformat()}..{policy.latest_event_date.isoformat()}"
+        )
+    if business_date is None:
+        return None
+    days = (on - business_date).days
+    if days > policy.max_event_days_after_business_date:
+        return DateOutOfRange(
+            f"date_out_of_range: {field} {text} is {days} days after the last closed business"
+            f" date {business_date.isoformat()}"
+            f" (more than {policy.max_event_days_after_business_date})",
+            ahead=True,
+        )
+    if -days > policy.max_event_days_before_business_date:
+        return DateOutOfRange(
+            f"date_out_of_range: {field} {text} is {-days} days before the last closed"
+            f" business date {business_date.isoformat()}"
+            f" (more than {policy.max_event_days_before_business_date})"
+        )
+    return None
+
+
+def check_purchase_dates(posted_on: date, policy: OffersPolicy) -> str | None:
+    """None when every date the offer rules derive from a posting date can be computed
+    (offer expiry = posted_on + offer_validity_days; due dates = posted_on + 1..n months for
+    the longest tenor of any tier); else a ``date_out_of_range`` reason. The event window
+    normally rules this out; this guards a policy with extreme tenors or validity."""
+    extra = [t for tenors in policy.extra_tenors_by_tier.values() for t in tenors]
+    longest = max([*policy.tenors, *extra], default=0)
+    try:
+        add_months(posted_on, longest)
+        offer_expires_on(posted_on, policy)
+    except (ValueError, OverflowError):
+        return (
+            f"date_out_of_range: posted_at {posted_on.isoformat()} + {longest} months"
+            " is beyond the calendar"
+        )
+    return None

@@ -68,6 +68,7 @@ from shared.runtime import Context, Handler, Reject
 ZERO = Decimal(0)
 PAYMENTS_TOPIC = "card.payments.v1"
 ACCOUNTS_TOPIC = "card.accounts.v1"
+DAYS_TOPIC = "card.business-days.v1"
 
 #: offer status -> the offer.rejected reason for a decision that finds it in that status.
 REJECTED_BECAUSE = {
@@ -87,6 +88,27 @@ def _policy(ctx: Context) -> OffersPolicy:
 
 def _digits(currency: str) -> int:
     return MINOR_UNITS[currency]
+
+
+def _check_event_date(ctx: Context, field: str, on: date) -> None:
+    """Dead-letter (``Reject``) a purchase, payment or refund date out of the plausible window
+    around the last closed business date (``domain.check_event_date``). A date only too far
+    *ahead* of it while business days are still unread waits for them first (``Defer``):
+    after a restart with a backlog, the day closes (another topic) may be read late.
+    Call it before writing anything."""
+    repo: OffersRepository = ctx.repo
+    problem = domain.check_event_date(field, on, repo.last_business_date(), _policy(ctx))
+    if problem is None:
+        return
+    if problem.ahead:
+        ctx.wait_for(DAYS_TOPIC, "business days")
+    raise Reject(problem.reason)
+
+
+def _jump_confirmed(ctx: Context) -> bool:
+    """The record carries an operator's confirmation of a held business date jump."""
+    value = ctx.headers.get(domain.CONFIRM_HEADER)
+    return value == domain.CONFIRM_BUSINESS_DATE_JUMP.encode()
 
 
 # ---------------------------------------------------------------- shared reactions
@@ -320,6 +342,10 @@ def offer_purchase(ctx: Context, event: Envelope) -> None:
         ctx.log.info("purchase already considered", purchase_id=p.purchase_id)
         return
     policy = _policy(ctx)
+    _check_event_date(ctx, "posted_at", p.posted_at.date())
+    overflow = domain.check_purchase_dates(p.posted_at.date(), policy)
+    if overflow is not None:
+        raise Reject(overflow)
     row = repo.account(p.account_id)
     if row is None:  # not known yet, or not at all: first apply the accounts published
         ctx.wait_for(ACCOUNTS_TOPIC, "accounts")
@@ -556,6 +582,7 @@ def refund_purchase(ctx: Context, event: Envelope) -> None:
         ctx.log.info("refund already applied", refund_id=r.refund_id)
         return
     refunded_on = r.refunded_at.date()
+    _check_event_date(ctx, "refunded_at", refunded_on)
     repo.add_refund(
         {
             "refund_id": r.refund_id,
@@ -630,6 +657,7 @@ def apply_payment(ctx: Context, event: Envelope) -> None:
     if repo.has_payment(p.payment_id):
         ctx.log.info("payment already applied", payment_id=p.payment_id)
         return
+    _check_event_date(ctx, "received_at", p.received_at.date())
     account = repo.account(p.account_id)
     if account is not None and account.currency != p.currency:
         raise Reject("payment currency differs from the account's currency")
@@ -698,7 +726,15 @@ def close_business_day(ctx: Context, event: Envelope) -> None:
        within ``policy.due_soon_days``; then ``account.delinquency`` when it is overdue
        (and the account is flagged overdue as of D), or ``days_past_due: 0`` when it was
        flagged and is no longer overdue (cured by a refund or by its credit).
-    A date already closed is ignored; so is a date before the latest closed one (stale).
+    A date already closed is ignored (idempotent). An implausible date is held
+    (``domain.business_date_jump``): one before the latest closed date, or more than
+    ``policy.max_business_day_jump_days`` (7) after it, is dead-lettered with reason
+    ``business_date_jump: ...`` and changes nothing. An operator who confirms it re-drives
+    it with the header ``installments.confirm: business_date_jump``
+    (``installments dlq redrive --confirm business_date_jump``): a confirmed jump ahead is
+    closed as usual; a confirmed date before the latest one is ignored (stale: a day
+    already overtaken cannot be closed after a later one). The very first business date
+    (none closed yet) is accepted as it comes.
     """
     closed: BusinessDayClosed = event.data
     day = closed.business_date
@@ -706,12 +742,18 @@ def close_business_day(ctx: Context, event: Envelope) -> None:
     if repo.business_day_closed(day):
         ctx.log.info("business date already closed", business_date=str(day))
         return
+    policy = _policy(ctx)
     last = repo.last_business_date()
+    jump = domain.business_date_jump(day, last, policy.max_business_day_jump_days)
+    if jump is not None:
+        if not _jump_confirmed(ctx):
+            raise Reject(jump)
+        ctx.log.warning("business date jump confirmed by an operator", business_date=str(day),
+                        last=str(last))  # fmt: skip
     if last is not None and day < last:
         ctx.log.warning("stale business date ignored", business_date=str(day), last=str(last))
         return
     ctx.wait_for(PAYMENTS_TOPIC, "payments")
-    policy = _policy(ctx)
 
     # 2. offers past expiry (the SQL filter is domain.is_expired's rule: expires_on <= D)
     for offer in repo.open_offers_expiring_by(day):

@@ -81,6 +81,20 @@ class OffersPolicy(BaseModel):
     remainder_placement: Literal["first", "last"] = "first"
     early_payoff_waives_fees: bool = True
 
+    # Plausibility of business time (CONTRACT §6: an implausible date is dead-lettered, an
+    # implausible jump of business date is held). A business-day.closed more than
+    # `max_business_day_jump_days` after the last closed one, or before it, is held (Reject
+    # `business_date_jump`) until an operator re-drives it with a confirmation. Purchase,
+    # payment and refund dates (posted_at / received_at / refunded_at, in UTC) must lie
+    # within [last closed business date - `max_event_days_before_business_date`,
+    # + `max_event_days_after_business_date`] and, always (also before the first business
+    # day), within [`earliest_event_date`, `latest_event_date`]; else `date_out_of_range`.
+    max_business_day_jump_days: int = Field(default=7, ge=1)
+    max_event_days_before_business_date: int = Field(default=400, ge=0)
+    max_event_days_after_business_date: int = Field(default=31, ge=0)
+    earliest_event_date: date = date(2000, 1, 1)
+    latest_event_date: date = date(2199, 12, 31)
+
     # Fee waivers bought with points (`points.redeemed` carries points, not money): how many
     # points buy 1.00 of fee. Keep it equal to the points service's points_per_currency_unit.
     points_per_currency_unit: int = Field(default=100, gt=0)
@@ -95,6 +109,12 @@ class OffersPolicy(BaseModel):
             raise ValueError("tenors must be at least 1 month")
         if any(r < 0 for r in self.monthly_fee_rates.values()):
             raise ValueError("monthly fee rates must not be negative")
+        return self
+
+    @model_validator(mode="after")
+    def _event_window_is_not_empty(self) -> OffersPolicy:
+        if self.latest_event_date < self.earliest_event_date:
+            raise ValueError("latest_event_date is before earliest_event_date")
         return self
 
     def tenors_for(self, tier: str) -> list[int]:

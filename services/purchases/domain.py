@@ -7,8 +7,19 @@ functions what to do, and writes what they decide.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 from typing import Literal
+
+#: The dates a purchase or a refund may carry (``posted_at`` / ``refunded_at``, taken in
+#: UTC), whatever the business date. The schema accepts any date from year 1 to 9999, but
+#: the services downstream compute with them (offers: due dates = posting date + up to 36
+#: months, offer expiry = + 30 days) and would overflow near the ends of the calendar; a
+#: purchase outside this window is dead-lettered here, never recorded. The offers service
+#: applies the same window by default (its policy's ``earliest_event_date`` /
+#: ``latest_event_date``) and a narrower one around its last closed business date.
+EARLIEST_EVENT_DATE = date(2000, 1, 1)
+LATEST_EVENT_DATE = date(2199, 12, 31)
 
 
 @dataclass(frozen=True)
@@ -71,3 +82,13 @@ def decide_refund(
         )
     total = purchase.refunded_total + amount
     return RefundOutcome(refunded_total=total, fully_refunded=total == purchase.amount)
+
+
+def check_event_date(field: str, on: date) -> None:
+    """Raise :class:`Refused` (reason ``date_out_of_range: ...``, naming only the field and
+    the dates) when `on` is outside [EARLIEST_EVENT_DATE, LATEST_EVENT_DATE]."""
+    if not EARLIEST_EVENT_DATE <= on <= LATEST_EVENT_DATE:
+        raise Refused(
+            f"date_out_of_range: {field} {on.isoformat()} is outside"
+            f" {EARLIEST_EVENT_DATE.isoformat()}..{LATEST_EVENT_DATE.isoformat()}"
+        )

@@ -29,6 +29,10 @@ def record_purchase(ctx: Context, event: Envelope) -> None:
     if decision == "duplicate":
         ctx.log.info("duplicate purchase ignored", purchase_id=p.purchase_id)
         return
+    try:
+        domain.check_event_date("posted_at", p.posted_at.date())
+    except domain.Refused as exc:
+        raise Reject(str(exc)) from exc
     repo.add_purchase(
         domain.RecordedPurchase(p.purchase_id, p.account_id, p.amount, p.currency, Decimal("0")),
         {
@@ -54,6 +58,7 @@ def record_refund(ctx: Context, event: Envelope) -> None:
         ctx.log.info("duplicate refund ignored", refund_id=r.refund_id)
         return
     try:
+        domain.check_event_date("refunded_at", r.refunded_at.date())
         outcome = domain.decide_refund(
             repo.purchase(r.purchase_id), r.account_id, r.amount, r.currency
         )

@@ -53,6 +53,7 @@ from schemas.payloads import (
     ReminderRequested,
 )
 from services.reminders import domain
+from services.reminders.policy import DEFAULT_POLICY, RemindersPolicy
 from services.reminders.repository import Account, Installment, RemindersRepository
 from services.reminders.tables import (
     ACCOUNT_UNKNOWN,
@@ -63,18 +64,38 @@ from services.reminders.tables import (
     SKIPPED,
     SUPERSEDED,
 )
-from shared.runtime import Context, Defer, Handler
+from shared.runtime import Context, Defer, Handler, Reject
 
 BUSINESS_DAYS = "card.business-days.v1"
 ACCOUNTS = "card.accounts.v1"
 
 
 def advance_business_day(ctx: Context, event: Envelope) -> None:
-    """business-day.closed -> the business clock (due-soons of older days are stale)."""
+    """business-day.closed -> the business clock (due-soons of older days are stale).
+
+    The same date again changes nothing. An implausible date (``domain.business_date_jump``:
+    before the clock, or more than ``policy.max_business_day_jump_days`` after it) is held:
+    dead-lettered with reason ``business_date_jump: ...``, the clock unchanged, until an
+    operator re-drives it with the header ``installments.confirm: business_date_jump``
+    (``installments dlq redrive --confirm business_date_jump``); then it is recorded (a
+    confirmed older date leaves the clock, the newest date, where it is). The first
+    business date (no clock yet) is accepted as it comes.
+    """
     b: BusinessDayClosed = event.data
     repo: RemindersRepository = ctx.repo
-    if not repo.has_business_day(b.business_date):
-        repo.add_business_day(b.business_date, event.id)
+    if repo.has_business_day(b.business_date):
+        return
+    policy: RemindersPolicy = ctx.policy or DEFAULT_POLICY
+    clock = repo.business_clock()
+    jump = domain.business_date_jump(b.business_date, clock, policy.max_business_day_jump_days)
+    if jump is not None:
+        confirmed = ctx.headers.get(domain.CONFIRM_HEADER)
+        if confirmed != domain.CONFIRM_BUSINESS_DATE_JUMP.encode():
+            raise Reject(jump)
+        ctx.log.warning("business date jump confirmed by an operator",
+                        business_date=b.business_date.isoformat(),
+                        clock=clock.isoformat() if clock else None)  # fmt: skip
+    repo.add_business_day(b.business_date, event.id)
 
 
 def remember_account(ctx: Context, event: Envelope) -> None:

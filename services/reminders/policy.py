@@ -7,6 +7,7 @@ YAML), section ``reminders``::
     reminders:
       offsets: [7, 3, 1, 0]          # days before the due date
       templates: {7: due_in_7_days, 3: due_in_3_days, 1: due_in_1_day, 0: due_today}
+      max_business_day_jump_days: 7  # a larger jump of business date is held (DLQ)
 
 An offset without a configured template gets ``due_in_<n>_days`` (``due_in_1_day``,
 ``due_today``). The channel is not policy: it is the account's ``contact.channel``.
@@ -36,6 +37,11 @@ class RemindersPolicy(BaseModel):
             0: "due_today",
         }
     )
+
+    #: A business-day.closed more than this many days after the last closed one (or before
+    #: it) is held: dead-lettered with reason ``business_date_jump`` until an operator
+    #: re-drives it with a confirmation (see ``domain.business_date_jump``).
+    max_business_day_jump_days: int = Field(default=7, ge=1)
 
     @field_validator("offsets")
     @classmethod

@@ -130,7 +130,7 @@ class RemindersRepository:
                 select(plans).where(among(plans.c.plan_id, plan_ids, self.dialect))
             )
             self._plans = {r.plan_id: Plan(**r._mapping) for r in rows}
-        if due_soon:
+        if due_soon or days:  # a day close is checked against the clock (a jump is held)
             self._clock = self.session.execute(
                 select(func.max(business_days.c.business_date))
             ).scalar()

@@ -34,6 +34,11 @@ from shared.db import consumer_offsets, make_engine, utcnow
 from shared.settings import Settings
 
 REDRIVE_GROUP = "installments-dlq-redrive"
+#: ``redrive(confirm=...)`` adds this header to the re-driven records: an operator's
+#: confirmation of what the service held (the reason code). The services that hold a
+#: record until confirmed read it (offers, reminders: ``business_date_jump``).
+CONFIRM_HEADER = "installments.confirm"
+CONFIRMABLE = ("business_date_jump",)
 
 
 @dataclass
@@ -124,15 +129,23 @@ def redrive(
     dry_run: bool,
     reason_contains: str | None,
     limit: int | None,
+    confirm: str | None = None,
 ) -> list[DeadLetter]:
-    """Re-publish dead letters to their original topics; returns those (to be) re-driven."""
+    """Re-publish dead letters to their original topics; returns those (to be) re-driven.
+
+    ``confirm`` (one of :data:`CONFIRMABLE`): re-drive only the letters whose reason starts
+    with it, each with the header ``installments.confirm: <confirm>``, so the service
+    applies what it held (e.g. a jump of business date the operator checked)."""
+    if confirm is not None and confirm not in CONFIRMABLE:
+        raise ValueError(f"--confirm must be one of {', '.join(CONFIRMABLE)}")
     group = settings.topic_prefix + REDRIVE_GROUP
     letters, consumer = read_dead_letters(settings, topic, group=group)
     try:
         chosen = [
             d
             for d in letters
-            if reason_contains is None or reason_contains in d.headers.get("error.reason", "")
+            if (reason_contains is None or reason_contains in d.headers.get("error.reason", ""))
+            and (confirm is None or d.headers.get("error.reason", "").startswith(confirm))
         ]
         if limit is not None:
             chosen = chosen[:limit]
@@ -153,7 +166,8 @@ def redrive(
                 settings.topic(d.original_topic),
                 key=d.key,
                 value=d.value,
-                headers=[("redriven.from", f"{d.dlq_topic}@{d.partition}:{d.offset}".encode())],
+                headers=[("redriven.from", f"{d.dlq_topic}@{d.partition}:{d.offset}".encode())]
+                + ([(CONFIRM_HEADER, confirm.encode())] if confirm is not None else []),
             )
         producer.flush()
         producer.close()
