@@ -42,7 +42,8 @@ class NotesRepository:
     """Writes the batch's notes only in save(), as the real services' repositories do."""
 
     def __init__(self, session: Any) -> None:
-        self.session, self.rows = session, []
+        self.session = session
+        self.rows: list[dict[str, str]] = []
 
     def load(self, events: list[Any]) -> None:
         pass
