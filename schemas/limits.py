@@ -32,11 +32,11 @@ Money
     NUMERIC on PostgreSQL, which holds any sum of them exactly.
 
 Why 12 digits: the most points one purchase can bring is ``floor(amount x 2.0)``
-(diamond) plus the same again as first-plan bonus, and redeeming a fee of up to the
-amount costs ``amount x 100`` points; with 12 digits that is at most about 10**14 per
-event, so an account's balance stays within 64 bits for more than
-``HEADROOM_EVENTS_PER_ACCOUNT`` (a million) extreme events, and every amount, sum and
-product with a rate stays far inside Python's 28-digit decimal context.
+(diamond) plus the same again as first-plan bonus: 4 x 10**12, so an account's balance
+stays within 64 bits for more than ``HEADROOM_EVENTS_PER_ACCOUNT`` (a million) of the
+largest purchases; redeeming a fee as large as the amount costs ``amount x 100`` points
+(10**14). Every amount, sum and product with a rate stays far inside Python's 28-digit
+decimal context.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ __all__ = [
     "EVENT_ID_LENGTH",
     "TEXT_MAX",
     "CATEGORY_MAX",
+    "LOCALE_MAX",
     "ID_PATTERN",
     "TEXT_PATTERN",
     "COUNT_MAX",
@@ -85,6 +86,8 @@ EVENT_ID_LENGTH = 36
 
 #: Longest free text (merchant name, reminder template).
 TEXT_MAX = 200
+#: Longest locale (BCP 47-like: a 2-3 letter language and up to 4 subtags of 1-8).
+LOCALE_MAX = 3 + 4 * (1 + 8)
 #: Longest merchant category.
 CATEGORY_MAX = 64
 

@@ -35,7 +35,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import AfterValidator, ConfigDict, Field, StrictInt, model_validator
 
-from schemas.limits import TENOR_MAX
+from schemas.limits import LOCALE_MAX, TENOR_MAX
 from schemas.money import Currency, Money, MoneyModel, PositiveMoney, PositiveTotal, Rate, Total
 from schemas.types import (
     Count,
@@ -182,7 +182,14 @@ Resolution = Literal["cured", "charged_off"]
 TenorMonths = Annotated[StrictInt, Field(ge=1, le=TENOR_MAX)]
 RiskScore = Annotated[StrictInt, Field(ge=0, le=1000)]
 Level = Annotated[StrictInt, Field(ge=1, le=6)]
-Locale = Annotated[str, Field(strict=True, pattern=r"^[A-Za-z]{2,3}(?:[_-][A-Za-z0-9]{1,8}){0,4}$")]
+Locale = Annotated[
+    str,
+    Field(
+        strict=True,
+        max_length=LOCALE_MAX,
+        pattern=r"^[A-Za-z]{2,3}(?:[_-][A-Za-z0-9]{1,8}){0,4}$",
+    ),
+]
 Category = ShortText
 
 

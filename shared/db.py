@@ -40,6 +40,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.types import TypeDecorator
 
+from schemas.limits import REMINDER_ID_MAX
 from shared.settings import Settings
 
 
@@ -47,7 +48,9 @@ class Money(TypeDecorator[Decimal]):
     """An exact decimal: NUMERIC on PostgreSQL (keeps the scale it is given), text on SQLite.
 
     Never a float. Unconstrained NUMERIC keeps "40.00" as 40.00, so amounts come
-    back with their currency's digits.
+    back with their currency's digits, and holds any amount or sum of amounts the
+    schemas allow exactly (:mod:`schemas.limits`: 12 digits a single amount, 18 a sum;
+    PostgreSQL's unconstrained NUMERIC has up to 131072 digits before the point).
     """
 
     impl = Numeric()
@@ -69,6 +72,12 @@ class Money(TypeDecorator[Decimal]):
         if value is None:
             return None
         return Decimal(value) if isinstance(value, str) else value
+
+
+#: Width of the services' id columns (VARCHAR): an id of any kind the schemas accept fits
+#: (:mod:`schemas.limits`; ``REMINDER_ID_MAX`` is the longest kind). Columns are only
+#: ever widened: a deployed database may hold ids accepted before the limits.
+ID_COLUMN = REMINDER_ID_MAX
 
 
 def utcnow() -> datetime:
@@ -175,6 +184,31 @@ def qualified_table(conn: Connection, name: str) -> str:
         return f'"{name}"'
     schema = (conn.get_execution_options().get("schema_translate_map") or {}).get(None)
     return f'"{schema}"."{name}"' if schema else f'"{name}"'
+
+
+def alter_column_types(table: Table, *columns: str) -> Callable[[Connection], None]:
+    """A migration step that gives existing ``columns`` of ``table`` the type they have in
+    the table's current definition (to widen them: ``INTEGER`` -> ``BIGINT``,
+    ``VARCHAR(64)`` -> ``VARCHAR(128)``; never to narrow one).
+
+    PostgreSQL: one ``ALTER TABLE ... ALTER COLUMN ... TYPE ...`` statement for all of
+    them (one table rewrite, under an exclusive lock). SQLite (the demo): nothing; it
+    enforces neither VARCHAR lengths nor integer widths (INTEGER holds 64 bits).
+    """
+    missing = [name for name in columns if name not in table.c]
+    if missing:
+        raise ValueError(f"{table.name} has no column {missing[0]!r}")
+
+    def _apply(conn: Connection) -> None:
+        if conn.dialect.name != "postgresql":
+            return
+        changes = ", ".join(
+            f'ALTER COLUMN "{name}" TYPE {table.c[name].type.compile(dialect=conn.dialect)}'
+            for name in columns
+        )
+        conn.execute(text(f"ALTER TABLE {qualified_table(conn, table.name)} {changes}"))
+
+    return _apply
 
 
 def _add_inbox_digest(conn: Connection) -> None:

@@ -18,7 +18,7 @@
 
 from sqlalchemy import Boolean, Column, Date, Integer, MetaData, String, Table
 
-from shared.db import BigId, Migration, Money, create_tables
+from shared.db import ID_COLUMN, BigId, Migration, Money, create_tables
 
 metadata = MetaData()
 
@@ -30,7 +30,7 @@ cases = Table(
     "cases",
     metadata,
     Column("case_id", String(200), primary_key=True),
-    Column("account_id", String(128), nullable=False, index=True),
+    Column("account_id", String(ID_COLUMN), nullable=False, index=True),
     Column("status", String(16), nullable=False),
     Column("opened_on", Date, nullable=False),
     Column("level", Integer, nullable=False),  # highest level raised (0: none yet)
@@ -50,7 +50,7 @@ case_events = Table(
     metadata,
     Column("seq", BigId, primary_key=True, autoincrement=True),
     Column("case_id", String(200), nullable=False, index=True),
-    Column("account_id", String(128), nullable=False),
+    Column("account_id", String(ID_COLUMN), nullable=False),
     Column("kind", String(16), nullable=False),  # opened | raised | resolved | closed
     Column("business_date", Date, nullable=False),
     Column("level", Integer, nullable=True),
@@ -68,7 +68,7 @@ case_events = Table(
 positions = Table(
     "positions",
     metadata,
-    Column("account_id", String(128), primary_key=True),
+    Column("account_id", String(ID_COLUMN), primary_key=True),
     Column("business_date", Date, nullable=False),
     Column("days_past_due", Integer, nullable=False),
     Column("overdue_amount", Money, nullable=False),
@@ -80,8 +80,8 @@ positions = Table(
 plans = Table(
     "plans",
     metadata,
-    Column("plan_id", String(128), primary_key=True),
-    Column("account_id", String(128), nullable=False, index=True),
+    Column("plan_id", String(ID_COLUMN), primary_key=True),
+    Column("account_id", String(ID_COLUMN), nullable=False, index=True),
     Column("currency", String(3), nullable=False),
     Column("principal", Money, nullable=False),
     Column("status", String(16), nullable=False),
@@ -91,9 +91,9 @@ plans = Table(
 plan_installments = Table(
     "plan_installments",
     metadata,
-    Column("plan_id", String(128), primary_key=True),
+    Column("plan_id", String(ID_COLUMN), primary_key=True),
     Column("seq", Integer, primary_key=True),
-    Column("account_id", String(128), nullable=False, index=True),
+    Column("account_id", String(ID_COLUMN), nullable=False, index=True),
     Column("due_date", Date, nullable=False),
     Column("principal", Money, nullable=False),
     Column("paid", Boolean, nullable=False),

@@ -8,6 +8,7 @@ Boolean ``open`` flags exist so that the end of day can select what is still owe
 """
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Date,
@@ -18,7 +19,7 @@ from sqlalchemy import (
     Table,
 )
 
-from shared.db import Migration, Money, create_tables
+from shared.db import ID_COLUMN, Migration, Money, alter_column_types, create_tables
 
 metadata = MetaData()
 
@@ -26,7 +27,7 @@ metadata = MetaData()
 accounts = Table(
     "accounts",
     metadata,
-    Column("account_id", String(128), primary_key=True),
+    Column("account_id", String(ID_COLUMN), primary_key=True),
     Column("status", String(16), nullable=False),
     Column("segment", String(32), nullable=False),
     Column("tier", String(16), nullable=False),
@@ -46,7 +47,7 @@ accounts = Table(
 positions = Table(
     "positions",
     metadata,
-    Column("account_id", String(128), primary_key=True),
+    Column("account_id", String(ID_COLUMN), primary_key=True),
     Column("credit", Money, nullable=False),
     Column("overdue_as_of", Date, nullable=True),
 )
@@ -55,13 +56,13 @@ positions = Table(
 purchases = Table(
     "purchases",
     metadata,
-    Column("purchase_id", String(128), primary_key=True),
-    Column("account_id", String(128), nullable=False, index=True),
+    Column("purchase_id", String(ID_COLUMN), primary_key=True),
+    Column("account_id", String(ID_COLUMN), nullable=False, index=True),
     Column("amount", Money, nullable=False),
     Column("currency", String(3), nullable=False),
     Column("mcc", String(4), nullable=False),
-    Column("merchant_id", String(128), nullable=False),
-    Column("category", String(128), nullable=True),
+    Column("merchant_id", String(ID_COLUMN), nullable=False),
+    Column("category", String(ID_COLUMN), nullable=True),
     Column("posted_on", Date, nullable=False),
     Column("refunded_total", Money, nullable=False),
     Column("outcome", String(16), nullable=False),  # offered | not_eligible | auto_converted
@@ -73,12 +74,12 @@ offers = Table(
     "offers",
     metadata,
     Column("offer_id", String(140), primary_key=True),
-    Column("purchase_id", String(128), nullable=False, unique=True),
-    Column("account_id", String(128), nullable=False, index=True),
+    Column("purchase_id", String(ID_COLUMN), nullable=False, unique=True),
+    Column("account_id", String(ID_COLUMN), nullable=False, index=True),
     Column("principal", Money, nullable=False),
     Column("currency", String(3), nullable=False),
     Column("expires_on", Date, nullable=False),
-    Column("promotion", String(128), nullable=True),
+    Column("promotion", String(ID_COLUMN), nullable=True),
     Column("status", String(16), nullable=False),
     Column("open", Boolean, nullable=False),
     Column("event_id", String(64), nullable=False),
@@ -104,16 +105,16 @@ plans = Table(
     "plans",
     metadata,
     Column("plan_id", String(140), primary_key=True),
-    Column("purchase_id", String(128), nullable=False, unique=True),
+    Column("purchase_id", String(ID_COLUMN), nullable=False, unique=True),
     Column("offer_id", String(140), nullable=True),
-    Column("account_id", String(128), nullable=False, index=True),
+    Column("account_id", String(ID_COLUMN), nullable=False, index=True),
     Column("principal", Money, nullable=False),
     Column("currency", String(3), nullable=False),
     Column("tenor_months", Integer, nullable=False),
     Column("total_fee", Money, nullable=False),
     Column("apr", String(24), nullable=False),
     Column("auto_converted", Boolean, nullable=False),
-    Column("redeem_points", Integer, nullable=False),
+    Column("redeem_points", BigInteger, nullable=False),
     Column("posted_on", Date, nullable=False),
     Column("plan_order", Integer, nullable=False),
     Column("status", String(16), nullable=False),
@@ -128,7 +129,7 @@ installments = Table(
     metadata,
     Column("plan_id", String(140), primary_key=True),
     Column("seq", Integer, primary_key=True),
-    Column("account_id", String(128), nullable=False),
+    Column("account_id", String(ID_COLUMN), nullable=False),
     Column("due_date", Date, nullable=False),
     Column("principal", Money, nullable=False),
     Column("fee", Money, nullable=False),
@@ -144,8 +145,8 @@ installments = Table(
 payments = Table(
     "payments",
     metadata,
-    Column("payment_id", String(128), primary_key=True),
-    Column("account_id", String(128), nullable=False, index=True),
+    Column("payment_id", String(ID_COLUMN), primary_key=True),
+    Column("account_id", String(ID_COLUMN), nullable=False, index=True),
     Column("amount", Money, nullable=False),
     Column("currency", String(3), nullable=False),
     Column("received_on", Date, nullable=False),
@@ -156,9 +157,9 @@ payments = Table(
 refunds = Table(
     "refunds",
     metadata,
-    Column("refund_id", String(128), primary_key=True),
-    Column("purchase_id", String(128), nullable=False, index=True),
-    Column("account_id", String(128), nullable=False),
+    Column("refund_id", String(ID_COLUMN), primary_key=True),
+    Column("purchase_id", String(ID_COLUMN), nullable=False, index=True),
+    Column("account_id", String(ID_COLUMN), nullable=False),
     Column("amount", Money, nullable=False),
     Column("refunded_on", Date, nullable=False),
     Column("event_id", String(64), nullable=False),
@@ -178,10 +179,13 @@ waivers = Table(
     metadata,
     Column("event_id", String(64), primary_key=True),
     Column("plan_id", String(140), nullable=False, index=True),
-    Column("points", Integer, nullable=False),
+    Column("points", BigInteger, nullable=False),
     Column("amount", Money, nullable=False),
 )
 
 MIGRATIONS = [
-    Migration(1, "offers, plans, installments and account views", create_tables(metadata))
+    Migration(1, "offers, plans, installments and account views", create_tables(metadata)),
+    # schemas.limits: points are 64-bit (a redemption of 3,000,000,000 points overflowed).
+    Migration(2, "plans.redeem_points BIGINT", alter_column_types(plans, "redeem_points")),
+    Migration(3, "waivers.points BIGINT", alter_column_types(waivers, "points")),
 ]

@@ -19,6 +19,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -33,33 +35,33 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
-from shared.db import Migration, Money, create_tables
+from shared.db import ID_COLUMN, Migration, Money, alter_column_types, create_tables
 
 metadata = MetaData()
 
 accounts = Table(
     "accounts",
     metadata,
-    Column("account_id", String(128), primary_key=True),
+    Column("account_id", String(ID_COLUMN), primary_key=True),
     # None until the account is upserted (a purchase or plan may arrive first).
     Column("tier", String(16), nullable=True),
     Column("had_plan", Boolean, nullable=False, default=False),
-    Column("first_plan_id", String(128), nullable=True),
+    Column("first_plan_id", String(ID_COLUMN), nullable=True),
 )
 
 purchases = Table(
     "purchases",
     metadata,
-    Column("purchase_id", String(128), primary_key=True),
-    Column("account_id", String(128), nullable=False, index=True),
+    Column("purchase_id", String(ID_COLUMN), primary_key=True),
+    Column("account_id", String(ID_COLUMN), nullable=False, index=True),
     Column("amount", Money, nullable=False),
     Column("currency", String(3), nullable=False),
     # The tier in force when the purchase was recorded, and whether it was assumed
     # (policy.unknown_account_tier) because the account was not known yet.
     Column("tier", String(16), nullable=False),
     Column("tier_assumed", Boolean, nullable=False),
-    Column("points_earned", Integer, nullable=False),
-    Column("points_reversed", Integer, nullable=False),
+    Column("points_earned", BigInteger, nullable=False),
+    Column("points_reversed", BigInteger, nullable=False),
     Column("refunded_total", Money, nullable=False),
     Column("event_id", String(64), nullable=False),
 )
@@ -67,24 +69,24 @@ purchases = Table(
 plans = Table(
     "plans",
     metadata,
-    Column("plan_id", String(128), primary_key=True),
-    Column("account_id", String(128), nullable=False, index=True),
+    Column("plan_id", String(ID_COLUMN), primary_key=True),
+    Column("account_id", String(ID_COLUMN), nullable=False, index=True),
     # Indexed: a refund.recorded finds the purchase's plan with a bonus (migration 3 adds
     # the index to databases created before it; a new database gets it in migration 1).
-    Column("purchase_id", String(128), nullable=False, index=True),
+    Column("purchase_id", String(ID_COLUMN), nullable=False, index=True),
     Column("principal", Money, nullable=False),
     Column("total_fee", Money, nullable=False),
     Column("currency", String(3), nullable=False),
     # First-plan bonus: granted (0 unless the account's first plan) and reversed so far
     # by the refunds of the purchase (floor(bonus x refunded / amount) in all).
-    Column("bonus_points", Integer, nullable=False),
+    Column("bonus_points", BigInteger, nullable=False),
     # "purchase": the purchase's recorded points; "principal": computed from the plan's
     # principal and the account's tier because plan.created arrived before the purchase.
     Column("bonus_basis", String(16), nullable=False),
-    Column("bonus_reversed", Integer, nullable=False),
+    Column("bonus_reversed", BigInteger, nullable=False),
     Column("principal_returned", Money, nullable=False),
-    Column("redeem_requested", Integer, nullable=False),
-    Column("points_redeemed", Integer, nullable=False),
+    Column("redeem_requested", BigInteger, nullable=False),
+    Column("points_redeemed", BigInteger, nullable=False),
     Column("fee_redeemed", Money, nullable=False),
     Column("event_id", String(64), nullable=False),
 )
@@ -98,12 +100,12 @@ ledger = Table(
         primary_key=True,
         autoincrement=True,
     ),
-    Column("account_id", String(128), nullable=False, index=True),
-    Column("points", Integer, nullable=False),  # signed: > 0 credit, < 0 debit
-    Column("balance_after", Integer, nullable=False),
+    Column("account_id", String(ID_COLUMN), nullable=False, index=True),
+    Column("points", BigInteger, nullable=False),  # signed: > 0 credit, < 0 debit
+    Column("balance_after", BigInteger, nullable=False),
     Column("reason", String(32), nullable=False),
-    Column("purchase_id", String(128), nullable=True),
-    Column("plan_id", String(128), nullable=True),
+    Column("purchase_id", String(ID_COLUMN), nullable=True),
+    Column("plan_id", String(ID_COLUMN), nullable=True),
     Column("event_id", String(64), nullable=False),  # the points.* event announcing it
     Column("cause_id", String(64), nullable=False),  # the event that caused it
     Column("created_at", DateTime(timezone=True), nullable=False),  # bookkeeping only
@@ -152,6 +154,14 @@ def _index_plans_by_purchase(conn: Connection) -> None:
     conn.execute(text(f"CREATE INDEX IF NOT EXISTS {PLANS_BY_PURCHASE} ON {table} (purchase_id)"))
 
 
+def _all_steps(*steps: Callable[[Connection], None]) -> Callable[[Connection], None]:
+    def _apply(conn: Connection) -> None:
+        for step in steps:
+            step(conn)
+
+    return _apply
+
+
 #: The name SQLAlchemy gives ``index=True`` on plans.purchase_id (``ix_<table>_<column>``).
 PLANS_BY_PURCHASE = "ix_plans_purchase_id"
 
@@ -159,4 +169,17 @@ MIGRATIONS = [
     Migration(1, "accounts, purchases, plans, ledger", create_tables(metadata)),
     Migration(2, "ledger is append-only", _forbid_ledger_changes),
     Migration(3, "plans indexed by purchase_id", _index_plans_by_purchase),
+    # schemas.limits: points are 64-bit (the points of an amount of 3,000,000,000.00
+    # overflowed the 32-bit columns).
+    Migration(
+        4,
+        "points columns BIGINT",
+        _all_steps(
+            alter_column_types(purchases, "points_earned", "points_reversed"),
+            alter_column_types(
+                plans, "bonus_points", "bonus_reversed", "redeem_requested", "points_redeemed"
+            ),
+            alter_column_types(ledger, "points", "balance_after"),
+        ),
+    ),
 ]

@@ -17,7 +17,7 @@
 
 from sqlalchemy import Boolean, Column, Date, Integer, MetaData, String, Table
 
-from shared.db import Migration, Money, create_tables
+from shared.db import ID_COLUMN, Migration, Money, create_tables
 
 metadata = MetaData()
 
@@ -35,10 +35,10 @@ business_days = Table(
 accounts = Table(
     "accounts",
     metadata,
-    Column("account_id", String(128), primary_key=True),
+    Column("account_id", String(ID_COLUMN), primary_key=True),
     Column("channel", String(16), nullable=False),
     Column("locale", String(40), nullable=False),
-    Column("contact_ref", String(128), nullable=False),
+    Column("contact_ref", String(ID_COLUMN), nullable=False),
     Column("status", String(16), nullable=False),
     Column("event_id", String(64), nullable=False),
 )
@@ -46,8 +46,8 @@ accounts = Table(
 plans = Table(
     "plans",
     metadata,
-    Column("plan_id", String(128), primary_key=True),
-    Column("account_id", String(128), nullable=False, index=True),
+    Column("plan_id", String(ID_COLUMN), primary_key=True),
+    Column("account_id", String(ID_COLUMN), nullable=False, index=True),
     Column("status", String(16), nullable=False),
     Column("event_id", String(64), nullable=False),
 )
@@ -55,9 +55,9 @@ plans = Table(
 installments = Table(
     "installments",
     metadata,
-    Column("plan_id", String(128), primary_key=True),
+    Column("plan_id", String(ID_COLUMN), primary_key=True),
     Column("seq", Integer, primary_key=True),
-    Column("account_id", String(128), nullable=False, index=True),
+    Column("account_id", String(ID_COLUMN), nullable=False, index=True),
     Column("due_date", Date, nullable=True),  # unknown when installment.paid came first
     Column("amount_outstanding", Money, nullable=True),
     Column("currency", String(3), nullable=True),
@@ -69,10 +69,10 @@ installments = Table(
 reminders = Table(
     "reminders",
     metadata,
-    Column("plan_id", String(128), primary_key=True),
+    Column("plan_id", String(ID_COLUMN), primary_key=True),
     Column("seq", Integer, primary_key=True),
     Column("offset_days", Integer, primary_key=True),  # days before due
-    Column("account_id", String(128), nullable=False, index=True),
+    Column("account_id", String(ID_COLUMN), nullable=False, index=True),
     Column("status", String(16), nullable=False),  # sent | skipped
     Column("reason", String(32), nullable=True),  # why skipped
     Column("reminder_id", String(200), nullable=False),
