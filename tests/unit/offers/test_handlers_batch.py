@@ -14,10 +14,12 @@ PostgreSQL, where the repository writes with COPY and executemany).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
 from services.offers.bootstrap import SERVICE
+from services.offers.policy import OffersPolicy
 from tests import factories as f
 from tests.harness import Harness
 from tests.unit.offers.test_handlers_builders import (
@@ -117,6 +119,12 @@ def check_batches_match_one_by_one(make_harness: Callable[[str], Harness]) -> li
     """Run :func:`mixed_batches` both ways; assert the same output; return the batch
     harness's emitted events per batch (for the caller's own checks)."""
     batched, single = make_harness("batched"), make_harness("single")
+    for h in (batched, single):  # batch 2 closes Apr 16 after Mar 10: a 37-day jump, allowed
+        service = h.runner.service
+        policy = (service.policy or OffersPolicy()).model_copy(
+            update={"max_business_day_jump_days": 40}
+        )
+        h.runner.service = dataclasses.replace(service, policy=policy)
     transactions = []
     real = batched.runner._transaction
 
