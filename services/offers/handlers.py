@@ -18,7 +18,9 @@ Conventions:
   ``business_date``); nothing here reads the clock. Offer expiry and delinquency are
   decided at end of day (the contract's "checked at end of day"), so an acceptance is
   rejected as ``expired`` once the end of day of ``expires_on`` has closed (an offer is
-  acceptable until then: at most 30 days after the posting date).
+  acceptable until then: at most 30 days after the posting date). Those dates are checked
+  first (``domain.check_event_date``, ``domain.business_date_jump``): an implausible one is
+  dead-lettered (``date_out_of_range``) or held (``business_date_jump``), never applied.
 - Money is Decimal throughout; digits come from the currency (``MINOR_UNITS``).
 """
 
