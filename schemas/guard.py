@@ -293,8 +293,7 @@ def _non_ascii_may_matter(raw: bytes) -> bool:
     """True when ``raw`` has a non-ASCII decimal digit or separator."""
     non_ascii = raw.translate(None, _ASCII).decode("utf-8", "replace")
     return any(
-        char.isdecimal() or char.isspace() or char in _NON_ASCII_SEPARATORS
-        for char in non_ascii
+        char.isdecimal() or char.isspace() or char in _NON_ASCII_SEPARATORS for char in non_ascii
     )
 
 
