@@ -90,6 +90,12 @@ class Reject(Exception):
         self.reason = reason
 
 
+# A batch repository that counts its in-memory changes in an int attribute ``changes``
+# (every method that changes anything adds one) lets the runtime dead-letter a rejection
+# that changed nothing in place, in the batch's one transaction. Without it (or after a
+# change), a rejection rolls the transaction back and the batch is split at the record.
+
+
 #: Records a service applies per second of a topic it waits for (account upserts, payments).
 BARRIER_RECORDS_PER_S = 10_000
 BARRIER_MAX_DELAY_S = 2.0
@@ -918,6 +924,7 @@ class Runner:
         ctx.staged = []
         savepoint = ctx.session.begin_nested() if isolated else None
         faults.maybe_die_on(rec.value)
+        changes = getattr(ctx.repo, "changes", None)
         started = time.perf_counter()
         try:
             handler(ctx, event)
@@ -934,8 +941,16 @@ class Runner:
                 savepoint.rollback()
             if is_transient(exc):
                 raise
-            if not isolated:
+            if isolated:
+                ctx.repo = None  # this transaction holds only this record: drop its changes
+            elif not (
+                isinstance(exc, Reject)
+                and changes is not None
+                and getattr(ctx.repo, "changes", None) == changes
+            ):
                 raise _HandlerFailed(d) from exc
+            # Isolated, or a rejection that changed nothing (the repository counts its
+            # changes): dead-letter it here; the rest of the transaction goes on.
             return self._refused(ctx, d, exc, outbox_rows, now)
         metrics.observe_handler(self.service.name, event.type, time.perf_counter() - started)
         metrics.count(self.service.name, event.type, "processed")
@@ -955,7 +970,8 @@ class Runner:
     def _refused(
         self, ctx: Context, d: _Decoded, exc: Exception, outbox_rows: list[dict[str, Any]], now: Any
     ) -> str:
-        """An isolated record's handler refused or failed: dead-letter or defer it."""
+        """A handler refused or failed and its record changed nothing (isolated, or a
+        rejection the repository saw no change from): dead-letter or defer it."""
         event = d.event
         assert event is not None
         if isinstance(exc, Defer):
@@ -965,7 +981,6 @@ class Runner:
             self.deferred_until[d.tp] = time.monotonic() + exc.retry_after_s
             self.consumer.pause(d.tp)
             return "defer"
-        ctx.repo = None  # this transaction holds only this record: drop its in-memory changes
         if isinstance(exc, Reject):
             ctx.log.warning("event rejected to the DLQ", reason=exc.reason)
             reason = exc.reason

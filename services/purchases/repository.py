@@ -29,6 +29,9 @@ class PurchasesRepository:
         self._new_purchases: dict[str, dict[str, Any]] = {}
         self._changed_totals: dict[str, Decimal] = {}
         self._new_refunds: list[dict[str, Any]] = []
+        #: Changes made in memory (every change adds one): the runtime dead-letters a
+        #: rejection that changed nothing without splitting the batch.
+        self.changes = 0
 
     def load(self, events: list[Any]) -> None:
         purchase_ids = {e.data.purchase_id for e in events if hasattr(e.data, "purchase_id")}
@@ -58,6 +61,7 @@ class PurchasesRepository:
         return self._purchases.get(purchase_id)
 
     def add_purchase(self, recorded: RecordedPurchase, row: dict[str, Any]) -> None:
+        self.changes += 1
         self._purchases[recorded.purchase_id] = recorded
         self._new_purchases[recorded.purchase_id] = row
 
@@ -65,6 +69,7 @@ class PurchasesRepository:
         return refund_id in self._refund_ids
 
     def add_refund(self, purchase_id: str, refunded_total: Decimal, row: dict[str, Any]) -> None:
+        self.changes += 1
         self._purchases[purchase_id] = replace(
             self._purchases[purchase_id], refunded_total=refunded_total
         )

@@ -1,0 +1,127 @@
+"""Rejections in a batch: dead-lettered in place when they changed nothing, else the
+batch is split at them; either way the output equals one-record-at-a-time processing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.purchases.bootstrap import SERVICE as PURCHASES_SERVICE
+from shared.runtime import Context, Reject, Service
+from tests import factories as f
+from tests.harness import Harness
+
+PURCHASES = "card.purchases.v1"
+
+
+class CountingRepository:
+    """A repository that counts its changes (the runtime's ``changes`` protocol)."""
+
+    def __init__(self, _session: Any) -> None:
+        self.changes = 0
+        self.noted: list[str] = []
+
+    def load(self, _events: list[Any]) -> None:
+        pass
+
+    def note(self, purchase_id: str) -> None:
+        self.changes += 1
+        self.noted.append(purchase_id)
+
+    def save(self) -> None:
+        pass
+
+
+def handler(ctx: Context, event: Any) -> None:
+    pid = event.data.purchase_id
+    if pid.startswith("reject-first"):
+        raise Reject("refused before any change")
+    ctx.repo.note(pid)
+    if pid.startswith("reject-after"):
+        raise Reject("refused after a change")
+
+
+def service() -> Service:
+    return Service(
+        name="probe",
+        consumes=[PURCHASES],
+        handlers={"purchase.posted": handler},
+        migrations=[],
+        repository=CountingRepository,
+    )
+
+
+def transactions(h: Harness) -> list[int]:
+    sizes: list[int] = []
+    real = h.runner._transaction
+
+    def counting(decoded: list[Any], *, isolated: bool) -> Any:
+        sizes.append(len(decoded))
+        return real(decoded, isolated=isolated)
+
+    h.runner._transaction = counting  # type: ignore[method-assign]
+    return sizes
+
+
+def batch(ids: list[str]) -> list[dict[str, Any]]:
+    return [f.purchase("acc-1", purchase_id=pid) for pid in ids]
+
+
+def test_a_rejection_that_changed_nothing_stays_in_the_one_transaction(tmp_path):
+    h = Harness(service(), tmp_path)
+    try:
+        sizes = transactions(h)
+        ids = [f"p{i}" for i in range(50)]
+        ids[10] = "reject-first-1"
+        ids[30] = "reject-first-2"
+        out = h.feed(PURCHASES, *batch(ids))
+        assert sizes == [50]
+        assert [e.headers["original.offset"] for e in out] == ["10", "30"]
+        assert all(e.headers["error.reason"] == "refused before any change" for e in out)
+    finally:
+        h.close()
+
+
+def test_a_rejection_after_a_change_splits_the_batch_and_keeps_nothing_of_it(tmp_path):
+    h = Harness(service(), tmp_path)
+    saved: list[list[str]] = []
+    real_save = CountingRepository.save
+
+    def recording_save(repo: CountingRepository) -> None:
+        saved.append(list(repo.noted))
+        real_save(repo)
+
+    CountingRepository.save = recording_save  # type: ignore[method-assign]
+    try:
+        sizes = transactions(h)
+        ids = [f"p{i}" for i in range(20)]
+        ids[5] = "reject-after-1"
+        out = h.feed(PURCHASES, *batch(ids))
+        assert sizes == [20, 5, 1, 14]  # all; the five before it; it alone; the rest
+        assert [e.headers["original.offset"] for e in out] == ["5"]
+        # what was saved: the records before it, nothing of it (its transaction dropped
+        # the repository), the records after it
+        assert saved == [ids[:5], ids[6:]]
+    finally:
+        CountingRepository.save = real_save  # type: ignore[method-assign]
+        h.close()
+
+
+def test_purchases_rejected_refunds_do_not_split_the_batch(tmp_path):
+    """The benchmark's case: refunds of purchases never recorded among purchases."""
+    h = Harness(PURCHASES_SERVICE, tmp_path)
+    one = Harness(PURCHASES_SERVICE, tmp_path / "one")
+    try:
+        sizes = transactions(h)
+        messages: list[dict[str, Any]] = []
+        for i in range(40):
+            messages.append(f.purchase("acc-1", purchase_id=f"pur-{i}"))
+            if i % 10 == 9:
+                messages.append(f.refund("acc-1", f"pur-never-{i}", "10.00"))
+        out = h.feed(PURCHASES, *messages)
+        assert sizes == [len(messages)]
+        singly = [e for m in messages for e in one.feed(PURCHASES, m)]
+        assert [(e.topic, e.value) for e in out] == [(e.topic, e.value) for e in singly]
+        assert sum(1 for e in out if e.topic == PURCHASES + ".dlq") == 4
+    finally:
+        h.close()
+        one.close()
