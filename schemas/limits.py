@@ -26,8 +26,9 @@ Integers
 Money
     A single amount (purchase, refund, payment, limit, principal, installment, fee) has at
     most ``AMOUNT_INTEGER_DIGITS`` digits before the point (``AMOUNT_MAX`` = 10**12 minus
-    one minor unit). Sums over several plans (an account's overdue amount, a charge-off)
-    have at most ``TOTAL_INTEGER_DIGITS``. Both with at most ``MONEY_SCALE_MAX`` decimal
+    one minor unit). Sums over several plans (an account's overdue amount) have at most
+    ``TOTAL_INTEGER_DIGITS``; a charge-off (overdue amount + principal not yet due) one
+    more, ``GRAND_TOTAL_INTEGER_DIGITS``. Both with at most ``MONEY_SCALE_MAX`` decimal
     places (the currency decides; ISO 4217 has at most 3). Columns are unconstrained
     NUMERIC on PostgreSQL, which holds any sum of them exactly.
 
@@ -63,6 +64,7 @@ __all__ = [
     "MONEY_SCALE_MAX",
     "AMOUNT_INTEGER_DIGITS",
     "TOTAL_INTEGER_DIGITS",
+    "GRAND_TOTAL_INTEGER_DIGITS",
     "AMOUNT_MAX",
     "TOTAL_MAX",
     "POINTS_MULTIPLIER_MAX",
@@ -117,6 +119,9 @@ MONEY_SCALE_MAX = 3
 AMOUNT_INTEGER_DIGITS = 12
 #: Digits before the point of a sum over an account's plans.
 TOTAL_INTEGER_DIGITS = 18
+#: Digits before the point of a sum of two such sums (a charge-off writes off the overdue
+#: amount plus the principal not yet due: each at most TOTAL_MAX).
+GRAND_TOTAL_INTEGER_DIGITS = TOTAL_INTEGER_DIGITS + 1
 
 
 def money_max(integer_digits: int, scale: int = MONEY_SCALE_MAX) -> Decimal:

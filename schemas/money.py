@@ -8,7 +8,7 @@ Rules (contract section 2):
   ``"+5.00"``), spaces, leading zeros (``"012.00"``), ``".5"``, ``"5."``, and more
   digits before the point than :mod:`schemas.limits` allows: 12 for a single amount
   (``Money``, ``PositiveMoney``), 18 for a sum over an account's plans (``Total``,
-  ``PositiveTotal``: overdue amounts, amounts written off).
+  ``PositiveTotal``: overdue amounts), 19 for ``GrandTotal`` (amounts written off).
 - In Python it is a :class:`decimal.Decimal` (a ``str`` is parsed with the same rules;
   ``int``/``float`` are rejected so no float can sneak in through a service either).
 - An amount has at most the minor-unit digits of its currency (:data:`MINOR_UNITS`,
@@ -43,7 +43,12 @@ from typing import Annotated, Any, ClassVar
 from pydantic import BaseModel, PlainSerializer, PlainValidator, WithJsonSchema, model_validator
 from pydantic_core import PydanticCustomError
 
-from schemas.limits import AMOUNT_INTEGER_DIGITS, MONEY_SCALE_MAX, TOTAL_INTEGER_DIGITS
+from schemas.limits import (
+    AMOUNT_INTEGER_DIGITS,
+    GRAND_TOTAL_INTEGER_DIGITS,
+    MONEY_SCALE_MAX,
+    TOTAL_INTEGER_DIGITS,
+)
 from schemas.types import describe_kind
 
 __all__ = [
@@ -53,6 +58,7 @@ __all__ = [
     "PositiveMoney",
     "Total",
     "PositiveTotal",
+    "GrandTotal",
     "Rate",
     "MoneyModel",
     "parse_money",
@@ -85,7 +91,7 @@ _QUANTA = {digits: Decimal(1).scaleb(-digits) for digits in set(MINOR_UNITS.valu
 # of a point. Fraction length is not limited here: the currency check reports it.
 _MONEY_RES = {
     digits: re.compile(rf"(?:0|[1-9][0-9]{{0,{digits - 1}}})(?:\.([0-9]{{1,30}}))?")
-    for digits in (AMOUNT_INTEGER_DIGITS, TOTAL_INTEGER_DIGITS)
+    for digits in (AMOUNT_INTEGER_DIGITS, TOTAL_INTEGER_DIGITS, GRAND_TOTAL_INTEGER_DIGITS)
 }
 _RATE_RE = re.compile(r"(?:0|[1-9][0-9]{0,5})(?:\.[0-9]{1,8})?")
 
@@ -173,6 +179,10 @@ def _parse_positive_total(value: Any) -> Decimal:
     return parse_money(value, positive=True, integer_digits=TOTAL_INTEGER_DIGITS)
 
 
+def _parse_grand_total(value: Any) -> Decimal:
+    return parse_money(value, positive=False, integer_digits=GRAND_TOTAL_INTEGER_DIGITS)
+
+
 def _format_decimal(value: Decimal) -> str:
     return format(value, "f")
 
@@ -225,6 +235,16 @@ PositiveTotal = Annotated[
     PlainSerializer(_format_decimal, return_type=str, when_used="json"),
     WithJsonSchema(_money_schema(positive=True, integer_digits=TOTAL_INTEGER_DIGITS)),
     _MoneyMarker(positive=True, integer_digits=TOTAL_INTEGER_DIGITS),
+]
+
+#: A sum >= 0 of two ``Total`` sums (a charge-off: the overdue amount plus the principal
+#: not yet due): up to GRAND_TOTAL_INTEGER_DIGITS digits before the point.
+GrandTotal = Annotated[
+    Decimal,
+    PlainValidator(_parse_grand_total),
+    PlainSerializer(_format_decimal, return_type=str, when_used="json"),
+    WithJsonSchema(_money_schema(positive=False, integer_digits=GRAND_TOTAL_INTEGER_DIGITS)),
+    _MoneyMarker(positive=False, integer_digits=GRAND_TOTAL_INTEGER_DIGITS),
 ]
 
 

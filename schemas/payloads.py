@@ -36,7 +36,16 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import AfterValidator, ConfigDict, Field, StrictInt, model_validator
 
 from schemas.limits import LOCALE_MAX, TENOR_MAX
-from schemas.money import Currency, Money, MoneyModel, PositiveMoney, PositiveTotal, Rate, Total
+from schemas.money import (
+    Currency,
+    GrandTotal,
+    Money,
+    MoneyModel,
+    PositiveMoney,
+    PositiveTotal,
+    Rate,
+    Total,
+)
 from schemas.types import (
     Count,
     Date,
@@ -736,7 +745,7 @@ class EscalationResolved(Payload):
     account_id: Id
     resolution: Resolution
     business_date: Date
-    amount: Total | None = None
+    amount: GrandTotal | None = None
     currency: Currency
 
     @model_validator(mode="after")

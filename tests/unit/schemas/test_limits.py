@@ -388,4 +388,6 @@ def test_money_models_know_the_digits_of_each_money_field():
 
     assert digits(PurchasePosted, "amount") == limits.AMOUNT_INTEGER_DIGITS
     assert digits(AccountDelinquency, "overdue_amount") == limits.TOTAL_INTEGER_DIGITS
-    assert digits(EscalationResolved, "amount") == limits.TOTAL_INTEGER_DIGITS
+    assert digits(EscalationResolved, "amount") == limits.GRAND_TOTAL_INTEGER_DIGITS
+    # a charge-off adds two sums
+    assert 2 * limits.TOTAL_MAX <= limits.money_max(limits.GRAND_TOTAL_INTEGER_DIGITS)
