@@ -84,9 +84,9 @@ def extreme(model: type[BaseModel], base: dict[str, Any], digits: int = 2) -> di
     return out
 
 
-ACCOUNT = extreme(ENVELOPES["account.upserted"].model_fields["data"].annotation, {"account_id": ""})[
-    "account_id"
-]
+ACCOUNT = extreme(
+    ENVELOPES["account.upserted"].model_fields["data"].annotation, {"account_id": ""}
+)["account_id"]
 PURCHASE = _longest("purchase_id", limits.ID_MAX)
 assert len(ACCOUNT) == len(PURCHASE) == limits.ID_MAX
 AMOUNT = str(limits.money_max(limits.AMOUNT_INTEGER_DIGITS, 2))

@@ -275,8 +275,7 @@ _USD_MAX = limits.money_max(limits.AMOUNT_INTEGER_DIGITS, 2)
 
 
 @given(
-    amount=st.decimals(min_value=Decimal("0.01"), max_value=_USD_MAX, places=2)
-    | st.just(_USD_MAX)
+    amount=st.decimals(min_value=Decimal("0.01"), max_value=_USD_MAX, places=2) | st.just(_USD_MAX)
 )
 def test_points_of_any_amount_fit_64_bits_a_million_times(amount: Decimal):
     from services.points import domain
@@ -363,8 +362,16 @@ def test_the_exported_json_schemas_carry_the_limits():
 @pytest.mark.parametrize(
     ("field", "value", "reason"),
     [
-        ("purchase_id", "p" * (limits.ID_MAX + 1), "data.purchase_id: must have at most 64 characters"),
-        ("card_token", "tok\u0000", "data.card_token: must not contain control characters (found U+0000"),
+        (
+            "purchase_id",
+            "p" * (limits.ID_MAX + 1),
+            "data.purchase_id: must have at most 64 characters",
+        ),
+        (
+            "card_token",
+            "tok\u0000",
+            "data.card_token: must not contain control characters (found U+0000",
+        ),
     ],
 )
 def test_a_rejected_id_has_a_readable_reason(field: str, value: str, reason: str):
@@ -383,7 +390,9 @@ def test_money_models_know_the_digits_of_each_money_field():
 
     def digits(model: type[MoneyModel], name: str) -> int:
         f = model.model_fields[name]
-        (marker,) = [c for c in _constraints(f.annotation, f.metadata) if isinstance(c, _MoneyMarker)]
+        (marker,) = [
+            c for c in _constraints(f.annotation, f.metadata) if isinstance(c, _MoneyMarker)
+        ]
         return marker.integer_digits
 
     assert digits(PurchasePosted, "amount") == limits.AMOUNT_INTEGER_DIGITS
