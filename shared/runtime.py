@@ -25,6 +25,21 @@ steps in :meth:`Runner._process_batch` and :meth:`Runner.run_once`):
 A crash anywhere re-delivers; the stored offsets and the inbox make the
 re-delivery harmless. Transient failures (database or broker unavailable) roll
 the batch back and retry it with back-off, never skipping or committing.
+
+No single record can stop a service (contract section 6):
+
+- A handler's rejection that changed nothing is dead-lettered inside the batch's
+  transaction. Any other failure (a rejection after a change, a handler exception, a
+  value the database refuses when the state is written) rolls the transaction back and
+  the batch is split: at the failing record when a handler names it, else in halves,
+  until the one record is dead-lettered with the reason (:meth:`Runner._apply`).
+- The same event id with other content is dead-lettered (``duplicate_id_conflict``):
+  the inbox keeps a digest of each applied record's value.
+- A record that kills the process (no exception to catch) is counted in the database;
+  after ``poison_max_attempts`` deaths it is dead-lettered at the next start
+  (:meth:`Runner._watch_for_poison`).
+- A dead letter always fits the producer's limit (it is cut, and says so in headers),
+  and a producer that failed is replaced.
 """
 
 from __future__ import annotations
