@@ -60,3 +60,42 @@ def test_a_database_failure_while_marking_sent_is_retried_not_fatal(tmp_path, mo
         assert _outbox_rows(h) == 0  # and marked sent on the retry
     finally:
         h.close()
+
+
+class RefusingProducer(FakeProducer):
+    """A producer left in a failed state: it refuses every send (kafka-python's
+    idempotent producer after the broker rejected one record)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed = False
+
+    def send(self, topic: str, key: bytes, value: bytes, headers: Any) -> FakeFuture:
+        from kafka.errors import KafkaError
+
+        raise KafkaError("the producer is in a fatal state")
+
+    def close(self, timeout: float | None = None) -> None:
+        self.closed = True
+
+
+def test_a_failed_producer_is_replaced_not_left_refusing_sends(tmp_path, monkeypatch):
+    h = Harness(SERVICE, tmp_path, retry_backoff_max_s=0.5)
+    try:
+        broken = RefusingProducer()
+        h.runner._producer = broken  # type: ignore[assignment]
+        fresh: list[FakeProducer] = []
+
+        def new_producer(**_config: Any) -> FakeProducer:
+            fresh.append(FakeProducer())
+            return fresh[-1]
+
+        monkeypatch.setattr("shared.runtime.KafkaProducer", new_producer)
+        rec = h.publish("card.purchases.v1", f.purchase("acc-1"))
+        _offsets, sent = h.runner._process_batch([rec])
+        h.runner._publish(sent)
+        assert broken.closed and broken.sent == []
+        assert len(fresh) == 1 and len(fresh[0].sent) == 1  # sent by its replacement
+        assert _outbox_rows(h) == 0
+    finally:
+        h.close()
