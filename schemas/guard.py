@@ -125,16 +125,18 @@ def _holds_pan(candidate: str) -> bool:
     bounds = [0]
     for group in groups:
         bounds.append(bounds[-1] + len(group))
-    for first in range(len(groups)):
+    count = len(bounds)
+    for first in range(count - 1):
         start = bounds[first]
-        for end in bounds[first + 1 :]:
-            length = end - start
-            if length > 19:
-                break
-            if length >= 13:
-                sums = odd if (end - 1) % 2 else even
-                if (sums[end] - sums[start]) % 10 == 0:
-                    return True
+        last = first + 1
+        while last < count and bounds[last] - start < 13:
+            last += 1
+        while last < count and bounds[last] - start <= 19:
+            end = bounds[last]
+            sums = odd if (end - 1) % 2 else even
+            if (sums[end] - sums[start]) % 10 == 0:
+                return True
+            last += 1
     return False
 
 
