@@ -3,23 +3,76 @@
 Every variable has the prefix ``INSTALLMENTS_`` except the two that the wider
 ecosystem already names: ``KAFKA_BOOTSTRAP_SERVERS`` and ``DATABASE_URL`` (the
 prefixed spellings work too). The table in README.md lists them all.
+
+Secrets stay out of text: ``repr()``/``str()`` show the database URL with its
+password masked, ``kafka_sasl_password`` is a ``SecretStr``, and a refused setting
+never echoes its value (pydantic's ``input_value`` is hidden: a refused DATABASE_URL
+would otherwise be printed, password included, by a failing start-up).
+
+``environment = "production"`` refuses: SQLite, Kafka without TLS (``PLAINTEXT`` and
+``SASL_PLAINTEXT``: a SASL password must not cross the network in clear), and a
+PostgreSQL URL without ``sslmode=require``, ``verify-ca`` or ``verify-full`` in its
+query (``verify-full`` is recommended: it also checks the server's host name).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Iterator
+from typing import Any, Literal
+from urllib.parse import parse_qs, urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SQLITE_URL = "sqlite:///.data/{service}.sqlite3"
 
+#: PostgreSQL ``sslmode`` values accepted in production (``verify-full`` recommended).
+PRODUCTION_SSLMODES = ("require", "verify-ca", "verify-full")
+_SECRET_QUERY_KEYS = frozenset({"password", "sslpassword"})
+
+
+def mask_url_password(url: str) -> str:
+    """``url`` with its password (user info or ``password=`` query value) as ``***``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<not shown>"
+    masked = url
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if at and ":" in userinfo:
+        masked = masked.replace(parts.netloc, f"{userinfo.split(':', 1)[0]}:***@{host}", 1)
+    if parts.query:
+        query = "&".join(_mask_query_item(item) for item in parts.query.split("&"))
+        if query != parts.query:
+            head, mark, _ = masked.rpartition("?" + parts.query)
+            masked = f"{head}?{query}{masked[len(head) + len(mark) :]}"
+    return masked
+
+
+def _mask_query_item(item: str) -> str:
+    key = item.split("=", 1)[0]
+    return f"{key}=***" if key.lower() in _SECRET_QUERY_KEYS else item
+
+
+def _sslmode(url: str) -> str | None:
+    """The ``sslmode`` query value of a database URL (the last one wins, as in libpq)."""
+    try:
+        values = parse_qs(urlsplit(url).query).get("sslmode")
+    except ValueError:
+        return None
+    return values[-1] if values else None
+
 
 class Settings(BaseSettings):
     """Process-wide settings, validated at start."""
 
     model_config = SettingsConfigDict(
-        env_prefix="INSTALLMENTS_", extra="ignore", populate_by_name=True
+        env_prefix="INSTALLMENTS_",
+        extra="ignore",
+        populate_by_name=True,
+        # A validation error must never print the value it refused (DATABASE_URL holds
+        # a password): without this pydantic adds ``input_value=...`` to the message.
+        hide_input_in_errors=True,
     )
 
     environment: Literal["development", "test", "production"] = "development"
@@ -56,6 +109,7 @@ class Settings(BaseSettings):
     loop_stall_timeout_s: float = Field(300.0, gt=0)  # watchdog: exit if the loop stalls
 
     # --- database --------------------------------------------------------
+    # A plain str for the code that reads it; repr() masks its password (__repr_args__).
     database_url: str = Field(
         DEFAULT_SQLITE_URL,
         validation_alias=AliasChoices("DATABASE_URL", "INSTALLMENTS_DATABASE_URL"),
@@ -77,12 +131,30 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "production refuses PLAINTEXT Kafka: set INSTALLMENTS_KAFKA_SECURITY_PROTOCOL"
                 )
+            if self.kafka_security_protocol == "SASL_PLAINTEXT":
+                raise ValueError(
+                    "production refuses SASL over PLAINTEXT Kafka (the SASL password would"
+                    " cross the network in clear): set INSTALLMENTS_KAFKA_SECURITY_PROTOCOL"
+                    "=SASL_SSL"
+                )
+            if _sslmode(self.database_url) not in PRODUCTION_SSLMODES:
+                # Never echo the URL or any part of it: it holds the password.
+                raise ValueError(
+                    "production refuses PostgreSQL without TLS: add sslmode=verify-full"
+                    " (recommended), verify-ca or require to the DATABASE_URL query"
+                )
         if self.database_url.startswith("sqlite") and "{service}" not in self.database_url:
             raise ValueError(
                 "a SQLite DATABASE_URL must contain '{service}' (each service owns its file),"
                 f" e.g. {DEFAULT_SQLITE_URL}"
             )
         return self
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        for name, value in super().__repr_args__():
+            if name == "database_url" and isinstance(value, str):
+                value = mask_url_password(value)
+            yield name, value
 
     @property
     def is_sqlite(self) -> bool:

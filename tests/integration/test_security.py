@@ -130,15 +130,17 @@ def test_the_purchases_service_runs_as_its_own_user_with_only_its_acls(
     """The card system (here: admin) posts a purchase; the service, logged in as
     ``purchases`` in production mode, records it; admin reads the result."""
     admin_settings, _ = namespace
+    # Production also requires TLS to PostgreSQL (sslmode): validated with a URL that
+    # asks for it, then pointed at the test database (the local server has no TLS).
     service_settings = broker.settings(
         "purchases",
         topic_prefix=admin_settings.topic_prefix,
         topic_partitions=1,
-        database_url=pg_database,
+        database_url=f"{pg_database}?sslmode=verify-full",
         environment="production",
         poll_timeout_ms=100,
         session_timeout_ms=6000,
-    )
+    ).model_copy(update={"database_url": pg_database})
     assert service_settings.kafka_client_config()["sasl_plain_username"] == "purchases"
     assert SERVICE.consumer_group == "installments-purchases"
     producer, out = Producer(admin_settings), Collector(admin_settings, OUT)
