@@ -277,6 +277,9 @@ def service_database_url(settings: Settings, service: str) -> str:
 def make_engine(settings: Settings, service: str, **kwargs: Any) -> Engine:
     """An engine bound to the service's own schema (PostgreSQL) or file (SQLite)."""
     url = service_database_url(settings, service)
+    # SQLAlchemy puts a failed statement's parameters (row values: account ids, names,
+    # amounts) into the exception's text, which ends up in logs and dead letters.
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         path = url.split("///", 1)[1] if "///" in url else ""
         if path and path != ":memory:":
