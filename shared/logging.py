@@ -75,8 +75,13 @@ def _redact(value: Any) -> Any:
         return {_redact(k) if isinstance(k, str) else k: _redact(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_redact(v) for v in value]
-    # Anything else (an exception, bytes, a Decimal...) would be rendered with repr():
-    # render it here, so that text is redacted too.
+    # Anything else would be rendered with repr() by the renderer: render it here so the
+    # text is redacted too. Exceptions and bytes as text, not repr(): repr writes a tab
+    # as the two characters "\t", which would hide the separators between digit groups.
+    if isinstance(value, BaseException):
+        return redact_text(f"{type(value).__name__}: {value}")
+    if isinstance(value, bytes | bytearray | memoryview):
+        return redact_text(bytes(value).decode("utf-8", "backslashreplace"))
     return redact_text(repr(value))
 
 
