@@ -20,7 +20,8 @@ from kafka import TopicPartition
 from sqlalchemy import Column, MetaData, String, Table, insert, select
 
 from shared.db import Migration, create_tables, load_offsets
-from shared.runtime import Context, Service, _BatchOutcome
+from shared.runtime import Context, Service
+from shared.runtime.records import _BatchOutcome
 from tests import factories as f
 from tests.harness import Harness
 

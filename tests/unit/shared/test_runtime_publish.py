@@ -90,7 +90,7 @@ def test_a_failed_producer_is_replaced_not_left_refusing_sends(tmp_path, monkeyp
             fresh.append(FakeProducer())
             return fresh[-1]
 
-        monkeypatch.setattr("shared.runtime.KafkaProducer", new_producer)
+        monkeypatch.setattr("shared.runtime.base.KafkaProducer", new_producer)
         rec = h.publish("card.purchases.v1", f.purchase("acc-1"))
         _offsets, sent = h.runner._process_batch([rec])
         h.runner._publish(sent)
