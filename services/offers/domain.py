@@ -676,10 +676,17 @@ def check_event_date(
     D + max_event_days_after_business_date] (default 400 days before, 31 after).
     The reason starts with ``date_out_of_range`` and names only the field and dates."""
     text = on.isoformat()
-    if on < policy.earliest_event_date or on > policy.latest_event_date:
+    # (each date stands between words: two dates joined by separators could look like a
+    # card number to the PAN redaction of the error.reason header)
+    if on < policy.earliest_event_date:
         return DateOutOfRange(
-            f"date_out_of_range: {field} {text} is outside"
-            f" {policy.earliest_event_date.isoformat()}..{policy.latest_event_date.isoformat()}"
+            f"date_out_of_range: {field} {text} is before the earliest accepted date"
+            f" {policy.earliest_event_date.isoformat()}"
+        )
+    if on > policy.latest_event_date:
+        return DateOutOfRange(
+            f"date_out_of_range: {field} {text} is after the latest accepted date"
+            f" {policy.latest_event_date.isoformat()}"
         )
     if business_date is None:
         return None
