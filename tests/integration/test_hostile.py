@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import time
 from collections import Counter
 
 import pytest
@@ -14,11 +15,20 @@ import pytest
 from schemas import decode
 from services.purchases.bootstrap import SERVICE
 from shared.logging import configure_logging, luhn_ok
-from shared.tools.hostile import PAN, hostile_messages, valid_purchases
+from shared.tools.hostile import (
+    EXTREME_MAY_APPLY,
+    EXTREME_MUST_DLQ,
+    PAN,
+    extreme_business_days,
+    extreme_messages,
+    hostile_messages,
+    valid_purchases,
+)
 from tests.support import Collector, Producer, running
 
 pytestmark = pytest.mark.integration
 IN, OUT = "card.purchases.v1", "purchases.recorded.v1"
+DAYS = "card.business-days.v1"
 COUNT = 10_000 if os.environ.get("INSTALLMENTS_FAULTS_FULL") else 1_000
 
 
@@ -70,3 +80,68 @@ def assert_no_personal_data(text: str) -> None:
         assert not (13 <= len(digits) <= 19 and luhn_ok(digits)), "a card number was logged"
     assert not EMAIL.search(text), "an e-mail address was logged"
     assert not PHONE.search(text), "a phone number was logged"
+
+
+def test_schema_valid_extremes_are_applied_or_dead_lettered_once(settings):
+    """Every extreme of ``hostile.extreme_messages`` (and the business-day jumps) between
+    valid purchases: each one applied or dead-lettered exactly once (the must-DLQ ones
+    dead-lettered, with a reason), every valid purchase recorded once."""
+    from services.offers.bootstrap import SERVICE as OFFERS
+
+    producer = Producer(settings)
+    account = "acc-extreme"
+    valid = valid_purchases(100, seed=11, account=account)
+    sent: dict[tuple[str, int, int], str] = {}  # (topic, partition, offset) -> kind
+    valid_ids: list[str] = []
+
+    def send(topic: str, kind: str, key: bytes, value: bytes | None) -> None:
+        meta = producer._producer.send(settings.topic(topic), key=key, value=value).get(30)
+        sent[(topic, meta.partition, meta.offset)] = kind
+
+    for kind, key, value in extreme_messages(11, account):
+        send(IN, kind, key, value)
+        raw = next(valid)
+        producer._producer.send(settings.topic(IN), key=account.encode(), value=raw)
+        valid_ids.append(decode(IN, account.encode(), raw).data.purchase_id)
+    for kind, key, value in extreme_business_days(11):
+        send(DAYS, kind, key, value)
+    producer.flush()
+    must = {k for k in sent.values() if k in EXTREME_MUST_DLQ}
+    out = Collector(settings, OUT)
+    dlqs = [Collector(settings, IN + ".dlq"), Collector(settings, DAYS + ".dlq")]
+
+    def letters() -> Counter:
+        found: Counter = Counter()
+        for d in dlqs:
+            d.poll()
+            for rec in d.records:
+                h = {k: v.decode() for k, v in rec.headers}
+                assert h["error.reason"], "a dead letter without a reason"
+                where = (h["original.topic"], int(h["original.partition"]))
+                found[sent.get((*where, int(h["original.offset"])), "?")] += 1
+        return found
+
+    with running(SERVICE, OFFERS, settings=settings) as threads:
+        out.wait_for(
+            lambda rs: {decode(OUT, r.key, r.value).data.purchase_id for r in rs} >= set(valid_ids),
+            60,
+            "every valid purchase",
+        )
+        deadline = time.monotonic() + 60
+        while not must <= set(letters()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        out.settle(1.0)
+        for d in dlqs:
+            d.settle(0.5)
+        assert all(t.thread.is_alive() and t.error is None for t in threads)
+    found = letters()
+    assert must <= set(found), f"not dead-lettered: {sorted(must - set(found))}"
+    assert "?" not in found and max(found.values()) == 1, found
+    recorded = Counter(decode(OUT, r.key, r.value).data.purchase_id for r in out.records)
+    assert all(n == 1 for n in recorded.values()), "a purchase recorded twice"
+    assert set(valid_ids) <= set(recorded)
+    # the extremes that were not dead-lettered were recorded (3 of them moved the key,
+    # so count per kind: every kind once, as a letter or as a recorded purchase)
+    applied = {k for k in sent.values() if k not in found and k in EXTREME_MAY_APPLY}
+    assert len(recorded) == len(valid_ids) + len(applied - {"first business day"})
+    assert PAN not in str(found)
