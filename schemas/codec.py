@@ -226,7 +226,9 @@ def decode(
     if type(value) is not bytes:
         value = bytes(value)  # bytearray / memoryview from a client library
     if len(value) > max_bytes:
-        raise InvalidEvent(f"message is {len(value)} bytes, over the {max_bytes}-byte limit")
+        raise InvalidEvent(
+            f"too_large: message is {len(value)} bytes, over the {max_bytes}-byte limit"
+        )
     try:
         text = value.decode("utf-8")
     except UnicodeDecodeError as exc:

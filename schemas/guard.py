@@ -44,10 +44,11 @@ _EXTRA_SEPARATORS = (
     "\uff0e\uff0f\uff3f\u00b7\u2022\u200b\u200c\u200d\u2060\ufeff"
 )
 _SEP = "\\s_/\\-" + "".join(f"\\u{ord(c):04x}" for c in _EXTRA_SEPARATORS)
-#: Longest run of separators that still joins two digit groups ("4111 - 1111").
-MAX_SEPARATOR_RUN = 3
+#: Longest run of separators that still joins two digit groups ("4111 -- 1111",
+#: "4111 / 1111"); a longer run separates two numbers.
+MAX_SEPARATOR_RUN = 5
 # A candidate: at least 13 decimal digits (any script: \d) in groups joined by runs
-# of 1-3 separators; greedy, so it is the whole run. Digits and separators are
+# of 1-5 separators; greedy, so it is the whole run. Digits and separators are
 # disjoint classes: no backtracking blow-up.
 _CANDIDATE = re.compile(rf"\d(?:[.{_SEP}]{{0,{MAX_SEPARATOR_RUN}}}\d){{12,}}")
 # The same where a dot is a decimal point (see _DOT_IS_A_POINT).
@@ -178,7 +179,7 @@ def find_pans(text: str) -> list[tuple[int, int]]:
     The rule (contract section 2; the guard and log redaction both use it):
 
     - A candidate is a run of decimal digits (any script) in which groups may be
-      joined by 1-3 separators: Unicode whitespace (space, tab, newline, no-break
+      joined by 1-5 separators: Unicode whitespace (space, tab, newline, no-break
       spaces...), ``.``, ``/``, ``_``, ``-`` and their Unicode look-alikes (dashes, the
       full-width forms, zero-width spaces). ``4111 1111 1111 1111``, ``4111.1111...``,
       ``4111_1111...``, ``4111\\t1111...``, ``4111 - 1111...`` are all candidates.

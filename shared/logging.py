@@ -9,7 +9,7 @@ the last line of defence: no PAN, phone number or e-mail address can reach a log
 
 Card numbers are found by :func:`schemas.guard.find_pans`, the very rule the
 codec uses to reject a message (one implementation): digit groups joined by runs of
-up to three separators (any Unicode whitespace, ``. / _ -``) holding a Luhn-valid
+up to five separators (any Unicode whitespace, ``. / _ -``) holding a Luhn-valid
 stretch of 13-19 digits; standalone UUIDs (event ids) are never masked.
 
 :func:`configure_logging` also routes what would otherwise print a raw traceback

@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from schemas.guard import find_pans
+
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 PHONE = re.compile(r"\+\d[\d ().-]{7,}\d|\(\d{3}\)\s?\d{3}[ -]\d{4}")
 DIGITS = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
@@ -34,10 +36,18 @@ def find_personal_data(text: str, where: str) -> list[str]:
     """Findings as 'where: kind (masked sample)'; empty when the text is clean."""
     found = []
     # event ids (UUIDs) can hold Luhn-valid digit groups: never card numbers
-    for match in DIGITS.finditer(UUID.sub("<uuid>", text)):
+    plain = UUID.sub("<uuid>", text)
+    simple = set()
+    for match in DIGITS.finditer(plain):
         digits = re.sub(r"\D", "", match.group(0))
         if 13 <= len(digits) <= 19 and _luhn(digits):
+            simple.add(match.start())
             found.append(f"{where}: card number ({digits[:2]}…{digits[-2:]})")
+    # and the services' own wider rule (any separators: 4111_1111..., 4111.1111...)
+    for start, end in find_pans(plain):
+        if start not in simple:
+            digits = re.sub(r"\D", "", plain[start:end])
+            found.append(f"{where}: card number, separated ({digits[:2]}…{digits[-2:]})")
     for match in EMAIL.finditer(text):
         found.append(f"{where}: e-mail address (…@{match.group(0).split('@')[1]})")
     for match in PHONE.finditer(text):

@@ -245,9 +245,10 @@ def _extremes(rng: random.Random, account: str) -> dict[str, Callable[[dict[str,
         "amount 3000000000.00": _set("data.amount", "3000000000.00"),
         "smallest amount": _set("data.amount", "0.01"),
         "tab in merchant name": _set("data.merchant.name", "Shop\tNorth"),
-        # A wider gap than schemas.guard.MAX_SEPARATOR_RUN (3) does not join digit groups:
-        # not read as one number (documented rule), so this one may be applied.
+        # Up to schemas.guard.MAX_SEPARATOR_RUN (5) separators still join digit groups;
+        # a wider gap separates numbers (documented rule), so the 6-character one may apply.
         "PAN with 4-character separators": _set("data.merchant.name", _grouped(PAN, " -- ")),
+        "PAN with 6-character separators": _set("data.merchant.name", _grouped(PAN, " ---- ")),
         # just past the limits, or impossible to apply: dead-lettered
         f"purchase_id of {ID_MAX + 1} characters": _set(
             "data.purchase_id", _long("pur-", ID_MAX + 1, rng)
@@ -292,7 +293,7 @@ EXTREME_MAY_APPLY = frozenset(
         "amount 3000000000.00",
         "smallest amount",
         "tab in merchant name",
-        "PAN with 4-character separators",
+        "PAN with 6-character separators",
         "duplicate id: the original",
         "first business day",
     }
