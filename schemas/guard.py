@@ -7,7 +7,7 @@ returns a reason (or ``None``) for the first problem:
 - **A primary account number** (contract section 2: "a value that looks like a PAN
   (13-19 digits passing Luhn) in any string field is rejected"). Looked for in every
   string, keys included, under any field (known or not), and in JSON integers too.
-  See :func:`find_pans` for the rule; shared.logging masks log text with the same
+  See :func:`find_pans` for the rule; shared.runtime.logging masks log text with the same
   function, so what the guard rejects is exactly what never reaches a log line.
 - **Unpaired UTF-16 surrogates** (``"\\ud800"`` in JSON): they cannot be re-encoded as
   UTF-8.

@@ -16,7 +16,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from shared.settings import Settings
+from shared.runtime.settings import Settings
 
 SERVICE_NAMES = ("purchases", "offers", "points", "reminders", "collections")
 
@@ -50,7 +50,7 @@ def available_services() -> list[str]:
 @app.command()
 def topics() -> None:
     """Create every topic of the contract (and DLQs) that is missing."""
-    from shared.topics import ensure_topics
+    from shared.runtime.topics import ensure_topics
 
     created = ensure_topics(Settings())
     console.print(
@@ -61,8 +61,8 @@ def topics() -> None:
 @app.command()
 def migrate(service: str = typer.Argument(None, help="one service; all when omitted")) -> None:
     """Apply the missing database migrations."""
-    from shared.db import make_engine
-    from shared.db import migrate as apply
+    from shared.runtime.db import make_engine
+    from shared.runtime.db import migrate as apply
 
     settings = Settings()
     for name in [service] if service else available_services():
@@ -99,7 +99,7 @@ def simulate(
     seed: int = typer.Option(42, help="random seed (same seed, same events)"),
 ) -> None:
     """Play the card system and the customer channel against a running pipeline."""
-    from shared.cli_support import groups_of_pipeline
+    from shared.registry import groups_of_pipeline
     from shared.tools.simulator import SimConfig, Simulator, wait_groups_idle
 
     settings = Settings()
@@ -119,7 +119,7 @@ def report(json_output: bool = typer.Option(False, "--json", help="print JSON"))
     """The business report (KPIs), rebuilt from the topics of a running system."""
     import json
 
-    from shared.tools.report import build_report, render_report
+    from shared.ops.report import build_report, render_report
 
     figures = build_report(Settings())
     if json_output:
@@ -179,7 +179,7 @@ def dlq_list(
 
     from rich.table import Table
 
-    from shared.tools.ops import iter_rows, read_dead_letters
+    from shared.ops.dlq import iter_rows, read_dead_letters
 
     letters, consumer = read_dead_letters(Settings(), topic)
     consumer.close()
@@ -212,7 +212,7 @@ def dlq_redrive(
     ),
 ) -> None:
     """Re-publish dead letters to their original topics (after fixing the cause)."""
-    from shared.tools.ops import CONFIRMABLE, iter_rows, redrive
+    from shared.ops.dlq import CONFIRMABLE, iter_rows, redrive
 
     if confirm is not None and confirm not in CONFIRMABLE:
         raise typer.BadParameter(f"one of {', '.join(CONFIRMABLE)}", param_hint="--confirm")
@@ -244,7 +244,7 @@ def replay(
     """Replay a (stopped) service from an offset or a time; effects stay exactly once."""
     from datetime import datetime
 
-    from shared.tools.ops import apply_replay, group_members, plan_replay
+    from shared.ops.dlq import apply_replay, group_members, plan_replay
 
     if (to_offset is None) == (to_time is None):
         raise typer.BadParameter("give exactly one of --to-offset or --to-time")
@@ -270,7 +270,7 @@ def check(json_output: bool = typer.Option(False, "--json", help="print JSON")) 
     """Check the pipeline's invariants from its topics; exit 1 on any violation."""
     import json
 
-    from shared.tools.invariants import check as run_checks
+    from shared.ops.invariants import check as run_checks
 
     result = run_checks(Settings())
     if json_output:
@@ -313,7 +313,7 @@ def faults(
     from datetime import datetime
     from pathlib import Path
 
-    from shared.stack import ensure_stack
+    from shared.localstack.stack import ensure_stack
     from shared.tools.chaos import run_chaos
     from shared.tools.demo import _postgres_database
 
@@ -363,7 +363,7 @@ def _drop_namespaces(base: Settings, admin_url: str, runs: list[tuple[str, str]]
     """Delete the topics (``<prefix><name>.``) and databases of finished runs."""
     from sqlalchemy import create_engine, text
 
-    from shared.topics import delete_namespace
+    from shared.runtime.topics import delete_namespace
 
     for name, _db in runs:
         delete_namespace(base.model_copy(update={"topic_prefix": f"{base.topic_prefix}{name}."}))
@@ -376,16 +376,16 @@ def _drop_namespaces(base: Settings, admin_url: str, runs: list[tuple[str, str]]
 
 def _mount_optional() -> None:
     try:
-        from shared.stack import app as stack_app
+        from shared.localstack.stack import app as stack_app
     except ImportError:  # pragma: no cover - stack module missing in a partial checkout
         return
     app.add_typer(stack_app, name="stack", help="The local Kafka broker and PostgreSQL.")
-    from shared.cluster import app as cluster_app
+    from shared.localstack.cluster import app as cluster_app
 
     app.add_typer(
         cluster_app, name="cluster", help="A throwaway three-node Kafka cluster (failover tests)."
     )
-    from shared.lag import lag_app
+    from shared.ops.lag import lag_app
 
     try:  # the collections team's view of open cases and the risk reserve
         collections_cli = importlib.import_module("services.collections.cli")

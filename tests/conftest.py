@@ -8,13 +8,13 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import create_engine, text
 
-from shared.settings import Settings
+from shared.runtime.settings import Settings
 
 
 @pytest.fixture(scope="session")
 def stack() -> tuple[str, str]:
     """Kafka bootstrap servers and the PostgreSQL URL (started by the project if needed)."""
-    from shared.stack import ensure_stack
+    from shared.localstack.stack import ensure_stack
 
     bootstrap, db_url = ensure_stack(need_postgres=True)
     assert db_url, "PostgreSQL is required for integration tests"
@@ -62,7 +62,7 @@ def settings(stack: tuple[str, str], pg_database: str) -> Iterator[Settings]:
     The test's topics are deleted afterwards, so a long-lived dev broker does not
     collect thousands of partitions.
     """
-    from shared.topics import delete_namespace, ensure_topics
+    from shared.runtime.topics import delete_namespace, ensure_topics
 
     bootstrap, _ = stack
     s = Settings(

@@ -17,9 +17,9 @@ from kafka import TopicPartition
 from sqlalchemy import delete
 
 from schemas import Envelope, decode
-from shared.db import outbox
 from shared.runtime import Runner, Service
-from shared.settings import Settings
+from shared.runtime.db import outbox
+from shared.runtime.settings import Settings
 
 
 @dataclass
@@ -69,7 +69,7 @@ class Harness:
         self.settings = Settings(environment="test", **settings)
         self.runner = Runner(service, self.settings)
         self.runner._consumer = FakeConsumer(self)
-        from shared.db import migrate
+        from shared.runtime.db import migrate
 
         migrate(self.runner.engine, service.migrations)
         self.log_end: dict[tuple[str, int], int] = defaultdict(int)

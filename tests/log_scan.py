@@ -4,7 +4,7 @@
 output (stdout, stderr, log records: the services running in threads log there) and,
 at the end of the session, to every ``*.log`` file the run wrote (service processes
 started by the pipeline, the demo and the fault suite log to files). Any finding fails
-the session. It is deliberately independent of ``shared.logging``'s redaction: it
+the session. It is deliberately independent of ``shared.runtime.logging``'s redaction: it
 checks that redaction's result.
 """
 

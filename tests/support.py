@@ -22,7 +22,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from schemas import Envelope, decode
 from shared.runtime import Runner, Service
-from shared.settings import Settings
+from shared.runtime.settings import Settings
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -5,7 +5,7 @@ from services.collections.policy import load_policy
 from services.collections.repository import CollectionsRepository
 from services.collections.tables import MIGRATIONS
 from shared.runtime import Service
-from shared.settings import Settings
+from shared.runtime.settings import Settings
 
 SERVICE = Service(
     name="collections",

@@ -20,8 +20,8 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from services.collections import queries
 from services.collections.policy import load_policy
-from shared.db import make_engine
-from shared.settings import Settings
+from shared.runtime.db import make_engine
+from shared.runtime.settings import Settings
 
 app = typer.Typer(
     help="Collections: open cases and the risk reserve.", no_args_is_help=True,

@@ -39,7 +39,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from shared.policy import load_section
+from shared.runtime.policy import load_section
 
 SECTION = "collections"
 CURRENT = "current"  # the reserve bucket of exposures not past due

@@ -9,7 +9,7 @@ Handlers then read and change this in-memory view (``ctx.repo``): a second delin
 report of one account in the batch sees the first one's position, case and levels,
 exactly as one by one. ``save`` writes what changed: new rows (and every new
 ``case_events`` row, in the order appended) with ``bulk_insert`` (COPY on PostgreSQL),
-changed rows with one ``UPDATE`` statement per table (``shared.db.update_rows``).
+changed rows with one ``UPDATE`` statement per table (``shared.runtime.db.update_rows``).
 
 If a handler refuses or fails, the runtime rolls the batch back and replays it one
 record per transaction with a fresh repository, so handlers may change the view freely.
@@ -37,7 +37,7 @@ from services.collections.tables import (
     plans,
     positions,
 )
-from shared.db import among, bulk_insert, restrict_to_keys, update_rows
+from shared.runtime.db import among, bulk_insert, restrict_to_keys, update_rows
 
 Key = tuple[str, int]  # (plan_id, seq)
 

@@ -18,7 +18,7 @@
 
 from sqlalchemy import Boolean, Column, Date, Integer, MetaData, String, Table
 
-from shared.db import ID_COLUMN, BigId, Migration, Money, create_tables
+from shared.runtime.db import ID_COLUMN, BigId, Migration, Money, create_tables
 
 metadata = MetaData()
 

@@ -5,7 +5,7 @@ from services.offers.policy import load_policy
 from services.offers.repository import OffersRepository
 from services.offers.tables import MIGRATIONS
 from shared.runtime import Service
-from shared.settings import Settings
+from shared.runtime.settings import Settings
 
 SERVICE = Service(
     name="offers",

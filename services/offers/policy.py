@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from shared.policy import load_section
+from shared.runtime.policy import load_section
 
 
 class Promotion(BaseModel):

@@ -50,7 +50,7 @@ from services.offers.tables import (
     refunds,
     waivers,
 )
-from shared.db import among, bulk_insert, update_rows
+from shared.runtime.db import among, bulk_insert, update_rows
 
 ZERO = Decimal(0)
 Key = tuple[str, int]  # (plan_id, seq) of an installment
@@ -627,7 +627,7 @@ class OffersRepository:
 
     def save(self) -> None:
         """Write what changed: new rows with COPY, changed rows with one UPDATE statement
-        per table (``shared.db.update_rows``; sorted by key). Then the view is clean again."""
+        per table (``update_rows``, sorted by key). Then the view is clean again."""
         conn = self.session.connection()
 
         new_accounts = sorted(self._accounts_changed - self._accounts_stored)

@@ -1,6 +1,6 @@
 """The offers service's own tables (SQLAlchemy Core).
 
-Money is ``shared.db.Money`` (exact; text on SQLite, so money is never compared in
+Money is ``shared.runtime.db.Money`` (exact; text on SQLite, so money is never compared in
 SQL here: the handlers compare Decimals in Python). Rates (``apr``,
 ``monthly_fee_rate``) are not money: they are kept as their decimal text.
 Boolean ``open`` flags exist so that the end of day can select what is still owed
@@ -19,7 +19,7 @@ from sqlalchemy import (
     Table,
 )
 
-from shared.db import ID_COLUMN, Migration, Money, alter_column_types, create_tables
+from shared.runtime.db import ID_COLUMN, Migration, Money, alter_column_types, create_tables
 
 metadata = MetaData()
 

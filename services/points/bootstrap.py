@@ -5,7 +5,7 @@ from services.points.policy import load_policy
 from services.points.repository import PointsRepository
 from services.points.tables import MIGRATIONS
 from shared.runtime import Service
-from shared.settings import Settings
+from shared.runtime.settings import Settings
 
 SERVICE = Service(
     name="points",

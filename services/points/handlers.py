@@ -84,8 +84,8 @@ from schemas.payloads import (
 from services.points import domain
 from services.points.policy import PointsPolicy
 from services.points.repository import Account, Plan, PointsRepository, Purchase
-from shared.db import utcnow
 from shared.runtime import Context, Handler, Reject
+from shared.runtime.db import utcnow
 
 ZERO = Decimal("0")
 ACCOUNTS_TOPIC = "card.accounts.v1"

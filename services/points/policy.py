@@ -21,7 +21,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from shared.policy import load_section
+from shared.runtime.policy import load_section
 
 SECTION = "points"
 

@@ -8,7 +8,7 @@ refund the plan that earned a first-plan bonus: a refund reverses that bonus too
 Handlers then read and change this in-memory view (``ctx.repo``): a second event of
 the same account in the batch sees the first one's balance, tier and flags. ``save``
 writes what changed: new rows with ``bulk_insert`` (COPY on PostgreSQL), changed rows
-with one UPDATE statement per table (``shared.db.update_rows``), and the ledger entries
+with one UPDATE statement per table (``shared.runtime.db.update_rows``), and the ledger entries
 appended in the order they were booked.
 
 The ledger stays the source of truth and append-only: the balance is never stored, it
@@ -32,7 +32,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from services.points.tables import accounts, ledger, plans, purchases
-from shared.db import among, bulk_insert, update_rows
+from shared.runtime.db import among, bulk_insert, update_rows
 
 
 @dataclass

@@ -35,7 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
-from shared.db import ID_COLUMN, Migration, Money, alter_column_types, create_tables
+from shared.runtime.db import ID_COLUMN, Migration, Money, alter_column_types, create_tables
 
 metadata = MetaData()
 

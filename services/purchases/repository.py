@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from services.purchases.domain import RecordedPurchase
 from services.purchases.tables import purchases, refunds
-from shared.db import among, bulk_insert
+from shared.runtime.db import among, bulk_insert
 
 
 class PurchasesRepository:

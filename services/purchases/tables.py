@@ -3,7 +3,7 @@
 from sqlalchemy import Column, DateTime, MetaData, String, Table
 
 from schemas.limits import ID_MAX
-from shared.db import Migration, Money, create_tables
+from shared.runtime.db import Migration, Money, create_tables
 
 metadata = MetaData()
 

@@ -5,7 +5,7 @@ from services.reminders.policy import load_policy
 from services.reminders.repository import RemindersRepository
 from services.reminders.tables import MIGRATIONS
 from shared.runtime import Service
-from shared.settings import Settings
+from shared.runtime.settings import Settings
 
 SERVICE = Service(
     name="reminders",

@@ -7,7 +7,7 @@ accounts (contact), the installments and the reminders already handled for them
 change this in-memory view (``ctx.repo``): a second due-soon for the same installment
 in the batch sees the first one's ``last_business_date`` and handled offsets, exactly
 as one by one. ``save`` writes what changed: new rows with ``bulk_insert`` (COPY on
-PostgreSQL), changed rows with one ``UPDATE`` statement per table (``shared.db.update_rows``).
+PostgreSQL), changed rows with one ``UPDATE`` statement per table (``update_rows``).
 
 If a handler refuses or fails, the runtime rolls the batch back and replays it one
 record per transaction with a fresh repository, so handlers may change the view freely.
@@ -26,7 +26,7 @@ from sqlalchemy import Table, func, select
 from sqlalchemy.orm import Session
 
 from services.reminders.tables import accounts, business_days, installments, plans, reminders
-from shared.db import among, bulk_insert, restrict_to_keys, update_rows
+from shared.runtime.db import among, bulk_insert, restrict_to_keys, update_rows
 
 Key = tuple[str, int]  # (plan_id, seq)
 

@@ -18,11 +18,11 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from schemas import Envelope, encode, new_event, topic_for
-from shared.db import (
+from shared.runtime.db import (
     Migration,
     stored_offsets,
 )
-from shared.settings import Settings
+from shared.runtime.settings import Settings
 
 if TYPE_CHECKING:
     from shared.runtime.base import RunnerBase

@@ -13,12 +13,12 @@ import structlog
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from sqlalchemy import Engine
 
-from shared.db import (
+from shared.runtime.api import Service
+from shared.runtime.db import (
     load_offsets,
     make_engine,
 )
-from shared.runtime.api import Service
-from shared.settings import Settings
+from shared.runtime.settings import Settings
 
 log = structlog.get_logger("runtime")
 

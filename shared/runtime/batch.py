@@ -17,8 +17,10 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from schemas import InvalidEvent, decode, dlq_topic
-from shared import faults, metrics
-from shared.db import (
+from shared.runtime import faults, metrics
+from shared.runtime.api import Context, Defer, Reject
+from shared.runtime.base import RunnerBase
+from shared.runtime.db import (
     advance_offsets,
     among,
     bulk_insert,
@@ -27,9 +29,7 @@ from shared.db import (
     outbox,
     utcnow,
 )
-from shared.logging import redact_text
-from shared.runtime.api import Context, Defer, Reject
-from shared.runtime.base import RunnerBase
+from shared.runtime.logging import redact_text
 from shared.runtime.records import (
     DEAD_LETTER_OVERHEAD,
     Fenced,

@@ -15,11 +15,11 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 from sqlalchemy import delete, select
 
-from shared import faults, metrics
-from shared.db import (
+from shared.runtime import faults, metrics
+from shared.runtime.base import RunnerBase
+from shared.runtime.db import (
     outbox,
 )
-from shared.runtime.base import RunnerBase
 from shared.runtime.records import is_transient
 
 log = structlog.get_logger("runtime")

@@ -11,13 +11,13 @@ from typing import Any
 import structlog
 from kafka import TopicPartition
 
-from shared import metrics
-from shared.db import (
+from shared.runtime import metrics
+from shared.runtime.batch import BatchProcessing
+from shared.runtime.db import (
     load_poison_marks,
     note_poison_mark,
     utcnow,
 )
-from shared.runtime.batch import BatchProcessing
 from shared.runtime.records import _BatchOutcome
 
 log = structlog.get_logger("runtime")

@@ -15,7 +15,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import InterfaceError as SAInterfaceError
 
 from schemas import Envelope
-from shared.logging import redact_text
+from shared.runtime.logging import redact_text
 
 if TYPE_CHECKING:
     pass

@@ -54,20 +54,20 @@ from typing import Any
 import structlog
 from kafka import KafkaConsumer
 
-from shared import (
+from shared.runtime import (
     faults,
     kafka_compat,  # noqa: F401 (kafka_compat patches on import)
     metrics,
 )
-from shared.db import (
+from shared.runtime.api import Service
+from shared.runtime.db import (
     migrate,
 )
-from shared.logging import configure_logging
-from shared.runtime.api import Service
 from shared.runtime.kafka_io import KafkaIO, _Rebalance
+from shared.runtime.logging import configure_logging
 from shared.runtime.poison import PoisonWatch
 from shared.runtime.records import Fenced, _BatchOutcome, is_transient
-from shared.settings import Settings
+from shared.runtime.settings import Settings
 
 log = structlog.get_logger("runtime")
 

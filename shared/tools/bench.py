@@ -34,8 +34,8 @@ from typing import Any
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient
 
-from shared.settings import Settings
-from shared.topics import committed_offsets
+from shared.runtime.settings import Settings
+from shared.runtime.topics import committed_offsets
 
 REPO = Path(__file__).resolve().parents[2]
 NS = uuid.UUID("3b0b1a9e-4c55-4f0e-9d4e-0b7a2f6c1d11")
@@ -217,7 +217,7 @@ def service_of(workload: str) -> str:
 
 class Bench:
     def __init__(self, events: int, log: Callable[[str], None]) -> None:
-        from shared.stack import ensure_stack
+        from shared.localstack.stack import ensure_stack
 
         self.events = events
         self.log = log
@@ -245,7 +245,7 @@ class Bench:
         broker that keeps thousands of them takes minutes to start."""
         from sqlalchemy import create_engine, text
 
-        from shared.topics import delete_namespace
+        from shared.runtime.topics import delete_namespace
 
         namespaces = [namespace] if namespace is not None else list(self.db_urls)
         for name in namespaces:
@@ -272,7 +272,7 @@ class Bench:
 
     def load(self, settings: Settings, service: str) -> tuple[int, list[str]]:
         """Write the service's input to its namespace; returns (input count, topics)."""
-        from shared.topics import ensure_topics
+        from shared.runtime.topics import ensure_topics
 
         ensure_topics(settings)
         n_accounts, events = WORKLOADS[service](self.events)
@@ -398,7 +398,7 @@ class Bench:
         """purchase.posted -> offer.made latency at a fixed offered load, with one
         purchases process and ``offers_processes`` offers processes."""
         settings = self.settings(f"e2e-{rate}-{offers_processes}")
-        from shared.topics import ensure_topics
+        from shared.runtime.topics import ensure_topics
 
         ensure_topics(settings)
         n_accounts = 2000
@@ -580,7 +580,7 @@ def machine() -> dict[str, Any]:
     except (OSError, StopIteration):
         pass
     mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    from shared.stack import kafka_version
+    from shared.localstack.stack import kafka_version
 
     return {
         "cpu": cpu,

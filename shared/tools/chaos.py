@@ -24,7 +24,7 @@ the schedule goes on after the story's last event until the first round is throu
 so a short run still gets each of them. A supervisor thread plays systemd or Kubernetes:
 a service process that exits (one that chose to crash on a lost database, or a
 fault point firing) is started again within half a second. While the chaos run goes on,
-an :class:`~shared.tools.invariants.OffsetWatch` samples the stored and the Kafka
+an :class:`~shared.ops.invariants.OffsetWatch` samples the stored and the Kafka
 committed offsets: none may ever move backwards.
 
 Afterwards the invariant checker runs over the chaos namespace, and the two runs'
@@ -45,9 +45,9 @@ from pathlib import Path
 from typing import Any
 
 from schemas import TOPICS
-from shared.logging import get_logger
-from shared.settings import Settings
-from shared.tools.invariants import OffsetWatch, check, read_raw
+from shared.ops.invariants import OffsetWatch, check, read_raw
+from shared.runtime.logging import get_logger
+from shared.runtime.settings import Settings
 from shared.tools.pipeline import Pipeline
 from shared.tools.simulator import DEMO_POLICY_YAML, SimConfig, Simulator
 
@@ -139,7 +139,7 @@ class Chaos:
 
     def _possible(self, faults: tuple[str, ...]) -> tuple[str, ...]:
         """The kinds that apply here; the others are left out with a note."""
-        from shared.stack import is_local_postgres
+        from shared.localstack.stack import is_local_postgres
 
         url = self.pipeline.settings.database_url
         kept = list(faults)
@@ -297,7 +297,7 @@ class Chaos:
         """Cut the services' database connections; returns what was done, for the log."""
         url = self.pipeline.settings.database_url
         if kind == "pg_restart":
-            from shared.stack import restart_postgres
+            from shared.localstack.stack import restart_postgres
 
             return f"postgres (back in {restart_postgres():.1f}s)"
         from sqlalchemy import create_engine, text
@@ -356,7 +356,7 @@ def run_story(
     chaos_every_s: float | None,
     seed: int,
 ) -> tuple[Pipeline, Any, Chaos | None, OffsetWatch | None]:
-    from shared.topics import ensure_topics
+    from shared.runtime.topics import ensure_topics
 
     ensure_topics(settings)
     pipeline = Pipeline(

@@ -22,11 +22,11 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from shared.settings import Settings
+from shared.ops.report import build_report, render_report
+from shared.runtime.settings import Settings
+from shared.runtime.topics import committed_offsets
 from shared.tools.pipeline import Pipeline
-from shared.tools.report import build_report, render_report
 from shared.tools.simulator import DEMO_POLICY_YAML, SimConfig, Simulator
-from shared.topics import committed_offsets
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -45,8 +45,8 @@ def _postgres_database(url: str, name: str) -> str:
 def run_demo(
     accounts: int, days: int, seed: int, console: Console, keep_running: bool = False
 ) -> dict[str, Any]:
-    from shared.stack import ensure_stack
-    from shared.topics import ensure_topics
+    from shared.localstack.stack import ensure_stack
+    from shared.runtime.topics import ensure_topics
 
     run = datetime.now().strftime("%Y%m%d%H%M%S")
     workdir = REPO / ".data" / f"demo-{run}"
@@ -116,7 +116,7 @@ def run_demo(
             "decisions": dict(stats.decisions),
             "seconds": round(elapsed, 1),
         }
-        from shared.tools.invariants import check
+        from shared.ops.invariants import check
 
         checked = check(settings)
         report["invariants"] = {

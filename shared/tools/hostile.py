@@ -393,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.send:
         from kafka import KafkaProducer
 
-        from shared.settings import Settings
+        from shared.runtime.settings import Settings
 
         settings = Settings()
         producer = KafkaProducer(**settings.kafka_client_config(), acks="all")

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from shared.settings import Settings
+from shared.runtime.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -25,7 +25,7 @@ class Pipeline:
         logdir: Path,
         extra_env: dict[str, str] | None = None,
     ) -> None:
-        from shared.cli_support import groups_of_pipeline
+        from shared.registry import groups_of_pipeline
 
         self.settings = settings
         self.services = services

@@ -31,8 +31,8 @@ from typing import Any
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from schemas import decode
-from shared.settings import Settings
-from shared.topics import committed_offsets
+from shared.runtime.settings import Settings
+from shared.runtime.topics import committed_offsets
 
 SIM_NAMESPACE = uuid.UUID("8f1d2c34-5b6a-4e7f-9a0b-1c2d3e4f5a6b")
 

@@ -15,8 +15,8 @@ from services.offers.bootstrap import SERVICE as OFFERS
 from services.offers.tables import business_days as offers_days
 from services.reminders.bootstrap import SERVICE as REMINDERS
 from services.reminders.tables import business_days as reminders_days
-from shared.db import make_engine
-from shared.tools.ops import read_dead_letters, redrive
+from shared.ops.dlq import read_dead_letters, redrive
+from shared.runtime.db import make_engine
 from tests import factories as f
 from tests.support import Collector, Producer, running, wait_until
 

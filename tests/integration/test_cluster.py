@@ -1,4 +1,4 @@
-"""Replication and failover on a real three-node Kafka cluster (shared/cluster.py).
+"""Replication and failover on a real three-node Kafka cluster (shared/localstack/cluster.py).
 
 One throwaway cluster (three combined broker+controller JVMs, replication 3,
 ``min.insync.replicas=2``) runs for this module; the dev broker on 9092 is not touched.
@@ -27,9 +27,9 @@ from kafka.producer.future import FutureRecordMetadata
 from kafka.structs import OffsetAndMetadata
 
 from services.purchases.bootstrap import SERVICE
-from shared.cluster import LocalCluster
-from shared.tools.invariants import check
-from shared.topics import ensure_topics
+from shared.localstack.cluster import LocalCluster
+from shared.ops.invariants import check
+from shared.runtime.topics import ensure_topics
 from tests import factories as f
 from tests.support import Collector, Producer, running, wait_until
 

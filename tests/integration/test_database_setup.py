@@ -7,8 +7,8 @@ import threading
 import pytest
 from sqlalchemy import create_engine
 
-from shared.db import make_engine, migrate
-from shared.settings import Settings
+from shared.runtime.db import make_engine, migrate
+from shared.runtime.settings import Settings
 
 pytestmark = pytest.mark.integration
 STARTERS = 8

@@ -10,9 +10,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from schemas.guard import contains_pan
-from shared.db import make_engine
-from shared.logging import redact_text
-from shared.settings import Settings
+from shared.runtime.db import make_engine
+from shared.runtime.logging import redact_text
+from shared.runtime.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -20,8 +20,8 @@ import uuid
 import pytest
 from sqlalchemy import create_engine, text
 
-from shared.settings import Settings
-from shared.stack import is_local_postgres
+from shared.localstack.stack import is_local_postgres
+from shared.runtime.settings import Settings
 from shared.tools.chaos import run_chaos
 
 pytestmark = pytest.mark.integration
@@ -57,7 +57,7 @@ def test_faults_change_nothing(stack, tmp_path):
             database_url_for=database,
         )
     finally:
-        from shared.topics import delete_namespace
+        from shared.runtime.topics import delete_namespace
 
         for name in ("calm", "chaos"):
             delete_namespace(base.model_copy(update={"topic_prefix": f"f{run}.{name}."}))

@@ -10,7 +10,7 @@ import urllib.request
 import pytest
 
 from services.purchases.bootstrap import SERVICE
-from shared import metrics
+from shared.runtime import metrics
 from tests import factories as f
 from tests.support import Collector, Producer, ServiceThread, wait_until
 

@@ -14,7 +14,7 @@ import pytest
 
 from schemas import decode
 from services.purchases.bootstrap import SERVICE
-from shared.logging import configure_logging, luhn_ok
+from shared.runtime.logging import configure_logging, luhn_ok
 from shared.tools.hostile import (
     EXTREME_MAY_APPLY,
     EXTREME_MUST_DLQ,

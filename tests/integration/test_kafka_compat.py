@@ -1,4 +1,4 @@
-"""The kafka-python workarounds of shared/kafka_compat.py, on the real broker.
+"""The kafka-python workarounds of shared/runtime/kafka_compat.py, on the real broker.
 
 A partition paused while its records are next in line, then resumed, must be
 fetched again to the end (kafka-python 3.0.12 left it parked for ever).
@@ -13,7 +13,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 
-import shared.kafka_compat  # noqa: F401  (the patch under test, as the runtime applies it)
+import shared.runtime.kafka_compat  # noqa: F401  (the patch under test, as the runtime applies it)
 
 pytestmark = pytest.mark.integration
 

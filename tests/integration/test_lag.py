@@ -17,8 +17,8 @@ from kafka.admin import KafkaAdminClient
 from kafka.structs import OffsetAndMetadata
 from typer.testing import CliRunner
 
-from shared.lag import LagMonitor, Status, collect, lag_app, serve_metrics
-from shared.settings import Settings
+from shared.ops.lag import LagMonitor, Status, collect, lag_app, serve_metrics
+from shared.runtime.settings import Settings
 from tests.support import REPO, settings_env, wait_until
 
 pytestmark = pytest.mark.integration
@@ -32,8 +32,9 @@ def produce(settings: Settings, n: int, partition: int = 0) -> list[int]:
     producer = KafkaProducer(**settings.kafka_client_config(), acks="all", linger_ms=2)
     try:
         futures = [
-            producer.send(settings.topic(TOPIC), key=b"acc-1", value=f"m{i}".encode(),
-                          partition=partition)
+            producer.send(
+                settings.topic(TOPIC), key=b"acc-1", value=f"m{i}".encode(), partition=partition
+            )
             for i in range(n)
         ]
         producer.flush(timeout=30)
@@ -48,8 +49,12 @@ class GroupConsumer:
     def __init__(self, settings: Settings, group: str) -> None:
         self.tp = TopicPartition(settings.topic(TOPIC), 0)
         self.consumer = KafkaConsumer(
-            settings.topic(TOPIC), **settings.kafka_client_config(), group_id=group,
-            enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=5,
+            settings.topic(TOPIC),
+            **settings.kafka_client_config(),
+            group_id=group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=5,
             session_timeout_ms=settings.session_timeout_ms,
         )
         self.closed = False
@@ -121,8 +126,11 @@ def test_stopped_consumer_keeps_its_lag_and_is_not_ok(settings: Settings, groups
 
     a = groups.consume(stopped, K)
     # while the member is alive the group has one member
-    wait_until(lambda: by_group(collect(settings, [stopped]), stopped).members == 1,
-               timeout=30, what="one active member")
+    wait_until(
+        lambda: by_group(collect(settings, [stopped]), stopped).members == 1,
+        timeout=30,
+        what="one active member",
+    )
     a.close()
     groups.run(done, N)
 
@@ -251,10 +259,25 @@ def test_exporter_process_serves_metrics_and_stops_on_sigterm(settings: Settings
     port = _free_port()
     log = open(tmp_path / "exporter.log", "wb")
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from shared.lag import lag_app; lag_app()", "exporter",
-         "--host", "127.0.0.1", "--port", str(port), "--interval", "0.5", "--no-pipeline",
-         "-g", stopped],
-        env=settings_env(settings), cwd=REPO, stdout=log, stderr=log,
+        [
+            sys.executable,
+            "-c",
+            "from shared.ops.lag import lag_app; lag_app()",
+            "exporter",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--interval",
+            "0.5",
+            "--no-pipeline",
+            "-g",
+            stopped,
+        ],
+        env=settings_env(settings),
+        cwd=REPO,
+        stdout=log,
+        stderr=log,
     )
     label = f'consumergroup="{stopped}",partition="0",topic="{settings.topic(TOPIC)}"'
     expected = f"kafka_consumergroup_lag{{{label}}} {float(N - K)}"

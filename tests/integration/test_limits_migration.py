@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import Integer, MetaData, insert, inspect, text
 
-from shared.db import Migration, create_tables, make_engine, migrate
-from shared.settings import Settings
+from shared.runtime.db import Migration, create_tables, make_engine, migrate
+from shared.runtime.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from kafka.partitioner.default import murmur2
 from sqlalchemy import create_engine, text
 
 from services.offers.bootstrap import SERVICE
-from shared.db import make_engine, stored_offsets
+from shared.runtime.db import make_engine, stored_offsets
 from tests import factories as f
 from tests.harness import Harness
 from tests.support import Collector, Producer, ServiceThread, wait_until
@@ -136,7 +136,10 @@ def test_offers_plans_refunds_payments_and_replays(settings):
         assert str({o.tenor_months: o for o in made.data.options}[12].apr) == "13.03"
         [ne] = _of(offers_out.events(), "offer.not-eligible", c)
         assert ne.data.reasons == [
-            "account_not_active", "amount_below_minimum", "mcc_excluded", "risk_score_too_low"
+            "account_not_active",
+            "amount_below_minimum",
+            "mcc_excluded",
+            "risk_score_too_low",
         ]
         [auto] = _of(plans_out.events(), "plan.created", b)
         assert auto.data.auto_converted and auto.data.offer_id is None
@@ -144,8 +147,11 @@ def test_offers_plans_refunds_payments_and_replays(settings):
 
         # acceptance -> plan with its schedule (3 x 400.00 + 9.00, due the 15th)
         send(DECISIONS, f.offer_accepted(a, made.data.offer_id, 3))
-        plans_out.wait_for(lambda rs: len(_of(plans_out.events(), "plan.created", a)) == 1,
-                           30, "plan for the accepted offer")
+        plans_out.wait_for(
+            lambda rs: len(_of(plans_out.events(), "plan.created", a)) == 1,
+            30,
+            "plan for the accepted offer",
+        )
         [plan] = _of(plans_out.events(), "plan.created", a)
         assert [(s.due_date, s.amount) for s in plan.data.schedule] == [
             (date(2026, 2, 15), D("409.00")),
@@ -155,19 +161,24 @@ def test_offers_plans_refunds_payments_and_replays(settings):
         assert sum(s.principal for s in plan.data.schedule) == D("1200.00")
 
         # refund of the auto-converted purchase -> plan.cancelled
-        send(RECORDED, refund_recorded(b, pb["data"]["purchase_id"], "1500.00",
-                                       fully_refunded=True))
+        send(
+            RECORDED, refund_recorded(b, pb["data"]["purchase_id"], "1500.00", fully_refunded=True)
+        )
         # payments over the plan's life -> installment.paid x 3, plan.completed
         pay = [f.payment(a, "409.00", received_at=f"2026-0{m}-15T10:00:00Z") for m in (2, 3, 4)]
         send(PAYMENTS, *pay)
-        plans_out.wait_for(lambda rs: _of(plans_out.events(), "plan.completed", a), 30,
-                           "plan.completed")
+        plans_out.wait_for(
+            lambda rs: _of(plans_out.events(), "plan.completed", a), 30, "plan.completed"
+        )
         # duplicates: the same events again, and the same payment under a new event id
         again = f.payment(a, "409.00", payment_id=pay[0]["data"]["payment_id"])
         send(PAYMENTS, pay[0], again)
         send(DECISIONS, f.offer_accepted(a, made.data.offer_id, 3))  # a second acceptance
-        offers_out.wait_for(lambda rs: _of(offers_out.events(), "offer.rejected", a), 30,
-                            "second acceptance rejected")
+        offers_out.wait_for(
+            lambda rs: _of(offers_out.events(), "offer.rejected", a),
+            30,
+            "second acceptance rejected",
+        )
         plans_out.settle()
         offers_out.settle()
 
@@ -175,17 +186,21 @@ def test_offers_plans_refunds_payments_and_replays(settings):
     [cancelled] = _of(plan_events, "plan.cancelled", b)
     assert cancelled.data.reason == "refund"
     assert (cancelled.data.principal_returned, cancelled.data.fee_returned) == (
-        D("1500.00"), D("63.00")  # 1500 x 0.70 % x 6: no fee was due yet
+        D("1500.00"),
+        D("63.00"),  # 1500 x 0.70 % x 6: no fee was due yet
     )
     paid = _of(plan_events, "installment.paid", a)
     assert [(e.data.seq, e.data.paid_on.isoformat()) for e in paid] == [
-        (1, "2026-02-15"), (2, "2026-03-15"), (3, "2026-04-15")
+        (1, "2026-02-15"),
+        (2, "2026-03-15"),
+        (3, "2026-04-15"),
     ]
     assert len(_of(plan_events, "plan.completed", a)) == 1
     [rejected] = _of(offers_out.events(), "offer.rejected", a)
     assert rejected.data.reason == "already_converted"
-    assert all(r.key.decode() == e.subject for r, e in zip(plans_out.records, plan_events,
-                                                            strict=True))
+    assert all(
+        r.key.decode() == e.subject for r, e in zip(plans_out.records, plan_events, strict=True)
+    )
 
     # replay: every input again (same event ids) to a restarted service -> nothing new
     before = Counter(e.id for e in [*plans_out.events(), *offers_out.events()])
@@ -235,9 +250,7 @@ def test_end_of_day_right_after_a_payment_never_reports_it_overdue(settings):
     assert (paid.data.seq, soon.data.seq, soon.data.days_until_due) == (1, 2, 7)
 
 
-def test_a_mixed_batch_on_postgresql_gives_what_its_records_give_one_by_one(
-    pg_database, tmp_path
-):
+def test_a_mixed_batch_on_postgresql_gives_what_its_records_give_one_by_one(pg_database, tmp_path):
     """The batch repository's COPY and executemany writes, on PostgreSQL: the mixed
     batches of the unit test give the same events in one batch as one by one."""
     base, _, name = pg_database.rpartition("/")

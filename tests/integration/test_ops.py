@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from services.purchases.bootstrap import SERVICE
-from shared.tools.ops import apply_replay, plan_replay, read_dead_letters, redrive
+from shared.ops.dlq import apply_replay, plan_replay, read_dead_letters, redrive
 from tests import factories as f
 from tests.support import Collector, Producer, running
 

@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError
 from services.points.bootstrap import SERVICE as POINTS
 from services.points.tables import accounts, ledger, purchases
 from services.purchases.bootstrap import SERVICE as PURCHASES
-from shared.db import consumer_offsets, inbox, make_engine
+from shared.runtime.db import consumer_offsets, inbox, make_engine
 from tests import factories as f
 from tests.support import Collector, Producer, running, wait_until
 
@@ -87,9 +87,15 @@ def test_points_accrue_and_reverse_through_kafka(settings):
         wait_for_tier(settings, acc, "gold")
         big, small = f.purchase(acc, "999.99"), f.purchase(acc, "50.00")
         pid = big["data"]["purchase_id"]
-        producer.send_all(CARD_PURCHASES, [
-            big, small, f.refund(acc, pid, "500.00"), f.refund(acc, pid, "499.99"),
-        ])
+        producer.send_all(
+            CARD_PURCHASES,
+            [
+                big,
+                small,
+                f.refund(acc, pid, "500.00"),
+                f.refund(acc, pid, "499.99"),
+            ],
+        )
         out.wait_count(4)
         out.settle()
     events = out.events()
@@ -144,9 +150,13 @@ def test_duplicates_and_replays_emit_no_new_ids(settings):
     physical = settings.topic(RECORDED)
 
     def replayed() -> int:
-        return sum(row.next_offset for row in _query(
-            settings, select(consumer_offsets.c.next_offset).where(
-                consumer_offsets.c.topic == physical)))
+        return sum(
+            row.next_offset
+            for row in _query(
+                settings,
+                select(consumer_offsets.c.next_offset).where(consumer_offsets.c.topic == physical),
+            )
+        )
 
     with running(POINTS, settings=settings):
         wait_until(lambda: replayed() == total, 60, "the replay to be processed")
@@ -233,8 +243,8 @@ def test_a_backlog_keeps_the_tier_and_refunds_reverse_the_bonus_share(settings):
     assert len({e.id for e in events}) == len(events)
     check_ledger(settings, events)
     [(tier, assumed)] = _query(
-        settings, select(purchases.c.tier, purchases.c.tier_assumed).where(
-            purchases.c.purchase_id == pid)
+        settings,
+        select(purchases.c.tier, purchases.c.tier_assumed).where(purchases.c.purchase_id == pid),
     )
     assert (tier, assumed) == ("gold", False)
 
@@ -255,24 +265,42 @@ def test_redemption_saga_with_the_offers_service(settings):
 
     producer = Producer(settings)
     out, offers, plans = (
-        Collector(settings, LEDGER), Collector(settings, OFFERS), Collector(settings, PLANS)
+        Collector(settings, LEDGER),
+        Collector(settings, OFFERS),
+        Collector(settings, PLANS),
     )
     acc = f.new_id("acc")
     producer.send_all(CARD_ACCOUNTS, [f.account(acc, tier="silver", risk_score=720)])
 
     def offer_for(purchase_id: str) -> Any:
         offers.wait_for(
-            lambda rs: any(e.type == "offer.made" and e.data.purchase_id == purchase_id
-                           for e in offers.events()), 60, f"offer.made for {purchase_id}")
-        return next(e for e in offers.events()
-                    if e.type == "offer.made" and e.data.purchase_id == purchase_id)
+            lambda rs: any(
+                e.type == "offer.made" and e.data.purchase_id == purchase_id
+                for e in offers.events()
+            ),
+            60,
+            f"offer.made for {purchase_id}",
+        )
+        return next(
+            e
+            for e in offers.events()
+            if e.type == "offer.made" and e.data.purchase_id == purchase_id
+        )
 
     def plan_for(purchase_id: str) -> Any:
         plans.wait_for(
-            lambda rs: any(e.type == "plan.created" and e.data.purchase_id == purchase_id
-                           for e in plans.events()), 60, f"plan.created for {purchase_id}")
-        return next(e for e in plans.events()
-                    if e.type == "plan.created" and e.data.purchase_id == purchase_id)
+            lambda rs: any(
+                e.type == "plan.created" and e.data.purchase_id == purchase_id
+                for e in plans.events()
+            ),
+            60,
+            f"plan.created for {purchase_id}",
+        )
+        return next(
+            e
+            for e in plans.events()
+            if e.type == "plan.created" and e.data.purchase_id == purchase_id
+        )
 
     def ledger_has(predicate, what: str) -> Any:
         out.wait_for(lambda rs: any(predicate(e) for e in out.events()), 60, what)
@@ -285,21 +313,24 @@ def test_redemption_saga_with_the_offers_service(settings):
         buy = f.purchase(acc, "1200.00", posted_at=TODAY)
         producer.send_all(CARD_PURCHASES, [earn, buy])
         pid = buy["data"]["purchase_id"]
-        ledger_has(lambda e: e.type == "points.accrued" and e.data.purchase_id == pid,
-                   "points for the 1200.00 purchase")
+        ledger_has(
+            lambda e: e.type == "points.accrued" and e.data.purchase_id == pid,
+            "points for the 1200.00 purchase",
+        )
         offer = offer_for(pid)
         option = next(o for o in offer.data.options if o.tenor_months == 12)
         assert option.total_fee == Decimal("86.40")  # 12 x 0.60 % of 1200.00
-        producer.send_all(DECISIONS, [
-            f.offer_accepted(acc, offer.data.offer_id, 12, redeem_points=1000)
-        ])
+        producer.send_all(
+            DECISIONS, [f.offer_accepted(acc, offer.data.offer_id, 12, redeem_points=1000)]
+        )
         plan = plan_for(pid)
         assert plan.data.redeem_points == 1000
         redeemed = ledger_has(lambda e: e.type == "points.redeemed", "points.redeemed")
         assert redeemed.data.plan_id == plan.data.plan_id
         assert (redeemed.data.points, redeemed.data.balance_after) == (1000, 650)
-        plans.wait_for(lambda rs: any(e.type == "fee.waived" for e in plans.events()), 60,
-                       "fee.waived")
+        plans.wait_for(
+            lambda rs: any(e.type == "fee.waived" for e in plans.events()), 60, "fee.waived"
+        )
         [waived] = [e for e in plans.events() if e.type == "fee.waived"]
         assert waived.data.plan_id == plan.data.plan_id
         assert waived.data.amount == Decimal("10.00") and waived.data.points == 1000
@@ -314,27 +345,32 @@ def test_redemption_saga_with_the_offers_service(settings):
         second = f.purchase(acc, "2000.00", posted_at=TODAY)
         producer.send_all(CARD_PURCHASES, [second])
         pid2 = second["data"]["purchase_id"]
-        ledger_has(lambda e: e.type == "points.accrued" and e.data.purchase_id == pid2,
-                   "points for the 2000.00 purchase")
+        ledger_has(
+            lambda e: e.type == "points.accrued" and e.data.purchase_id == pid2,
+            "points for the 2000.00 purchase",
+        )
         offer2 = offer_for(pid2)
-        producer.send_all(DECISIONS, [
-            f.offer_accepted(acc, offer2.data.offer_id, 12, redeem_points=5000)
-        ])
+        producer.send_all(
+            DECISIONS, [f.offer_accepted(acc, offer2.data.offer_id, 12, redeem_points=5000)]
+        )
         plan2 = plan_for(pid2)
-        rejected = ledger_has(lambda e: e.type == "points.redemption-rejected",
-                              "points.redemption-rejected")
+        rejected = ledger_has(
+            lambda e: e.type == "points.redemption-rejected", "points.redemption-rejected"
+        )
         assert rejected.data.plan_id == plan2.data.plan_id
         assert (rejected.data.points, rejected.data.balance_after) == (5000, 3850)
         assert rejected.data.why == "insufficient_points"
         plans.settle(3.0)
         out.settle()
-    assert [e.data.plan_id for e in plans.events() if e.type == "fee.waived"] == [
-        plan.data.plan_id
-    ]
+    assert [e.data.plan_id for e in plans.events() if e.type == "fee.waived"] == [plan.data.plan_id]
     events = out.events()
     assert [(e.type, e.data.points) for e in events] == [
-        ("points.accrued", 450), ("points.accrued", 1200), ("points.redeemed", 1000),
-        ("points.accrued", 1200), ("points.accrued", 2000), ("points.redemption-rejected", 5000),
+        ("points.accrued", 450),
+        ("points.accrued", 1200),
+        ("points.redeemed", 1000),
+        ("points.accrued", 1200),
+        ("points.accrued", 2000),
+        ("points.redemption-rejected", 5000),
     ]
     assert len({e.id for e in events}) == len(events)
     check_ledger(settings, events)

@@ -31,8 +31,8 @@ from schemas.registry import dlq_topic
 from services.offers.bootstrap import SERVICE as OFFERS_SERVICE
 from services.points.bootstrap import SERVICE as POINTS_SERVICE
 from services.purchases.bootstrap import SERVICE as PURCHASES_SERVICE
-from shared.logging import configure_logging
-from shared.settings import Settings
+from shared.runtime.logging import configure_logging
+from shared.runtime.settings import Settings
 from tests import factories as f
 from tests.support import Collector, Producer, ServiceThread, start_process, wait_until
 

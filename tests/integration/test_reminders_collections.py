@@ -38,7 +38,7 @@ from services.offers.bootstrap import SERVICE as OFFERS
 from services.purchases.bootstrap import SERVICE as PURCHASES
 from services.reminders.bootstrap import SERVICE as REMINDERS
 from services.reminders.tables import reminders
-from shared.db import make_engine
+from shared.runtime.db import make_engine
 from tests import factories as f
 from tests.support import Collector, Producer, ServiceThread, envelope, running
 

@@ -19,8 +19,8 @@ import pytest
 from kafka import TopicPartition
 from sqlalchemy import Column, MetaData, String, Table, insert, select
 
-from shared.db import Migration, create_tables, load_offsets
 from shared.runtime import Context, Service
+from shared.runtime.db import Migration, create_tables, load_offsets
 from shared.runtime.records import _BatchOutcome
 from tests import factories as f
 from tests.harness import Harness

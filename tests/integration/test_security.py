@@ -1,6 +1,6 @@
 """Kafka over SASL_SSL (SCRAM-SHA-512) with TLS verification and per-service ACLs.
 
-A second, throwaway broker (shared/secure_stack.py) runs for this module only: its own CA
+A second, throwaway broker (shared/localstack/secure.py) runs for this module only: its own CA
 made by the test, SCRAM users added at format time, the StandardAuthorizer denying what
 no ACL grants. The dev broker on 9092 is not touched.
 """
@@ -31,7 +31,7 @@ from pydantic import ValidationError
 
 from schemas.asyncapi import SERVICES
 from services.purchases.bootstrap import SERVICE
-from shared.secure_stack import (
+from shared.localstack.secure import (
     SCRAM_MECHANISM,
     Grant,
     SecureBroker,
@@ -39,8 +39,8 @@ from shared.secure_stack import (
     service_grants,
     start_secure_broker,
 )
-from shared.settings import Settings
-from shared.topics import contract_topics, ensure_topics
+from shared.runtime.settings import Settings
+from shared.runtime.topics import contract_topics, ensure_topics
 from tests import factories as f
 from tests.support import Collector, Producer, running, wait_until
 

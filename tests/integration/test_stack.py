@@ -1,4 +1,4 @@
-"""The local stack (shared/stack.py) against a real broker and a real PostgreSQL.
+"""The local stack (shared/localstack/stack.py) against a real broker and a real PostgreSQL.
 
 The stack is left running at the end: other suites reuse it.
 """
@@ -13,7 +13,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from sqlalchemy import create_engine, text
 
-import shared.stack as local_stack
+import shared.localstack.stack as local_stack
 
 pytestmark = pytest.mark.integration
 
@@ -51,9 +51,13 @@ def test_create_topic_produce_and_consume(bootstrap: str, admin: KafkaAdminClien
         producer.close()
         assert meta.offset == 0
 
-        consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap,
-                                 group_id=f"stack-test-{uuid.uuid4().hex[:8]}",
-                                 auto_offset_reset="earliest", enable_auto_commit=False)
+        consumer = KafkaConsumer(
+            topic,
+            bootstrap_servers=bootstrap,
+            group_id=f"stack-test-{uuid.uuid4().hex[:8]}",
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
         try:
             received = []
             deadline = time.monotonic() + 30

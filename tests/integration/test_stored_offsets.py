@@ -10,8 +10,8 @@ import pytest
 from kafka import TopicPartition
 
 from services.purchases.bootstrap import SERVICE
-from shared.db import advance_offsets, load_offsets, utcnow
 from shared.runtime import Fenced
+from shared.runtime.db import advance_offsets, load_offsets, utcnow
 from tests import factories as f
 from tests.harness import Harness
 

@@ -1,4 +1,4 @@
-"""shared.db.update_rows: one UPDATE for many rows by a (composite) key, on PostgreSQL
+"""shared.runtime.db.update_rows: one UPDATE for many rows by a (composite) key, on PostgreSQL
 (unnest of arrays, money exact) and SQLite (executemany)."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from sqlalchemy import (
     select,
 )
 
-from shared.db import Money, update_rows
+from shared.runtime.db import Money, update_rows
 
 pytestmark = pytest.mark.integration
 
@@ -69,8 +69,7 @@ def test_updates_exactly_the_keyed_rows(engine):
         )  # fmt: skip
         update_rows(conn, items, ("plan_id", "seq"), ("paid",), [])  # nothing: no statement
         got = {
-            (r.plan_id, r.seq): (r.amount, r.paid, r.paid_on)
-            for r in conn.execute(select(items))
+            (r.plan_id, r.seq): (r.amount, r.paid, r.paid_on) for r in conn.execute(select(items))
         }
     assert got.pop(("a", 2)) == (Decimal("0.01"), True, date(2026, 2, 28))
     assert got.pop(("b", 3)) == (Decimal("12345678.99"), False, None)
@@ -78,7 +77,7 @@ def test_updates_exactly_the_keyed_rows(engine):
 
 
 def test_restrict_to_keys_selects_exactly_the_pairs(engine):
-    from shared.db import restrict_to_keys
+    from shared.runtime.db import restrict_to_keys
 
     rows = [
         {"plan_id": p, "seq": s, "amount": Decimal("1.00"), "paid": False, "paid_on": None}

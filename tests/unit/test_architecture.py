@@ -27,8 +27,9 @@ def test_services_never_import_each_other(service):
     others = [s for s in SERVICES if s != service]
     for path in (ROOT / "services" / service).rglob("*.py"):
         for name in _imports(path):
-            assert not any(name == f"services.{o}" or name.startswith(f"services.{o}.")
-                           for o in others), f"{path} imports {name}"
+            assert not any(
+                name == f"services.{o}" or name.startswith(f"services.{o}.") for o in others
+            ), f"{path} imports {name}"
 
 
 @pytest.mark.parametrize("service", SERVICES)

@@ -211,6 +211,7 @@ def test_service_receive_operations_name_the_consumer_group(doc: dict[str, Any])
 
 def test_example_events_validate_against_the_message_payloads(doc: dict[str, Any]) -> None:
     import jsonschema  # a dev dependency: this test must run, not skip
+
     for event_type in EVENT_TYPES:
         schema = {
             "$ref": f"#/components/messages/{event_type}/payload",

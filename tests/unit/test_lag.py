@@ -7,7 +7,7 @@ import json
 import pytest
 from rich.console import Console
 
-from shared.lag import (
+from shared.ops.lag import (
     GroupReport,
     GroupSnapshot,
     LagMonitor,
@@ -22,20 +22,35 @@ from shared.lag import (
     render_metrics,
     report_to_dict,
 )
-from shared.settings import Settings
+from shared.runtime.settings import Settings
 
 T = "card.purchases.v1"
 
 
-def part(committed: int | None, log_end: int, partition: int = 0, *, log_start: int = 0,
-         lag_seconds: float | None = None, topic: str = T) -> PartitionLag:
+def part(
+    committed: int | None,
+    log_end: int,
+    partition: int = 0,
+    *,
+    log_start: int = 0,
+    lag_seconds: float | None = None,
+    topic: str = T,
+) -> PartitionLag:
     lag = max(0, log_end - (log_start if committed is None else committed))
-    return PartitionLag(topic=topic, partition=partition, log_end=log_end, committed=committed,
-                        lag=lag, lag_seconds=lag_seconds, log_start=log_start)
+    return PartitionLag(
+        topic=topic,
+        partition=partition,
+        log_end=log_end,
+        committed=committed,
+        lag=lag,
+        lag_seconds=lag_seconds,
+        log_start=log_start,
+    )
 
 
-def snap(at: float, *parts: PartitionLag, members: int = 1, group: str = "installments-x"
-         ) -> GroupSnapshot:
+def snap(
+    at: float, *parts: PartitionLag, members: int = 1, group: str = "installments-x"
+) -> GroupSnapshot:
     return GroupSnapshot(group=group, at=at, members=members, partitions=list(parts))
 
 
@@ -272,14 +287,22 @@ def test_pipeline_expectations_map_service_groups_to_their_physical_input_topics
 
 def _reports() -> list[GroupReport]:
     stalled = GroupSnapshot(
-        group="installments-purchases", at=1000.0, members=0, state="Empty",
-        partitions=[part(12, 20, 0, lag_seconds=42.5), part(None, 3, 1),
-                    part(None, 0, 2)],
+        group="installments-purchases",
+        at=1000.0,
+        members=0,
+        state="Empty",
+        partitions=[part(12, 20, 0, lag_seconds=42.5), part(None, 3, 1), part(None, 0, 2)],
     )
-    ok = GroupSnapshot(group="installments-offers", at=1000.0, members=2,
-                       partitions=[part(7, 7, 0, lag_seconds=0.0, topic="purchases.recorded.v1")])
-    return [GroupReport(stalled, Status.STOPPED, "no active members"),
-            GroupReport(ok, Status.OK, "no lag")]
+    ok = GroupSnapshot(
+        group="installments-offers",
+        at=1000.0,
+        members=2,
+        partitions=[part(7, 7, 0, lag_seconds=0.0, topic="purchases.recorded.v1")],
+    )
+    return [
+        GroupReport(stalled, Status.STOPPED, "no active members"),
+        GroupReport(ok, Status.OK, "no lag"),
+    ]
 
 
 def test_prometheus_text_uses_the_ecosystem_names_and_values():

@@ -64,8 +64,13 @@ def test_segment_pricing_and_the_diamond_tenor(h):
 
 
 def test_a_merchant_promotion_is_named_on_the_offer(tmp_path):
-    promo = Promotion(id="promo-tv", merchant_id="m-electro", tenors=[3, 6],
-                      valid_from=date(2026, 1, 1), valid_to=date(2026, 1, 31))
+    promo = Promotion(
+        id="promo-tv",
+        merchant_id="m-electro",
+        tenors=[3, 6],
+        valid_from=date(2026, 1, 1),
+        valid_to=date(2026, 1, 31),
+    )
     service = replace(SERVICE, policy=OffersPolicy(promotions=[promo]))
     h = Harness(service, tmp_path)
     try:
@@ -87,7 +92,10 @@ def test_not_eligible_lists_every_failing_reason(h):
     [e] = h.events(RECORDED, purchase_recorded("acc-1", "100.00", mcc="7995"))
     assert e.type == "offer.not-eligible"
     assert e.data.reasons == [
-        "account_not_active", "amount_below_minimum", "mcc_excluded", "risk_score_too_low"
+        "account_not_active",
+        "amount_below_minimum",
+        "mcc_excluded",
+        "risk_score_too_low",
     ]
     [unknown] = h.events(RECORDED, purchase_recorded("acc-unknown", "1200.00"))
     assert unknown.data.reasons == ["account_unknown"]
@@ -97,8 +105,10 @@ def test_not_eligible_lists_every_failing_reason(h):
 
 
 def test_the_young_segment_minimum_and_an_explicit_installment_limit(h):
-    h.events(ACCOUNTS, f.account("acc-1", segment="young", installment_limit="1500.00",
-                                 credit_limit="1000.00"))
+    h.events(
+        ACCOUNTS,
+        f.account("acc-1", segment="young", installment_limit="1500.00", credit_limit="1000.00"),
+    )
     assert offer_for(h, "acc-1", "300.00").type == "offer.made"
     [low] = h.events(RECORDED, purchase_recorded("acc-1", "299.99"))
     assert low.data.reasons == ["amount_below_minimum"]
@@ -125,8 +135,9 @@ def test_acceptance_creates_the_plan_with_its_schedule(h):
     assert (p.plan_id, p.offer_id, p.purchase_id) == ("plan-pur-9", "off-pur-9", "pur-9")
     assert p.tenor_months == 3 and p.auto_converted is False and p.redeem_points == 500
     assert p.total_fee == D("22.50") and p.apr == made.data.options[0].apr
-    assert [(line.seq, line.due_date, line.principal, line.fee, line.amount)
-            for line in p.schedule] == [
+    assert [
+        (line.seq, line.due_date, line.principal, line.fee, line.amount) for line in p.schedule
+    ] == [
         (1, date(2026, 2, 28), D("333.34"), D("7.50"), D("340.84")),  # end-of-month clamp
         (2, date(2026, 3, 31), D("333.33"), D("7.50"), D("340.83")),
         (3, date(2026, 4, 30), D("333.33"), D("7.50"), D("340.83")),
@@ -151,7 +162,9 @@ def test_decisions_that_cannot_apply_are_rejected_with_a_reason(h):
     [r] = h.events(DECISIONS, f.offer_accepted("acc-1", first.data.offer_id, 6))
     assert r.type == "offer.rejected"
     assert (r.data.offer_id, r.data.purchase_id, r.data.reason) == (
-        first.data.offer_id, first.data.purchase_id, "declined"
+        first.data.offer_id,
+        first.data.purchase_id,
+        "declined",
     )
     # a tenor that is not on the menu
     [r] = h.events(DECISIONS, f.offer_accepted("acc-1", second.data.offer_id, 36))
@@ -238,16 +251,27 @@ def test_full_refund_of_a_converted_purchase_cancels_the_plan(h):
 def test_partial_refund_shrinks_the_plan_and_announces_only_the_final_cancellation(h):
     converted(h)
     # partial: nothing on the plans topic; the installments shrink
-    assert h.events(RECORDED, refund_recorded("acc-1", "pur-r", "600.00",
-                                              refunded_total="600.00")) == []
+    assert (
+        h.events(RECORDED, refund_recorded("acc-1", "pur-r", "600.00", refunded_total="600.00"))
+        == []
+    )
     # each installment is now 200.00 + 4.50: paying the first one exactly settles it
-    [paid] = h.events("card.payments.v1",
-                      f.payment("acc-1", "204.50", received_at="2026-02-15T09:00:00Z"))
+    [paid] = h.events(
+        "card.payments.v1", f.payment("acc-1", "204.50", received_at="2026-02-15T09:00:00Z")
+    )
     assert paid.type == "installment.paid" and paid.data.amount == D("204.50")
     # the rest of the purchase refunded: the plan is cancelled, cumulative amounts
-    [c] = h.events(RECORDED, refund_recorded("acc-1", "pur-r", "600.00", refunded_total="1200.00",
-                                             fully_refunded=True,
-                                             refunded_at="2026-02-20T10:00:00Z"))
+    [c] = h.events(
+        RECORDED,
+        refund_recorded(
+            "acc-1",
+            "pur-r",
+            "600.00",
+            refunded_total="1200.00",
+            fully_refunded=True,
+            refunded_at="2026-02-20T10:00:00Z",
+        ),
+    )
     assert c.type == "plan.cancelled" and c.data.reason == "refund"
     # principal: 600 (first refund) + the 400 still owed (200 was paid and becomes credit);
     # fees: 3 x 4.50 (first refund) + the 2 x 4.50 not yet due
@@ -266,20 +290,32 @@ def test_a_refund_is_applied_once(h):
     converted(h)
     refund = refund_recorded("acc-1", "pur-r", "300.00", refund_id="ref-1")
     assert h.events(RECORDED, refund) == []
-    again = refund_recorded("acc-1", "pur-r", "900.00", refund_id="ref-1",
-                            refunded_total="1200.00", fully_refunded=True)
+    again = refund_recorded(
+        "acc-1", "pur-r", "900.00", refund_id="ref-1", refunded_total="1200.00", fully_refunded=True
+    )
     assert h.events(RECORDED, again) == []  # same refund_id: ignored
     # still 900.00 of principal on the plan: a refund of 900 cancels it
-    [c] = h.events(RECORDED, refund_recorded("acc-1", "pur-r", "900.00", refund_id="ref-2",
-                                             refunded_total="1200.00", fully_refunded=True))
+    [c] = h.events(
+        RECORDED,
+        refund_recorded(
+            "acc-1",
+            "pur-r",
+            "900.00",
+            refund_id="ref-2",
+            refunded_total="1200.00",
+            fully_refunded=True,
+        ),
+    )
     assert c.data.principal_returned == D("1200.00")
 
 
 def test_refund_of_an_ineligible_purchase_does_nothing(h):
     [e] = h.events(RECORDED, purchase_recorded("acc-9", "100.00", purchase_id="pur-small"))
     assert e.type == "offer.not-eligible"
-    assert h.events(RECORDED, refund_recorded("acc-9", "pur-small", "100.00",
-                                              fully_refunded=True)) == []
+    assert (
+        h.events(RECORDED, refund_recorded("acc-9", "pur-small", "100.00", fully_refunded=True))
+        == []
+    )
 
 
 def test_a_purchase_of_an_unknown_account_waits_for_the_accounts_published_before_it(h):

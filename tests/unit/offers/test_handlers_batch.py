@@ -39,12 +39,14 @@ Message = tuple[str, dict[str, Any]]
 
 
 def _purchase(acc: str, amount: str, pid: str, posted: str = "2026-01-15") -> Message:
-    return RECORDED, purchase_recorded(acc, amount, purchase_id=pid,
-                                       posted_at=f"{posted}T10:00:00Z")
+    return RECORDED, purchase_recorded(
+        acc, amount, purchase_id=pid, posted_at=f"{posted}T10:00:00Z"
+    )
 
 
-def _pay(acc: str, amount: str, on: str, payment_id: str | None = None,
-         currency: str = "USD") -> Message:
+def _pay(
+    acc: str, amount: str, on: str, payment_id: str | None = None, currency: str = "USD"
+) -> Message:
     message = f.payment(acc, amount, received_at=f"{on}T10:00:00Z", payment_id=payment_id)
     message["data"]["currency"] = currency
     return PAYMENTS, message
@@ -83,8 +85,12 @@ def mixed_batches() -> list[list[Message]]:
     batch2: list[Message] = [
         _pay("acc-2", "404.00", "2026-03-15", "pay-4"),  # installment 2 (fee cut by points)
         _purchase("acc-2", "1000.00", "p6", "2026-03-16"),  # 400 owed + 1000 <= 1600: offer
-        (RECORDED, refund_recorded("acc-2", "p1", "200.00", refund_id="r1",
-                                   refunded_at="2026-03-17T10:00:00Z")),
+        (
+            RECORDED,
+            refund_recorded(
+                "acc-2", "p1", "200.00", refund_id="r1", refunded_at="2026-03-17T10:00:00Z"
+            ),
+        ),
         _purchase("acc-3", "900.00", "p7", "2026-03-16"),  # credit 50 stays credit: offer
         (ACCOUNTS, f.account("acc-2", credit_limit="2000.00", status="blocked")),
         (DECISIONS, f.offer_accepted("acc-2", "off-p6", 3)),  # account blocked: not_eligible
@@ -138,9 +144,7 @@ def check_batches_match_one_by_one(make_harness: Callable[[str], Harness]) -> li
         for messages in mixed_batches():
             transactions.clear()
             out = batched.process(*(batched.publish(t, m) for t, m in messages))
-            one_by_one = [
-                e for t, m in runtime_order(messages) for e in single.feed(t, m)
-            ]
+            one_by_one = [e for t, m in runtime_order(messages) for e in single.feed(t, m)]
             assert _emitted(out) == _emitted(one_by_one)
             results.append((out, list(transactions)))
     finally:
@@ -225,8 +229,11 @@ EXPECTED = [
         ("account.delinquency", "acc-2", 0),
         ("dlq", PAYMENTS + ".dlq", "payment currency differs from the account's currency"),
         ("fee.waived", "plan-p7", "3.00"),
-        ("dlq", POINTS + ".dlq",
-         "points.redeemed names a plan this service does not know for the account"),
+        (
+            "dlq",
+            POINTS + ".dlq",
+            "points.redeemed names a plan this service does not know for the account",
+        ),
         ("plan.created", "plan-p8", True),
     ],
 ]

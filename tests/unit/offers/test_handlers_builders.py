@@ -53,8 +53,9 @@ def refund_recorded(
     return envelope("refund.recorded", account_id, data, time_=refunded_at, source="purchases")
 
 
-def points_redeemed(account_id: str, plan_id: str, points: int, balance_after: int = 0
-                    ) -> dict[str, Any]:
+def points_redeemed(
+    account_id: str, plan_id: str, points: int, balance_after: int = 0
+) -> dict[str, Any]:
     return envelope(
         "points.redeemed",
         account_id,

@@ -33,8 +33,9 @@ def summary(events):
         if e.type == "installment.paid":
             rows.append(("paid", d.plan_id, d.seq, str(d.amount), d.paid_on.isoformat()))
         elif e.type == "plan.cancelled":
-            rows.append(("cancelled", d.plan_id, d.reason, str(d.principal_returned),
-                         str(d.fee_returned)))
+            rows.append(
+                ("cancelled", d.plan_id, d.reason, str(d.principal_returned), str(d.fee_returned))
+            )
         elif e.type == "plan.completed":
             rows.append(("completed", d.plan_id))
         else:
@@ -45,16 +46,13 @@ def summary(events):
 def test_payments_over_a_plans_life(h):
     p = plan(h)
     pid = p.plan_id
-    assert summary(pay(h, "409.00", "2026-02-15")) == [
-        ("paid", pid, 1, "409.00", "2026-02-15")
-    ]
+    assert summary(pay(h, "409.00", "2026-02-15")) == [("paid", pid, 1, "409.00", "2026-02-15")]
     assert pay(h, "200.00", "2026-03-14") == []  # fee, then part of the principal
-    assert summary(pay(h, "209.00", "2026-03-16")) == [
-        ("paid", pid, 2, "409.00", "2026-03-16")
-    ]
+    assert summary(pay(h, "209.00", "2026-03-16")) == [("paid", pid, 2, "409.00", "2026-03-16")]
     [paid, completed] = pay(h, "409.00", "2026-04-15")
     assert summary([paid, completed]) == [
-        ("paid", pid, 3, "409.00", "2026-04-15"), ("completed", pid)
+        ("paid", pid, 3, "409.00", "2026-04-15"),
+        ("completed", pid),
     ]
     assert paid.data.currency == "USD"
     assert pay(h, "5.00", "2026-04-20") == []  # nothing owed: credit
@@ -74,7 +72,8 @@ def test_an_overpayment_is_credit_for_the_next_installment(h):
     pay(h, "409.00", "2026-02-15")
     pay(h, "409.00", "2026-03-15")
     assert summary(pay(h, "459.00", "2026-04-15")) == [
-        ("paid", a.plan_id, 3, "409.00", "2026-04-15"), ("completed", a.plan_id)
+        ("paid", a.plan_id, 3, "409.00", "2026-04-15"),
+        ("completed", a.plan_id),
     ]
     # 50.00 of credit left; a new plan's first installment needs only 359.00 more
     b = plan(h, posted_at="2026-04-20T10:00:00Z")
@@ -123,8 +122,9 @@ def test_a_payment_is_applied_once(h):
     first = f.payment("acc-1", "409.00", received_at="2026-02-15T10:00:00Z", payment_id="pay-1")
     assert len(h.events(PAYMENTS, first)) == 1
     assert h.events(PAYMENTS, first) == []  # the same event: the inbox
-    same_payment = f.payment("acc-1", "409.00", received_at="2026-03-15T10:00:00Z",
-                             payment_id="pay-1")
+    same_payment = f.payment(
+        "acc-1", "409.00", received_at="2026-03-15T10:00:00Z", payment_id="pay-1"
+    )
     assert h.events(PAYMENTS, same_payment) == []  # a new event, same payment_id
     assert summary(pay(h, "409.00", "2026-03-15")) == [
         ("paid", a.plan_id, 2, "409.00", "2026-03-15")
@@ -142,15 +142,14 @@ def test_a_payment_in_another_currency_goes_to_the_dlq(h):
 def test_refund_excess_over_the_unpaid_principal_becomes_credit(h):
     p = plan(h, posted_at="2026-01-15T10:00:00Z")
     pay(h, "409.00", "2026-02-15")
-    refund = refund_recorded("acc-1", p.purchase_id, "1200.00", fully_refunded=True,
-                             refunded_at="2026-02-20T10:00:00Z")
+    refund = refund_recorded(
+        "acc-1", p.purchase_id, "1200.00", fully_refunded=True, refunded_at="2026-02-20T10:00:00Z"
+    )
     [c] = h.events(RECORDED, refund)
     assert (c.data.principal_returned, c.data.fee_returned) == (D("800.00"), D("18.00"))
     # the 400.00 already paid is credit: a later plan's first installment is covered
     b = plan(h, posted_at="2026-03-01T10:00:00Z")
-    assert summary(pay(h, "9.00", "2026-04-01")) == [
-        ("paid", b.plan_id, 1, "409.00", "2026-04-01")
-    ]
+    assert summary(pay(h, "9.00", "2026-04-01")) == [("paid", b.plan_id, 1, "409.00", "2026-04-01")]
 
 
 def test_a_full_refund_returns_fees_paid_early_as_credit(h):
@@ -159,8 +158,9 @@ def test_a_full_refund_returns_fees_paid_early_as_credit(h):
     assert summary(pay(h, "341.84", "2026-02-10")) == [
         ("paid", p.plan_id, 1, "340.84", "2026-02-10")
     ]
-    refund = refund_recorded("acc-1", p.purchase_id, "1000.00", fully_refunded=True,
-                             refunded_at="2026-02-15T10:00:00Z")
+    refund = refund_recorded(
+        "acc-1", p.purchase_id, "1000.00", fully_refunded=True, refunded_at="2026-02-15T10:00:00Z"
+    )
     [c] = h.events(RECORDED, refund)
     # every fee not yet due is returned, the 8.50 already paid included
     assert (c.data.principal_returned, c.data.fee_returned) == (D("666.66"), D("22.50"))
@@ -185,7 +185,10 @@ def test_points_redeemed_waive_unpaid_fees(h):
     [w] = [e.event for e in out]
     assert out[0].topic == PLANS and w.type == "fee.waived" and w.subject == "acc-1"
     assert (w.data.plan_id, w.data.amount, w.data.currency, w.data.points) == (
-        p.plan_id, D("10.00"), "USD", 1000
+        p.plan_id,
+        D("10.00"),
+        "USD",
+        1000,
     )
     # 7.20 off installment 1, 2.80 off installment 2
     assert summary(pay(h, "100.00", "2026-02-15")) == [
@@ -223,9 +226,15 @@ def test_points_for_an_unknown_plan_go_to_the_dlq_and_other_points_events_are_sk
     [out] = h.feed(POINTS, points_redeemed("acc-1", "plan-nope", 100))
     assert out.topic == POINTS + ".dlq" and "plan" in out.headers["error.reason"]
     accrued = envelope(
-        "points.accrued", "acc-1",
-        {"account_id": "acc-1", "points": 5, "balance_after": 5, "reason": "purchase",
-         "purchase_id": "pur-1"},
+        "points.accrued",
+        "acc-1",
+        {
+            "account_id": "acc-1",
+            "points": 5,
+            "balance_after": 5,
+            "reason": "purchase",
+            "purchase_id": "pur-1",
+        },
         source="points",
     )
     assert h.feed(POINTS, accrued) == []

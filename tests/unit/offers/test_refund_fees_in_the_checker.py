@@ -1,4 +1,4 @@
-"""The invariant checker (shared/tools/invariants.py) and a refund that gives back fees
+"""The invariant checker (shared/ops/invariants.py) and a refund that gives back fees
 paid early: the money checks must not call that a violation (offers' fix: a refund
 cancelling a plan returns the fees already paid on installments not yet due)."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from schemas import new_event
-from shared.tools.invariants import Report, check_money_paid
+from shared.ops.invariants import Report, check_money_paid
 from tests.unit.shared.test_invariant_checks import (
     T0,
     D,

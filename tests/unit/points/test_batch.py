@@ -44,13 +44,19 @@ def prelude(acc3: str) -> list[Message]:
     f_ = recorded(acc3, "400.00", purchase_id=f"pur-{acc3}")
     return [
         (RECORDED, 0, f_),
-        (PLANS, 0, plan_created(acc3, f_["data"]["purchase_id"], "400.00", total_fee="7.20",
-                                plan_id=f"plan-{acc3}")),
+        (
+            PLANS,
+            0,
+            plan_created(
+                acc3, f_["data"]["purchase_id"], "400.00", total_fee="7.20", plan_id=f"plan-{acc3}"
+            ),
+        ),
     ]
 
 
-def mixed_scenario(acc: str, acc2: str, acc3: str, acc4: str, *, with_reject: bool = False
-                   ) -> list[Message]:
+def mixed_scenario(
+    acc: str, acc2: str, acc3: str, acc4: str, *, with_reject: bool = False
+) -> list[Message]:
     """Tier changes, purchases, refunds (of purchases with and without a first-plan
     bonus, before and after the plan), plans (redemption, bonus, principal basis),
     cancellations and business duplicates, for four accounts, in partition groups.
@@ -62,8 +68,9 @@ def mixed_scenario(acc: str, acc2: str, acc3: str, acc4: str, *, with_reject: bo
     a, b, c = recorded(acc, "1000.00"), recorded(acc, "500.00"), recorded(acc, "100.00")
     d, e = recorded(acc2, "300.00"), recorded(acc2, "200.00")
     h = recorded(acc4, "500.00")
-    pid = {name: m["data"]["purchase_id"] for name, m in zip("abcdeh", (a, b, c, d, e, h),
-                                                              strict=True)}
+    pid = {
+        name: m["data"]["purchase_id"] for name, m in zip("abcdeh", (a, b, c, d, e, h), strict=True)
+    }
     plan_b = plan_created(acc, pid["b"], "500.00", total_fee="9.00", redeem_points=800)
     plan_c = plan_created(acc, pid["c"], "100.00", total_fee="5.00", redeem_points=1000)
     plan_e = plan_created(acc2, pid["e"], "200.00", total_fee="3.60")  # before its purchase
@@ -104,7 +111,8 @@ def mixed_scenario(acc: str, acc2: str, acc3: str, acc4: str, *, with_reject: bo
 def outputs(emitted: list[Emitted]) -> list[Any]:
     return [
         (e.topic, e.event.id, e.event.type, e.event.subject, e.event.data.model_dump())
-        if e.event is not None else (e.topic, e.headers)
+        if e.event is not None
+        else (e.topic, e.headers)
         for e in emitted
     ]
 
@@ -114,12 +122,18 @@ def state(h: Harness, account_ids: list[str]) -> dict[str, list[Any]]:
     cols = [c for c in ledger.c if c.name not in ("entry_id", "created_at")]
     with h.runner.engine.connect() as conn:
         return {
-            "ledger": [tuple(r) for r in conn.execute(
-                select(*cols).where(ledger.c.account_id.in_(account_ids))
-                .order_by(ledger.c.entry_id))],
+            "ledger": [
+                tuple(r)
+                for r in conn.execute(
+                    select(*cols)
+                    .where(ledger.c.account_id.in_(account_ids))
+                    .order_by(ledger.c.entry_id)
+                )
+            ],
             **{
-                t.name: sorted(tuple(r) for r in conn.execute(
-                    select(t).where(t.c.account_id.in_(account_ids))))
+                t.name: sorted(
+                    tuple(r) for r in conn.execute(select(t).where(t.c.account_id.in_(account_ids)))
+                )
                 for t in (accounts, purchases, plans)
             },
         }
@@ -129,14 +143,16 @@ def check_running_balance(h: Harness, account_ids: list[str]) -> None:
     with h.runner.engine.connect() as conn:
         for account_id in account_ids:
             running = 0
-            for row in conn.execute(select(ledger).where(ledger.c.account_id == account_id)
-                                    .order_by(ledger.c.entry_id)):
+            for row in conn.execute(
+                select(ledger).where(ledger.c.account_id == account_id).order_by(ledger.c.entry_id)
+            ):
                 running += row.points
                 assert row.balance_after == running
 
 
-def compare_batch_with_one_by_one(batch: Harness, single: Harness, loads: list[int], *,
-                                  with_reject: bool) -> list[Emitted]:
+def compare_batch_with_one_by_one(
+    batch: Harness, single: Harness, loads: list[int], *, with_reject: bool
+) -> list[Emitted]:
     """Run the scenario in ONE ``process`` call on ``batch`` and record by record on
     ``single``; outputs and rows must be identical. Returns the batch's outputs."""
     acc, acc2, acc3, acc4 = (f.new_id("acc") for _ in range(4))
@@ -147,8 +163,9 @@ def compare_batch_with_one_by_one(batch: Harness, single: Harness, loads: list[i
     loads.clear()
     messages = mixed_scenario(acc, acc2, acc3, acc4, with_reject=with_reject)
     groups = [(t, p) for t, p, _m in messages]
-    assert all(g not in groups[:i] or groups[i - 1] == g for i, g in enumerate(groups)), \
+    assert all(g not in groups[:i] or groups[i - 1] == g for i, g in enumerate(groups)), (
         "keep each (topic, partition) together: the runtime runs a batch partition by partition"
+    )
     in_batch = batch.process(*(batch.publish(t, m, partition=p) for t, p, m in messages))
     if with_reject:  # the fast path failed: split at the rejected record, not replayed
         # one by one: the whole batch, the records before it, it alone, the rest
@@ -167,8 +184,11 @@ def compare_batch_with_one_by_one(batch: Harness, single: Harness, loads: list[i
     ledger_events = [e.event for e in in_batch if e.topic == LEDGER]
 
     def moves(account_id: str) -> list[tuple[str, str, int, int]]:
-        return [(e.type, e.data.reason, e.data.points, e.data.balance_after)
-                for e in ledger_events if e.subject == account_id]
+        return [
+            (e.type, e.data.reason, e.data.points, e.data.balance_after)
+            for e in ledger_events
+            if e.subject == account_id
+        ]
 
     assert moves(acc) == [
         ("points.accrued", "purchase", 1200, 1200),  # a, gold
@@ -199,17 +219,21 @@ def compare_batch_with_one_by_one(batch: Harness, single: Harness, loads: list[i
         ("points.accrued", "first_installment_bonus", 500, 900),  # plan h's bonus ...
         ("points.reversed", "refund", 100, 800),  # ... less the share already refunded
     ]
-    bonus_reversals = [e for e in ledger_events
-                       if e.type == "points.reversed" and e.data.plan_id is not None]
+    bonus_reversals = [
+        e for e in ledger_events if e.type == "points.reversed" and e.data.plan_id is not None
+    ]
     assert len(bonus_reversals) == 4  # the bonus shares name their plan
     first_plan = {}
     for _topic, _partition, m in messages:
         if m["type"] == "plan.created":
             first_plan.setdefault(m["subject"], m["data"]["plan_id"])
-    assert sorted(state(batch, [acc, acc2, acc4])["accounts"]) == sorted([
-        (acc, "diamond", True, first_plan[acc]), (acc2, None, True, first_plan[acc2]),
-        (acc4, None, True, first_plan[acc4]),
-    ])
+    assert sorted(state(batch, [acc, acc2, acc4])["accounts"]) == sorted(
+        [
+            (acc, "diamond", True, first_plan[acc]),
+            (acc2, None, True, first_plan[acc2]),
+            (acc4, None, True, first_plan[acc4]),
+        ]
+    )
     dead = [e for e in in_batch if e.event is None]
     assert len(dead) == with_reject
     return in_batch

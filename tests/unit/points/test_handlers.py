@@ -22,7 +22,7 @@ from schemas import Envelope
 from services.points.bootstrap import SERVICE
 from services.points.policy import PointsPolicy
 from services.points.tables import accounts, ledger, plans, purchases
-from shared.db import consumer_offsets
+from shared.runtime.db import consumer_offsets
 from tests import factories as f
 from tests.harness import Harness
 from tests.support import envelope
@@ -38,16 +38,24 @@ D = Decimal
 # Raw messages as the purchases and offers services would write them.
 
 
-def recorded(account_id: str, amount: str, *, purchase_id: str | None = None,
-             event_id: str | None = None) -> dict[str, Any]:
+def recorded(
+    account_id: str, amount: str, *, purchase_id: str | None = None, event_id: str | None = None
+) -> dict[str, Any]:
     """A ``purchase.recorded`` (the purchase.posted fields, from the purchases service)."""
     msg = f.purchase(account_id, amount, purchase_id=purchase_id, event_id=event_id)
     msg["type"], msg["source"] = "purchase.recorded", "purchases"
     return msg
 
 
-def refund_recorded(account_id: str, purchase_id: str, amount: str, refunded_total: str,
-                    *, fully: bool = False, refund_id: str | None = None) -> dict[str, Any]:
+def refund_recorded(
+    account_id: str,
+    purchase_id: str,
+    amount: str,
+    refunded_total: str,
+    *,
+    fully: bool = False,
+    refund_id: str | None = None,
+) -> dict[str, Any]:
     msg = f.refund(account_id, purchase_id, amount, refund_id=refund_id)
     msg["type"], msg["source"] = "refund.recorded", "purchases"
     msg["data"].update(refunded_total=refunded_total, fully_refunded=fully)
@@ -60,9 +68,17 @@ def _split(total: Decimal, n: int) -> list[Decimal]:
     return [total - part * (n - 1)] + [part] * (n - 1)
 
 
-def plan_created(account_id: str, purchase_id: str, principal: str, *, total_fee: str = "0.00",
-                 redeem_points: int = 0, tenor: int = 3, plan_id: str | None = None,
-                 event_id: str | None = None) -> dict[str, Any]:
+def plan_created(
+    account_id: str,
+    purchase_id: str,
+    principal: str,
+    *,
+    total_fee: str = "0.00",
+    redeem_points: int = 0,
+    tenor: int = 3,
+    plan_id: str | None = None,
+    event_id: str | None = None,
+) -> dict[str, Any]:
     """A valid ``plan.created`` (schedule adds up) from the offers service."""
     principals, fees = _split(D(principal), tenor), _split(D(total_fee), tenor)
     schedule = [
@@ -92,8 +108,14 @@ def plan_created(account_id: str, purchase_id: str, principal: str, *, total_fee
     return envelope("plan.created", account_id, data, event_id=event_id, source="offers")
 
 
-def plan_cancelled(account_id: str, plan_id: str, principal_returned: str, *,
-                   reason: str = "refund", fee_returned: str = "0.00") -> dict[str, Any]:
+def plan_cancelled(
+    account_id: str,
+    plan_id: str,
+    principal_returned: str,
+    *,
+    reason: str = "refund",
+    fee_returned: str = "0.00",
+) -> dict[str, Any]:
     data = {
         "plan_id": plan_id,
         "reason": reason,
@@ -161,15 +183,15 @@ class Points:
     def rows(self, account_id: str) -> list[Any]:
         with self.h.runner.engine.connect() as conn:
             return conn.execute(
-                select(ledger).where(ledger.c.account_id == account_id)
-                .order_by(ledger.c.entry_id)
+                select(ledger).where(ledger.c.account_id == account_id).order_by(ledger.c.entry_id)
             ).all()
 
     def ledger_sum(self, account_id: str) -> int:
         with self.h.runner.engine.connect() as conn:
             return conn.execute(
-                select(func.coalesce(func.sum(ledger.c.points), 0))
-                .where(ledger.c.account_id == account_id)
+                select(func.coalesce(func.sum(ledger.c.points), 0)).where(
+                    ledger.c.account_id == account_id
+                )
             ).scalar_one()
 
     def row(self, table: Any, key: str) -> Any:
@@ -189,7 +211,9 @@ class Points:
             assert events[-1].data.balance_after == self.ledger_sum(account_id) == running
             assert [e.id for e in balance_events] == [r.event_id for r in rows]
             signed = {
-                "points.accrued": 1, "points.reversed": -1, "points.redeemed": -1,
+                "points.accrued": 1,
+                "points.reversed": -1,
+                "points.redeemed": -1,
             }
             assert [signed[e.type] * e.data.points for e in balance_events] == [
                 r.points for r in rows
@@ -229,12 +253,19 @@ def test_accrual_by_tier(p, tier, expected):
     assert accrued.subject == acc and accrued.source == "points"
     assert accrued.causation_id == msg["id"]
     assert accrued.data.model_dump() == {
-        "account_id": acc, "points": expected, "balance_after": expected, "reason": "purchase",
-        "purchase_id": msg["data"]["purchase_id"], "plan_id": None,
+        "account_id": acc,
+        "points": expected,
+        "balance_after": expected,
+        "reason": "purchase",
+        "purchase_id": msg["data"]["purchase_id"],
+        "plan_id": None,
     }
     row = p.row(purchases, msg["data"]["purchase_id"])
     assert (row.tier, row.tier_assumed, row.points_earned, row.points_reversed) == (
-        tier, False, expected, 0
+        tier,
+        False,
+        expected,
+        0,
     )
 
 
@@ -257,8 +288,12 @@ def test_a_purchase_waits_for_the_accounts_published_before_it(p):
     assert p.deferred(purchase)
     assert p.rows(acc) == []
     with p.h.runner.engine.connect() as conn:
-        assert conn.execute(select(purchases).where(
-            purchases.c.purchase_id == msg["data"]["purchase_id"])).all() == []
+        assert (
+            conn.execute(
+                select(purchases).where(purchases.c.purchase_id == msg["data"]["purchase_id"])
+            ).all()
+            == []
+        )
     assert p.process(upsert) == []
     [accrued] = p.process(purchase)
     assert (accrued.data.points, accrued.data.balance_after) == (1200, 1200)
@@ -302,8 +337,9 @@ def test_a_first_plan_before_its_purchase_waits_for_the_account_tier(p):
     acc = account_id()
     upsert = p.h.publish(ACCOUNTS, f.account(acc, tier="platinum"))
     buy = recorded(acc, "400.00")
-    plan = plan_created(acc, buy["data"]["purchase_id"], "400.00", total_fee="7.20",
-                        redeem_points=50)
+    plan = plan_created(
+        acc, buy["data"]["purchase_id"], "400.00", total_fee="7.20", redeem_points=50
+    )
     record = p.h.publish(PLANS, plan)
     assert p.process(record) == []  # nothing redeemed or rejected either
     assert p.deferred(record)
@@ -321,8 +357,7 @@ def test_a_plan_whose_bonus_needs_no_tier_does_not_wait(p):
     buy = recorded(acc, "300.00")
     p.feed(RECORDED, buy)  # silver: nothing unread yet
     p.h.publish(ACCOUNTS, f.account(acc, tier="gold"))  # published, not applied
-    [bonus] = p.process(p.h.publish(PLANS, plan_created(acc, buy["data"]["purchase_id"],
-                                                        "300.00")))
+    [bonus] = p.process(p.h.publish(PLANS, plan_created(acc, buy["data"]["purchase_id"], "300.00")))
     assert bonus.data.points == 300
     second = recorded(acc, "500.00")
     plan2 = p.h.publish(PLANS, plan_created(acc, second["data"]["purchase_id"], "500.00"))
@@ -348,8 +383,9 @@ def test_tier_change_applies_only_to_later_purchases(p):
     later = p.one(RECORDED, recorded(acc, "100.00"))
     assert (later.data.points, later.data.balance_after) == (200, 300)
     # the earlier purchase keeps its silver points: a full refund reverses 100, not 200
-    reversed_ = p.one(RECORDED, refund_recorded(acc, first["data"]["purchase_id"], "100.00",
-                                                "100.00", fully=True))
+    reversed_ = p.one(
+        RECORDED, refund_recorded(acc, first["data"]["purchase_id"], "100.00", "100.00", fully=True)
+    )
     assert (reversed_.data.points, reversed_.data.balance_after) == (100, 200)
     assert p.row(purchases, first["data"]["purchase_id"]).tier == "silver"
 
@@ -374,8 +410,9 @@ def test_partial_refunds_then_full_refund_reverse_exactly_the_earned_points(p):
     steps = [("33.33", "33.33"), ("33.33", "66.66"), ("33.33", "99.99"), ("0.01", "100.00")]
     reversed_points = []
     for amount, total in steps:
-        events = p.events(RECORDED, refund_recorded(acc, pid, amount, total,
-                                                    fully=total == "100.00"))
+        events = p.events(
+            RECORDED, refund_recorded(acc, pid, amount, total, fully=total == "100.00")
+        )
         reversed_points += [e.data.points for e in events]
         assert all(e.type == "points.reversed" and e.data.reason == "refund" for e in events)
         assert all(e.data.purchase_id == pid for e in events)
@@ -391,8 +428,9 @@ def test_a_refund_whose_share_rounds_to_zero_emits_nothing(p):
     acc = account_id()
     msg = recorded(acc, "1000.00")
     p.feed(RECORDED, msg)
-    assert p.events(RECORDED, refund_recorded(acc, msg["data"]["purchase_id"], "0.50",
-                                              "0.50")) == []
+    assert (
+        p.events(RECORDED, refund_recorded(acc, msg["data"]["purchase_id"], "0.50", "0.50")) == []
+    )
     assert p.ledger_sum(acc) == 1000
 
 
@@ -416,8 +454,11 @@ def test_first_plan_earns_the_bonus_once(p):
     bonus = p.one(PLANS, plan1)
     assert bonus.type == "points.accrued"
     assert bonus.data.model_dump() == {
-        "account_id": acc, "points": 1500, "balance_after": 6000,
-        "reason": "first_installment_bonus", "purchase_id": first["data"]["purchase_id"],
+        "account_id": acc,
+        "points": 1500,
+        "balance_after": 6000,
+        "reason": "first_installment_bonus",
+        "purchase_id": first["data"]["purchase_id"],
         "plan_id": plan1["data"]["plan_id"],
     }
     plan2 = plan_created(acc, second["data"]["purchase_id"], "2000.00", total_fee="36.00")
@@ -435,7 +476,9 @@ def test_plan_before_its_purchase_takes_the_bonus_from_the_principal(p):
     plan = plan_created(acc, msg["data"]["purchase_id"], "750.00", total_fee="13.50")
     bonus = p.one(PLANS, plan)
     assert (bonus.data.reason, bonus.data.points, bonus.data.balance_after) == (
-        "first_installment_bonus", 900, 900
+        "first_installment_bonus",
+        900,
+        900,
     )
     assert p.row(plans, plan["data"]["plan_id"]).bonus_basis == "principal"
     accrued = p.one(RECORDED, msg)  # the purchase still earns its own points
@@ -443,8 +486,9 @@ def test_plan_before_its_purchase_takes_the_bonus_from_the_principal(p):
 
 
 def _moves(events: list[Envelope]) -> list[tuple[str, str, int, int, str | None]]:
-    return [(e.type, e.data.reason, e.data.points, e.data.balance_after, e.data.plan_id)
-            for e in events]
+    return [
+        (e.type, e.data.reason, e.data.points, e.data.balance_after, e.data.plan_id) for e in events
+    ]
 
 
 def test_a_partial_refund_reverses_the_same_share_of_the_first_plan_bonus(p):
@@ -475,7 +519,9 @@ def test_a_partial_refund_reverses_the_same_share_of_the_first_plan_bonus(p):
     assert p.events(PLANS, plan_cancelled(acc, plan_id, "1200.00")) == []
     row = p.row(plans, plan_id)
     assert (row.bonus_points, row.bonus_reversed, row.principal_returned) == (
-        1200, 1200, D("1200.00")
+        1200,
+        1200,
+        D("1200.00"),
     )
     assert p.ledger_sum(acc) == 0
 
@@ -570,22 +616,27 @@ def test_only_the_first_plans_purchase_reverses_a_bonus_and_cancellations_move_n
     p.feed(PLANS, plan2)  # no bonus
     assert p.ledger_sum(acc) == 2000
     # a refund of the second plan's purchase: its own points only
-    assert _moves(p.events(RECORDED, refund_recorded(
-        acc, second["data"]["purchase_id"], "400.00", "400.00"))) == [
+    assert _moves(
+        p.events(RECORDED, refund_recorded(acc, second["data"]["purchase_id"], "400.00", "400.00"))
+    ) == [
         ("points.reversed", "refund", 400, 1600, None),
     ]
     # early payoff and cancellations by refund move no points
-    assert p.events(PLANS, plan_cancelled(acc, plan1["data"]["plan_id"], "0.00",
-                                          reason="early_payoff")) == []
+    assert (
+        p.events(
+            PLANS, plan_cancelled(acc, plan1["data"]["plan_id"], "0.00", reason="early_payoff")
+        )
+        == []
+    )
     assert p.events(PLANS, plan_cancelled(acc, plan2["data"]["plan_id"], "400.00")) == []
     assert p.events(PLANS, plan_cancelled(acc, plan1["data"]["plan_id"], "300.00")) == []
     row = p.row(plans, plan1["data"]["plan_id"])
-    assert (row.bonus_points, row.bonus_reversed, row.principal_returned) == (600, 0,
-                                                                               D("300.00"))
+    assert (row.bonus_points, row.bonus_reversed, row.principal_returned) == (600, 0, D("300.00"))
     # a cancellation returning more than the principal is still refused
     [dead] = p.feed(PLANS, plan_cancelled(acc, plan1["data"]["plan_id"], "300.01"))
-    assert dead.topic == PLANS + ".dlq" and "more than the principal" in dead.headers[
-        "error.reason"]
+    assert (
+        dead.topic == PLANS + ".dlq" and "more than the principal" in dead.headers["error.reason"]
+    )
     assert p.ledger_sum(acc) == 1600
 
 
@@ -596,8 +647,12 @@ def test_cancellation_of_an_unknown_plan_is_dead_lettered(p):
 
 def test_other_plan_events_are_ignored(p):
     acc = account_id()
-    waived = envelope("fee.waived", acc, {"plan_id": "plan-x", "amount": "1.00",
-                                          "currency": "USD", "points": 100}, source="offers")
+    waived = envelope(
+        "fee.waived",
+        acc,
+        {"plan_id": "plan-x", "amount": "1.00", "currency": "USD", "points": 100},
+        source="offers",
+    )
     assert p.feed(PLANS, waived) == []
 
 
@@ -609,8 +664,9 @@ def _account_with_a_plan(p: Points, acc: str, earn: str) -> None:
     first = recorded(acc, "1.00")
     p.feed(RECORDED, first)
     p.feed(PLANS, plan_created(acc, first["data"]["purchase_id"], "1.00"))  # bonus 1
-    p.feed(RECORDED, refund_recorded(acc, first["data"]["purchase_id"], "1.00", "1.00",
-                                     fully=True))  # -1
+    p.feed(
+        RECORDED, refund_recorded(acc, first["data"]["purchase_id"], "1.00", "1.00", fully=True)
+    )  # -1
     p.feed(RECORDED, recorded(acc, earn))
     assert p.ledger_sum(acc) == int(D(earn))  # the refund took back the bonus's 1 too
 
@@ -621,17 +677,20 @@ def test_redemption_accepted(p):
     msg = recorded(acc, "1200.00")
     p.feed(RECORDED, msg)
     balance = p.ledger_sum(acc)
-    plan = plan_created(acc, msg["data"]["purchase_id"], "1200.00", total_fee="86.40",
-                        tenor=12, redeem_points=1500)
+    plan = plan_created(
+        acc, msg["data"]["purchase_id"], "1200.00", total_fee="86.40", tenor=12, redeem_points=1500
+    )
     redeemed = p.one(PLANS, plan)
     assert redeemed.type == "points.redeemed" and redeemed.subject == acc
     assert redeemed.data.model_dump() == {
-        "account_id": acc, "points": 1500, "balance_after": balance - 1500,
-        "reason": "fee_redemption", "plan_id": plan["data"]["plan_id"],
+        "account_id": acc,
+        "points": 1500,
+        "balance_after": balance - 1500,
+        "reason": "fee_redemption",
+        "plan_id": plan["data"]["plan_id"],
     }
     row = p.row(plans, plan["data"]["plan_id"])
-    assert (row.redeem_requested, row.points_redeemed, row.fee_redeemed) == (1500, 1500,
-                                                                             D("15.00"))
+    assert (row.redeem_requested, row.points_redeemed, row.fee_redeemed) == (1500, 1500, D("15.00"))
 
 
 def test_redemption_rejected_with_too_few_points_keeps_the_balance(p):
@@ -641,13 +700,18 @@ def test_redemption_rejected_with_too_few_points_keeps_the_balance(p):
     p.feed(RECORDED, msg)
     balance = p.ledger_sum(acc)  # 1700
     before = len(p.rows(acc))
-    plan = plan_created(acc, msg["data"]["purchase_id"], "1200.00", total_fee="86.40",
-                        tenor=12, redeem_points=2000)
+    plan = plan_created(
+        acc, msg["data"]["purchase_id"], "1200.00", total_fee="86.40", tenor=12, redeem_points=2000
+    )
     rejected = p.one(PLANS, plan)
     assert rejected.type == "points.redemption-rejected"
     assert rejected.data.model_dump() == {
-        "account_id": acc, "points": 2000, "balance_after": balance, "reason": "fee_redemption",
-        "plan_id": plan["data"]["plan_id"], "why": "insufficient_points",
+        "account_id": acc,
+        "points": 2000,
+        "balance_after": balance,
+        "reason": "fee_redemption",
+        "plan_id": plan["data"]["plan_id"],
+        "why": "insufficient_points",
     }
     assert len(p.rows(acc)) == before and p.ledger_sum(acc) == balance
     assert p.row(plans, plan["data"]["plan_id"]).points_redeemed == 0
@@ -658,8 +722,9 @@ def test_redemption_of_the_exact_balance_reaches_zero(p):
     _account_with_a_plan(p, acc, "100.00")
     msg = recorded(acc, "500.00")
     p.feed(RECORDED, msg)
-    plan = plan_created(acc, msg["data"]["purchase_id"], "500.00", total_fee="9.00",
-                        redeem_points=600)
+    plan = plan_created(
+        acc, msg["data"]["purchase_id"], "500.00", total_fee="9.00", redeem_points=600
+    )
     redeemed = p.one(PLANS, plan)
     assert (redeemed.data.points, redeemed.data.balance_after) == (600, 0)
 
@@ -669,8 +734,9 @@ def test_redemption_is_capped_at_the_plans_total_fee(p):
     _account_with_a_plan(p, acc, "20000.00")
     msg = recorded(acc, "1000.00")
     p.feed(RECORDED, msg)
-    plan = plan_created(acc, msg["data"]["purchase_id"], "1000.00", total_fee="12.34",
-                        redeem_points=10000)
+    plan = plan_created(
+        acc, msg["data"]["purchase_id"], "1000.00", total_fee="12.34", redeem_points=10000
+    )
     redeemed = p.one(PLANS, plan)
     assert redeemed.data.points == 1234
     assert p.row(plans, plan["data"]["plan_id"]).fee_redeemed == D("12.34")
@@ -685,24 +751,31 @@ def test_redemption_on_a_plan_without_fee_is_rejected_and_zero_requested_is_sile
     rejected = p.one(PLANS, promo)
     assert rejected.type == "points.redemption-rejected"
     assert (rejected.data.why, rejected.data.points) == ("nothing_to_waive", 500)
-    assert p.events(PLANS, plan_created(acc, b["data"]["purchase_id"], "700.00",
-                                        total_fee="12.60")) == []
+    assert (
+        p.events(PLANS, plan_created(acc, b["data"]["purchase_id"], "700.00", total_fee="12.60"))
+        == []
+    )
 
 
 def test_the_first_plan_redeems_before_its_bonus_is_credited(p):
     acc = account_id()
     msg = recorded(acc, "1000.00")
     p.feed(RECORDED, msg)
-    plan = plan_created(acc, msg["data"]["purchase_id"], "1000.00", total_fee="50.00",
-                        redeem_points=1500)
+    plan = plan_created(
+        acc, msg["data"]["purchase_id"], "1000.00", total_fee="50.00", redeem_points=1500
+    )
     rejected, bonus = p.events(PLANS, plan)
     assert (rejected.type, rejected.data.balance_after) == ("points.redemption-rejected", 1000)
-    assert (bonus.type, bonus.data.points, bonus.data.balance_after) == ("points.accrued",
-                                                                         1000, 2000)
+    assert (bonus.type, bonus.data.points, bonus.data.balance_after) == (
+        "points.accrued",
+        1000,
+        2000,
+    )
     second = recorded(acc, "500.00")
     p.feed(RECORDED, second)
-    plan2 = plan_created(acc, second["data"]["purchase_id"], "500.00", total_fee="50.00",
-                         redeem_points=1000)
+    plan2 = plan_created(
+        acc, second["data"]["purchase_id"], "500.00", total_fee="50.00", redeem_points=1000
+    )
     [redeemed] = p.events(PLANS, plan2)
     assert (redeemed.type, redeemed.data.balance_after) == ("points.redeemed", 1500)
 
@@ -715,11 +788,13 @@ def test_a_reversal_may_take_the_balance_below_zero(p):
     p.feed(PLANS, plan_a)  # bonus 1000 -> 2000
     b = recorded(acc, "500.00")
     p.feed(RECORDED, b)  # 2500
-    plan_b = plan_created(acc, b["data"]["purchase_id"], "500.00", total_fee="30.00",
-                          redeem_points=2500)
+    plan_b = plan_created(
+        acc, b["data"]["purchase_id"], "500.00", total_fee="30.00", redeem_points=2500
+    )
     assert p.one(PLANS, plan_b).data.balance_after == 0  # everything spent
-    refund, bonus_back = p.events(RECORDED, refund_recorded(
-        acc, a["data"]["purchase_id"], "1000.00", "1000.00", fully=True))
+    refund, bonus_back = p.events(
+        RECORDED, refund_recorded(acc, a["data"]["purchase_id"], "1000.00", "1000.00", fully=True)
+    )
     assert (refund.data.points, refund.data.balance_after) == (1000, -1000)
     assert (bonus_back.data.points, bonus_back.data.balance_after) == (1000, -2000)
     assert bonus_back.data.plan_id == plan_a["data"]["plan_id"]
@@ -727,8 +802,10 @@ def test_a_reversal_may_take_the_balance_below_zero(p):
     # and a redemption is then refused, not taken further below zero
     c = recorded(acc, "100.00")
     p.feed(RECORDED, c)
-    rejected = p.one(PLANS, plan_created(acc, c["data"]["purchase_id"], "100.00",
-                                         total_fee="5.00", redeem_points=1))
+    rejected = p.one(
+        PLANS,
+        plan_created(acc, c["data"]["purchase_id"], "100.00", total_fee="5.00", redeem_points=1),
+    )
     assert (rejected.type, rejected.data.balance_after) == ("points.redemption-rejected", -1900)
 
 
@@ -744,11 +821,16 @@ def test_duplicates_emit_nothing_twice(p):
     plan = plan_created(acc, pid, "1000.00", total_fee="18.00", redeem_points=100)
     cancel = plan_cancelled(acc, plan["data"]["plan_id"], "250.00")
     first = [
-        *p.events(RECORDED, buy), *p.events(PLANS, plan), *p.events(RECORDED, refund),
+        *p.events(RECORDED, buy),
+        *p.events(PLANS, plan),
+        *p.events(RECORDED, refund),
         *p.events(PLANS, cancel),
     ]
     assert [e.type for e in first] == [
-        "points.accrued", "points.redeemed", "points.accrued", "points.reversed",
+        "points.accrued",
+        "points.redeemed",
+        "points.accrued",
+        "points.reversed",
         "points.reversed",
     ]
     balance = p.ledger_sum(acc)
@@ -767,14 +849,18 @@ def test_duplicates_emit_nothing_twice(p):
 
 def test_replay_with_a_wiped_inbox_emits_nothing(p):
     """Business dedupe alone (purchase_id, refunded_total, plan_id) holds on a replay."""
-    from shared.db import consumer_offsets, inbox
+    from shared.runtime.db import consumer_offsets, inbox
 
     acc = account_id()
     buy = recorded(acc, "300.00")
     msgs = [
         (RECORDED, buy),
-        (PLANS, plan_created(acc, buy["data"]["purchase_id"], "300.00", total_fee="5.40",
-                             redeem_points=200)),
+        (
+            PLANS,
+            plan_created(
+                acc, buy["data"]["purchase_id"], "300.00", total_fee="5.40", redeem_points=200
+            ),
+        ),
         (RECORDED, refund_recorded(acc, buy["data"]["purchase_id"], "100.00", "100.00")),
     ]
     for topic, msg in msgs:
@@ -804,7 +890,7 @@ def test_migration_3_indexes_plans_by_purchase_on_an_older_database(p):
     from sqlalchemy import inspect, text
 
     from services.points.tables import MIGRATIONS, PLANS_BY_PURCHASE
-    from shared.db import migrate, schema_migrations
+    from shared.runtime.db import migrate, schema_migrations
 
     engine = p.h.runner.engine
 
@@ -814,8 +900,11 @@ def test_migration_3_indexes_plans_by_purchase_on_an_older_database(p):
     assert indexed()
     with engine.begin() as conn:
         conn.execute(text(f"DROP INDEX {PLANS_BY_PURCHASE}"))
-        conn.execute(delete(schema_migrations).where(
-            schema_migrations.c.component == "service", schema_migrations.c.version == 3))
+        conn.execute(
+            delete(schema_migrations).where(
+                schema_migrations.c.component == "service", schema_migrations.c.version == 3
+            )
+        )
     assert not indexed()
     assert migrate(engine, MIGRATIONS) == ["service:3 plans indexed by purchase_id"]
     assert indexed()

@@ -73,8 +73,9 @@ def test_ledger_is_the_sum_and_redemptions_never_go_below_zero(pts, ops):
             events = pts.events(ACCOUNTS, f.account(acc, tier=op[1]))
         elif op[0] == "purchase":
             msg = recorded(acc, _money(op[1]))
-            bought.append({"id": msg["data"]["purchase_id"], "amount": op[1], "refunded": 0,
-                           "planned": False})
+            bought.append(
+                {"id": msg["data"]["purchase_id"], "amount": op[1], "refunded": 0, "planned": False}
+            )
             events = pts.events(RECORDED, msg)
         elif op[0] == "refund" and bought:
             b = bought[op[1] % len(bought)]
@@ -83,22 +84,37 @@ def test_ledger_is_the_sum_and_redemptions_never_go_below_zero(pts, ops):
                 continue
             amount = _part(left, op[2])
             b["refunded"] += amount
-            events = pts.events(RECORDED, refund_recorded(
-                acc, b["id"], _money(amount), _money(b["refunded"]),
-                fully=b["refunded"] == b["amount"]))
+            events = pts.events(
+                RECORDED,
+                refund_recorded(
+                    acc,
+                    b["id"],
+                    _money(amount),
+                    _money(b["refunded"]),
+                    fully=b["refunded"] == b["amount"],
+                ),
+            )
         elif op[0] == "plan" and bought:
             b = bought[op[1] % len(bought)]
             if b["planned"]:  # (refunds may come first: another topic)
                 continue
             b["planned"] = True
             fee = min(op[3], b["amount"])
-            msg = plan_created(acc, b["id"], _money(b["amount"]), total_fee=_money(fee),
-                               redeem_points=op[2], tenor=1)
-            open_plans.append({"id": msg["data"]["plan_id"], "principal": b["amount"],
-                               "returned": 0})
+            msg = plan_created(
+                acc,
+                b["id"],
+                _money(b["amount"]),
+                total_fee=_money(fee),
+                redeem_points=op[2],
+                tenor=1,
+            )
+            open_plans.append(
+                {"id": msg["data"]["plan_id"], "principal": b["amount"], "returned": 0}
+            )
             events = pts.events(PLANS, msg)
-            redemption = [e for e in events if e.type in ("points.redeemed",
-                                                          "points.redemption-rejected")]
+            redemption = [
+                e for e in events if e.type in ("points.redeemed", "points.redemption-rejected")
+            ]
             wanted = min(op[2], fee)  # fee in cents = points cap at 100 points per 1.00
             if wanted == 0:
                 assert redemption == []
@@ -136,13 +152,16 @@ def test_ledger_is_the_sum_and_redemptions_never_go_below_zero(pts, ops):
             assert 0 <= p.points_reversed <= p.points_earned
             if p.refunded_total == p.amount:
                 assert p.points_reversed == p.points_earned
-        refunded = {r.purchase_id: (r.refunded_total, r.amount) for r in conn.execute(
-            select(purchases).where(purchases.c.account_id == acc))}
+        refunded = {
+            r.purchase_id: (r.refunded_total, r.amount)
+            for r in conn.execute(select(purchases).where(purchases.c.account_id == acc))
+        }
         for p in conn.execute(select(plans).where(plans.c.account_id == acc)):
             assert 0 <= p.bonus_reversed <= p.bonus_points
             total, amount = refunded[p.purchase_id]  # (cancellations move no points)
             assert p.bonus_reversed == math.floor(
-                Fraction(p.bonus_points) * Fraction(total) / Fraction(amount))
+                Fraction(p.bonus_points) * Fraction(total) / Fraction(amount)
+            )
 
 
 @st.composite
@@ -184,8 +203,12 @@ def test_the_bonus_is_reversed_in_proportion_to_any_refund_sequence(pts, story):
     refunded = 0
     for part in story["parts"]:
         refunded += part
-        steps.append((RECORDED, refund_recorded(acc, pid, _money(part), _money(refunded),
-                                                fully=refunded == cents)))
+        steps.append(
+            (
+                RECORDED,
+                refund_recorded(acc, pid, _money(part), _money(refunded), fully=refunded == cents),
+            )
+        )
     steps.insert(story["plan_at"] + 1 if story["plan_at"] >= 0 else 0, (PLANS, plan))
     if story["cancel"] and refunded:
         steps.append((PLANS, plan_cancelled(acc, plan_id, _money(refunded))))
@@ -204,10 +227,14 @@ def test_the_bonus_is_reversed_in_proportion_to_any_refund_sequence(pts, story):
                 bonus = e.data.points
         if msg["type"] == "plan.cancelled":
             assert out == []  # a cancellation reverses nothing: the refunds did
-        bonus_reversed = sum(e.data.points for e in events
-                             if e.type == "points.reversed" and e.data.plan_id == plan_id)
-        own_reversed = sum(e.data.points for e in events
-                           if e.type == "points.reversed" and e.data.plan_id is None)
+        bonus_reversed = sum(
+            e.data.points
+            for e in events
+            if e.type == "points.reversed" and e.data.plan_id == plan_id
+        )
+        own_reversed = sum(
+            e.data.points for e in events if e.type == "points.reversed" and e.data.plan_id is None
+        )
         if bonus is not None:
             assert bonus_reversed == bonus * done // cents <= bonus
         else:
@@ -216,11 +243,19 @@ def test_the_bonus_is_reversed_in_proportion_to_any_refund_sequence(pts, story):
             assert own_reversed == earned * done // cents <= earned
         if out:
             assert out[-1].data.balance_after == pts.ledger_sum(acc)
-    expected = int(D(cents) / 100 * {"silver": D("1.0"), "gold": D("1.2"),
-                                      "platinum": D("1.5"), "diamond": D("2.0")}[story["tier"]])
+    expected = int(
+        D(cents)
+        / 100
+        * {"silver": D("1.0"), "gold": D("1.2"), "platinum": D("1.5"), "diamond": D("2.0")}[
+            story["tier"]
+        ]
+    )
     assert (earned or 0) == expected and (bonus or 0) == expected
     assert all(e.type.startswith("points.") for e in events)
     assert all(r.reason != "plan_cancelled" for r in pts.rows(acc))
     assert len({e.id for e in events}) == len(events)
-    assert sum(r.points for r in pts.rows(acc)) == pts.ledger_sum(acc) == (
-        2 * (expected - expected * done // cents))
+    assert (
+        sum(r.points for r in pts.rows(acc))
+        == pts.ledger_sum(acc)
+        == (2 * (expected - expected * done // cents))
+    )

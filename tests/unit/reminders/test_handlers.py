@@ -288,10 +288,18 @@ def test_a_mixed_batch_behaves_as_one_by_one(h, tmp_path):
     twice = due_soon("acc-1", "plan-1", 1, before(7))
     messages = [
         (ACCOUNTS, f.account("acc-2")),
-        (ACCOUNTS, f.account("acc-2", contact={"channel": "push", "locale": "de-DE",
-                                               "contact_ref": "cref-new"})),  # fmt: skip
-        (ACCOUNTS, f.account("acc-1", contact={"channel": "email", "locale": "en-US",
-                                               "contact_ref": "cref-1b"})),  # fmt: skip
+        (
+            ACCOUNTS,
+            f.account(
+                "acc-2", contact={"channel": "push", "locale": "de-DE", "contact_ref": "cref-new"}
+            ),
+        ),  # fmt: skip
+        (
+            ACCOUNTS,
+            f.account(
+                "acc-1", contact={"channel": "email", "locale": "en-US", "contact_ref": "cref-1b"}
+            ),
+        ),  # fmt: skip
         (BUSINESS_DAYS, f.business_day(before(8).isoformat())),
         (BUSINESS_DAYS, f.business_day(before(7).isoformat())),
         (BUSINESS_DAYS, f.business_day(before(7).isoformat())),

@@ -30,7 +30,7 @@ from schemas.envelope import Envelope
 from schemas.money import MINOR_UNITS, MoneyModel
 from schemas.registry import ENVELOPES
 from schemas.types import DerivedId, Id, ReminderId, ShortText, Text
-from shared.db import ID_COLUMN, runtime_metadata
+from shared.runtime.db import ID_COLUMN, runtime_metadata
 from tests.unit.schemas.examples import ACCOUNT, envelope, raw
 
 # --- the payload fields, walked ------------------------------------------------------

@@ -3,7 +3,7 @@
 import pytest
 from kafka.errors import GroupAuthorizationFailedError, NotCoordinatorError
 
-from shared.topics import committed_offsets
+from shared.runtime.topics import committed_offsets
 
 
 class FakeAdmin:

@@ -6,8 +6,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
-from shared.db import make_engine
-from shared.settings import Settings
+from shared.runtime.db import make_engine
+from shared.runtime.settings import Settings
 
 VALUE = "acc-4111_1111_1111_1111-jane@example.com"
 

@@ -10,7 +10,7 @@ from kafka.errors import RebalanceInProgressError
 
 from services.purchases.bootstrap import SERVICE
 from shared.runtime import Runner
-from shared.settings import Settings
+from shared.runtime.settings import Settings
 
 TP = TopicPartition("card.purchases.v1", 0)
 
@@ -39,7 +39,7 @@ def _runner(tmp_path) -> tuple[Runner, FakeConsumer]:
 def test_a_failed_commit_is_retried_on_the_next_commit(tmp_path):
     runner, consumer = _runner(tmp_path)
     runner._commit_kafka({TP: 10})
-    (offsets, callback), = consumer.async_commits
+    ((offsets, callback),) = consumer.async_commits
     assert offsets[TP].offset == 10 and consumer.sync_commits == []
     callback(offsets, RebalanceInProgressError())
     runner._commit_kafka({})  # the idle poll's retry

@@ -10,7 +10,7 @@ import pytest
 import structlog
 
 from schemas.guard import contains_pan
-from shared.logging import (
+from shared.runtime.logging import (
     _StructlogHandler,
     configure_logging,
     redact_text,
@@ -50,7 +50,7 @@ def test_log_lines_are_json_with_timestamps_and_no_card_data():
 
 
 def test_event_ids_are_never_masked_but_card_numbers_next_to_them_are():
-    from shared.logging import redact_text
+    from shared.runtime.logging import redact_text
 
     uuid = "292fdda2-1468-5171-9076-9cab71e49196"  # its digit groups pass Luhn
     assert redact_text(f"event {uuid}") == f"event {uuid}"
@@ -134,7 +134,7 @@ def test_a_logged_traceback_is_formatted_then_redacted(hooks_restored):
 
 
 def test_processor_order_formats_exceptions_before_redaction():
-    from shared.logging import _processors
+    from shared.runtime.logging import _processors
 
     chain = _processors(structlog.processors.JSONRenderer())
     assert chain.index(structlog.processors.format_exc_info) < chain.index(redaction_processor)

@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from shared.policy import load_section, policy_section
+from shared.runtime.policy import load_section, policy_section
 
 
 class ExamplePolicy(BaseModel):

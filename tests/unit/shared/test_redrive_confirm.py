@@ -8,8 +8,8 @@ from typer.testing import CliRunner
 from services.offers import domain as offers_domain
 from services.reminders import domain as reminders_domain
 from shared.cli import app
-from shared.settings import Settings
-from shared.tools import ops
+from shared.ops import dlq as ops
+from shared.runtime.settings import Settings
 
 
 def test_the_header_is_the_one_the_services_read():

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
 from services.purchases.bootstrap import SERVICE
-from shared.db import outbox
+from shared.runtime.db import outbox
 from tests import factories as f
 from tests.harness import Harness
 

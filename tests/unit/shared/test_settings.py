@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from shared.settings import PRODUCTION_SSLMODES, Settings, mask_url_password
+from shared.runtime.settings import PRODUCTION_SSLMODES, Settings, mask_url_password
 
 PASSWORD = "s3cr3t-pw"
 PG = f"postgresql+psycopg://svc:{PASSWORD}@db.internal:5432/installments"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from shared.settings import Settings
+from shared.runtime.settings import Settings
 
 
 def groups_of_pipeline(settings: Settings) -> dict[str, list[str]]:

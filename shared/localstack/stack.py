@@ -10,7 +10,7 @@ Environment: ``INSTALLMENTS_STACK_DIR`` (state root), ``INSTALLMENTS_STACK_CACHE
 ``INSTALLMENTS_STACK_KAFKA_CONTROLLER_PORT`` (9093), ``INSTALLMENTS_STACK_PG_PORT`` (55432).
 ``ensure_stack`` starts nothing for ``KAFKA_BOOTSTRAP_SERVERS`` / ``DATABASE_URL`` when set.
 
-CLI: ``python -m shared.stack up [--no-postgres] | down | status``.
+CLI: ``python -m shared.localstack.stack up [--no-postgres] | down | status``.
 """
 
 from __future__ import annotations
@@ -34,13 +34,13 @@ from pathlib import Path
 import typer
 
 from shared.runtime import DEAD_LETTER_OVERHEAD
-from shared.settings import Settings
+from shared.runtime.settings import Settings
 
 DEFAULT_KAFKA_VERSION = "4.1.2"
 KAFKA_START_DEADLINE_S = 90.0
 KAFKA_STOP_DEADLINE_S = 30.0
 PG_DATABASE = "installments"
-_ASSETS = Path(__file__).with_name("stack")  # pom.xml, log4j2.xml, server.properties
+_ASSETS = Path(__file__).with_name("assets")  # pom.xml, log4j2.xml, server.properties
 _JVM_OPTS = [
     "-Xms128m",
     "-Xmx768m",

@@ -1,7 +1,7 @@
 """A throwaway single-node Kafka (KRaft) broker with SASL/SCRAM-SHA-512 over TLS.
 
 For tests and demos of the secure client configuration (docs/SECURITY.md). It runs
-next to the plaintext dev broker of :mod:`shared.stack` and shares only its cached
+next to the plaintext dev broker of :mod:`shared.localstack.stack` and shares only its cached
 jars, JVM options and log4j2 configuration; everything else lives in ``workdir``:
 
 - ``tls/``: a CA made for this broker only (``ca.pem``, the file clients trust) and
@@ -39,8 +39,8 @@ from pathlib import Path
 from typing import Any
 
 from schemas import TOPICS, dlq_topic
-from shared.settings import Settings
-from shared.stack import _ASSETS, _jvm, _log, _port_open, _raise_fd_limit, _run, _tail
+from shared.localstack.stack import _ASSETS, _jvm, _log, _port_open, _raise_fd_limit, _run, _tail
+from shared.runtime.settings import Settings
 
 SCRAM_MECHANISM = "SCRAM-SHA-512"
 BROKER_CN = "kafka-broker"  # the broker's certificate subject: its principal on the controller
@@ -237,7 +237,7 @@ def _log4j2_config(logs: Path) -> Path:
 
 
 def _jvm_cmd(logs: Path, main: str, *args: str) -> list[str]:
-    """:func:`shared.stack._jvm` (classpath, JVM options) with our heap, log folder and
+    """:func:`shared.localstack.stack._jvm` (classpath, JVM options) with our heap, log folder and
     logging configuration."""
     swaps = {
         **_JVM_OVERRIDES,
@@ -269,7 +269,7 @@ def _server_properties(
         f' username="broker" password="{broker_password}";'
     )
     return f"""\
-# Single-node KRaft broker+controller with SASL/SCRAM over TLS (shared/secure_stack.py).
+# Single-node KRaft broker+controller with SASL/SCRAM over TLS (shared/localstack/secure.py).
 process.roles=broker,controller
 node.id=2
 controller.quorum.bootstrap.servers=127.0.0.1:{controller_port}

@@ -72,7 +72,7 @@ def readiness(runner: Any) -> tuple[bool, dict[str, Any]]:
     """Ready when the loop polls with partitions assigned and the database answers."""
     detail: dict[str, Any] = {"service": runner.service.name, "polling": runner.ready}
     try:
-        from shared.db import outbox
+        from shared.runtime.db import outbox
 
         with runner.engine.connect() as conn:
             conn.execute(text("SELECT 1"))

@@ -9,7 +9,7 @@ Topics default to three replicas with ``min.insync.replicas=2``, the internal to
 
 Everything lives in one folder (``node-<id>/{server.properties,data,logs}``); the
 jars, JVM options and logging configuration are the dev broker's
-(:mod:`shared.stack`, :mod:`shared.secure_stack`), with a smaller heap per node.
+(:mod:`shared.localstack.stack`, :mod:`shared.localstack.secure`), with a smaller heap per node.
 
     cluster = LocalCluster(tmp_path).start()
     try:
@@ -39,9 +39,17 @@ from typing import Any
 
 import typer
 
-from shared.secure_stack import _child_setup, _jvm_cmd, free_port
-from shared.settings import Settings
-from shared.stack import _alive, _log, _port_open, _raise_fd_limit, _run, _tail, kafka_answers
+from shared.localstack.secure import _child_setup, _jvm_cmd, free_port
+from shared.localstack.stack import (
+    _alive,
+    _log,
+    _port_open,
+    _raise_fd_limit,
+    _run,
+    _tail,
+    kafka_answers,
+)
+from shared.runtime.settings import Settings
 
 NODE_IDS = (1, 2, 3)
 HEAP = "-Xmx256m"  # three JVMs share two cores and the test process
@@ -52,7 +60,7 @@ STATE_FILE = "cluster.json"  # ports and pids, for the CLI's status/down
 
 def _server_properties(node: Node, voters: str, data_dir: Path) -> str:
     return f"""\
-# One node of a three-node KRaft cluster (shared/cluster.py).
+# One node of a three-node KRaft cluster (shared/localstack/cluster.py).
 process.roles=broker,controller
 node.id={node.node_id}
 controller.quorum.voters={voters}
@@ -336,7 +344,7 @@ class LocalCluster:
         )
 
     def _jvm(self, node: Node, main: str, *args: str) -> list[str]:
-        """:func:`shared.secure_stack._jvm_cmd` with this cluster's smaller heap."""
+        """:func:`shared.localstack.secure._jvm_cmd` with this cluster's smaller heap."""
         cmd = _jvm_cmd(node.workdir / "logs", main, *args)
         return [HEAP if arg.startswith("-Xmx") else arg for arg in cmd]
 
@@ -425,7 +433,7 @@ _DIR_HELP = "The cluster's folder (state, data, logs)."
 
 
 def _default_dir() -> Path:
-    from shared.stack import stack_dir
+    from shared.localstack.stack import stack_dir
 
     return stack_dir() / "cluster"
 

@@ -6,7 +6,7 @@ from kafka.admin import KafkaAdminClient
 from kafka.errors import TopicAlreadyExistsError
 
 from schemas import TOPICS, dlq_topic
-from shared.settings import Settings
+from shared.runtime.settings import Settings
 
 
 def contract_topics() -> dict[str, dict[str, str]]:

@@ -41,7 +41,7 @@ from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.types import TypeDecorator
 
 from schemas.limits import REMINDER_ID_MAX
-from shared.settings import Settings
+from shared.runtime.settings import Settings
 
 
 class Money(TypeDecorator[Decimal]):

@@ -18,7 +18,7 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 
 from schemas import TOPICS, decode
-from shared.settings import Settings
+from shared.runtime.settings import Settings
 
 ZERO = Decimal("0")
 

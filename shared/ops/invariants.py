@@ -40,7 +40,7 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 
 from schemas import TOPICS, decode, dlq_topic
-from shared.settings import Settings
+from shared.runtime.settings import Settings
 
 
 @dataclass
@@ -471,7 +471,7 @@ class OffsetWatch:
         from kafka.admin import KafkaAdminClient
         from sqlalchemy import create_engine
 
-        from shared.db import service_database_url
+        from shared.runtime.db import service_database_url
 
         groups = self._groups()
         engines = {
@@ -515,8 +515,8 @@ class OffsetWatch:
         from sqlalchemy import select
         from sqlalchemy.exc import NoSuchTableError, ProgrammingError
 
-        from shared.db import consumer_offsets
-        from shared.topics import committed_offsets
+        from shared.runtime.db import consumer_offsets
+        from shared.runtime.topics import committed_offsets
 
         sample: dict[tuple[str, str, str, int], int] = {}
         for engine in engines.values():

@@ -54,7 +54,7 @@ import typer
 if TYPE_CHECKING:  # the pure part must not need Kafka
     from rich.table import Table
 
-    from shared.settings import Settings
+    from shared.runtime.settings import Settings
 
 DEFAULT_GROUP_PREFIX = "installments-"
 DEFAULT_WINDOW_S = 60.0
@@ -941,7 +941,7 @@ _PIPELINE_OPT = typer.Option(
 def _monitor(
     group: list[str] | None, window: float, stop_window: float, pipeline: bool
 ) -> LagMonitor:
-    from shared.settings import Settings
+    from shared.runtime.settings import Settings
 
     settings = Settings()
     return LagMonitor(
@@ -1021,8 +1021,8 @@ def exporter_command(
     pipeline: bool = _PIPELINE_OPT,
 ) -> None:
     """Serve Prometheus /metrics with consumer-group lag until SIGTERM."""
-    from shared.logging import configure_logging, get_logger
-    from shared.settings import Settings
+    from shared.runtime.logging import configure_logging, get_logger
+    from shared.runtime.settings import Settings
 
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)

@@ -30,8 +30,8 @@ from kafka.structs import OffsetAndMetadata
 from sqlalchemy import and_, select, update
 
 from schemas import TOPICS, dlq_topic
-from shared.db import consumer_offsets, make_engine, utcnow
-from shared.settings import Settings
+from shared.runtime.db import consumer_offsets, make_engine, utcnow
+from shared.runtime.settings import Settings
 
 REDRIVE_GROUP = "installments-dlq-redrive"
 #: ``redrive(confirm=...)`` adds this header to the re-driven records: an operator's
