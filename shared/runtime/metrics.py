@@ -7,12 +7,14 @@ and the database answers. ``/metrics``: Prometheus exposition.
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 from sqlalchemy import func, select, text
+
+from shared.runtime.db import outbox
+from shared.runtime.http import Response, alive, serve_routes
 
 EVENTS = Counter(
     "installments_events_total",
@@ -72,8 +74,6 @@ def readiness(runner: Any) -> tuple[bool, dict[str, Any]]:
     """Ready when the loop polls with partitions assigned and the database answers."""
     detail: dict[str, Any] = {"service": runner.service.name, "polling": runner.ready}
     try:
-        from shared.runtime.db import outbox
-
         with runner.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
             backlog = conn.execute(select(func.count()).select_from(outbox)).scalar_one()
@@ -89,31 +89,15 @@ def readiness(runner: Any) -> tuple[bool, dict[str, Any]]:
 
 
 def serve(port: int, runner: Any) -> ThreadingHTTPServer:
-    """Start the health/metrics server in a daemon thread."""
+    """Start the health/metrics server (all interfaces, ``port``) in a daemon thread."""
 
-    class _Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-            if self.path == "/healthz":
-                self._send(200, b'{"status":"alive"}', "application/json")
-            elif self.path == "/readyz":
-                ok, detail = readiness(runner)
-                self._send(200 if ok else 503, json.dumps(detail).encode(), "application/json")
-            elif self.path == "/metrics":
-                readiness(runner)
-                self._send(200, generate_latest(), CONTENT_TYPE_LATEST)
-            else:
-                self._send(404, b"not found", "text/plain")
+    def ready() -> Response:
+        ok, detail = readiness(runner)
+        return Response(200 if ok else 503, json.dumps(detail).encode(), "application/json")
 
-        def _send(self, status: int, body: bytes, ctype: str) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def metrics() -> Response:
+        readiness(runner)  # refreshes the outbox backlog and assigned-partitions gauges
+        return Response(200, generate_latest(), CONTENT_TYPE_LATEST)
 
-        def log_message(self, *_args: Any) -> None:  # keep access logs out of the JSON log
-            return
-
-    server = ThreadingHTTPServer(("0.0.0.0", port), _Handler)
-    threading.Thread(target=server.serve_forever, daemon=True, name="http").start()
-    return server
+    routes = {"/healthz": alive, "/readyz": ready, "/metrics": metrics}
+    return serve_routes(routes, "0.0.0.0", port, thread_name="http")
