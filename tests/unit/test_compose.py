@@ -1,7 +1,7 @@
 """docker-compose.yml, the Dockerfile and deploy/ (Prometheus, Grafana) agree with the code.
 
 No Docker engine is needed: the files are parsed (YAML anchors and merge keys
-resolved, as Compose does) and checked against ``shared.cli.SERVICE_NAMES``, the
+resolved, as Compose does) and checked against ``shared.registry.SERVICE_NAMES``, the
 settings' variable names and the metric names the code exports.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from shared.cli import SERVICE_NAMES
+from shared.registry import SERVICE_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -262,7 +262,7 @@ def test_dashboard_shows_lag_and_service_metrics() -> None:
 
 def test_dashboard_metrics_are_ones_the_code_exports() -> None:
     source = "".join(
-        (ROOT / "shared" / part).read_text() for part in ("runtime/metrics.py", "ops/lag.py")
+        (ROOT / "shared" / part).read_text() for part in ("runtime/metrics.py", "ops/lag/render.py")
     )
     names = set(
         re.findall(r"\b(?:installments|kafka_consumergroup)_[a-z_]+", "\n".join(_dashboard_exprs()))

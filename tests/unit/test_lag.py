@@ -13,7 +13,6 @@ from shared.ops.lag import (
     LagMonitor,
     PartitionLag,
     Status,
-    _member_topics,
     build_table,
     evaluate,
     explain,
@@ -22,6 +21,7 @@ from shared.ops.lag import (
     render_metrics,
     report_to_dict,
 )
+from shared.ops.lag.collector import _member_topics
 from shared.runtime.settings import Settings
 
 T = "card.purchases.v1"
