@@ -35,6 +35,7 @@ from schemas.registry import (
     ENVELOPES,
     EVENT_TYPES,
     TOPICS,
+    consumer_group,
     dlq_topic,
     topic_for,
 )
@@ -306,10 +307,11 @@ def _operation(actor: str, action: str, channel: str, messages: list[str]) -> di
     }
     if action == "receive" and actor in SERVICES:
         operation["summary"] = (
-            f"Consumer group `installments-{actor}`; event types it has no handler for are skipped."
+            f"Consumer group `{consumer_group(actor)}`; event types it has no handler for are"
+            " skipped."
         )
         operation["bindings"] = _kafka(
-            {"groupId": {"type": "string", "enum": [f"installments-{actor}"]}}
+            {"groupId": {"type": "string", "enum": [consumer_group(actor)]}}
         )
     return operation
 

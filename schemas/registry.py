@@ -34,6 +34,7 @@ __all__ = [
     "BUSINESS_DAY_KEY",
     "topic_for",
     "dlq_topic",
+    "consumer_group",
 ]
 
 #: The Kafka key (and subject) of ``business-day.closed``.
@@ -179,6 +180,12 @@ def topic_for(event_type: str) -> str:
         return _TOPIC_OF[event_type]
     except KeyError:
         raise KeyError(f"unknown event type {event_type!r}") from None
+
+
+def consumer_group(service: str) -> str:
+    """The Kafka consumer group of one of the project's services (the AsyncAPI document
+    publishes it); a topic prefix, when set, comes in front (``Settings.consumer_group``)."""
+    return f"installments-{service}"
 
 
 def dlq_topic(topic: str) -> str:

@@ -10,15 +10,13 @@ installments demo                   the whole pipeline on a generated stream
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 import typer
 from rich.console import Console
 
+from shared import registry
+from shared.registry import SERVICE_NAMES
+from shared.runtime import Service
 from shared.runtime.settings import Settings
-
-SERVICE_NAMES = ("purchases", "offers", "points", "reminders", "collections")
 
 app = typer.Typer(
     help="Credit-card installment pipeline: services, stack and operations.",
@@ -28,23 +26,12 @@ app = typer.Typer(
 console = Console(stderr=True)
 
 
-def load_service(name: str) -> Any:
-    """The Service object of ``services/<name>/bootstrap.py``."""
-    if name not in SERVICE_NAMES:
-        raise typer.BadParameter(f"unknown service {name!r}; one of: {', '.join(SERVICE_NAMES)}")
-    return importlib.import_module(f"services.{name}.bootstrap").SERVICE
-
-
-def available_services() -> list[str]:
-    """Services whose code is present (all five once the pipeline is complete)."""
-    found = []
-    for name in SERVICE_NAMES:
-        try:
-            importlib.import_module(f"services.{name}.bootstrap")
-        except ModuleNotFoundError:
-            continue
-        found.append(name)
-    return found
+def service_of(name: str, settings: Settings) -> Service:
+    """The service ``name`` (a clear CLI error for an unknown one)."""
+    try:
+        return registry.build(name, settings)
+    except registry.UnknownService as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 @app.command()
@@ -65,8 +52,8 @@ def migrate(service: str = typer.Argument(None, help="one service; all when omit
     from shared.runtime.db import migrate as apply
 
     settings = Settings()
-    for name in [service] if service else available_services():
-        svc = load_service(name)
+    for name in [service] if service else SERVICE_NAMES:
+        svc = service_of(name, settings)
         applied = apply(make_engine(settings, name), svc.migrations)
         console.print(f"{name}: " + (", ".join(applied) if applied else "up to date"))
 
@@ -76,7 +63,8 @@ def run(service: str = typer.Argument(..., help="|".join(SERVICE_NAMES))) -> Non
     """Run one service until SIGTERM."""
     from shared.runtime import run_service
 
-    run_service(load_service(service))
+    settings = Settings()
+    run_service(service_of(service, settings), settings)
 
 
 @app.command()
@@ -99,11 +87,10 @@ def simulate(
     seed: int = typer.Option(42, help="random seed (same seed, same events)"),
 ) -> None:
     """Play the card system and the customer channel against a running pipeline."""
-    from shared.registry import groups_of_pipeline
     from shared.tools.simulator import SimConfig, Simulator, wait_groups_idle
 
     settings = Settings()
-    groups = groups_of_pipeline(settings)
+    groups = registry.groups(settings)
     sim = Simulator(
         settings,
         SimConfig(accounts=accounts, days=days, seed=seed),
@@ -151,7 +138,7 @@ def bench(
 
     from shared.tools.bench import run_bench
 
-    services = service or available_services()
+    services = service or list(SERVICE_NAMES)
     if "purchases" in services and "purchases-rejects" not in services:
         services.insert(services.index("purchases") + 1, "purchases-rejects")
     run_bench(
@@ -249,7 +236,7 @@ def replay(
     if (to_offset is None) == (to_time is None):
         raise typer.BadParameter("give exactly one of --to-offset or --to-time")
     settings = Settings()
-    svc = load_service(service)
+    svc = service_of(service, settings)
     when = datetime.fromisoformat(to_time.replace("Z", "+00:00")) if to_time else None
     moves = plan_replay(settings, svc, to_offset=to_offset, to_time=when, topic=topic)
     for tp, (current, target) in sorted(moves.items()):
@@ -257,7 +244,7 @@ def replay(
     if dry_run:
         console.print("dry run: nothing moved")
         return
-    members = group_members(settings, settings.topic_prefix + svc.consumer_group)
+    members = group_members(settings, registry.group_name(settings, service))
     if members and not force:
         console.print(f"[red]{service} still has {members} running consumer(s); stop it first[/]")
         raise typer.Exit(2)
@@ -387,15 +374,8 @@ def _mount_optional() -> None:
     )
     from shared.ops.lag import lag_app
 
-    try:  # the collections team's view of open cases and the risk reserve
-        collections_cli = importlib.import_module("services.collections.cli")
-        app.add_typer(
-            collections_cli.app,
-            name="collections",
-            help="Collections: open cases by level, risk reserve.",
-        )
-    except ModuleNotFoundError:  # pragma: no cover
-        pass
+    for name, (service_app, help_text) in registry.SERVICE_CLIS.items():
+        app.add_typer(service_app, name=name, help=help_text)
 
     app.add_typer(lag_app, name="lag", help="Consumer-group lag: table, --json, --watch, exporter.")
 

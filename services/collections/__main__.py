@@ -1,7 +1,9 @@
 """python -m services.collections: run the collections service."""
 
-from services.collections.bootstrap import SERVICE
+from services.collections.bootstrap import build
 from shared.runtime import run_service
+from shared.runtime.settings import Settings
 
 if __name__ == "__main__":
-    run_service(SERVICE)
+    settings = Settings()
+    run_service(build(settings), settings)

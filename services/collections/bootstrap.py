@@ -1,4 +1,10 @@
-"""Wiring of the collections service."""
+"""Wiring of the collections service: ``build(settings)`` is its composition root.
+
+Importing this module reads no environment and no file; ``build`` does (the policy
+file named by the settings).
+"""
+
+from __future__ import annotations
 
 from services.collections.handlers import HANDLERS
 from services.collections.policy import load_policy
@@ -7,11 +13,13 @@ from services.collections.tables import MIGRATIONS
 from shared.runtime import Service
 from shared.runtime.settings import Settings
 
-SERVICE = Service(
-    name="collections",
-    consumes=["installments.plans.v1"],
-    handlers=HANDLERS,
-    migrations=MIGRATIONS,
-    policy=load_policy(Settings().policy_file),
-    repository=CollectionsRepository,
-)
+
+def build(settings: Settings) -> Service:
+    """The collections service, wired for ``settings``."""
+    return Service(
+        name="collections",
+        handlers=HANDLERS,
+        migrations=MIGRATIONS,
+        policy=load_policy(settings.policy_file),
+        repository=CollectionsRepository,
+    )

@@ -1,4 +1,10 @@
-"""Wiring of the offers service."""
+"""Wiring of the offers service: ``build(settings)`` is its composition root.
+
+Importing this module reads no environment and no file; ``build`` does (the policy
+file named by the settings).
+"""
+
+from __future__ import annotations
 
 from services.offers.handlers import HANDLERS
 from services.offers.policy import load_policy
@@ -7,18 +13,13 @@ from services.offers.tables import MIGRATIONS
 from shared.runtime import Service
 from shared.runtime.settings import Settings
 
-SERVICE = Service(
-    name="offers",
-    consumes=[
-        "purchases.recorded.v1",
-        "card.accounts.v1",
-        "installments.decisions.v1",
-        "card.payments.v1",
-        "card.business-days.v1",
-        "points.ledger.v1",
-    ],
-    handlers=HANDLERS,
-    migrations=MIGRATIONS,
-    policy=load_policy(Settings().policy_file),
-    repository=OffersRepository,
-)
+
+def build(settings: Settings) -> Service:
+    """The offers service, wired for ``settings``."""
+    return Service(
+        name="offers",
+        handlers=HANDLERS,
+        migrations=MIGRATIONS,
+        policy=load_policy(settings.policy_file),
+        repository=OffersRepository,
+    )

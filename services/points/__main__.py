@@ -1,7 +1,9 @@
 """python -m services.points: run the points service."""
 
-from services.points.bootstrap import SERVICE
+from services.points.bootstrap import build
 from shared.runtime import run_service
+from shared.runtime.settings import Settings
 
 if __name__ == "__main__":
-    run_service(SERVICE)
+    settings = Settings()
+    run_service(build(settings), settings)

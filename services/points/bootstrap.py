@@ -1,4 +1,10 @@
-"""Wiring of the points service."""
+"""Wiring of the points service: ``build(settings)`` is its composition root.
+
+Importing this module reads no environment and no file; ``build`` does (the policy
+file named by the settings).
+"""
+
+from __future__ import annotations
 
 from services.points.handlers import HANDLERS
 from services.points.policy import load_policy
@@ -7,11 +13,13 @@ from services.points.tables import MIGRATIONS
 from shared.runtime import Service
 from shared.runtime.settings import Settings
 
-SERVICE = Service(
-    name="points",
-    consumes=["purchases.recorded.v1", "card.accounts.v1", "installments.plans.v1"],
-    handlers=HANDLERS,
-    migrations=MIGRATIONS,
-    policy=load_policy(Settings().policy_file),
-    repository=PointsRepository,
-)
+
+def build(settings: Settings) -> Service:
+    """The points service, wired for ``settings``."""
+    return Service(
+        name="points",
+        handlers=HANDLERS,
+        migrations=MIGRATIONS,
+        policy=load_policy(settings.policy_file),
+        repository=PointsRepository,
+    )

@@ -1,7 +1,9 @@
 """python -m services.purchases: run the purchases service."""
 
-from services.purchases.bootstrap import SERVICE
+from services.purchases.bootstrap import build
 from shared.runtime import run_service
+from shared.runtime.settings import Settings
 
 if __name__ == "__main__":
-    run_service(SERVICE)
+    settings = Settings()
+    run_service(build(settings), settings)

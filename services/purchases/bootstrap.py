@@ -1,14 +1,23 @@
-"""Wiring of the purchases service."""
+"""Wiring of the purchases service: ``build(settings)`` is its composition root.
+
+Importing this module reads no environment and no file; ``build`` does (the policy
+file named by the settings).
+"""
+
+from __future__ import annotations
 
 from services.purchases.handlers import HANDLERS
 from services.purchases.repository import PurchasesRepository
 from services.purchases.tables import MIGRATIONS
 from shared.runtime import Service
+from shared.runtime.settings import Settings
 
-SERVICE = Service(
-    name="purchases",
-    consumes=["card.purchases.v1"],
-    handlers=HANDLERS,
-    migrations=MIGRATIONS,
-    repository=PurchasesRepository,
-)
+
+def build(settings: Settings) -> Service:
+    """The purchases service, wired for ``settings``."""
+    return Service(
+        name="purchases",
+        handlers=HANDLERS,
+        migrations=MIGRATIONS,
+        repository=PurchasesRepository,
+    )

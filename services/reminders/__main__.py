@@ -1,7 +1,9 @@
 """python -m services.reminders: run the reminders service."""
 
-from services.reminders.bootstrap import SERVICE
+from services.reminders.bootstrap import build
 from shared.runtime import run_service
+from shared.runtime.settings import Settings
 
 if __name__ == "__main__":
-    run_service(SERVICE)
+    settings = Settings()
+    run_service(build(settings), settings)

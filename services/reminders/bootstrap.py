@@ -1,4 +1,10 @@
-"""Wiring of the reminders service."""
+"""Wiring of the reminders service: ``build(settings)`` is its composition root.
+
+Importing this module reads no environment and no file; ``build`` does (the policy
+file named by the settings).
+"""
+
+from __future__ import annotations
 
 from services.reminders.handlers import HANDLERS
 from services.reminders.policy import load_policy
@@ -7,11 +13,13 @@ from services.reminders.tables import MIGRATIONS
 from shared.runtime import Service
 from shared.runtime.settings import Settings
 
-SERVICE = Service(
-    name="reminders",
-    consumes=["installments.plans.v1", "card.accounts.v1", "card.business-days.v1"],
-    handlers=HANDLERS,
-    migrations=MIGRATIONS,
-    policy=load_policy(Settings().policy_file),
-    repository=RemindersRepository,
-)
+
+def build(settings: Settings) -> Service:
+    """The reminders service, wired for ``settings``."""
+    return Service(
+        name="reminders",
+        handlers=HANDLERS,
+        migrations=MIGRATIONS,
+        policy=load_policy(settings.policy_file),
+        repository=RemindersRepository,
+    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import structlog
 from kafka import TopicPartition
@@ -18,14 +18,22 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from schemas import Envelope, encode, new_event, topic_for
+from schemas.registry import consumer_group
 from shared.runtime.db import (
     Migration,
     stored_offsets,
 )
 from shared.runtime.settings import Settings
 
-if TYPE_CHECKING:
-    from shared.runtime.base import RunnerBase
+
+class RunnerView(Protocol):
+    """What a :class:`Context` asks of the runner that runs it (the barrier)."""
+
+    group: str
+    barriers: dict[tuple[str, int, str], tuple[str, dict[int, int]]]
+
+    def end_offsets(self, topic: str) -> dict[int, int]: ...
+
 
 Handler = Callable[["Context", Envelope], None]
 
@@ -79,22 +87,28 @@ class Defer(Exception):
 
 @dataclass
 class Service:
-    """What a service is to the runtime: a name, its input topics and its handlers."""
+    """What a service is to the runtime: a name, its handlers (the topics it consumes
+    follow from them), its migrations, policy and batch repository."""
 
     name: str
-    consumes: Sequence[str]
     handlers: Mapping[str, Handler]
     migrations: Sequence[Migration]
     policy: Any = None
-    group_id: str | None = None
     #: Optional batch repository: ``repository(session)`` returns an object with
     #: ``load(events)`` (bulk-read what the batch touches) and ``save()`` (bulk-write
     #: what changed). Handlers then use ``ctx.repo`` instead of per-event SQL.
     repository: Callable[[Session], Any] | None = None
 
     @property
+    def consumes(self) -> list[str]:
+        """The contract topics of the event types it handles (each type has one topic),
+        in the order of the handler table."""
+        return list(dict.fromkeys(topic_for(event_type) for event_type in self.handlers))
+
+    @property
     def consumer_group(self) -> str:
-        return self.group_id or f"installments-{self.name}"
+        """Its consumer group without the topic prefix (``Settings.consumer_group`` adds it)."""
+        return consumer_group(self.name)
 
 
 @dataclass
@@ -104,7 +118,7 @@ class Context:
     service: Service
     settings: Settings
     session: Session
-    runner: RunnerBase
+    runner: RunnerView
     event: Envelope | None = None
     topic: str = ""
     partition: int = -1

@@ -39,7 +39,7 @@ class RunnerBase:
         self.settings = settings or Settings()
         self.engine = engine or make_engine(self.settings, service.name)
         # The topic prefix namespaces consumer groups too (tests, demo runs).
-        self.group = self.settings.topic_prefix + service.consumer_group
+        self.group = self.settings.consumer_group(service.name)
         self.stop_event = threading.Event()
         self.pending_seek: set[TopicPartition] = set()
         self.lock = threading.Lock()  # pending_seek / deferred_until are touched by callbacks

@@ -24,6 +24,8 @@ from urllib.parse import parse_qs, urlsplit
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.registry import consumer_group
+
 DEFAULT_SQLITE_URL = "sqlite:///.data/{service}.sqlite3"
 
 #: PostgreSQL ``sslmode`` values accepted in production (``verify-full`` recommended).
@@ -163,6 +165,12 @@ class Settings(BaseSettings):
     def topic(self, name: str) -> str:
         """The physical topic name for a contract topic name."""
         return f"{self.topic_prefix}{name}"
+
+    def consumer_group(self, service: str) -> str:
+        """The consumer group of a service, namespaced by the topic prefix like the topics
+        (tests, demo runs). The one place the prefix meets the group name; operations
+        ask ``shared.registry.group_name``."""
+        return f"{self.topic_prefix}{consumer_group(service)}"
 
     def contract_topic(self, physical: str) -> str:
         """The contract topic name for a physical one (strips the prefix)."""

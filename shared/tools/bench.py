@@ -17,7 +17,6 @@ Results go to ``docs/benchmarks/latest.json`` and ``latest.md``.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import platform
@@ -34,6 +33,7 @@ from typing import Any
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient
 
+from shared import registry
 from shared.runtime.settings import Settings
 from shared.runtime.topics import committed_offsets
 
@@ -287,9 +287,7 @@ class Bench:
         count = 0
         # Accounts only for a service that reads them: what it does not consume would
         # never be committed, and the run would wait for it until its timeout.
-        consumes = importlib.import_module(
-            f"services.{service_of(service)}.bootstrap"
-        ).SERVICE.consumes
+        consumes = registry.consumed_topics(settings, service_of(service))
         reads_accounts = "card.accounts.v1" in consumes
         for stream in (accounts(n_accounts) if reads_accounts else iter(()), events):
             for topic, key, value in stream:
@@ -352,7 +350,7 @@ class Bench:
             )
             for _ in range(processes)
         ]
-        group = settings.topic_prefix + f"installments-{service}"
+        group = registry.group_name(settings, service)
         admin = KafkaAdminClient(**settings.kafka_client_config())
         peak_kib = [0] * processes
         try:
@@ -506,7 +504,7 @@ class Bench:
     @staticmethod
     def _wait_group_stable(settings: Settings, service: str, members: int, timeout: float) -> None:
         """Until the service's consumer group is Stable with ``members`` members."""
-        group = settings.topic_prefix + f"installments-{service}"
+        group = registry.group_name(settings, service)
         admin = KafkaAdminClient(**settings.kafka_client_config())
         try:
             deadline = time.monotonic() + timeout

@@ -46,6 +46,7 @@ from typing import Any
 
 from schemas import TOPICS
 from shared.ops.invariants import OffsetWatch, check, read_raw
+from shared.registry import SERVICE_NAMES
 from shared.runtime.logging import get_logger
 from shared.runtime.settings import Settings
 from shared.tools.pipeline import Pipeline
@@ -412,9 +413,8 @@ def run_chaos(
 ) -> ChaosResult:
     """Calm run, chaos run, invariants, comparison. ``database_url_for(name)`` gives
     a fresh database URL for each run."""
-    from shared.cli import available_services
 
-    services = available_services()
+    services = list(SERVICE_NAMES)
     policy = workdir / "policy.yaml"
     workdir.mkdir(parents=True, exist_ok=True)
     policy.write_text(DEMO_POLICY_YAML)

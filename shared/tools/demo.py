@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from shared.ops.report import build_report, render_report
+from shared.registry import SERVICE_NAMES
 from shared.runtime.settings import Settings
 from shared.runtime.topics import committed_offsets
 from shared.tools.pipeline import Pipeline
@@ -70,9 +71,7 @@ def run_demo(
     console.print("[bold]2/6[/] topics")
     ensure_topics(settings)
 
-    from shared.cli import available_services
-
-    services = available_services()
+    services = list(SERVICE_NAMES)
     console.print(f"[bold]3/6[/] starting {len(services)} services: {', '.join(services)}")
     pipeline = Pipeline(settings, services, workdir / "logs")
     pipeline.start()

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from shared import registry
 from shared.runtime.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,7 +26,6 @@ class Pipeline:
         logdir: Path,
         extra_env: dict[str, str] | None = None,
     ) -> None:
-        from shared.registry import groups_of_pipeline
 
         self.settings = settings
         self.services = services
@@ -33,7 +33,7 @@ class Pipeline:
         logdir.mkdir(parents=True, exist_ok=True)
         self.groups = {
             g: t
-            for g, t in groups_of_pipeline(settings).items()
+            for g, t in registry.groups(settings).items()
             if g.removeprefix(settings.topic_prefix).removeprefix("installments-") in services
         }
         env = {k: v for k, v in os.environ.items() if not k.startswith("INSTALLMENTS_")}

@@ -11,13 +11,13 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import ProgrammingError
 
-from services.offers.bootstrap import SERVICE as OFFERS
 from services.offers.tables import business_days as offers_days
-from services.reminders.bootstrap import SERVICE as REMINDERS
 from services.reminders.tables import business_days as reminders_days
 from shared.ops.dlq import read_dead_letters, redrive
 from shared.runtime.db import make_engine
 from tests import factories as f
+from tests.builders.services import OFFERS as OFFERS
+from tests.builders.services import REMINDERS as REMINDERS
 from tests.support import Collector, Producer, running, wait_until
 
 pytestmark = pytest.mark.integration

@@ -26,11 +26,11 @@ from kafka.errors import (
 from kafka.producer.future import FutureRecordMetadata
 from kafka.structs import OffsetAndMetadata
 
-from services.purchases.bootstrap import SERVICE
 from shared.localstack.cluster import LocalCluster
 from shared.ops.invariants import check
 from shared.runtime.topics import ensure_topics
 from tests import factories as f
+from tests.builders.services import PURCHASES as SERVICE
 from tests.support import Collector, Producer, running, wait_until
 
 pytestmark = pytest.mark.integration

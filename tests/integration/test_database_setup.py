@@ -44,7 +44,7 @@ def test_concurrent_starts_create_each_schema_without_error(pg_database):
 
 def test_concurrent_starts_migrate_once(pg_database):
     settings = Settings(database_url=pg_database, environment="test")
-    from services.purchases.bootstrap import SERVICE
+    from tests.builders.services import PURCHASES as SERVICE
 
     applied: list[list[str]] = []
 

@@ -209,7 +209,7 @@ def _run(service: Any, tmp_path: Any, pg_database: str, messages: list[dict[str,
 
 
 def test_purchases_apply_the_extremes(pg_database, tmp_path):
-    from services.purchases.bootstrap import SERVICE
+    from tests.builders.services import PURCHASES as SERVICE
 
     _run(
         SERVICE,
@@ -227,7 +227,7 @@ def test_purchases_apply_the_extremes(pg_database, tmp_path):
 
 
 def test_offers_apply_the_extremes(pg_database, tmp_path):
-    from services.offers.bootstrap import SERVICE
+    from tests.builders.services import OFFERS as SERVICE
 
     plan_id = "plan-" + PURCHASE
     _run(
@@ -255,8 +255,8 @@ def test_offers_apply_the_extremes(pg_database, tmp_path):
 
 
 def test_points_apply_the_extremes(pg_database, tmp_path):
-    from services.points.bootstrap import SERVICE
     from services.points.tables import ledger, plans
+    from tests.builders.services import POINTS as SERVICE
 
     plan_id = _longest("plan_id", limits.DERIVED_ID_MAX)
     harness = _run(
@@ -282,7 +282,7 @@ def test_points_apply_the_extremes(pg_database, tmp_path):
 
 
 def test_reminders_apply_the_extremes(pg_database, tmp_path):
-    from services.reminders.bootstrap import SERVICE
+    from tests.builders.services import REMINDERS as SERVICE
 
     plan_id = _longest("plan_id", limits.DERIVED_ID_MAX)
     _run(
@@ -308,7 +308,7 @@ def test_reminders_apply_the_extremes(pg_database, tmp_path):
 
 
 def test_collections_apply_the_extremes(pg_database, tmp_path):
-    from services.collections.bootstrap import SERVICE
+    from tests.builders.services import COLLECTIONS as SERVICE
 
     plan_id = _longest("plan_id", limits.DERIVED_ID_MAX)
     _run(

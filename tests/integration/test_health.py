@@ -9,9 +9,9 @@ import urllib.request
 
 import pytest
 
-from services.purchases.bootstrap import SERVICE
 from shared.runtime import metrics
 from tests import factories as f
+from tests.builders.services import PURCHASES as SERVICE
 from tests.support import Collector, Producer, ServiceThread, wait_until
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,6 @@ from collections import Counter
 import pytest
 
 from schemas import decode
-from services.purchases.bootstrap import SERVICE
 from shared.runtime.logging import configure_logging, luhn_ok
 from shared.tools.hostile import (
     EXTREME_MAY_APPLY,
@@ -24,6 +23,7 @@ from shared.tools.hostile import (
     hostile_messages,
     valid_purchases,
 )
+from tests.builders.services import PURCHASES as SERVICE
 from tests.support import Collector, Producer, running
 
 pytestmark = pytest.mark.integration
@@ -86,7 +86,7 @@ def test_schema_valid_extremes_are_applied_or_dead_lettered_once(settings):
     """Every extreme of ``hostile.extreme_messages`` (and the business-day jumps) between
     valid purchases: each one applied or dead-lettered exactly once (the must-DLQ ones
     dead-lettered, with a reason), every valid purchase recorded once."""
-    from services.offers.bootstrap import SERVICE as OFFERS
+    from tests.builders.services import OFFERS as OFFERS
 
     producer = Producer(settings)
     account = "acc-extreme"

@@ -13,9 +13,9 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.partitioner.default import murmur2
 from sqlalchemy import create_engine, text
 
-from services.offers.bootstrap import SERVICE
 from shared.runtime.db import make_engine, stored_offsets
 from tests import factories as f
+from tests.builders.services import OFFERS as SERVICE
 from tests.harness import Harness
 from tests.support import Collector, Producer, ServiceThread, wait_until
 from tests.unit.offers.test_handlers_batch import (

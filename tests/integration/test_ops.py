@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from services.purchases.bootstrap import SERVICE
 from shared.ops.dlq import apply_replay, plan_replay, read_dead_letters, redrive
 from tests import factories as f
+from tests.builders.services import PURCHASES as SERVICE
 from tests.support import Collector, Producer, running
 
 pytestmark = pytest.mark.integration

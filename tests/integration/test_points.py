@@ -17,11 +17,11 @@ import pytest
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import DBAPIError
 
-from services.points.bootstrap import SERVICE as POINTS
 from services.points.tables import accounts, ledger, purchases
-from services.purchases.bootstrap import SERVICE as PURCHASES
 from shared.runtime.db import consumer_offsets, inbox, make_engine
 from tests import factories as f
+from tests.builders.services import POINTS as POINTS
+from tests.builders.services import PURCHASES as PURCHASES
 from tests.support import Collector, Producer, running, wait_until
 
 pytestmark = pytest.mark.integration
@@ -261,7 +261,7 @@ _OFFERS_READY = importlib.util.find_spec("services.offers.bootstrap") is not Non
 )
 def test_redemption_saga_with_the_offers_service(settings):
     """points.redeemed -> fee.waived (offers); too few points -> rejected, no waiver."""
-    from services.offers.bootstrap import SERVICE as OFFERS_SERVICE
+    from tests.builders.services import OFFERS as OFFERS_SERVICE
 
     producer = Producer(settings)
     out, offers, plans = (

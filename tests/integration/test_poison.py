@@ -28,12 +28,12 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.partitioner.default import murmur2
 
 from schemas.registry import dlq_topic
-from services.offers.bootstrap import SERVICE as OFFERS_SERVICE
-from services.points.bootstrap import SERVICE as POINTS_SERVICE
-from services.purchases.bootstrap import SERVICE as PURCHASES_SERVICE
 from shared.runtime.logging import configure_logging
 from shared.runtime.settings import Settings
 from tests import factories as f
+from tests.builders.services import OFFERS as OFFERS_SERVICE
+from tests.builders.services import POINTS as POINTS_SERVICE
+from tests.builders.services import PURCHASES as PURCHASES_SERVICE
 from tests.support import Collector, Producer, ServiceThread, start_process, wait_until
 
 try:  # the contract's size limits, defined once (schemas/limits.py)

@@ -11,10 +11,10 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 from sqlalchemy import func, select
 
-from services.purchases.bootstrap import SERVICE
 from services.purchases.tables import purchases
 from shared.runtime.db import make_engine
 from tests import factories as f
+from tests.builders.services import PURCHASES as SERVICE
 from tests.support import Collector, Producer, running, start_process, wait_until
 
 pytestmark = pytest.mark.integration
@@ -160,7 +160,7 @@ def test_sigterm_exits_cleanly_with_offsets_committed(settings, tmp_path):
     assert any(entry.get("event") == "service stopping" for entry in logs)
     consumer = KafkaConsumer(
         **settings.kafka_client_config(),
-        group_id=settings.topic_prefix + SERVICE.consumer_group,
+        group_id=settings.consumer_group(SERVICE.name),
         enable_auto_commit=False,
     )
     topic = settings.topic(IN)

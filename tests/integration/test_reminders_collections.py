@@ -32,14 +32,14 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient
 from sqlalchemy import select
 
-from services.collections.bootstrap import SERVICE as COLLECTIONS
 from services.collections.queries import open_cases, risk_reserve
-from services.offers.bootstrap import SERVICE as OFFERS
-from services.purchases.bootstrap import SERVICE as PURCHASES
-from services.reminders.bootstrap import SERVICE as REMINDERS
 from services.reminders.tables import reminders
 from shared.runtime.db import make_engine
 from tests import factories as f
+from tests.builders.services import COLLECTIONS as COLLECTIONS
+from tests.builders.services import OFFERS as OFFERS
+from tests.builders.services import PURCHASES as PURCHASES
+from tests.builders.services import REMINDERS as REMINDERS
 from tests.support import Collector, Producer, ServiceThread, envelope, running
 
 pytestmark = pytest.mark.integration

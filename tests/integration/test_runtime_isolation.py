@@ -61,7 +61,6 @@ def note_in_repository(ctx: Context, event: Any) -> None:
 def probe(handler: Any, repository: Any = None) -> Service:
     return Service(
         name="probe",
-        consumes=[PURCHASES],
         handlers={"purchase.posted": handler},
         migrations=MIGRATIONS,
         repository=repository,

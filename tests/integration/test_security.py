@@ -30,7 +30,6 @@ from kafka.errors import GroupAuthorizationFailedError, KafkaError, TopicAuthori
 from pydantic import ValidationError
 
 from schemas.asyncapi import SERVICES
-from services.purchases.bootstrap import SERVICE
 from shared.localstack.secure import (
     SCRAM_MECHANISM,
     Grant,
@@ -42,6 +41,7 @@ from shared.localstack.secure import (
 from shared.runtime.settings import Settings
 from shared.runtime.topics import contract_topics, ensure_topics
 from tests import factories as f
+from tests.builders.services import PURCHASES as SERVICE
 from tests.support import Collector, Producer, running, wait_until
 
 pytestmark = pytest.mark.integration

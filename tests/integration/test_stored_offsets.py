@@ -9,10 +9,10 @@ from __future__ import annotations
 import pytest
 from kafka import TopicPartition
 
-from services.purchases.bootstrap import SERVICE
 from shared.runtime import Fenced
 from shared.runtime.db import advance_offsets, load_offsets, utcnow
 from tests import factories as f
+from tests.builders.services import PURCHASES as SERVICE
 from tests.harness import Harness
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 from structlog.testing import capture_logs
 
-from services.collections.bootstrap import SERVICE
 from services.collections.domain import (
     CHARGED_OFF,
     CaseState,
@@ -27,6 +26,7 @@ from services.collections.domain import (
 )
 from services.collections.queries import outstanding_principal, risk_reserve
 from services.collections.tables import plans
+from tests.builders.services import COLLECTIONS as SERVICE
 from tests.harness import Harness
 from tests.support import envelope
 

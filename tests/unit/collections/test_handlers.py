@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from services.collections.bootstrap import SERVICE
 from services.collections.policy import CollectionsPolicy
 from services.collections.queries import case_history
 from services.collections.tables import cases
+from tests.builders.services import COLLECTIONS as SERVICE
 from tests.harness import Harness
 from tests.support import envelope
 

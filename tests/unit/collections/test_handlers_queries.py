@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from services.collections.bootstrap import SERVICE
 from services.collections.cli import app
 from services.collections.policy import DEFAULT_POLICY
 from services.collections.queries import (
@@ -20,6 +19,7 @@ from services.collections.queries import (
     reserve_totals,
     risk_reserve,
 )
+from tests.builders.services import COLLECTIONS as SERVICE
 from tests.harness import Harness
 from tests.support import envelope
 

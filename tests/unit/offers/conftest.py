@@ -2,7 +2,7 @@
 
 import pytest
 
-from services.offers.bootstrap import SERVICE
+from tests.builders.services import OFFERS as SERVICE
 from tests.harness import Harness
 
 

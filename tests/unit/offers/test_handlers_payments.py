@@ -3,9 +3,9 @@
 from dataclasses import replace
 from decimal import Decimal as D
 
-from services.offers.bootstrap import SERVICE
 from services.offers.policy import OffersPolicy, load_policy
 from tests import factories as f
+from tests.builders.services import OFFERS as SERVICE
 from tests.harness import Harness
 from tests.support import envelope
 from tests.unit.offers.test_handlers_builders import (

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from services.points.bootstrap import SERVICE
 from services.points.repository import PointsRepository
 from services.points.tables import accounts, ledger, plans, purchases
 from tests import factories as f
+from tests.builders.services import POINTS as SERVICE
 from tests.harness import Emitted, Harness
 from tests.unit.points.test_handlers import (
     ACCOUNTS,

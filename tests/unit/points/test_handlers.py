@@ -19,11 +19,11 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import DatabaseError
 
 from schemas import Envelope
-from services.points.bootstrap import SERVICE
 from services.points.policy import PointsPolicy
 from services.points.tables import accounts, ledger, plans, purchases
 from shared.runtime.db import consumer_offsets
 from tests import factories as f
+from tests.builders.services import POINTS as SERVICE
 from tests.harness import Harness
 from tests.support import envelope
 

@@ -17,9 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from services.points.bootstrap import SERVICE
 from services.points.tables import plans, purchases
 from tests import factories as f
+from tests.builders.services import POINTS as SERVICE
 from tests.harness import Harness
 from tests.unit.points.test_handlers import (
     ACCOUNTS,

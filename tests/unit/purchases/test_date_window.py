@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.purchases.bootstrap import SERVICE
 from tests import factories as f
+from tests.builders.services import PURCHASES as SERVICE
 from tests.harness import Harness
 
 IN, OUT = "card.purchases.v1", "purchases.recorded.v1"

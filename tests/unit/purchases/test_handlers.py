@@ -2,8 +2,8 @@
 
 import pytest
 
-from services.purchases.bootstrap import SERVICE
 from tests import factories as f
+from tests.builders.services import PURCHASES as SERVICE
 from tests.harness import Harness
 
 IN = "card.purchases.v1"

@@ -9,9 +9,9 @@ import pytest
 from kafka import TopicPartition
 from sqlalchemy import select
 
-from services.reminders.bootstrap import SERVICE
 from services.reminders.tables import reminders
 from tests import factories as f
+from tests.builders.services import REMINDERS as SERVICE
 from tests.harness import Harness
 from tests.support import envelope
 

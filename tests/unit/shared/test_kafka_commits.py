@@ -8,9 +8,9 @@ from typing import Any
 from kafka import TopicPartition
 from kafka.errors import RebalanceInProgressError
 
-from services.purchases.bootstrap import SERVICE
 from shared.runtime import Runner
 from shared.runtime.settings import Settings
+from tests.builders.services import PURCHASES as SERVICE
 
 TP = TopicPartition("card.purchases.v1", 0)
 

@@ -75,7 +75,6 @@ def b(tmp_path) -> Iterator[Barrier]:
     probe = Probe()
     service = Service(
         name="barrier",
-        consumes=[ACCOUNTS, PURCHASES],
         handlers={"account.upserted": probe.account, "purchase.posted": probe.purchase},
         migrations=[],
     )

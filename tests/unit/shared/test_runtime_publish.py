@@ -7,9 +7,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
-from services.purchases.bootstrap import SERVICE
 from shared.runtime.db import outbox
 from tests import factories as f
+from tests.builders.services import PURCHASES as SERVICE
 from tests.harness import Harness
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.purchases.bootstrap import SERVICE as PURCHASES_SERVICE
 from shared.runtime import Context, Reject, Service
 from tests import factories as f
+from tests.builders.services import PURCHASES as PURCHASES_SERVICE
 from tests.harness import Harness
 
 PURCHASES = "card.purchases.v1"
@@ -43,7 +43,6 @@ def handler(ctx: Context, event: Any) -> None:
 def service() -> Service:
     return Service(
         name="probe",
-        consumes=[PURCHASES],
         handlers={"purchase.posted": handler},
         migrations=[],
         repository=CountingRepository,

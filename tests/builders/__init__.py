@@ -1,0 +1,2 @@
+"""Everything tests build: messages (``messages``), events the services emit
+(``emitted``), the services themselves (``services``)."""
