@@ -231,7 +231,7 @@ def replay(
     """Replay a (stopped) service from an offset or a time; effects stay exactly once."""
     from datetime import datetime
 
-    from shared.ops.dlq import apply_replay, group_members, plan_replay
+    from shared.ops.replay import apply_replay, group_members, plan_replay
 
     if (to_offset is None) == (to_time is None):
         raise typer.BadParameter("give exactly one of --to-offset or --to-time")

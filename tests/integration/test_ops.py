@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared.ops.dlq import apply_replay, plan_replay, read_dead_letters, redrive
+from shared.ops.dlq import read_dead_letters, redrive
+from shared.ops.replay import apply_replay, plan_replay
 from tests import factories as f
 from tests.builders.services import PURCHASES as SERVICE
 from tests.support import Collector, Producer, running
