@@ -309,6 +309,247 @@ def is_expired(expires_on: date, business_date: date) -> bool:
     return business_date >= expires_on
 
 
+# ------------------------------------------------------------------ decisions
+# The handlers load the facts, call one of these, and map what it returns to state
+# changes and events (services/offers/handlers.py). Nothing here reads or writes state.
+
+
+@dataclass(frozen=True)
+class AutoConvertSettings:
+    """An account's opt-in to auto-conversion (``account.upserted``'s ``auto_convert``)."""
+
+    enabled: bool = False
+    threshold: Decimal | None = None
+    tenor_months: int | None = None
+
+    def applies_to(self, amount: Decimal) -> bool:
+        """Opted in, with a threshold the amount reaches."""
+        return self.enabled and self.threshold is not None and amount >= self.threshold
+
+
+@dataclass(frozen=True)
+class PlanTerms:
+    """What a new plan is built from: its principal, the chosen option (tenor, total fee,
+    APR), the date its due dates count from, and how the schedule is split."""
+
+    principal: Decimal
+    option: OfferOption
+    posted_on: date
+    remainder: Placement = "first"
+    minor_digits: int = 2
+
+    @property
+    def tenor_months(self) -> int:
+        return self.option.tenor_months
+
+    def schedule(self) -> list[Installment]:
+        """The plan's installments (`build_schedule`): Σ principal == principal and
+        Σ fee == the option's total fee, exactly."""
+        return build_schedule(
+            self.principal,
+            self.option.total_fee,
+            self.option.tenor_months,
+            self.posted_on,
+            self.remainder,
+            self.minor_digits,
+        )
+
+
+@dataclass(frozen=True)
+class NotEligible:
+    """`offer.not-eligible` with every failing reason (`eligibility_reasons`' order, then
+    ``currency_mismatch``)."""
+
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ConvertNow:
+    """Auto-convert: a plan at the account's tenor at once, no offer."""
+
+    terms: PlanTerms
+
+
+@dataclass(frozen=True)
+class MakeOffer:
+    """`offer.made`: the options (one per tenor, ascending), the last acceptable day and
+    the promotion applied (None: none). `auto_convert_tenor_not_offered` is True when the
+    account opted in and the amount reached its threshold but its auto-convert tenor is
+    not on the account's menu (the handler logs it)."""
+
+    options: tuple[OfferOption, ...]
+    expires_on: date
+    promotion: str | None
+    auto_convert_tenor_not_offered: bool = False
+
+
+OfferDecision = NotEligible | ConvertNow | MakeOffer
+
+
+def decide_offer(
+    account: AccountView | None,
+    account_currency: str | None,
+    auto_convert: AutoConvertSettings,
+    purchase: PurchaseFacts,
+    currency: str,
+    owed: list[InstallmentState],
+    flagged_overdue: bool,
+    policy: OffersPolicy,
+    minor_digits: int = 2,
+) -> OfferDecision:
+    """What a recorded purchase becomes: not eligible, a plan at once, or an offer.
+
+    - Not eligible: `eligibility_reasons` (every failing one), plus ``currency_mismatch``
+      when the account is known in another currency. The account has an overdue
+      installment when the last end of day flagged it (`flagged_overdue`) and no payment
+      cured it since, or when an installment of `owed` due before the posting date is
+      unpaid; the outstanding principal is what `owed` still has due.
+    - Auto-convert: the account opted in and the amount reaches its threshold: a plan at
+      the account's tenor with that tenor's option, counting from the posting date.
+      When that tenor is not on the account's menu, an ordinary offer is made instead.
+    - Otherwise an offer: `offer_options`, expiring `offer_expires_on(posted_on)`.
+    """
+    outstanding = sum((i.principal_due for i in owed), ZERO)
+    has_overdue = flagged_overdue or delinquency(owed, purchase.posted_on) is not None
+    reasons = eligibility_reasons(account, purchase, outstanding, has_overdue, policy)
+    if account_currency is not None and account_currency != currency:
+        reasons.append("currency_mismatch")
+    if reasons:
+        return NotEligible(tuple(reasons))
+    assert account is not None  # an unknown account always has a reason
+    options, promotion = offer_options(purchase.amount, account, purchase, policy, minor_digits)
+    missing_tenor = False
+    if auto_convert.applies_to(purchase.amount):
+        tenor = auto_convert.tenor_months
+        by_tenor = {o.tenor_months: o for o in options}
+        chosen = by_tenor.get(tenor) if tenor is not None else None
+        if chosen is not None:
+            return ConvertNow(
+                PlanTerms(
+                    purchase.amount,
+                    chosen,
+                    purchase.posted_on,
+                    policy.remainder_placement,
+                    minor_digits,
+                )
+            )
+        missing_tenor = True
+    return MakeOffer(
+        tuple(options),
+        offer_expires_on(purchase.posted_on, policy),
+        promotion,
+        missing_tenor,
+    )
+
+
+@dataclass(frozen=True)
+class OfferView:
+    """What the acceptance rules need to know about an offer."""
+
+    offer_id: str
+    purchase_id: str
+    account_id: str
+    principal: Decimal
+    status: str  # open | accepted | declined | expired | refunded
+
+
+#: offer status -> the offer.rejected reason for a decision that finds it in that status.
+REJECTED_BECAUSE = {
+    "accepted": "already_converted",
+    "declined": "declined",
+    "expired": "expired",
+    "refunded": "refunded",
+}
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """`offer.rejected` with `reason`; `purchase_id` is the offer's (None for an unknown
+    offer). `not_eligible` says which eligibility rules failed (for the log)."""
+
+    reason: str
+    purchase_id: str | None = None
+    not_eligible: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CreatePlan:
+    """Close the offer as accepted and create its plan on these terms."""
+
+    terms: PlanTerms
+    redeem_points: int = 0
+
+
+AcceptanceDecision = Rejected | CreatePlan
+
+
+def decide_acceptance(
+    account_id: str,
+    tenor_months: int,
+    redeem_points: int | None,
+    offer: OfferView | None,
+    already_planned: bool,
+    option: OfferOption | None,
+    account: AccountView | None,
+    purchase: PurchaseFacts | None,
+    owed: list[InstallmentState],
+    flagged_overdue: bool,
+    policy: OffersPolicy,
+    minor_digits: int = 2,
+) -> AcceptanceDecision:
+    """`offer.accepted` by `account_id` for `tenor_months`: a plan, or the reason it is
+    rejected, in this order:
+
+    ``unknown_offer`` (no such offer, or another account's); ``already_converted`` /
+    ``declined`` / ``expired`` / ``refunded`` (the offer is no longer open); also
+    ``already_converted`` when the purchase has a plan (`already_planned`);
+    ``invalid_tenor`` (`option`, the offer's option for that tenor, is None);
+    ``not_eligible`` (the account stopped being eligible since the offer: not active,
+    flagged overdue by an end of day, risk score, or the installment limit, counting the
+    principal still due on `owed`, has no room for this principal).
+    The plan counts from the purchase's posting date; `redeem_points` (None: 0) goes
+    with it.
+    """
+    if offer is None or offer.account_id != account_id:
+        return Rejected("unknown_offer")
+    if offer.status != "open":
+        return Rejected(REJECTED_BECAUSE[offer.status], offer.purchase_id)
+    if already_planned:
+        return Rejected("already_converted", offer.purchase_id)
+    if option is None:
+        return Rejected("invalid_tenor", offer.purchase_id)
+    assert purchase is not None, "an offer's purchase is recorded with it"
+    reasons = eligibility_reasons(
+        account,
+        purchase,
+        sum((i.principal_due for i in owed), ZERO),
+        flagged_overdue,
+        policy,
+    )
+    if reasons:
+        return Rejected("not_eligible", offer.purchase_id, tuple(reasons))
+    terms = PlanTerms(
+        offer.principal, option, purchase.posted_on, policy.remainder_placement, minor_digits
+    )
+    return CreatePlan(terms, redeem_points or 0)
+
+
+DeclineDecision = Literal["decline", "already_declined"] | Rejected
+
+
+def decide_decline(account_id: str, offer: OfferView | None) -> DeclineDecision:
+    """`offer.declined` by `account_id`: close the open offer (``decline``), ignore a
+    second decline (``already_declined``), or reject: ``unknown_offer`` (no such offer
+    or another account's), ``already_converted`` / ``expired`` / ``refunded``."""
+    if offer is None or offer.account_id != account_id:
+        return Rejected("unknown_offer")
+    if offer.status == "declined":
+        return "already_declined"
+    if offer.status != "open":
+        return Rejected(REJECTED_BECAUSE[offer.status], offer.purchase_id)
+    return "decline"
+
+
 # ------------------------------------------------------------------ plan state
 
 

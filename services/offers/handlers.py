@@ -26,6 +26,7 @@ Conventions:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from decimal import ROUND_DOWN, Decimal
 
@@ -57,6 +58,7 @@ from services.offers import domain
 from services.offers.policy import OffersPolicy
 from services.offers.repository import (
     Account,
+    Keys,
     Offer,
     OffersRepository,
     Plan,
@@ -71,15 +73,6 @@ ZERO = Decimal(0)
 PAYMENTS_TOPIC = "card.payments.v1"
 ACCOUNTS_TOPIC = "card.accounts.v1"
 DAYS_TOPIC = "card.business-days.v1"
-
-#: offer status -> the offer.rejected reason for a decision that finds it in that status.
-REJECTED_BECAUSE = {
-    "accepted": "already_converted",
-    "declined": "declined",
-    "expired": "expired",
-    "refunded": "refunded",
-}
-
 
 # ---------------------------------------------------------------- small helpers
 
@@ -121,25 +114,16 @@ def _create_plan(
     *,
     purchase_id: str,
     account_id: str,
-    principal: Decimal,
     currency: str,
-    posted_on: date,
-    option: domain.OfferOption,
+    terms: domain.PlanTerms,
     offer_id: str | None,
     auto_converted: bool,
     redeem_points: int,
 ) -> None:
-    """Write a plan and its schedule; emit plan.created."""
-    policy = _policy(ctx)
+    """Write a plan and its schedule (``terms.schedule()``); emit plan.created."""
     plan_id = plan_id_for(purchase_id)
-    schedule = domain.build_schedule(
-        principal,
-        option.total_fee,
-        option.tenor_months,
-        posted_on,
-        policy.remainder_placement,
-        _digits(currency),
-    )
+    option = terms.option
+    schedule = terms.schedule()
     assert ctx.event is not None
     repo: OffersRepository = ctx.repo
     repo.add_plan(
@@ -148,14 +132,14 @@ def _create_plan(
             purchase_id=purchase_id,
             offer_id=offer_id,
             account_id=account_id,
-            principal=principal,
+            principal=terms.principal,
             currency=currency,
             tenor_months=option.tenor_months,
             total_fee=option.total_fee,
             apr=str(option.apr),
             auto_converted=auto_converted,
             redeem_points=redeem_points,
-            posted_on=posted_on,
+            posted_on=terms.posted_on,
             plan_order=repo.plan_count(account_id) + 1,
             status="active",
             principal_returned=ZERO,
@@ -171,7 +155,7 @@ def _create_plan(
             offer_id=offer_id,
             purchase_id=purchase_id,
             account_id=account_id,
-            principal=principal,
+            principal=terms.principal,
             currency=currency,
             tenor_months=option.tenor_months,
             total_fee=option.total_fee,
@@ -287,12 +271,15 @@ def _emit_cure_if_cured(
 
 
 def _reject_decision(
-    ctx: Context, offer_id: str, account_id: str, purchase_id: str | None, reason: str
+    ctx: Context, offer_id: str, account_id: str, rejected: domain.Rejected
 ) -> None:
     ctx.emit(
         "offer.rejected",
         OfferRejected(
-            offer_id=offer_id, account_id=account_id, purchase_id=purchase_id, reason=reason
+            offer_id=offer_id,
+            account_id=account_id,
+            purchase_id=rejected.purchase_id,
+            reason=rejected.reason,
         ),
         rule="rejected",
         subject=account_id,
@@ -351,7 +338,6 @@ def offer_purchase(ctx: Context, event: Envelope) -> None:
     row = repo.account(p.account_id)
     if row is None:  # not known yet, or not at all: first apply the accounts published
         ctx.wait_for(ACCOUNTS_TOPIC, "accounts")
-    account = row.view() if row is not None else None
     facts = domain.PurchaseFacts(
         amount=p.amount,
         mcc=p.merchant.mcc,
@@ -359,34 +345,29 @@ def offer_purchase(ctx: Context, event: Envelope) -> None:
         merchant_id=p.merchant.merchant_id,
         category=p.merchant.category,
     )
-    owed = repo.open_installments(p.account_id)
-    outstanding = sum((i.principal_due for i in owed), ZERO)
-    has_overdue = (
-        repo.position(p.account_id).overdue_as_of is not None
-        or domain.delinquency(owed, facts.posted_on) is not None
+    decision = domain.decide_offer(
+        row.view() if row is not None else None,
+        row.currency if row is not None else None,
+        row.auto_convert() if row is not None else domain.AutoConvertSettings(),
+        facts,
+        p.currency,
+        repo.open_installments(p.account_id),
+        repo.position(p.account_id).overdue_as_of is not None,
+        policy,
+        _digits(p.currency),
     )
-    reasons = domain.eligibility_reasons(account, facts, outstanding, has_overdue, policy)
-    if row is not None and row.currency != p.currency:
-        reasons.append("currency_mismatch")
-
-    options: list[domain.OfferOption] = []
-    promotion: str | None = None
-    auto_option: domain.OfferOption | None = None
-    if not reasons:
-        assert account is not None and row is not None
-        options, promotion = domain.offer_options(
-            p.amount, account, facts, policy, _digits(p.currency)
+    if isinstance(decision, domain.MakeOffer) and decision.auto_convert_tenor_not_offered:
+        ctx.log.warning(
+            "auto-convert tenor not offered to this account; making an offer",
+            tenor=row.auto_convert_tenor if row is not None else None,
         )
-        threshold, tenor = row.auto_convert_threshold, row.auto_convert_tenor
-        if row.auto_convert_enabled and threshold is not None and p.amount >= threshold:
-            by_tenor = {o.tenor_months: o for o in options}
-            auto_option = by_tenor.get(tenor) if tenor is not None else None
-            if auto_option is None:
-                ctx.log.warning(
-                    "auto-convert tenor not offered to this account; making an offer",
-                    tenor=row.auto_convert_tenor,
-                )
-    outcome = "not_eligible" if reasons else "auto_converted" if auto_option else "offered"
+    outcome = (
+        "not_eligible"
+        if isinstance(decision, domain.NotEligible)
+        else "auto_converted"
+        if isinstance(decision, domain.ConvertNow)
+        else "offered"
+    )
     repo.add_purchase(
         Purchase(
             purchase_id=p.purchase_id,
@@ -402,23 +383,23 @@ def offer_purchase(ctx: Context, event: Envelope) -> None:
             event_id=event.id,
         )
     )
-    if reasons:
+    if isinstance(decision, domain.NotEligible):
         ctx.emit(
             "offer.not-eligible",
-            OfferNotEligible(purchase_id=p.purchase_id, account_id=p.account_id, reasons=reasons),
+            OfferNotEligible(
+                purchase_id=p.purchase_id, account_id=p.account_id, reasons=list(decision.reasons)
+            ),
             rule="not-eligible",
             subject=p.account_id,
         )
         return
-    if auto_option is not None:
+    if isinstance(decision, domain.ConvertNow):
         _create_plan(
             ctx,
             purchase_id=p.purchase_id,
             account_id=p.account_id,
-            principal=p.amount,
             currency=p.currency,
-            posted_on=facts.posted_on,
-            option=auto_option,
+            terms=decision.terms,
             offer_id=None,
             auto_converted=True,
             redeem_points=0,
@@ -426,7 +407,6 @@ def offer_purchase(ctx: Context, event: Envelope) -> None:
         return
 
     offer_id = offer_id_for(p.purchase_id)
-    expires_on = domain.offer_expires_on(facts.posted_on, policy)
     repo.add_offer(
         Offer(
             offer_id=offer_id,
@@ -434,13 +414,13 @@ def offer_purchase(ctx: Context, event: Envelope) -> None:
             account_id=p.account_id,
             principal=p.amount,
             currency=p.currency,
-            expires_on=expires_on,
-            promotion=promotion,
+            expires_on=decision.expires_on,
+            promotion=decision.promotion,
             status="open",
             open=True,
             event_id=event.id,
         ),
-        options,
+        list(decision.options),
     )
     ctx.emit(
         "offer.made",
@@ -450,8 +430,8 @@ def offer_purchase(ctx: Context, event: Envelope) -> None:
             account_id=p.account_id,
             principal=p.amount,
             currency=p.currency,
-            expires_on=expires_on,
-            promotion=promotion,
+            expires_on=decision.expires_on,
+            promotion=decision.promotion,
             options=[
                 OfferOption(
                     tenor_months=o.tenor_months,
@@ -462,7 +442,7 @@ def offer_purchase(ctx: Context, event: Envelope) -> None:
                     regular_installment=o.regular_installment,
                     apr=o.apr,
                 )
-                for o in options
+                for o in decision.options
             ],
         ),
         rule="offer",
@@ -471,62 +451,46 @@ def offer_purchase(ctx: Context, event: Envelope) -> None:
 
 
 def accept_offer(ctx: Context, event: Envelope) -> None:
-    """offer.accepted -> plan.created at the chosen tenor, or offer.rejected with a reason.
-
-    Rejected, in this order: ``unknown_offer`` (no such offer for this account);
-    ``already_converted`` / ``declined`` / ``expired`` / ``refunded`` (the offer is no
-    longer open: accepted before, declined, expired by an end of day, or its purchase was
-    refunded); ``invalid_tenor`` (not one of the offer's options); ``not_eligible`` (the
-    account stopped being eligible since the offer: not active, found overdue, risk
-    score, or the installment limit no longer has room for this principal).
+    """offer.accepted -> plan.created at the chosen tenor, or offer.rejected with a reason
+    (``domain.decide_acceptance``: ``unknown_offer``, ``already_converted`` /
+    ``declined`` / ``expired`` / ``refunded``, ``invalid_tenor``, ``not_eligible``).
     ``redeem_points`` (default 0) is copied onto plan.created for the points service.
     """
     a: OfferAccepted = event.data
     repo: OffersRepository = ctx.repo
     offer = repo.offer(a.offer_id)
-    if offer is None or offer.account_id != a.account_id:
-        _reject_decision(ctx, a.offer_id, a.account_id, None, "unknown_offer")
-        return
-    if offer.status != "open":
-        _reject_decision(
-            ctx, a.offer_id, a.account_id, offer.purchase_id, REJECTED_BECAUSE[offer.status]
-        )
-        return
-    if repo.plan(plan_id_for(offer.purchase_id)) is not None:
-        _reject_decision(ctx, a.offer_id, a.account_id, offer.purchase_id, "already_converted")
-        return
-    option = repo.offer_option(a.offer_id, a.tenor_months)
-    if option is None:
-        _reject_decision(ctx, a.offer_id, a.account_id, offer.purchase_id, "invalid_tenor")
-        return
-    purchase = repo.purchase(offer.purchase_id)
-    assert purchase is not None, "an offer's purchase is recorded with it"
+    purchase = repo.purchase(offer.purchase_id) if offer is not None else None
     account = repo.account(a.account_id)
-    owed = repo.open_installments(a.account_id)
-    reasons = domain.eligibility_reasons(
+    decision = domain.decide_acceptance(
+        a.account_id,
+        a.tenor_months,
+        a.redeem_points,
+        offer.view() if offer is not None else None,
+        offer is not None and repo.plan(plan_id_for(offer.purchase_id)) is not None,
+        repo.offer_option(a.offer_id, a.tenor_months),
         account.view() if account is not None else None,
-        purchase.facts(),
-        sum((i.principal_due for i in owed), ZERO),
+        purchase.facts() if purchase is not None else None,
+        repo.open_installments(a.account_id),
         repo.position(a.account_id).overdue_as_of is not None,
         _policy(ctx),
+        _digits(offer.currency) if offer is not None else 2,
     )
-    if reasons:
-        ctx.log.info("acceptance no longer eligible", reasons=reasons)
-        _reject_decision(ctx, a.offer_id, a.account_id, offer.purchase_id, "not_eligible")
+    if isinstance(decision, domain.Rejected):
+        if decision.not_eligible:
+            ctx.log.info("acceptance no longer eligible", reasons=list(decision.not_eligible))
+        _reject_decision(ctx, a.offer_id, a.account_id, decision)
         return
-
+    assert offer is not None
     repo.close_offer(a.offer_id, "accepted")
     _create_plan(
         ctx,
         purchase_id=offer.purchase_id,
         account_id=offer.account_id,
-        principal=offer.principal,
         currency=offer.currency,
-        posted_on=purchase.posted_on,
-        option=option,
+        terms=decision.terms,
         offer_id=offer.offer_id,
         auto_converted=False,
-        redeem_points=a.redeem_points or 0,
+        redeem_points=decision.redeem_points,
     )
 
 
@@ -535,22 +499,18 @@ def decline_offer(ctx: Context, event: Envelope) -> None:
 
     A decline that cannot apply gets offer.rejected (``unknown_offer``,
     ``already_converted``, ``expired``, ``refunded``); declining twice is harmless and
-    ignored.
+    ignored (``domain.decide_decline``).
     """
     d: OfferDeclined = event.data
-    offer = ctx.repo.offer(d.offer_id)
-    if offer is None or offer.account_id != d.account_id:
-        _reject_decision(ctx, d.offer_id, d.account_id, None, "unknown_offer")
-        return
-    if offer.status == "declined":
+    repo: OffersRepository = ctx.repo
+    offer = repo.offer(d.offer_id)
+    decision = domain.decide_decline(d.account_id, offer.view() if offer is not None else None)
+    if isinstance(decision, domain.Rejected):
+        _reject_decision(ctx, d.offer_id, d.account_id, decision)
+    elif decision == "already_declined":
         ctx.log.info("offer already declined", offer_id=d.offer_id)
-        return
-    if offer.status != "open":
-        _reject_decision(
-            ctx, d.offer_id, d.account_id, offer.purchase_id, REJECTED_BECAUSE[offer.status]
-        )
-        return
-    ctx.repo.close_offer(d.offer_id, "declined")
+    else:
+        repo.close_offer(d.offer_id, "declined")
 
 
 def refund_purchase(ctx: Context, event: Envelope) -> None:
@@ -829,4 +789,31 @@ HANDLERS: dict[str, Handler] = {
     "payment.received": apply_payment,
     "business-day.closed": close_business_day,
     "points.redeemed": waive_fees_for_points,
+}
+
+#: What each handler needs preloaded (event type -> the keys the batch repository reads
+#: for it, once per batch: ``OffersRepository.load``). An account named is read with its
+#: position, every plan and the open installments; an offer with its purchase and account.
+PRELOAD: dict[str, Callable[[Envelope], Keys]] = {
+    "account.upserted": lambda e: Keys(accounts=(e.data.account_id,)),
+    "purchase.recorded": lambda e: Keys(
+        accounts=(e.data.account_id,), purchases=(e.data.purchase_id,)
+    ),
+    "refund.recorded": lambda e: Keys(
+        accounts=(e.data.account_id,),
+        purchases=(e.data.purchase_id,),
+        offers=(offer_id_for(e.data.purchase_id),),
+        plans=(plan_id_for(e.data.purchase_id),),
+        refunds=(e.data.refund_id,),
+    ),
+    "offer.accepted": lambda e: Keys(
+        accounts=(e.data.account_id,), offers=(e.data.offer_id,), options=(e.data.offer_id,)
+    ),
+    "offer.declined": lambda e: Keys(accounts=(e.data.account_id,), offers=(e.data.offer_id,)),
+    "payment.received": lambda e: Keys(
+        accounts=(e.data.account_id,), payments=(e.data.payment_id,)
+    ),
+    # the end of day pulls in the accounts owing and the offers expiring itself
+    "business-day.closed": lambda e: Keys(days=(e.data.business_date,)),
+    "points.redeemed": lambda e: Keys(accounts=(e.data.account_id,), plans=(e.data.plan_id,)),
 }

@@ -1,13 +1,20 @@
 """The offers service's batch repository: one read per table per batch, one write per change.
 
-``load(events)`` reads everything a batch of events touches, one query per table:
+``load(events)`` reads everything a batch of events touches, one query per table. What
+each event needs is the ``PRELOAD`` table next to ``HANDLERS`` in ``handlers.py`` (event
+type -> :class:`Keys`):
 
-- the accounts named by the events (their ``accounts`` row, their ``positions`` row, ALL
-  their plans and their open installments: what eligibility, payments and plan creation
-  need), plus the plans (and every installment) refunds name;
-- the offers decisions and refunds name (``offer_id`` is ``off-<purchase_id>``), the
-  options of the offers accepted, the purchases seen (dedupe, acceptance facts, refunds);
+- the accounts named (their ``accounts`` row, their ``positions`` row, ALL their plans and
+  their open installments: what eligibility, payments and plan creation need), plus the
+  plans named whole (every installment: refunds, waivers);
+- the offers named (``offer_id`` is ``off-<purchase_id>``; with each its purchase and its
+  account, as above), the options of the offers accepted, the purchases named (dedupe,
+  acceptance facts, refunds);
 - the payment and refund ids already applied, the business dates already closed.
+
+A getter asked for a key the batch did not load raises :class:`NotLoaded` (a programming
+error: the preload table misses a key); a key that was loaded and does not exist answers
+None (or False). Rows added during the batch count as loaded.
 
 Handlers read and change this in-memory view (``ctx.repo``): reads return immutable
 values, changes go through the methods below, so a later event of the same batch sees the
@@ -26,7 +33,7 @@ so it reads and writes through the same view as every other handler.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import date
 from decimal import Decimal
 from functools import cache
@@ -35,7 +42,6 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select, union
 from sqlalchemy.orm import Session
 
-from schemas.envelope import payload_account_id
 from services.offers import domain
 from services.offers.tables import (
     accounts,
@@ -62,6 +68,49 @@ def offer_id_for(purchase_id: str) -> str:
 
 def plan_id_for(purchase_id: str) -> str:
     return f"plan-{purchase_id}"
+
+
+class NotLoaded(KeyError):
+    """A getter was asked for a key the batch did not preload: the ``PRELOAD`` table in
+    ``handlers.py`` misses it (a programming error, not an absent row)."""
+
+
+@dataclass(frozen=True)
+class Keys:
+    """What one event needs loaded (the values of ``handlers.PRELOAD``)."""
+
+    #: account row, position, every plan and the open installments of each
+    accounts: tuple[str, ...] = ()
+    #: purchase rows
+    purchases: tuple[str, ...] = ()
+    #: offer rows (with each its purchase and its account, as ``accounts``)
+    offers: tuple[str, ...] = ()
+    #: the options of these offers
+    options: tuple[str, ...] = ()
+    #: plans loaded whole (the plan row and every installment, paid or not)
+    plans: tuple[str, ...] = ()
+    #: payment ids / refund ids already applied, business dates already closed
+    payments: tuple[str, ...] = ()
+    refunds: tuple[str, ...] = ()
+    days: tuple[date, ...] = ()
+
+
+@dataclass
+class _Wanted:
+    """The union of a batch's :class:`Keys`."""
+
+    accounts: set[str] = field(default_factory=set)
+    purchases: set[str] = field(default_factory=set)
+    offers: set[str] = field(default_factory=set)
+    options: set[str] = field(default_factory=set)
+    plans: set[str] = field(default_factory=set)
+    payments: set[str] = field(default_factory=set)
+    refunds: set[str] = field(default_factory=set)
+    days: set[date] = field(default_factory=set)
+
+    def add(self, keys: Keys) -> None:
+        for name in _names(Keys):
+            getattr(self, name).update(getattr(keys, name))
 
 
 # ---------------------------------------------------------------- rows, as values
@@ -110,6 +159,13 @@ class Account:
             installment_limit=self.installment_limit,
         )
 
+    def auto_convert(self) -> domain.AutoConvertSettings:
+        return domain.AutoConvertSettings(
+            enabled=self.auto_convert_enabled,
+            threshold=self.auto_convert_threshold,
+            tenor_months=self.auto_convert_tenor,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Position:
@@ -155,6 +211,15 @@ class Offer:
     status: str
     open: bool
     event_id: str
+
+    def view(self) -> domain.OfferView:
+        return domain.OfferView(
+            offer_id=self.offer_id,
+            purchase_id=self.purchase_id,
+            account_id=self.account_id,
+            principal=self.principal,
+            status=self.status,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +315,15 @@ class OffersRepository:
         self._closed_days: set[date] = set()
         self._days_new: list[dict[str, Any]] = []
         self._last_day: date | None = _NOT_LOADED
+        # keys loaded (found or not) beyond the dicts above: a getter refuses others
+        self._plans_loaded: set[str] = set()  # plans asked for by id (found or not)
+        self._options_loaded: set[str] = set()
+        self._payments_loaded: set[str] = set()
+        self._refunds_loaded: set[str] = set()
+        self._days_loaded: set[date] = set()
+        #: Changes made in memory (every change adds one): the runtime dead-letters a
+        #: rejection that changed nothing without splitting the batch.
+        self.changes = 0
 
     # ------------------------------------------------------------ loading
 
@@ -257,37 +331,27 @@ class OffersRepository:
         return among(column, values, self.dialect)
 
     def load(self, events: list[Any]) -> None:
-        """Bulk-read what ``events`` touch (one query per table)."""
-        account_ids: set[str] = set()
-        purchase_ids: set[str] = set()  # purchase.recorded and refunds
-        offer_ids: set[str] = set()
-        accepted: set[str] = set()
-        refund_plans: set[str] = set()
-        payment_ids: set[str] = set()
-        refund_ids: set[str] = set()
-        days: set[date] = set()
-        for e in events:
-            data, kind = e.data, e.type
-            account_id = payload_account_id(data)
-            if account_id is not None:
-                account_ids.add(account_id)
-            if kind == "purchase.recorded":
-                purchase_ids.add(data.purchase_id)
-            elif kind == "offer.accepted":
-                offer_ids.add(data.offer_id)
-                accepted.add(data.offer_id)
-            elif kind == "offer.declined":
-                offer_ids.add(data.offer_id)
-            elif kind == "payment.received":
-                payment_ids.add(data.payment_id)
-            elif kind == "refund.recorded":
-                refund_ids.add(data.refund_id)
-                purchase_ids.add(data.purchase_id)
-                offer_ids.add(offer_id_for(data.purchase_id))
-                refund_plans.add(plan_id_for(data.purchase_id))
-            elif kind == "business-day.closed":
-                days.add(data.business_date)
+        """Bulk-read what ``events`` need (``handlers.PRELOAD``; one query per table)."""
+        # The table sits next to HANDLERS; handlers.py imports this module, hence here.
+        from services.offers.handlers import PRELOAD
 
+        wanted = _Wanted()
+        for e in events:
+            preload = PRELOAD.get(e.type)
+            if preload is not None:
+                wanted.add(preload(e))
+        self.load_keys(wanted)
+
+    def load_keys(self, wanted: _Wanted) -> None:
+        """Bulk-read the union of a batch's :class:`Keys`."""
+        account_ids, purchase_ids = set(wanted.accounts), set(wanted.purchases)
+        if wanted.offers:
+            self._load_offers(select(offers).where(self._among(offers.c.offer_id, wanted.offers)))
+            for offer_id in wanted.offers:
+                self._offers.setdefault(offer_id, None)
+            named = [self._offers[o] for o in wanted.offers]
+            purchase_ids.update(o.purchase_id for o in named if o is not None)
+            account_ids.update(o.account_id for o in named if o is not None)
         if account_ids:
             rows = self.session.execute(
                 select(accounts).where(self._among(accounts.c.account_id, account_ids))
@@ -297,18 +361,16 @@ class OffersRepository:
                 self._accounts_stored.add(row.account_id)
             for account_id in account_ids:
                 self._accounts.setdefault(account_id, None)
-            self._load_state(account_ids, whole_plans=refund_plans)
-        if offer_ids:
-            self._load_offers(select(offers).where(self._among(offers.c.offer_id, offer_ids)))
-            for offer_id in offer_ids:
-                self._offers.setdefault(offer_id, None)
-            purchase_ids.update(o.purchase_id for o in self._offers.values() if o is not None)
-        if accepted:
+        if account_ids or wanted.plans:
+            self._load_state(account_ids, whole_plans=wanted.plans)
+            self._plans_loaded.update(wanted.plans)
+        if wanted.options:
             rows = self.session.execute(
-                select(offer_options).where(self._among(offer_options.c.offer_id, accepted))
+                select(offer_options).where(self._among(offer_options.c.offer_id, wanted.options))
             )
             for row in rows:
                 self._options.setdefault(row.offer_id, {})[row.tenor_months] = _option(row)
+            self._options_loaded.update(wanted.options)
         if purchase_ids:
             rows = self.session.execute(
                 select(purchases).where(self._among(purchases.c.purchase_id, purchase_ids))
@@ -317,23 +379,28 @@ class OffersRepository:
                 self._purchases[row.purchase_id] = _from_row(Purchase, row)
             for purchase_id in purchase_ids:
                 self._purchases.setdefault(purchase_id, None)
-        if payment_ids:
+        if wanted.payments:
             rows = self.session.execute(
-                select(payments.c.payment_id).where(self._among(payments.c.payment_id, payment_ids))
+                select(payments.c.payment_id).where(
+                    self._among(payments.c.payment_id, wanted.payments)
+                )
             )
             self._payment_ids.update(r[0] for r in rows)
-        if refund_ids:
+            self._payments_loaded.update(wanted.payments)
+        if wanted.refunds:
             rows = self.session.execute(
-                select(refunds.c.refund_id).where(self._among(refunds.c.refund_id, refund_ids))
+                select(refunds.c.refund_id).where(self._among(refunds.c.refund_id, wanted.refunds))
             )
             self._refund_ids.update(r[0] for r in rows)
-        if days:
+            self._refunds_loaded.update(wanted.refunds)
+        if wanted.days:
             rows = self.session.execute(
                 select(business_days.c.business_date).where(
-                    self._among(business_days.c.business_date, days)
+                    self._among(business_days.c.business_date, wanted.days)
                 )
             )
             self._closed_days.update(r[0] for r in rows)
+            self._days_loaded.update(wanted.days)
 
     def _load_state(
         self,
@@ -418,17 +485,31 @@ class OffersRepository:
 
     # ------------------------------------------------------------ accounts and positions
 
+    def _require_account(self, account_id: str) -> None:
+        if account_id not in self._accounts:
+            raise NotLoaded(f"account {account_id!r} was not preloaded")
+
+    def _require_state(self, account_id: str) -> None:
+        if account_id not in self._state_loaded:
+            raise NotLoaded(f"the plans and position of account {account_id!r} were not preloaded")
+
     def account(self, account_id: str) -> Account | None:
+        self._require_account(account_id)
         return self._accounts[account_id]
 
     def put_account(self, account: Account) -> None:
+        self._require_account(account.account_id)  # stored or not decides insert or update
+        self.changes += 1
         self._accounts[account.account_id] = account
         self._accounts_changed.add(account.account_id)
 
     def position(self, account_id: str) -> Position:
+        self._require_state(account_id)
         return self._positions.get(account_id) or Position()
 
     def set_position(self, account_id: str, position: Position) -> None:
+        self._require_state(account_id)
+        self.changes += 1
         if self._positions.get(account_id) == position and account_id in self._positions_stored:
             return
         self._positions[account_id] = position
@@ -437,19 +518,33 @@ class OffersRepository:
     # ------------------------------------------------------------ plans and installments
 
     def plan(self, plan_id: str | None) -> Plan | None:
-        return self._plans.get(plan_id) if plan_id is not None else None
+        """The plan; None when it does not exist. Known: plans loaded whole or by their
+        account (every plan of it), and plans created in the batch; a plan id
+        ``plan-<purchase_id>`` not in the view is known absent when that purchase's account
+        has its plans loaded (a purchase converts into at most that one plan)."""
+        if plan_id is None:
+            return None
+        plan = self._plans.get(plan_id)
+        if plan is not None or plan_id in self._plans_loaded:
+            return plan
+        purchase = self._purchases.get(plan_id.removeprefix("plan-"))
+        if purchase is not None and purchase.account_id in self._state_loaded:
+            return None
+        raise NotLoaded(f"plan {plan_id!r} was not preloaded (nor its purchase's account)")
 
     def update_plan(self, plan_id: str, **values: Any) -> Plan:
+        self.changes += 1
         plan = self._plans[plan_id] = replace(self._plans[plan_id], **values)
         if plan_id not in self._plans_new:
             self._plans_changed.add(plan_id)
         return plan
 
     def plan_count(self, account_id: str) -> int:
-        assert account_id in self._state_loaded, f"account {account_id} not loaded"
+        self._require_state(account_id)
         return len(self._plans_of.get(account_id, ()))
 
     def add_plan(self, plan: Plan, schedule: list[domain.Installment]) -> None:
+        self.changes += 1
         self._plans[plan.plan_id] = plan
         self._plans_of.setdefault(plan.account_id, []).append(plan.plan_id)
         self._plans_new.add(plan.plan_id)
@@ -467,6 +562,7 @@ class OffersRepository:
 
     def account_currency(self, account_id: str) -> str:
         """The currency of the account's plans (an account owing or flagged has one)."""
+        self._require_state(account_id)
         for key in self._installments_of.get(account_id, ()):
             if not self._installments[key].is_paid:
                 return self._plans[key[0]].currency
@@ -474,7 +570,7 @@ class OffersRepository:
 
     def open_installments(self, account_id: str) -> list[domain.InstallmentState]:
         """Every installment of the account with something left to pay (all its plans)."""
-        assert account_id in self._state_loaded, f"account {account_id} not loaded"
+        self._require_state(account_id)
         items = self._installments
         return [
             i
@@ -485,6 +581,8 @@ class OffersRepository:
     def plan_installments(self, plan_id: str) -> list[domain.InstallmentState]:
         """The plan's installments by seq: all of them for a plan loaded whole (refunds),
         the unpaid ones otherwise (which is what waivers use)."""
+        if plan_id not in self._plans:
+            raise NotLoaded(f"plan {plan_id!r} is not in the view")
         account_id = self._plans[plan_id].account_id
         found = [
             self._installments[k]
@@ -497,6 +595,7 @@ class OffersRepository:
         self, before: list[domain.InstallmentState], after: list[domain.InstallmentState]
     ) -> None:
         """Record the installments the domain changed."""
+        self.changes += 1
         old = {(i.plan_id, i.seq): i for i in before}
         for item in after:
             key = (item.plan_id, item.seq)
@@ -509,10 +608,14 @@ class OffersRepository:
     # ------------------------------------------------------------ offers and purchases
 
     def offer(self, offer_id: str) -> Offer | None:
-        return self._offers.get(offer_id)
+        if offer_id not in self._offers:
+            raise NotLoaded(f"offer {offer_id!r} was not preloaded")
+        return self._offers[offer_id]
 
     def add_offer(self, offer: Offer, options: list[domain.OfferOption]) -> None:
+        self.changes += 1
         self._offers[offer.offer_id] = offer
+        self._options_loaded.add(offer.offer_id)
         self._offers_new.add(offer.offer_id)
         self._options[offer.offer_id] = {o.tenor_months: o for o in options}
         self._options_new.extend(
@@ -530,6 +633,7 @@ class OffersRepository:
         )
 
     def close_offer(self, offer_id: str, status: str) -> None:
+        self.changes += 1
         offer = self._offers[offer_id]
         assert offer is not None, f"close_offer({offer_id!r}): no such offer"
         self._offers[offer_id] = replace(offer, status=status, open=False)
@@ -537,6 +641,8 @@ class OffersRepository:
             self._offers_changed.add(offer_id)
 
     def offer_option(self, offer_id: str, tenor_months: int) -> domain.OfferOption | None:
+        if offer_id not in self._options_loaded:
+            raise NotLoaded(f"the options of offer {offer_id!r} were not preloaded")
         return self._options.get(offer_id, {}).get(tenor_months)
 
     def open_offers_expiring_by(self, day: date) -> list[Offer]:
@@ -549,14 +655,18 @@ class OffersRepository:
         )
 
     def purchase(self, purchase_id: str) -> Purchase | None:
-        return self._purchases.get(purchase_id)
+        if purchase_id not in self._purchases:
+            raise NotLoaded(f"purchase {purchase_id!r} was not preloaded")
+        return self._purchases[purchase_id]
 
     def add_purchase(self, purchase: Purchase) -> None:
+        self.changes += 1
         self._purchases[purchase.purchase_id] = purchase
         self._purchases_new.add(purchase.purchase_id)
 
     def set_refunded_total(self, purchase_id: str, refunded_total: Decimal) -> None:
-        purchase = self._purchases.get(purchase_id)
+        purchase = self.purchase(purchase_id)
+        self.changes += 1
         if purchase is None:  # not a purchase this service saw: nothing to update
             return
         self._purchases[purchase_id] = replace(purchase, refunded_total=refunded_total)
@@ -566,25 +676,36 @@ class OffersRepository:
     # ------------------------------------------------------------ payments, refunds, waivers
 
     def has_payment(self, payment_id: str) -> bool:
+        if payment_id not in self._payments_loaded:
+            raise NotLoaded(f"payment {payment_id!r} was not preloaded")
         return payment_id in self._payment_ids
 
     def add_payment(self, row: dict[str, Any]) -> None:
+        self.changes += 1
         self._payment_ids.add(row["payment_id"])
+        self._payments_loaded.add(row["payment_id"])
         self._payments_new.append(row)
 
     def has_refund(self, refund_id: str) -> bool:
+        if refund_id not in self._refunds_loaded:
+            raise NotLoaded(f"refund {refund_id!r} was not preloaded")
         return refund_id in self._refund_ids
 
     def add_refund(self, row: dict[str, Any]) -> None:
+        self.changes += 1
         self._refund_ids.add(row["refund_id"])
+        self._refunds_loaded.add(row["refund_id"])
         self._refunds_new.append(row)
 
     def add_waiver(self, row: dict[str, Any]) -> None:
+        self.changes += 1
         self._waivers_new.append(row)
 
     # ------------------------------------------------------------ business days
 
     def business_day_closed(self, day: date) -> bool:
+        if day not in self._days_loaded:
+            raise NotLoaded(f"business date {day.isoformat()} was not preloaded")
         return day in self._closed_days
 
     def last_business_date(self) -> date | None:
@@ -595,7 +716,9 @@ class OffersRepository:
         return self._last_day
 
     def close_business_day(self, day: date, event_id: str) -> None:
+        self.changes += 1
         last = self.last_business_date()
+        self._days_loaded.add(day)
         self._last_day = day if last is None else max(day, last)
         self._closed_days.add(day)
         self._days_new.append({"business_date": day, "event_id": event_id})
