@@ -20,37 +20,24 @@ what must hold whatever happened (crashes, duplicates, replays, rebalances):
   the installment was paid;
 - escalation levels of a case are 1..k with no gap or repeat, at most one resolution.
 
-It never reads a service's tables: it is a second opinion on their work. The one
-check that needs the system while it runs, "stored offsets never move backwards", is
-:class:`OffsetWatch` (used by the fault suite): it samples the stored offsets and the
-Kafka-committed offsets during the run.
+It never reads a service's tables: it is a second opinion on their work. The topics
+are read by :mod:`shared.ops.topic_reader`. The one check that needs the system while
+it runs, "stored offsets never move backwards", is
+:class:`shared.ops.offset_watch.OffsetWatch` (used by the fault suite): it samples the
+stored offsets and the Kafka-committed offsets during the run.
 """
 
 from __future__ import annotations
 
-import importlib
-import threading
-import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
-
 from schemas import TOPICS, decode, dlq_topic
+from shared.ops.topic_reader import Raw, read_raw
 from shared.runtime.settings import Settings
-
-
-@dataclass
-class Raw:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes
-    headers: dict[str, str]
 
 
 @dataclass
@@ -69,42 +56,6 @@ class Report:
 
     def as_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "checks": dict(self.checked), "violations": self.violations}
-
-
-def read_raw(settings: Settings, topic: str) -> list[Raw]:
-    consumer = KafkaConsumer(
-        **settings.kafka_client_config(),
-        group_id=None,
-        enable_auto_commit=False,
-        client_id="invariants",
-    )
-    try:
-        physical = settings.topic(topic)
-        tps = [TopicPartition(physical, p) for p in consumer.partitions_for_topic(physical) or []]
-        if not tps:
-            return []
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        ends = consumer.end_offsets(tps)
-        out: list[Raw] = []
-        while any(consumer.position(tp) < ends[tp] for tp in tps):
-            for tp, records in consumer.poll(timeout_ms=500, max_records=10000).items():
-                out.extend(
-                    Raw(
-                        topic,
-                        r.partition,
-                        r.offset,
-                        r.key,
-                        r.value,
-                        {k: v.decode(errors="replace") for k, v in r.headers or []},
-                    )
-                    for r in records
-                    if r.offset < ends[tp]
-                )
-        out.sort(key=lambda r: (r.partition, r.offset))
-        return out
-    finally:
-        consumer.close()
 
 
 def _events(raws: list[Raw]) -> list[Any]:
@@ -399,144 +350,3 @@ def check_money_paid(rep: Report, ev: dict[str, list[Any]]) -> None:
             f"{account[0]}: {total} paid on installments, {received[account]} received"
             f" + {refunded[account]} refunded + {fees_back[account]} fees returned",
         )
-
-
-# --------------------------------------------------------------------------- offsets
-
-
-class OffsetWatch:
-    """Stored offsets never move backwards: watched while a pipeline runs.
-
-    Unlike the checks above this one needs the system while it runs. Every
-    ``interval_s`` a thread samples each service's stored offsets (its
-    ``consumer_offsets`` table, the source of truth) and each group's committed offsets
-    in Kafka (what lag tools and the idle wait read). A value (per source, group, topic,
-    partition) lower than the one seen before is a violation: a zombie or a stale
-    commit rewound progress. A failed sample (the database restarting, a coordinator
-    moving) is skipped. ``installments replay`` rewinds on purpose: not for its runs.
-    """
-
-    NAME = "stored offsets never move backwards"
-
-    def __init__(
-        self,
-        settings: Settings,
-        services: list[str] | None = None,
-        interval_s: float = 0.5,
-    ) -> None:
-        self.settings = settings
-        self.services = services or []
-        self.interval_s = interval_s
-        self.last: dict[tuple[str, str, str, int], int] = {}
-        self.violations: list[str] = []
-        self.samples = 0
-        self.failed_samples = 0
-        self.started = 0.0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def observe(self, sample: dict[tuple[str, str, str, int], int], at: float = 0.0) -> None:
-        """Compare one sample ({(source, group, topic, partition): offset}) with the last."""
-        self.samples += 1
-        for key, offset in sample.items():
-            before = self.last.get(key)
-            if before is not None and offset < before:
-                source, group, topic, partition = key
-                self.violations.append(
-                    f"{self.NAME}: {source} {group} {topic}[{partition}]"
-                    f" went from {before} back to {offset} at {at:.1f}s"
-                )
-            self.last[key] = offset
-
-    @property
-    def watched(self) -> dict[str, int]:
-        """How many partitions were watched, per source (database, kafka)."""
-        return dict(Counter(source for source, _, _, _ in self.last))
-
-    # --- the sampling thread ---------------------------------------------------
-
-    def start(self) -> OffsetWatch:
-        self.started = time.monotonic()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="offset-watch")
-        self._thread.start()
-        return self
-
-    def stop(self) -> list[str]:
-        if self._thread is not None:
-            self._stop.set()
-            self._thread.join(timeout=60)
-        return self.violations
-
-    def _run(self) -> None:
-        from kafka.admin import KafkaAdminClient
-        from sqlalchemy import create_engine
-
-        from shared.runtime.db import service_database_url
-
-        groups = self._groups()
-        engines = {
-            svc: create_engine(
-                service_database_url(self.settings, svc), pool_pre_ping=True, pool_size=1
-            ).execution_options(schema_translate_map={None: svc})
-            for svc in self.services
-        }
-        admin = None
-        try:
-            while not self._stop.wait(self.interval_s):
-                try:
-                    if admin is None:
-                        admin = KafkaAdminClient(
-                            **self.settings.kafka_client_config(), client_id="offset-watch"
-                        )
-                    sample = self._read(engines, admin, groups)
-                except Exception:  # the database or a coordinator is away: next time
-                    self.failed_samples += 1
-                    if admin is not None:
-                        admin.close()
-                        admin = None
-                    continue
-                self.observe(sample, time.monotonic() - self.started)
-        finally:
-            if admin is not None:
-                admin.close()
-            for engine in engines.values():
-                engine.dispose()
-
-    def _groups(self) -> dict[str, str]:
-        return {
-            svc: self.settings.topic_prefix
-            + importlib.import_module(f"services.{svc}.bootstrap").SERVICE.consumer_group
-            for svc in self.services
-        }
-
-    def _read(
-        self, engines: dict[str, Any], admin: Any, groups: dict[str, str]
-    ) -> dict[tuple[str, str, str, int], int]:
-        from sqlalchemy import select
-        from sqlalchemy.exc import NoSuchTableError, ProgrammingError
-
-        from shared.runtime.db import consumer_offsets
-        from shared.runtime.topics import committed_offsets
-
-        sample: dict[tuple[str, str, str, int], int] = {}
-        for engine in engines.values():
-            try:
-                with engine.connect() as conn:
-                    rows = conn.execute(
-                        select(
-                            consumer_offsets.c.consumer,
-                            consumer_offsets.c.topic,
-                            consumer_offsets.c.partition,
-                            consumer_offsets.c.next_offset,
-                        )
-                    ).all()
-            except (NoSuchTableError, ProgrammingError):
-                continue  # not migrated yet
-            for r in rows:
-                sample[("database", r.consumer, r.topic, r.partition)] = r.next_offset
-        committed = committed_offsets(admin, list(groups.values()), timeout_s=5)
-        for group, offsets in committed.items():
-            for tp, om in offsets.items():
-                if om is not None and om.offset >= 0:
-                    sample[("kafka", group, tp.topic, tp.partition)] = om.offset
-        return sample

@@ -24,7 +24,7 @@ the schedule goes on after the story's last event until the first round is throu
 so a short run still gets each of them. A supervisor thread plays systemd or Kubernetes:
 a service process that exits (one that chose to crash on a lost database, or a
 fault point firing) is started again within half a second. While the chaos run goes on,
-an :class:`~shared.ops.invariants.OffsetWatch` samples the stored and the Kafka
+an :class:`~shared.ops.offset_watch.OffsetWatch` samples the stored and the Kafka
 committed offsets: none may ever move backwards.
 
 Afterwards the invariant checker runs over the chaos namespace, and the two runs'
@@ -45,7 +45,9 @@ from pathlib import Path
 from typing import Any
 
 from schemas import TOPICS
-from shared.ops.invariants import OffsetWatch, check, read_raw
+from shared.ops.invariants import check
+from shared.ops.offset_watch import OffsetWatch
+from shared.ops.topic_reader import read_raw
 from shared.registry import SERVICE_NAMES
 from shared.runtime.logging import get_logger
 from shared.runtime.settings import Settings

@@ -9,7 +9,8 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from schemas import new_event
-from shared.ops.invariants import OffsetWatch, Report, check_money_paid
+from shared.ops.invariants import Report, check_money_paid
+from shared.ops.offset_watch import OffsetWatch
 from shared.runtime.settings import Settings
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
