@@ -32,12 +32,12 @@ so it reads and writes through the same view as every other handler.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import date
 from decimal import Decimal
 from functools import cache
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import and_, func, or_, select, union
 from sqlalchemy.orm import Session
@@ -276,6 +276,10 @@ _NOT_LOADED: Any = object()
 class OffersRepository:
     """The in-memory view of what one batch touches (see the module docstring)."""
 
+    #: event type -> the :class:`Keys` its handler needs: ``handlers.PRELOAD``, the table
+    #: next to HANDLERS, which ``handlers.py`` puts here (this module cannot import it).
+    preload: ClassVar[Mapping[str, Callable[[Any], Keys]]] = {}
+
     def __init__(self, session: Session) -> None:
         self.session = session
         self.dialect = session.get_bind().dialect.name
@@ -331,13 +335,11 @@ class OffersRepository:
         return among(column, values, self.dialect)
 
     def load(self, events: list[Any]) -> None:
-        """Bulk-read what ``events`` need (``handlers.PRELOAD``; one query per table)."""
-        # The table sits next to HANDLERS; handlers.py imports this module, hence here.
-        from services.offers.handlers import PRELOAD
-
+        """Bulk-read what ``events`` need (:attr:`preload`; one query per table)."""
+        assert self.preload, "services.offers.handlers sets OffersRepository.preload"
         wanted = _Wanted()
         for e in events:
-            preload = PRELOAD.get(e.type)
+            preload = self.preload.get(e.type)
             if preload is not None:
                 wanted.add(preload(e))
         self.load_keys(wanted)
