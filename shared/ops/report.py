@@ -7,7 +7,6 @@ and it is an independent view: it never reads a service's tables.
 
 from __future__ import annotations
 
-import importlib
 from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,8 +15,10 @@ from decimal import Decimal
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
+from rich.table import Table
 
 from schemas import TOPICS, decode
+from services.collections.domain import risk_reserve
 from shared.runtime.settings import Settings
 
 ZERO = Decimal("0")
@@ -219,11 +220,7 @@ def figures_from_events(ev: Mapping[str, list[Any]]) -> dict[str, Any]:
 
 def _risk_reserve(exposures: list[tuple[int | None, Decimal]]) -> dict[str, Decimal]:
     """The collections service's own rule (its domain module), over these exposures."""
-    try:
-        domain = importlib.import_module("services.collections.domain")
-    except ModuleNotFoundError:
-        return {}
-    return dict(domain.risk_reserve(exposures))
+    return dict(risk_reserve(exposures))
 
 
 def _s(value: Decimal) -> str:
@@ -238,8 +235,6 @@ def _rate(part: Decimal | int, whole: Decimal | int) -> str:
 
 def render_report(report: dict[str, Any], console: Any) -> None:
     """Print the report as readable tables."""
-    from rich.table import Table
-
     for section, figures in report.items():
         if section == "lag":
             lag = Table("consumer group", "topic", "lag", title="Lag", title_justify="left")
