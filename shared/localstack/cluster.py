@@ -7,9 +7,9 @@ Topics default to three replicas with ``min.insync.replicas=2``, the internal to
 (consumer offsets, transactions) too, so the cluster survives one node and refuses
 ``acks=all`` writes when two are down.
 
-Everything lives in one folder (``node-<id>/{server.properties,data,logs}``); the
-jars, JVM options and logging configuration are the dev broker's
-(:mod:`shared.localstack.stack`, :mod:`shared.localstack.secure`), with a smaller heap per node.
+Everything lives in one folder (``node-<id>/{server.properties,data,logs}``). Each node's
+configuration and process start are :mod:`shared.localstack.broker`'s, with the throwaway
+brokers' JVM (as :mod:`shared.localstack.secure`'s) and a smaller heap per node.
 
     cluster = LocalCluster(tmp_path).start()
     try:
@@ -24,79 +24,63 @@ CLI: ``installments cluster up [--dir D] | status [--dir D] | down [--dir D]``.
 
 from __future__ import annotations
 
-import base64
 import contextlib
+import dataclasses
 import json
-import os
+import shutil
 import signal
 import subprocess
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import typer
+from kafka import KafkaAdminClient
 
-from shared.localstack.secure import _child_setup, _jvm_cmd, free_port
-from shared.localstack.stack import (
-    _alive,
-    _log,
-    _port_open,
-    _raise_fd_limit,
-    _run,
-    _tail,
+from shared.localstack.broker import (
+    THROWAWAY_JVM,
+    alive,
     kafka_answers,
+    new_cluster_id,
+    server_properties,
+    signal_group,
+    start_broker,
+    wait_for_broker,
+    wait_stopped,
 )
+from shared.localstack.common import free_port, log, port_open, stack_dir
 from shared.runtime.settings import Settings
 
 NODE_IDS = (1, 2, 3)
-HEAP = "-Xmx256m"  # three JVMs share two cores and the test process
+NODE_JVM = dataclasses.replace(THROWAWAY_JVM, xmx="256m")  # three JVMs share two cores
 START_DEADLINE_S = 120.0
 STOP_DEADLINE_S = 30.0
 STATE_FILE = "cluster.json"  # ports and pids, for the CLI's status/down
 
 
-def _server_properties(node: Node, voters: str, data_dir: Path) -> str:
-    return f"""\
-# One node of a three-node KRaft cluster (shared/localstack/cluster.py).
-process.roles=broker,controller
-node.id={node.node_id}
-controller.quorum.voters={voters}
-listeners=PLAINTEXT://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port}
-advertised.listeners=PLAINTEXT://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port}
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
-controller.listener.names=CONTROLLER
-inter.broker.listener.name=PLAINTEXT
-log.dirs={data_dir}
-
-# Three replicas everywhere; an acks=all write needs two of them in sync.
-num.partitions=1
-default.replication.factor=3
-min.insync.replicas=2
-unclean.leader.election.enable=false
-auto.create.topics.enable=false
-offsets.topic.replication.factor=3
-offsets.topic.num.partitions=3
-transaction.state.log.replication.factor=3
-transaction.state.log.min.isr=2
-transaction.state.log.num.partitions=3
-share.coordinator.state.topic.replication.factor=3
-share.coordinator.state.topic.min.isr=2
-
-# Fail over quickly: a silent broker is fenced after 6 s (default 9 s).
-broker.session.timeout.ms=6000
-broker.heartbeat.interval.ms=1000
-group.initial.rebalance.delay.ms=0
-
-# Few threads: three brokers on a 2-core machine.
-num.network.threads=2
-num.io.threads=2
-num.replica.fetchers=1
-background.threads=2
-log.cleaner.threads=1
-"""
+def _node_properties(node: Node, voters: str) -> str:
+    return server_properties(
+        about="One node of a three-node KRaft cluster (shared/localstack/cluster.py).",
+        node_id=node.node_id,
+        port=node.port,
+        controller_port=node.controller_port,
+        data_dir=node.workdir / "data",
+        voters=voters,
+        replicas=len(NODE_IDS),
+        sections={
+            "Fail over quickly: a silent broker is fenced after 6 s (default 9 s).": {
+                "broker.session.timeout.ms": 6000,
+                "broker.heartbeat.interval.ms": 1000,
+            },
+            "Few threads: three brokers on a 2-core machine.": {
+                "num.replica.fetchers": 1,
+                "background.threads": 2,
+                "log.cleaner.threads": 1,
+            },
+        },
+    )
 
 
 @dataclass
@@ -121,7 +105,7 @@ class Node:
     def running(self) -> bool:
         if self.process is not None:
             return self.process.poll() is None
-        return self.pid is not None and _alive(self.pid)
+        return self.pid is not None and alive(self.pid)
 
 
 class LocalCluster:
@@ -159,11 +143,8 @@ class LocalCluster:
         """Format the three nodes, start them and wait until each answers and all three
         are registered brokers. Stops whatever it started if that fails."""
         started = time.monotonic()
-        while self.cluster_id[:1] in ("", "-"):  # Kafka's Uuid text form may not start with '-'
-            self.cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        self.cluster_id = self.cluster_id or new_cluster_id()
         try:
-            for node in self.nodes.values():
-                self._format(node)
             for node in self.nodes.values():
                 self._launch(node)
             self._save_state()
@@ -175,7 +156,7 @@ class LocalCluster:
         except BaseException:
             self.stop()
             raise
-        _log(f"cluster: 3 nodes up on {self.bootstrap} in {time.monotonic() - started:.1f}s")
+        log(f"cluster: 3 nodes up on {self.bootstrap} in {time.monotonic() - started:.1f}s")
         return self
 
     def stop(self) -> None:
@@ -191,7 +172,7 @@ class LocalCluster:
         node = self.nodes[node_id]
         self._signal(node, signal.SIGKILL)
         self._wait_exit(node, STOP_DEADLINE_S)
-        _log(f"cluster: killed node {node_id}")
+        log(f"cluster: killed node {node_id}")
 
     def stop_node(self, node_id: int) -> None:
         """SIGTERM one node (controlled shutdown) and wait for it to exit."""
@@ -199,14 +180,14 @@ class LocalCluster:
         started = time.monotonic()
         self._signal(node, signal.SIGTERM)
         self._wait_exit(node, STOP_DEADLINE_S)
-        _log(f"cluster: stopped node {node_id} in {time.monotonic() - started:.1f}s")
+        log(f"cluster: stopped node {node_id} in {time.monotonic() - started:.1f}s")
 
     def restart(self, node_id: int, *, wait: bool = True, timeout_s: float = 90.0) -> None:
         """Start a stopped or killed node again with its data and ports (stopping it
         first if it runs); with ``wait``, until it answers and is a registered broker.
 
         Call it from a thread that outlives the node: the node gets SIGTERM when the
-        thread that started it ends (``PR_SET_PDEATHSIG``, see secure_stack)."""
+        thread that started it ends (``PR_SET_PDEATHSIG``, see broker.start_broker)."""
         node = self.nodes[node_id]
         if node.running():
             self.stop_node(node_id)
@@ -215,7 +196,7 @@ class LocalCluster:
         self._save_state()
         if wait:
             self.wait_ready(node_id, timeout_s=timeout_s)
-            _log(f"cluster: node {node_id} back in {time.monotonic() - started:.1f}s")
+            log(f"cluster: node {node_id} back in {time.monotonic() - started:.1f}s")
 
     def wait_ready(self, node_id: int, timeout_s: float = 90.0) -> None:
         """Until ``node_id`` answers clients and the cluster lists it as a broker."""
@@ -252,8 +233,6 @@ class LocalCluster:
         return ",".join(live) or self.bootstrap
 
     def admin(self, **config: Any) -> Any:
-        from kafka import KafkaAdminClient
-
         return KafkaAdminClient(
             bootstrap_servers=self.live_bootstrap().split(","),
             client_id="cluster-admin",
@@ -333,66 +312,39 @@ class LocalCluster:
 
     # ------------------------------------------------------------------ internals
 
-    def _format(self, node: Node) -> None:
-        (node.workdir / "logs").mkdir(parents=True, exist_ok=True)
-        props = node.workdir / "server.properties"
-        props.write_text(_server_properties(node, self.voters, node.workdir / "data"))
-        fmt = ["format", "-t", self.cluster_id, "-c", str(props)]
-        _run(
-            self._jvm(node, "kafka.tools.StorageTool", *fmt),
-            f"kafka storage format (node {node.node_id})",
-        )
-
-    def _jvm(self, node: Node, main: str, *args: str) -> list[str]:
-        """:func:`shared.localstack.secure._jvm_cmd` with this cluster's smaller heap."""
-        cmd = _jvm_cmd(node.workdir / "logs", main, *args)
-        return [HEAP if arg.startswith("-Xmx") else arg for arg in cmd]
-
     def _launch(self, node: Node) -> None:
-        props = node.workdir / "server.properties"
-        with open(node.workdir / "logs" / "kafka.out", "ab") as out:
-            node.process = subprocess.Popen(
-                self._jvm(node, "kafka.Kafka", str(props)),
-                cwd=node.workdir,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=_raise_fd_limit if self.detached else _child_setup,
-            )
+        """Start ``node`` (formatting its storage first if it is new), without waiting."""
+        node.process = start_broker(
+            node.workdir,
+            _node_properties(node, self.voters),
+            name=f"cluster: node {node.node_id}",
+            detail=node.bootstrap,
+            jvm=NODE_JVM,
+            cluster_id=self.cluster_id,
+            format_args=(),  # a static quorum (controller.quorum.voters): not --standalone
+            detached=self.detached,
+        )
         node.pid = node.process.pid
-        _log(f"cluster: node {node.node_id} starting (pid {node.pid}, {node.bootstrap})")
 
     def _wait_answers(self, node: Node, deadline: float) -> None:
-        while not kafka_answers(node.bootstrap, timeout_s=2.0):
-            if not node.running():
-                raise RuntimeError(
-                    f"cluster: node {node.node_id} exited during start-up:\n"
-                    f"{_tail(node.workdir / 'logs' / 'kafka.out')}\n{_tail(node.log_file)}"
-                )
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"cluster: node {node.node_id} does not answer:\n{_tail(node.log_file)}"
-                )
-            time.sleep(0.25)
+        wait_for_broker(
+            f"cluster: node {node.node_id}",
+            node.workdir,
+            lambda: kafka_answers(node.bootstrap, timeout_s=2.0),
+            node.running,
+            deadline=deadline,
+        )
 
     @staticmethod
     def _signal(node: Node, sig: signal.Signals) -> None:
         if node.running() and node.pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(node.pid, sig)
+            signal_group(node.pid, sig)
 
     @staticmethod
     def _wait_exit(node: Node, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while node.running() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if node.running() and node.pid is not None:
-            _log(f"cluster: node {node.node_id} ignored SIGTERM for {timeout_s:.0f}s; killing it")
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(node.pid, signal.SIGKILL)
-            while node.running():
-                time.sleep(0.05)
+        if node.pid is not None:
+            name = f"cluster: node {node.node_id}"
+            wait_stopped(node.pid, node.running, name=name, deadline_s=timeout_s)
 
     def _save_state(self) -> None:
         state = {
@@ -433,8 +385,6 @@ _DIR_HELP = "The cluster's folder (state, data, logs)."
 
 
 def _default_dir() -> Path:
-    from shared.localstack.stack import stack_dir
-
     return stack_dir() / "cluster"
 
 
@@ -447,8 +397,6 @@ def up(directory: Path = typer.Option(None, "--dir", help=_DIR_HELP)) -> None:
             f"a cluster runs in {directory}: `installments cluster down` first"
         )
     if directory.exists():
-        import shutil
-
         shutil.rmtree(directory)
     cluster = LocalCluster(directory, detached=True)  # outlives this command
     cluster.start()
@@ -464,7 +412,7 @@ def status(directory: Path = typer.Option(None, "--dir", help=_DIR_HELP)) -> Non
         raise typer.Exit(1)
     cluster = LocalCluster.load(directory)
     for node in cluster.nodes.values():
-        answers = node.running() and _port_open(node.port) and kafka_answers(node.bootstrap)
+        answers = node.running() and port_open(node.port) and kafka_answers(node.bootstrap)
         state = "up" if answers else ("starting" if node.running() else "down")
         ports = f"{node.bootstrap} controller={node.controller_port}"
         print(f"node {node.node_id}: {state:8} pid={node.pid} {ports}")

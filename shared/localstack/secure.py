@@ -1,8 +1,9 @@
 """A throwaway single-node Kafka (KRaft) broker with SASL/SCRAM-SHA-512 over TLS.
 
 For tests and demos of the secure client configuration (docs/SECURITY.md). It runs
-next to the plaintext dev broker of :mod:`shared.localstack.stack` and shares only its cached
-jars, JVM options and log4j2 configuration; everything else lives in ``workdir``:
+next to the plaintext dev broker of :mod:`shared.localstack.stack` and shares its
+configuration builder and process start (:mod:`shared.localstack.broker`) and its cached
+jars; everything else lives in ``workdir``:
 
 - ``tls/``: a CA made for this broker only (``ca.pem``, the file clients trust) and
   the broker's certificate (CN=kafka-broker, SAN ``IP:127.0.0.1, DNS:localhost``) in a
@@ -22,42 +23,33 @@ name in ``service_users`` (default: ``purchases``), with no rights until ACLs gr
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import os
 import re
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import time
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kafka.admin import ACL, ACLOperation, ACLPermissionType, ResourcePattern, ResourceType
+
 from schemas import TOPICS, dlq_topic
-from shared.localstack.stack import _ASSETS, _jvm, _log, _port_open, _raise_fd_limit, _run, _tail
+from schemas.asyncapi import CONSUMERS, SERVICES
+from shared.localstack.broker import (
+    THROWAWAY_JVM,
+    kafka_answers,
+    server_properties,
+    start_broker,
+    stop_process_group,
+)
+from shared.localstack.common import free_port, log, run
 from shared.runtime.settings import Settings
 
 SCRAM_MECHANISM = "SCRAM-SHA-512"
 BROKER_CN = "kafka-broker"  # the broker's certificate subject: its principal on the controller
 START_DEADLINE_S = 90.0
-STOP_DEADLINE_S = 30.0
-# The dev broker's JVM options with a smaller heap; logs go to our own folder. A broker that
-# lives for one test module gains nothing from the C2 compiler: C1 only starts it in ~60% of
-# the time (measured: 9 s instead of 16 s on two busy cores).
-_JVM_OVERRIDES = {"-Xms": "-Xms64m", "-Xmx": "-Xmx512m"}
-_JVM_EXTRA = ["-XX:TieredStopAtLevel=1"]
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now (the kernel picks it)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -85,32 +77,28 @@ class SecureBroker:
 
     def settings(self, user: str = "admin", **overrides: Any) -> Settings:
         """:class:`Settings` that connect as ``user`` over SASL_SSL."""
-        values: dict[str, Any] = {
-            "kafka_bootstrap_servers": self.bootstrap,
-            "kafka_security_protocol": "SASL_SSL",
-            "kafka_sasl_mechanism": SCRAM_MECHANISM,
-            "kafka_sasl_username": user,
-            "kafka_sasl_password": self.users[user],
-            "kafka_ssl_cafile": str(self.ca_file),
-        }
-        values.update(overrides)
-        return Settings(**values)
+        return _settings(self.bootstrap, self.ca_file, user, self.users[user], **overrides)
 
     def stop(self) -> None:
         """SIGTERM the broker's process group; SIGKILL it after a deadline. Idempotent."""
         if self.process.poll() is not None:
             return
         started = time.monotonic()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(STOP_DEADLINE_S)
-        except subprocess.TimeoutExpired:
-            _log(f"secure kafka: pid {self.pid} ignored SIGTERM; killing it")
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-        _log(f"secure kafka: stopped pid {self.pid} in {time.monotonic() - started:.1f}s")
+        stop_process_group(self.pid, lambda: self.process.poll() is None, name="secure kafka")
+        log(f"secure kafka: stopped pid {self.pid} in {time.monotonic() - started:.1f}s")
+
+
+def _settings(bootstrap: str, ca: Path, user: str, password: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "kafka_bootstrap_servers": bootstrap,
+        "kafka_security_protocol": "SASL_SSL",
+        "kafka_sasl_mechanism": SCRAM_MECHANISM,
+        "kafka_sasl_username": user,
+        "kafka_sasl_password": password,
+        "kafka_ssl_cafile": str(ca),
+    }
+    values.update(overrides)
+    return Settings(**values)
 
 
 # --------------------------------------------------------------------------- ACLs
@@ -126,8 +114,6 @@ class Grant:
 
     def acl(self, principal: str) -> Any:
         """The kafka-python ``ACL`` (any host) granting this to ``principal``."""
-        from kafka.admin import ACL, ACLOperation, ACLPermissionType, ResourcePattern, ResourceType
-
         operation = ACLOperation[re.sub(r"(?<=.)(?=[A-Z])", "_", self.operation).upper()]
         pattern = ResourcePattern(ResourceType[self.resource_type.upper()], self.name)
         return ACL(principal, "*", operation, ACLPermissionType.ALLOW, pattern)
@@ -142,8 +128,6 @@ def service_grants(service: str, topic_prefix: str = "") -> list[Grant]:
     3.0 also accept Write on any topic for it, KIP-679). ``topic_prefix`` namespaces
     topics and group as :class:`Settings` does.
     """
-    from schemas.asyncapi import CONSUMERS, SERVICES
-
     if service not in SERVICES:
         raise ValueError(f"unknown service {service!r}; one of: {', '.join(SERVICES)}")
     consumes = CONSUMERS[service]
@@ -163,7 +147,7 @@ def _openssl(*args: str, cwd: Path) -> None:
     openssl = shutil.which("openssl")
     if not openssl:
         raise RuntimeError("openssl is needed for the test CA: apt-get install -y openssl")
-    _run([openssl, *args], f"openssl {args[0]}", cwd=cwd)
+    run([openssl, *args], f"openssl {args[0]}", cwd=cwd)
 
 
 def make_tls_material(tls: Path, password: str) -> tuple[Path, Path]:
@@ -213,49 +197,7 @@ def make_tls_material(tls: Path, password: str) -> tuple[Path, Path]:
 # --------------------------------------------------------------------------- broker
 
 
-def _child_setup() -> None:
-    """In the broker's process before exec: many file descriptors (as the dev broker), and
-    SIGTERM when the process that started it dies, so that a killed test run does not
-    leave a throwaway broker behind (Linux ``PR_SET_PDEATHSIG``; best effort elsewhere)."""
-    _raise_fd_limit()
-    with contextlib.suppress(Exception):
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
-
-
-def _log4j2_config(logs: Path) -> Path:
-    """The dev broker's log4j2.xml plus the network layer's INFO lines, which are where
-    the broker reports each failed authentication (SASL or TLS) and its reason."""
-    xml = (_ASSETS / "log4j2.xml").read_text()
-    extra = '    <Logger name="org.apache.kafka.common.network.Selector" level="INFO"/>\n'
-    if "</Loggers>" not in xml:
-        raise RuntimeError(f"unexpected {_ASSETS / 'log4j2.xml'}: no </Loggers>")
-    path = logs / "log4j2.xml"
-    path.write_text(xml.replace("  </Loggers>", extra + "  </Loggers>", 1))
-    return path
-
-
-def _jvm_cmd(logs: Path, main: str, *args: str) -> list[str]:
-    """:func:`shared.localstack.stack._jvm` (classpath, JVM options) with our heap, log folder and
-    logging configuration."""
-    swaps = {
-        **_JVM_OVERRIDES,
-        "-Dkafka.logs.dir=": f"-Dkafka.logs.dir={logs}",
-        "-Dlog4j2.configurationFile=": f"-Dlog4j2.configurationFile={_log4j2_config(logs)}",
-    }
-    java, *rest = _jvm(main, *args)
-    return [
-        java,
-        *_JVM_EXTRA,
-        *(
-            next((new for prefix, new in swaps.items() if arg.startswith(prefix)), arg)
-            for arg in rest
-        ),
-    ]
-
-
-def _server_properties(
+def _secure_properties(
     workdir: Path,
     port: int,
     controller_port: int,
@@ -268,80 +210,39 @@ def _server_properties(
         "org.apache.kafka.common.security.scram.ScramLoginModule required"
         f' username="broker" password="{broker_password}";'
     )
-    return f"""\
-# Single-node KRaft broker+controller with SASL/SCRAM over TLS (shared/localstack/secure.py).
-process.roles=broker,controller
-node.id=2
-controller.quorum.bootstrap.servers=127.0.0.1:{controller_port}
-listeners=SASL_SSL://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
-advertised.listeners=SASL_SSL://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
-listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:SSL
-controller.listener.names=CONTROLLER
-inter.broker.listener.name=SASL_SSL
-log.dirs={workdir / "data"}
-
-# SASL: SCRAM-SHA-512 only; the JAAS username/password are the broker's own login.
-sasl.enabled.mechanisms={SCRAM_MECHANISM}
-sasl.mechanism.inter.broker.protocol={SCRAM_MECHANISM}
-listener.name.sasl_ssl.sasl.enabled.mechanisms={SCRAM_MECHANISM}
-listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config={jaas}
-
-# TLS: one keystore for every listener; the controller listener wants a client cert.
-ssl.keystore.type=PKCS12
-ssl.keystore.location={keystore}
-ssl.keystore.password={store_password}
-ssl.key.password={store_password}
-ssl.truststore.type=PEM
-ssl.truststore.location={ca}
-ssl.endpoint.identification.algorithm=https
-ssl.enabled.protocols=TLSv1.3,TLSv1.2
-listener.name.controller.ssl.client.auth=required
-
-# ACLs: nothing is allowed without one, except to the super users.
-authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
-allow.everyone.if.no.acl.found=false
-super.users=User:admin;User:broker;User:CN={BROKER_CN}
-auto.create.topics.enable=false
-
-# One broker: every internal topic has one replica.
-num.partitions=1
-default.replication.factor=1
-min.insync.replicas=1
-offsets.topic.replication.factor=1
-offsets.topic.num.partitions=3
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-transaction.state.log.num.partitions=3
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-group.initial.rebalance.delay.ms=0
-num.network.threads=2
-num.io.threads=2
-"""
-
-
-def _answers(broker: SecureBroker, timeout_ms: int = 3000) -> bool:
-    """True if the broker answers a metadata request from ``admin`` over SASL_SSL."""
-    from kafka import KafkaAdminClient
-
-    if not _port_open(int(broker.bootstrap.rpartition(":")[2])):
-        return False
-    try:
-        admin = KafkaAdminClient(
-            **broker.client_config("admin"),
-            client_id="secure-stack-probe",
-            bootstrap_timeout_ms=timeout_ms,
-            request_timeout_ms=timeout_ms,
-        )
-    except Exception:
-        return False
-    try:
-        admin.list_topics()
-        return True
-    except Exception:
-        return False
-    finally:
-        admin.close()
+    return server_properties(
+        about="Single-node KRaft broker+controller, SASL/SCRAM over TLS (localstack/secure.py).",
+        node_id=2,
+        port=port,
+        controller_port=controller_port,
+        data_dir=workdir / "data",
+        listener="SASL_SSL",
+        controller_protocol="SSL",
+        sections={
+            "SASL: SCRAM-SHA-512 only; the JAAS username/password are the broker's own login.": {
+                "sasl.enabled.mechanisms": SCRAM_MECHANISM,
+                "sasl.mechanism.inter.broker.protocol": SCRAM_MECHANISM,
+                "listener.name.sasl_ssl.sasl.enabled.mechanisms": SCRAM_MECHANISM,
+                "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": jaas,
+            },
+            "TLS: one keystore for every listener; the controller listener wants a client cert.": {
+                "ssl.keystore.type": "PKCS12",
+                "ssl.keystore.location": keystore,
+                "ssl.keystore.password": store_password,
+                "ssl.key.password": store_password,
+                "ssl.truststore.type": "PEM",
+                "ssl.truststore.location": ca,
+                "ssl.endpoint.identification.algorithm": "https",
+                "ssl.enabled.protocols": "TLSv1.3,TLSv1.2",
+                "listener.name.controller.ssl.client.auth": "required",
+            },
+            "ACLs: nothing is allowed without one, except to the super users.": {
+                "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                "allow.everyone.if.no.acl.found": False,
+                "super.users": f"User:admin;User:broker;User:CN={BROKER_CN}",
+            },
+        },
+    )
 
 
 def start_secure_broker(
@@ -353,8 +254,6 @@ def start_secure_broker(
     ``workdir`` should be empty or unused: its data folder is formatted afresh.
     """
     workdir = Path(workdir).resolve()
-    logs = workdir / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     store_password = secrets.token_hex(16)
     ca, keystore = make_tls_material(workdir / "tls", store_password)
@@ -362,57 +261,39 @@ def start_secure_broker(
     controller = free_port()
     while controller == port:
         controller = free_port()
-
-    props = workdir / "server.properties"
-    props.write_text(
-        _server_properties(workdir, port, controller, ca, keystore, store_password, users["broker"])
+    props = _secure_properties(
+        workdir, port, controller, ca, keystore, store_password, users["broker"]
     )
-    props.chmod(0o600)  # it holds the keystore password and the broker's SCRAM password
-    shutil.rmtree(workdir / "data", ignore_errors=True)
-    cluster_id = "-"
-    while cluster_id.startswith("-"):  # Kafka's Uuid text form may not start with '-'
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
     scram = [
         arg
         for name, password in users.items()
         for arg in ("--add-scram", f"{SCRAM_MECHANISM}=[name={name},password={password}]")
     ]
-    fmt = ["format", "--standalone", "-t", cluster_id, "-c", str(props), *scram]
-    _run(_jvm_cmd(logs, "kafka.tools.StorageTool", *fmt), "kafka storage format (secure)")
+    shutil.rmtree(workdir / "data", ignore_errors=True)  # formatted afresh, with the users
+    bootstrap = f"127.0.0.1:{port}"
+    admin: dict[str, Any] = _settings(bootstrap, ca, "admin", users["admin"]).kafka_client_config()
+    admin["client_id"] = "secure-stack-probe"
 
-    with open(logs / "kafka.out", "ab") as out:
-        proc = subprocess.Popen(
-            _jvm_cmd(logs, "kafka.Kafka", str(props)),
-            cwd=workdir,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_child_setup,
-        )
-    broker = SecureBroker(
-        bootstrap=f"127.0.0.1:{port}",
+    def answers() -> bool:  # to a metadata request from admin over SASL_SSL
+        return kafka_answers(bootstrap, **admin)
+
+    proc = start_broker(
+        workdir,
+        props,
+        name="secure kafka",
+        detail=f"SASL_SSL on {bootstrap}",
+        jvm=THROWAWAY_JVM,
+        format_args=("--standalone", *scram),
+        detached=False,
+        answers=answers,
+        deadline_s=START_DEADLINE_S,
+    )
+    log(f"secure kafka: up on {bootstrap} in {time.monotonic() - started:.1f}s")
+    return SecureBroker(
+        bootstrap=bootstrap,
         ca_file=ca,
         users=users,
         workdir=workdir,
         controller_port=controller,
         process=proc,
     )
-    _log(f"secure kafka: starting (pid {proc.pid}, SASL_SSL on {broker.bootstrap}, in {workdir})")
-    try:
-        while not _answers(broker):
-            if proc.poll() is not None:
-                raise RuntimeError(
-                    f"secure kafka exited during start-up (exit {proc.returncode})"
-                    f":\n{_tail(logs / 'kafka.out')}\n{_tail(broker.log_file)}"
-                )
-            if time.monotonic() > started + START_DEADLINE_S:
-                raise TimeoutError(
-                    f"secure kafka: no answer in {START_DEADLINE_S:.0f}s:\n{_tail(broker.log_file)}"
-                )
-            time.sleep(0.25)
-    except BaseException:
-        broker.stop()
-        raise
-    _log(f"secure kafka: up on {broker.bootstrap} in {time.monotonic() - started:.1f}s")
-    return broker

@@ -578,7 +578,7 @@ def machine() -> dict[str, Any]:
     except (OSError, StopIteration):
         pass
     mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    from shared.localstack.stack import kafka_version
+    from shared.localstack.jars import kafka_version
 
     return {
         "cpu": cpu,

@@ -142,7 +142,7 @@ class Chaos:
 
     def _possible(self, faults: tuple[str, ...]) -> tuple[str, ...]:
         """The kinds that apply here; the others are left out with a note."""
-        from shared.localstack.stack import is_local_postgres
+        from shared.localstack.postgres import is_local_postgres
 
         url = self.pipeline.settings.database_url
         kept = list(faults)
@@ -300,7 +300,7 @@ class Chaos:
         """Cut the services' database connections; returns what was done, for the log."""
         url = self.pipeline.settings.database_url
         if kind == "pg_restart":
-            from shared.localstack.stack import restart_postgres
+            from shared.localstack.postgres import restart_postgres
 
             return f"postgres (back in {restart_postgres():.1f}s)"
         from sqlalchemy import create_engine, text

@@ -20,7 +20,7 @@ import uuid
 import pytest
 from sqlalchemy import create_engine, text
 
-from shared.localstack.stack import is_local_postgres
+from shared.localstack.postgres import is_local_postgres
 from shared.runtime.settings import Settings
 from shared.tools.chaos import run_chaos
 
