@@ -1,7 +1,7 @@
 """Run a service's handlers through the real runtime batch code, without a broker.
 
 For fast handler tests: events go through the same decode -> inbox -> handler ->
-outbox -> stored-offset path as in production (``Runner._process_batch``), on a
+outbox -> stored-offset path as in production (``Runner.process_batch``), on a
 SQLite file (or any URL), and the events a handler emits are returned decoded.
 Integration tests then cover the same behaviour through real Kafka and PostgreSQL.
 """
@@ -18,7 +18,7 @@ from sqlalchemy import delete
 
 from schemas import Envelope, decode
 from shared.runtime import Runner, Service
-from shared.runtime.db import outbox
+from shared.runtime.db import migrate, outbox
 from shared.runtime.settings import Settings
 
 
@@ -67,10 +67,7 @@ class Harness:
     def __init__(self, service: Service, tmp_path: Any, **settings: Any) -> None:
         settings.setdefault("database_url", f"sqlite:///{tmp_path}/{{service}}.sqlite3")
         self.settings = Settings(environment="test", **settings)
-        self.runner = Runner(service, self.settings)
-        self.runner._consumer = FakeConsumer(self)
-        from shared.runtime.db import migrate
-
+        self.runner = Runner(service, self.settings, consumer=FakeConsumer(self))  # type: ignore[arg-type]
         migrate(self.runner.engine, service.migrations)
         self.log_end: dict[tuple[str, int], int] = defaultdict(int)
 
@@ -96,7 +93,7 @@ class Harness:
     def process(self, *records: FakeRecord) -> list[Emitted]:
         """Run one batch through the runtime; return (and clear) the outbox rows it wrote."""
         self.runner.assigned = {TopicPartition(r.topic, r.partition) for r in records}
-        _offsets, sent = self.runner._process_batch(list(records))
+        sent = self.runner.process_batch(list(records)).sent
         emitted = []
         for row in sent:
             contract_topic = self.settings.contract_topic(row["topic"])

@@ -34,7 +34,10 @@ class RunnerBase:
         *,
         engine: Engine | None = None,
         consumer_overrides: Mapping[str, Any] | None = None,
+        consumer: KafkaConsumer | None = None,
     ) -> None:
+        """``consumer``: one to use instead of joining the group at :meth:`start`
+        (tests/harness.py passes a stand-in to run batches without a broker)."""
         self.service = service
         self.settings = settings or Settings()
         self.engine = engine or make_engine(self.settings, service.name)
@@ -53,7 +56,7 @@ class RunnerBase:
         self.assigned: set[TopicPartition] = set()
         self.ready = False
         self._consumer_overrides = dict(consumer_overrides or {})
-        self._consumer: KafkaConsumer | None = None
+        self._consumer: KafkaConsumer | None = consumer
         self._producer: KafkaProducer | None = None
         self._backoff = 0.0
         self._kafka_pending: dict[TopicPartition, int] = {}  # to commit to Kafka

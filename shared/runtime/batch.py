@@ -32,8 +32,8 @@ from shared.runtime.db import (
 from shared.runtime.logging import redact_text
 from shared.runtime.records import (
     DEAD_LETTER_OVERHEAD,
+    BatchResult,
     Fenced,
-    _BatchOutcome,
     _Committed,
     _Decoded,
     _HandlerFailed,
@@ -50,10 +50,9 @@ class BatchProcessing(RunnerBase):
     """Steps 2 and 3 of the loop: decode, then the database transaction(s) of a batch,
     isolating what cannot be applied (see :meth:`_apply`)."""
 
-    def _process_batch(
-        self, records: list[Any], out: _BatchOutcome | None = None
-    ) -> tuple[dict[TopicPartition, int], list[Any]]:
-        """Steps 2 and 3. Returns the next offsets and the outbox rows written.
+    def process_batch(self, records: list[Any], out: BatchResult | None = None) -> BatchResult:
+        """Steps 2 and 3 over polled ``records``: what was committed (the next offsets and
+        the outbox rows to publish). Public: tests/harness.py runs batches through it.
 
         Fast path: the whole batch in one transaction, no savepoints. A failure splits
         the batch instead of replaying it record by record (:meth:`_apply`), so one bad
@@ -62,14 +61,14 @@ class BatchProcessing(RunnerBase):
         (the caller still publishes it).
         """
         started = time.perf_counter()
-        out = out if out is not None else _BatchOutcome()
+        out = out if out is not None else BatchResult()
         # Step 2: decode; bad records become dead letters.
         decoded = [self._decode(r) for r in records]
         self._apply(decoded, out)
         metrics.observe_batch(self.service.name, len(records), time.perf_counter() - started)
-        return out.next_offsets, out.sent
+        return out
 
-    def _apply(self, chunk: list[_Decoded], out: _BatchOutcome) -> None:
+    def _apply(self, chunk: list[_Decoded], out: BatchResult) -> None:
         """Step 3 over ``chunk`` (in partition order), isolating what cannot be applied.
 
         1. Try the whole chunk in one transaction (one record: isolated, with a savepoint
@@ -114,7 +113,7 @@ class BatchProcessing(RunnerBase):
                 self._apply(pending[:half], out)
                 pending = pending[half:]
 
-    def _quarantine(self, d: _Decoded, exc: BaseException, out: _BatchOutcome) -> None:
+    def _quarantine(self, d: _Decoded, exc: BaseException, out: BatchResult) -> None:
         """Dead-letter one record whose own transaction failed, and move its partition on.
 
         Nothing of its effect is kept (that transaction was rolled back); this one writes
@@ -134,7 +133,7 @@ class BatchProcessing(RunnerBase):
         metrics.count(self.service.name, d.event.type if d.event else "?", "dlq")
         self._dead_letter_alone(d, reason, out)
 
-    def _dead_letter_alone(self, d: _Decoded, reason: str, out: _BatchOutcome) -> None:
+    def _dead_letter_alone(self, d: _Decoded, reason: str, out: BatchResult) -> None:
         """One transaction: the dead letter of ``d`` and its partition's next offset."""
         now = utcnow()
         with Session(self.engine, autoflush=False) as session, session.begin():

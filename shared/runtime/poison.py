@@ -18,7 +18,7 @@ from shared.runtime.db import (
     note_poison_mark,
     utcnow,
 )
-from shared.runtime.records import _BatchOutcome
+from shared.runtime.records import BatchResult
 
 log = structlog.get_logger("runtime")
 
@@ -26,7 +26,7 @@ log = structlog.get_logger("runtime")
 class PoisonWatch(BatchProcessing):
     """Crash counting: the records that kill the process (see :meth:`_watch_for_poison`)."""
 
-    def _watch_for_poison(self, records: list[Any], out: _BatchOutcome) -> list[Any]:
+    def _watch_for_poison(self, records: list[Any], out: BatchResult) -> list[Any]:
         """Count, in the database, the processes that died on a partition's records.
 
         Only a partition's first batch after it is assigned is watched (and, after a

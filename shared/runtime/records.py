@@ -69,8 +69,9 @@ class _Committed:
 
 
 @dataclass
-class _BatchOutcome:
-    """What the transactions of one batch committed, merged in order."""
+class BatchResult:
+    """What the transactions of one batch committed, merged in order: the next offset
+    of each partition and the outbox rows to publish."""
 
     next_offsets: dict[TopicPartition, int] = field(default_factory=dict)
     sent: list[dict[str, Any]] = field(default_factory=list)

@@ -66,7 +66,7 @@ from shared.runtime.db import (
 from shared.runtime.kafka_io import KafkaIO, _Rebalance
 from shared.runtime.logging import configure_logging
 from shared.runtime.poison import PoisonWatch
-from shared.runtime.records import Fenced, _BatchOutcome, is_transient
+from shared.runtime.records import BatchResult, Fenced, is_transient
 from shared.runtime.settings import Settings
 
 log = structlog.get_logger("runtime")
@@ -168,14 +168,14 @@ class Runner(PoisonWatch, KafkaIO):
             if self._kafka_pending:
                 self._commit_kafka({})
             return 0
-        out = _BatchOutcome()
+        out = BatchResult()
         failure: BaseException | None = None
         try:
             # Crash counting: a record that killed the process before is tried alone,
             # and dead-lettered once it has killed it poison_max_attempts times.
             todo = self._watch_for_poison(records, out)
             if todo:
-                self._process_batch(todo, out)  # steps 2 and 3
+                self.process_batch(todo, out)  # steps 2 and 3
             self._backoff = 0.0
         except Fenced as exc:
             log.warning("partition fenced; resyncing from the database", reason=str(exc))

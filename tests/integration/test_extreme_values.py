@@ -6,7 +6,7 @@ test): ids and free text of the maximum length (non-ASCII, text with a tab), the
 amount (or sum) of the currency, the largest integer. Only the fields that must agree
 with another event for it to apply (the account's tier, the accepted tenor, a schedule
 that adds up, dates of the business calendar) are set by the scenario. The events go
-through the real runtime batch path (``Runner._process_batch`` via tests/harness.py)
+through the real runtime batch path (``Runner.process_batch`` via tests/harness.py)
 into PostgreSQL: nothing may be dead-lettered and nothing may raise.
 """
 

@@ -21,7 +21,7 @@ from sqlalchemy import Column, MetaData, String, Table, insert, select
 
 from shared.runtime import Context, Service
 from shared.runtime.db import Migration, create_tables, load_offsets
-from shared.runtime.records import _BatchOutcome
+from shared.runtime.records import BatchResult
 from tests import factories as f
 from tests.harness import Harness
 
@@ -205,7 +205,7 @@ def test_a_record_that_keeps_killing_the_process_is_dead_lettered(tmp_path, pg_d
             if position == len(records):
                 done = True
                 break
-            out = _BatchOutcome()
+            out = BatchResult()
             chosen = h.runner._watch_for_poison(records[position:], out)
             batches.append([r.offset for r in chosen])
             letters += out.sent

@@ -59,7 +59,7 @@ def test_a_process_whose_stored_offset_was_moved_by_another_is_fenced(h, monkeyp
     monkeypatch.setattr(h.runner, "_load_offsets", lambda conn, tps: dict(stale))
     rec = h.publish(IN, f.purchase("acc-0"), partition=0)
     with pytest.raises(Fenced):
-        h.runner._process_batch([rec])
+        h.runner.process_batch([rec])
     monkeypatch.undo()
     # nothing of the fenced batch was written: the record is still to do, once
     assert len(h.process(rec)) == 1

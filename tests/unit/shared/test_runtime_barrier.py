@@ -49,13 +49,13 @@ class Barrier:
     def __init__(self, harness: Harness, probe: Probe) -> None:
         self.h, self.probe = harness, probe
         self.end_offset_calls = 0
-        real = harness.runner._consumer.end_offsets  # type: ignore[union-attr]
+        real = harness.runner.consumer.end_offsets  # type: ignore[union-attr]
 
         def counting(tps: list[Any]) -> dict[Any, int]:
             self.end_offset_calls += 1
             return real(tps)
 
-        harness.runner._consumer.end_offsets = counting  # type: ignore[union-attr]
+        harness.runner.consumer.end_offsets = counting  # type: ignore[union-attr]
 
     def account(self, account_id: str, partition: int = 0) -> FakeRecord:
         return self.h.publish(ACCOUNTS, f.account(account_id), partition=partition)

@@ -41,7 +41,7 @@ def test_a_database_failure_while_marking_sent_is_retried_not_fatal(tmp_path, mo
         producer = FakeProducer()
         h.runner._producer = producer  # type: ignore[assignment]
         rec = h.publish("card.purchases.v1", f.purchase("acc-1"))
-        _offsets, sent = h.runner._process_batch([rec])
+        sent = h.runner.process_batch([rec]).sent
         assert len(sent) == 1 and _outbox_rows(h) == 1
 
         real_begin = h.runner.engine.begin
@@ -92,7 +92,7 @@ def test_a_failed_producer_is_replaced_not_left_refusing_sends(tmp_path, monkeyp
 
         monkeypatch.setattr("shared.runtime.base.KafkaProducer", new_producer)
         rec = h.publish("card.purchases.v1", f.purchase("acc-1"))
-        _offsets, sent = h.runner._process_batch([rec])
+        sent = h.runner.process_batch([rec]).sent
         h.runner._publish(sent)
         assert broken.closed and broken.sent == []
         assert len(fresh) == 1 and len(fresh[0].sent) == 1  # sent by its replacement
