@@ -34,6 +34,7 @@ Decisions (beyond the domain rules in ``domain.py``):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -48,7 +49,7 @@ from schemas.payloads import (
     PlanCreated,
 )
 from services.collections import domain
-from services.collections.repository import Case, CollectionsRepository, Position
+from services.collections.repository import Case, CollectionsRepository, Keys, Position
 from services.collections.tables import (
     ACTIVE,
     CANCELLED,
@@ -330,3 +331,15 @@ HANDLERS: dict[str, Handler] = {
     "plan.completed": close_completed_plan,
     "plan.cancelled": close_cancelled_plan,
 }
+
+#: What each handler needs preloaded (event type -> the keys the batch repository reads
+#: for it, once per batch: ``CollectionsRepository.load``). A charge-off also reads the
+#: account's plans when it needs them (``repo.open_installments``).
+PRELOAD: dict[str, Callable[[Envelope], Keys]] = {
+    "account.delinquency": lambda e: Keys(accounts=(e.data.account_id,)),
+    "plan.created": lambda e: Keys(plans=(e.data.plan_id,)),
+    "installment.paid": lambda e: Keys(installments=((e.data.plan_id, e.data.seq),)),
+    "plan.completed": lambda e: Keys(plans=(e.data.plan_id,)),
+    "plan.cancelled": lambda e: Keys(plans=(e.data.plan_id,)),
+}
+CollectionsRepository.preload = PRELOAD  # what load(events) reads (it cannot import this module)

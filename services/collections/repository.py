@@ -11,17 +11,24 @@ exactly as one by one. ``save`` writes what changed: new rows (and every new
 ``case_events`` row, in the order appended) with ``bulk_insert`` (COPY on PostgreSQL),
 changed rows with one ``UPDATE`` statement per table (``shared.runtime.db.update_rows``).
 
+What each event needs is the ``PRELOAD`` table next to ``HANDLERS`` in ``handlers.py``
+(event type -> :class:`Keys`). A getter asked for a key the batch did not load raises
+:class:`NotLoaded` (the preload table misses it: a programming error); a key loaded and
+not found answers None (or False). Rows added during the batch count as loaded.
+
 If a handler refuses or fails, the runtime rolls the batch back and replays it one
 record per transaction with a fresh repository, so handlers may change the view freely.
+A rejection that changed nothing (``changes``, every change adds one) is dead-lettered
+in the batch's transaction instead.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
@@ -40,6 +47,27 @@ from services.collections.tables import (
 from shared.runtime.db import among, bulk_insert, restrict_to_keys, update_rows
 
 Key = tuple[str, int]  # (plan_id, seq)
+
+
+class NotLoaded(KeyError):
+    """A getter was asked for a key the batch did not preload: the ``PRELOAD`` table in
+    ``handlers.py`` misses it (a programming error, not an absent row)."""
+
+
+@dataclass(frozen=True)
+class Keys:
+    """What one event needs loaded (the values of ``handlers.PRELOAD``)."""
+
+    #: the account's position, every case and the levels raised on those in play
+    accounts: tuple[str, ...] = ()
+    plans: tuple[str, ...] = ()
+    #: installments (paid, paid_on only) by (plan id, seq)
+    installments: tuple[Key, ...] = ()
+
+
+def _account_of_case(case_id: str) -> str:
+    """The account of a case id (``domain.case_id_for``: ``case:<account>:<date>``)."""
+    return case_id.removeprefix("case:").rsplit(":", 1)[0]
 
 
 @dataclass
@@ -96,6 +124,10 @@ class _Changes:
 
 
 class CollectionsRepository:
+    #: event type -> the :class:`Keys` its handler needs: ``handlers.PRELOAD``, the table
+    #: next to HANDLERS, which ``handlers.py`` puts here (this module cannot import it).
+    preload: ClassVar[Mapping[str, Callable[[Any], Keys]]] = {}
+
     def __init__(self, session: Session) -> None:
         self.session = session
         self.dialect = session.get_bind().dialect.name
@@ -110,20 +142,33 @@ class CollectionsRepository:
         self._installment_changes = _Changes()
         self._case_events: list[dict[str, Any]] = []
         self._accounts_with_plans_loaded: set[str] = set()
+        # keys loaded (found or not): a getter refuses the others
+        self._accounts_loaded: set[str] = set()
+        self._plans_loaded: set[str] = set()
+        self._installments_loaded: set[Key] = set()
+        #: Changes made in memory (every change adds one): the runtime dead-letters a
+        #: rejection that changed nothing without splitting the batch.
+        self.changes = 0
 
     # --- one read per table ---------------------------------------------------------
 
     def load(self, events: list[Any]) -> None:
+        """Bulk-read what ``events`` need (:attr:`preload`; one query per table)."""
+        assert self.preload, "services.collections.handlers sets CollectionsRepository.preload"
         account_ids: set[str] = set()
         plan_ids: set[str] = set()
         keys: set[Key] = set()
         for e in events:
-            if e.type == "account.delinquency":
-                account_ids.add(e.data.account_id)
-            elif e.type in ("plan.created", "plan.completed", "plan.cancelled"):
-                plan_ids.add(e.data.plan_id)
-            elif e.type == "installment.paid":
-                keys.add((e.data.plan_id, e.data.seq))
+            preload = self.preload.get(e.type)
+            if preload is None:
+                continue
+            wanted = preload(e)
+            account_ids.update(wanted.accounts)
+            plan_ids.update(wanted.plans)
+            keys.update(wanted.installments)
+        self._accounts_loaded.update(account_ids)
+        self._plans_loaded.update(plan_ids)
+        self._installments_loaded.update(keys)
         if account_ids:
             self._load_cases(account_ids)
         if plan_ids:
@@ -163,9 +208,11 @@ class CollectionsRepository:
         rows = self.session.execute(select(plans).where(plans.c.account_id == account_id))
         for r in rows:
             self._plans.setdefault(r.plan_id, dict(r._mapping))
+            self._plans_loaded.add(r.plan_id)
         t = plan_installments
         for r in self.session.execute(select(t).where(t.c.account_id == account_id)):
             line = self._installments.setdefault((r.plan_id, r.seq), dict(r._mapping))
+            self._installments_loaded.add((r.plan_id, r.seq))
             for name, value in r._mapping.items():  # rows loaded for installment.paid are
                 line.setdefault(name, value)  # partial: complete them, keep paid / paid_on
         self._accounts_with_plans_loaded.add(account_id)
@@ -179,23 +226,36 @@ class CollectionsRepository:
 
     # --- reads, in memory -----------------------------------------------------------
 
+    def _require_account(self, account_id: str) -> None:
+        if account_id not in self._accounts_loaded:
+            raise NotLoaded(f"account {account_id!r} was not preloaded")
+
     def position(self, account_id: str) -> Position | None:
+        self._require_account(account_id)
         return self._positions.get(account_id)
 
     def current_case(self, account_id: str) -> Case | None:
         """The account's case still in play: open, or charged off and not closed."""
+        self._require_account(account_id)
         in_play = [c for c in self._cases.values()
                    if c.account_id == account_id and c.status in (OPEN, CHARGED_OFF)]  # fmt: skip
         return max(in_play, key=lambda c: c.opened_on, default=None)
 
     def levels_raised(self, case_id: str) -> list[tuple[int, date]]:
         """``(level, business_date)`` of the case, in the order raised."""
+        if case_id not in self._cases:
+            raise NotLoaded(f"case {case_id!r} is not in the view")
         return list(self._raised.get(case_id, ()))
 
     def case_exists(self, case_id: str) -> bool:
+        """Every case of a loaded account is in the view (and the cases added since)."""
+        if case_id not in self._cases:
+            self._require_account(_account_of_case(case_id))
         return case_id in self._cases
 
     def has_plan(self, plan_id: str) -> bool:
+        if plan_id not in self._plans_loaded and plan_id not in self._plans:
+            raise NotLoaded(f"plan {plan_id!r} was not preloaded")
         return plan_id in self._plans
 
     def open_installments(self, account_id: str, currency: str) -> list[dict[str, Any]]:
@@ -211,6 +271,8 @@ class CollectionsRepository:
     def active_plans(self, account_id: str, currency: str) -> list[str]:
         """Ids of the account's active plans in ``currency`` known to the view (all of
         them once ``open_installments`` has read the account's)."""
+        if account_id not in self._accounts_with_plans_loaded:
+            raise NotLoaded(f"the plans of account {account_id!r} were not read")
         return sorted(plan_id for plan_id, plan in self._plans.items()
                       if plan["account_id"] == account_id and plan["currency"] == currency
                       and plan["status"] == ACTIVE)  # fmt: skip
@@ -218,16 +280,20 @@ class CollectionsRepository:
     # --- changes, in memory ---------------------------------------------------------
 
     def put_position(self, position: Position) -> None:
+        self._require_account(position.account_id)  # stored or not decides insert or update
+        self.changes += 1
         stored = position.account_id in self._positions
         self._positions[position.account_id] = position
         self._position_changes.put(position.account_id, position, stored=stored)
 
     def add_case(self, case: Case) -> None:
+        self.changes += 1
         self._cases[case.case_id] = case
         self._raised[case.case_id] = []
         self._case_changes.put(case.case_id, case, stored=False)
 
     def update_case(self, case_id: str, **values: Any) -> None:
+        self.changes += 1
         case = self._cases[case_id]
         for name, value in values.items():
             setattr(case, name, value)
@@ -235,11 +301,15 @@ class CollectionsRepository:
 
     def append_case_event(self, row: dict[str, Any]) -> None:
         """One row of the append-only case history (written in the order appended)."""
+        self.changes += 1
         self._case_events.append(row)
         if row["kind"] == RAISED:
             self._raised.setdefault(row["case_id"], []).append((row["level"], row["business_date"]))
 
     def add_plan(self, plan: dict[str, Any], schedule: list[dict[str, Any]]) -> None:
+        self.changes += 1
+        self._plans_loaded.add(plan["plan_id"])
+        self._installments_loaded.update((line["plan_id"], line["seq"]) for line in schedule)
         self._plans[plan["plan_id"]] = plan
         self._plan_changes.put(plan["plan_id"], plan, stored=False)
         for line in schedule:
@@ -249,6 +319,9 @@ class CollectionsRepository:
 
     def mark_paid(self, plan_id: str, seq: int, paid_on: date) -> bool:
         """False: the installment is unknown (nothing changed)."""
+        if (plan_id, seq) not in self._installments_loaded:
+            raise NotLoaded(f"installment {plan_id!r} #{seq} was not preloaded")
+        self.changes += 1
         line = self._installments.get((plan_id, seq))
         if line is None:
             return False
@@ -258,6 +331,9 @@ class CollectionsRepository:
 
     def set_plan_status(self, plan_id: str, status: str) -> bool:
         """False: the plan is unknown (nothing changed)."""
+        if plan_id not in self._plans_loaded and plan_id not in self._plans:
+            raise NotLoaded(f"plan {plan_id!r} was not preloaded")
+        self.changes += 1
         plan = self._plans.get(plan_id)
         if plan is None:
             return False

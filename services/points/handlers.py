@@ -66,6 +66,7 @@ Decisions (documented here because they are not in the contract):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -83,7 +84,7 @@ from schemas.payloads import (
 )
 from services.points import domain
 from services.points.policy import PointsPolicy
-from services.points.repository import Account, Plan, PointsRepository, Purchase
+from services.points.repository import Account, Keys, Plan, PointsRepository, Purchase
 from shared.runtime import Context, Handler, Reject
 from shared.runtime.db import utcnow
 
@@ -423,3 +424,31 @@ HANDLERS: dict[str, Handler] = {
     "plan.created": apply_new_plan,  # redemption (redeem_points), then first-plan bonus
     "plan.cancelled": record_plan_cancellation,  # bookkeeping only: refunds move points
 }
+
+#: What each handler needs preloaded (event type -> the keys the batch repository reads
+#: for it, once per batch: ``PointsRepository.load``). Every account named is created if
+#: missing and locked for the batch; plan.cancelled names its account as the subject.
+PRELOAD: dict[str, Callable[[Envelope], Keys]] = {
+    "account.upserted": lambda e: Keys(accounts=(e.data.account_id,)),
+    "purchase.recorded": lambda e: Keys(
+        accounts=(e.data.account_id,),
+        balances=(e.data.account_id,),
+        purchases=(e.data.purchase_id,),
+    ),
+    "refund.recorded": lambda e: Keys(
+        accounts=(e.data.account_id,),
+        balances=(e.data.account_id,),
+        purchases=(e.data.purchase_id,),
+        bonus_plans=(e.data.purchase_id,),
+    ),
+    "plan.created": lambda e: Keys(
+        accounts=(e.data.account_id,),
+        balances=(e.data.account_id,),
+        purchases=(e.data.purchase_id,),
+        plans=(e.data.plan_id,),
+    ),
+    "plan.cancelled": lambda e: Keys(
+        accounts=(e.subject,), balances=(e.subject,), plans=(e.data.plan_id,)
+    ),
+}
+PointsRepository.preload = PRELOAD  # what load(events) reads (it cannot import this module)

@@ -14,16 +14,23 @@ appended in the order they were booked.
 The ledger stays the source of truth and append-only: the balance is never stored, it
 is read as ``SUM(points)`` under the account lock and carried forward in memory.
 
+What each event needs is the ``PRELOAD`` table next to ``HANDLERS`` in ``handlers.py``
+(event type -> :class:`Keys`). A getter asked for a key the batch did not load raises
+:class:`NotLoaded` (the preload table misses it: a programming error); a key loaded and
+not found answers None. Rows added during the batch count as loaded.
+
 If a handler refuses or fails, the runtime rolls the batch back and replays it one
 record per transaction with a fresh repository, so handlers may change the view freely.
+A rejection that changed nothing (``changes``, every change adds one) is dead-lettered
+in the batch's transaction instead.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import String, Table, bindparam, false, func, null, select
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -81,16 +88,30 @@ class Plan:
     event_id: str
 
 
-def _account_of(event: Any) -> str | None:
-    """The account an event of the points service touches (None: not one of ours)."""
-    if event.type in ("account.upserted", "purchase.recorded", "refund.recorded", "plan.created"):
-        return event.data.account_id
-    if event.type == "plan.cancelled":
-        return event.subject  # the subject is the account id (contract section 2)
-    return None
+class NotLoaded(KeyError):
+    """A getter was asked for a key the batch did not preload: the ``PRELOAD`` table in
+    ``handlers.py`` misses it (a programming error, not an absent row)."""
+
+
+@dataclass(frozen=True)
+class Keys:
+    """What one event needs loaded (the values of ``handlers.PRELOAD``)."""
+
+    #: accounts created if missing and locked for the batch (in account id order)
+    accounts: tuple[str, ...] = ()
+    #: accounts whose balance (Σ ledger) a handler reads
+    balances: tuple[str, ...] = ()
+    purchases: tuple[str, ...] = ()
+    plans: tuple[str, ...] = ()
+    #: purchases whose plan with a first-plan bonus a refund may reverse
+    bonus_plans: tuple[str, ...] = ()
 
 
 class PointsRepository:
+    #: event type -> the :class:`Keys` its handler needs: ``handlers.PRELOAD``, the table
+    #: next to HANDLERS, which ``handlers.py`` puts here (this module cannot import it).
+    preload: ClassVar[Mapping[str, Callable[[Any], Keys]]] = {}
+
     def __init__(self, session: Session) -> None:
         self.session = session
         self.dialect = session.get_bind().dialect.name
@@ -105,28 +126,37 @@ class PointsRepository:
         self._changed_plans: dict[str, Plan] = {}
         self._changed_accounts: dict[str, Account] = {}
         self._entries: list[dict[str, Any]] = []
+        # keys loaded (found or not): a getter refuses the others
+        self._purchases_loaded: set[str] = set()
+        self._plans_loaded: set[str] = set()
+        self._bonus_loaded: set[str] = set()  # purchase ids
+        #: Changes made in memory (every change adds one): the runtime dead-letters a
+        #: rejection that changed nothing without splitting the batch.
+        self.changes = 0
 
     # --- one read per table ---------------------------------------------------------
 
     def load(self, events: list[Any]) -> None:
+        """Bulk-read what ``events`` need (:attr:`preload`; one query per table)."""
+        assert self.preload, "services.points.handlers sets PointsRepository.preload"
         account_ids: set[str] = set()
         balance_ids: set[str] = set()  # accounts whose balance a handler may need
         purchase_ids: set[str] = set()
         plan_ids: set[str] = set()
         refunded_ids: set[str] = set()  # purchases whose bonus plan a refund may reverse
         for e in events:
-            account_id = _account_of(e)
-            if account_id is None:
+            preload = self.preload.get(e.type)
+            if preload is None:
                 continue
-            account_ids.add(account_id)
-            if e.type != "account.upserted":
-                balance_ids.add(account_id)
-            if e.type in ("purchase.recorded", "refund.recorded", "plan.created"):
-                purchase_ids.add(e.data.purchase_id)
-            if e.type in ("plan.created", "plan.cancelled"):
-                plan_ids.add(e.data.plan_id)
-            if e.type == "refund.recorded":
-                refunded_ids.add(e.data.purchase_id)
+            keys = preload(e)
+            account_ids.update(keys.accounts)
+            balance_ids.update(keys.balances)
+            purchase_ids.update(keys.purchases)
+            plan_ids.update(keys.plans)
+            refunded_ids.update(keys.bonus_plans)
+        self._purchases_loaded.update(purchase_ids)
+        self._plans_loaded.update(plan_ids)
+        self._bonus_loaded.update(refunded_ids)
         if not account_ids:
             return
         ordered = sorted(account_ids)
@@ -174,6 +204,7 @@ class PointsRepository:
             for r in rows:
                 self._plans.setdefault(r.plan_id, Plan(**r._mapping))
         for plan in self._plans.values():
+            self._bonus_loaded.add(plan.purchase_id)  # a purchase has at most one plan
             if plan.bonus_points > 0:
                 self._bonus_plans[plan.purchase_id] = plan
 
@@ -211,16 +242,24 @@ class PointsRepository:
 
     def account(self, account_id: str) -> Account:
         """The account (loaded and locked for the batch)."""
+        if account_id not in self._accounts:
+            raise NotLoaded(f"account {account_id!r} was not preloaded")
         return self._accounts[account_id]
 
     def balance(self, account_id: str) -> int:
         """Σ of the account's ledger entries, including those booked earlier in the batch."""
+        if account_id not in self._balances:
+            raise NotLoaded(f"the balance of account {account_id!r} was not preloaded")
         return self._balances[account_id]
 
     def purchase(self, purchase_id: str) -> Purchase | None:
+        if purchase_id not in self._purchases_loaded:
+            raise NotLoaded(f"purchase {purchase_id!r} was not preloaded")
         return self._purchases.get(purchase_id)
 
     def plan(self, plan_id: str) -> Plan | None:
+        if plan_id not in self._plans_loaded and plan_id not in self._plans:
+            raise NotLoaded(f"plan {plan_id!r} was not preloaded")
         return self._plans.get(plan_id)
 
     def bonus_plan(self, purchase_id: str) -> Plan | None:
@@ -229,39 +268,50 @@ class PointsRepository:
         Loaded for the purchases refunded in the batch; plans created in the batch
         are found too.
         """
+        if purchase_id not in self._bonus_loaded:
+            raise NotLoaded(f"the plan of purchase {purchase_id!r} was not preloaded")
         return self._bonus_plans.get(purchase_id)
 
     # --- changes, in memory ----------------------------------------------------------
 
     def set_tier(self, account_id: str, tier: str) -> None:
-        account = self._accounts[account_id]
+        self.changes += 1
+        account = self.account(account_id)
         account.tier = tier
         self._changed_accounts[account_id] = account
 
     def mark_first_plan(self, account_id: str, plan_id: str) -> None:
-        account = self._accounts[account_id]
+        self.changes += 1
+        account = self.account(account_id)
         account.had_plan, account.first_plan_id = True, plan_id
         self._changed_accounts[account_id] = account
 
     def add_purchase(self, purchase: Purchase) -> None:
+        self.changes += 1
+        self._purchases_loaded.add(purchase.purchase_id)
         self._purchases[purchase.purchase_id] = purchase
         self._new_purchases[purchase.purchase_id] = purchase
 
     def record_refund(
         self, purchase_id: str, points_reversed: int, refunded_total: Decimal
     ) -> None:
+        self.changes += 1
         purchase = self._purchases[purchase_id]
         purchase.points_reversed, purchase.refunded_total = points_reversed, refunded_total
         if purchase_id not in self._new_purchases:  # a new row is inserted as it ends up
             self._changed_purchases[purchase_id] = purchase
 
     def add_plan(self, plan: Plan) -> None:
+        self.changes += 1
+        self._plans_loaded.add(plan.plan_id)
+        self._bonus_loaded.add(plan.purchase_id)
         self._plans[plan.plan_id] = plan
         self._new_plans[plan.plan_id] = plan
         if plan.bonus_points > 0:
             self._bonus_plans[plan.purchase_id] = plan
 
     def record_cancellation(self, plan_id: str, principal_returned: Decimal) -> None:
+        self.changes += 1
         plan = self._plans[plan_id]
         plan.principal_returned = principal_returned
         if plan_id not in self._new_plans:
@@ -269,6 +319,7 @@ class PointsRepository:
 
     def record_bonus_reversal(self, plan_id: str, bonus_reversed: int) -> None:
         """The first-plan bonus reversed so far (by the purchase's refunds)."""
+        self.changes += 1
         plan = self._plans[plan_id]
         plan.bonus_reversed = bonus_reversed
         if plan_id not in self._new_plans:  # a new row is inserted as it ends up
@@ -276,6 +327,7 @@ class PointsRepository:
 
     def append_entry(self, row: dict[str, Any]) -> None:
         """Append one ledger row (``balance_after`` computed by the caller)."""
+        self.changes += 1
         self._entries.append(row)
         self._balances[row["account_id"]] = row["balance_after"]
 

@@ -7,12 +7,13 @@ Every handler has the same shape: read the batch view (``ctx.repo``, bulk-loaded
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 
 from schemas import Envelope
 from schemas.payloads import PurchasePosted, PurchaseRecorded, PurchaseRefunded, RefundRecorded
 from services.purchases import domain
-from services.purchases.repository import PurchasesRepository
+from services.purchases.repository import Keys, PurchasesRepository
 from shared.runtime import Context, Handler, Reject
 
 
@@ -92,3 +93,13 @@ HANDLERS: dict[str, Handler] = {
     "purchase.posted": record_purchase,
     "purchase.refunded": record_refund,
 }
+
+#: What each handler needs preloaded (event type -> the keys the batch repository reads
+#: for it, once per batch: ``PurchasesRepository.load``).
+PRELOAD: dict[str, Callable[[Envelope], Keys]] = {
+    "purchase.posted": lambda e: Keys(purchases=(e.data.purchase_id,)),
+    "purchase.refunded": lambda e: Keys(
+        purchases=(e.data.purchase_id,), refunds=(e.data.refund_id,)
+    ),
+}
+PurchasesRepository.preload = PRELOAD  # what load(events) reads (it cannot import this module)

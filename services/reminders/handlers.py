@@ -42,6 +42,8 @@ Decisions (beyond the domain rules in ``domain.py``):
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from schemas import Envelope
 from schemas.payloads import (
     AccountUpserted,
@@ -54,7 +56,7 @@ from schemas.payloads import (
 )
 from services.reminders import domain
 from services.reminders.policy import DEFAULT_POLICY, RemindersPolicy
-from services.reminders.repository import Account, Installment, RemindersRepository
+from services.reminders.repository import Account, Installment, Keys, RemindersRepository
 from services.reminders.tables import (
     ACCOUNT_UNKNOWN,
     ACTIVE,
@@ -275,3 +277,21 @@ HANDLERS: dict[str, Handler] = {
     "plan.completed": stop_completed_plan,
     "plan.cancelled": stop_cancelled_plan,
 }
+
+#: What each handler needs preloaded (event type -> the keys the batch repository reads
+#: for it, once per batch: ``RemindersRepository.load``). The account of a due-soon is
+#: its subject; a day close is checked against the business clock (a jump is held).
+PRELOAD: dict[str, Callable[[Envelope], Keys]] = {
+    "business-day.closed": lambda e: Keys(days=(e.data.business_date,), clock=True),
+    "account.upserted": lambda e: Keys(accounts=(e.data.account_id,)),
+    "installment.due-soon": lambda e: Keys(
+        accounts=(e.subject,),
+        installments=((e.data.plan_id, e.data.seq),),
+        plans=(e.data.plan_id,),
+        clock=True,
+    ),
+    "installment.paid": lambda e: Keys(installments=((e.data.plan_id, e.data.seq),)),
+    "plan.completed": lambda e: Keys(plans=(e.data.plan_id,)),
+    "plan.cancelled": lambda e: Keys(plans=(e.data.plan_id,)),
+}
+RemindersRepository.preload = PRELOAD  # what load(events) reads (it cannot import this module)

@@ -9,18 +9,26 @@ in the batch sees the first one's ``last_business_date`` and handled offsets, ex
 as one by one. ``save`` writes what changed: new rows with ``bulk_insert`` (COPY on
 PostgreSQL), changed rows with one ``UPDATE`` statement per table (``update_rows``).
 
+What each event needs is the ``PRELOAD`` table next to ``HANDLERS`` in ``handlers.py``
+(event type -> :class:`Keys`). A getter asked for a key the batch did not load raises
+:class:`NotLoaded` (the preload table misses it: a programming error); a key loaded and
+not found answers None (or False, or no offsets). Rows added during the batch count as
+loaded.
+
 If a handler refuses or fails, the runtime rolls the batch back and replays it one
-record per transaction with a fresh repository, so handlers may change the view freely.
-A handler that defers (``Defer``) does so before it changes anything here.
+record per transaction with a fresh repository, so handlers may change the view freely
+(a rejection that changed nothing, ``changes`` unchanged, is dead-lettered in the
+batch's transaction instead). A handler that defers (``Defer``) does so before it
+changes anything here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import Table, func, select
 from sqlalchemy.orm import Session
@@ -29,6 +37,22 @@ from services.reminders.tables import accounts, business_days, installments, pla
 from shared.runtime.db import among, bulk_insert, restrict_to_keys, update_rows
 
 Key = tuple[str, int]  # (plan_id, seq)
+
+
+class NotLoaded(KeyError):
+    """A getter was asked for a key the batch did not preload: the ``PRELOAD`` table in
+    ``handlers.py`` misses it (a programming error, not an absent row)."""
+
+
+@dataclass(frozen=True)
+class Keys:
+    """What one event needs loaded (the values of ``handlers.PRELOAD``)."""
+
+    accounts: tuple[str, ...] = ()  # contact rows
+    installments: tuple[Key, ...] = ()  # with the reminder offsets already handled
+    plans: tuple[str, ...] = ()  # plan status rows
+    days: tuple[date, ...] = ()  # business dates already recorded
+    clock: bool = False  # the newest business date closed
 
 
 @dataclass
@@ -81,6 +105,10 @@ class _Changes:
 
 
 class RemindersRepository:
+    #: event type -> the :class:`Keys` its handler needs: ``handlers.PRELOAD``, the table
+    #: next to HANDLERS, which ``handlers.py`` puts here (this module cannot import it).
+    preload: ClassVar[Mapping[str, Callable[[Any], Keys]]] = {}
+
     def __init__(self, session: Session) -> None:
         self.session = session
         self.dialect = session.get_bind().dialect.name
@@ -95,29 +123,41 @@ class RemindersRepository:
         self._plan_changes = _Changes()
         self._new_reminders: list[dict[str, Any]] = []
         self._new_days: list[dict[str, Any]] = []
+        # keys loaded (found or not): a getter refuses the others
+        self._accounts_loaded: set[str] = set()
+        self._installments_loaded: set[Key] = set()
+        self._plans_loaded: set[str] = set()
+        self._days_loaded: set[date] = set()
+        self._clock_loaded = False
+        #: Changes made in memory (every change adds one): the runtime dead-letters a
+        #: rejection that changed nothing without splitting the batch.
+        self.changes = 0
 
     # --- one read per table ---------------------------------------------------------
 
     def load(self, events: list[Any]) -> None:
+        """Bulk-read what ``events`` need (:attr:`preload`; one query per table)."""
+        assert self.preload, "services.reminders.handlers sets RemindersRepository.preload"
         account_ids: set[str] = set()
         keys: set[Key] = set()
         plan_ids: set[str] = set()
         days: set[date] = set()
-        due_soon = False
+        clock = False
         for e in events:
-            if e.type == "installment.due-soon":
-                due_soon = True
-                account_ids.add(e.subject)
-                keys.add((e.data.plan_id, e.data.seq))
-                plan_ids.add(e.data.plan_id)
-            elif e.type == "installment.paid":
-                keys.add((e.data.plan_id, e.data.seq))
-            elif e.type == "account.upserted":
-                account_ids.add(e.data.account_id)
-            elif e.type in ("plan.completed", "plan.cancelled"):
-                plan_ids.add(e.data.plan_id)
-            elif e.type == "business-day.closed":
-                days.add(e.data.business_date)
+            preload = self.preload.get(e.type)
+            if preload is None:
+                continue
+            wanted = preload(e)
+            account_ids.update(wanted.accounts)
+            keys.update(wanted.installments)
+            plan_ids.update(wanted.plans)
+            days.update(wanted.days)
+            clock = clock or wanted.clock
+        self._accounts_loaded.update(account_ids)
+        self._installments_loaded.update(keys)
+        self._plans_loaded.update(plan_ids)
+        self._days_loaded.update(days)
+        self._clock_loaded = clock
         if account_ids:
             rows = self.session.execute(
                 select(accounts).where(among(accounts.c.account_id, account_ids, self.dialect))
@@ -130,7 +170,7 @@ class RemindersRepository:
                 select(plans).where(among(plans.c.plan_id, plan_ids, self.dialect))
             )
             self._plans = {r.plan_id: Plan(**r._mapping) for r in rows}
-        if due_soon or days:  # a day close is checked against the clock (a jump is held)
+        if clock:
             self._clock = self.session.execute(
                 select(func.max(business_days.c.business_date))
             ).scalar()
@@ -157,23 +197,35 @@ class RemindersRepository:
     # --- reads, in memory -----------------------------------------------------------
 
     def account(self, account_id: str) -> Account | None:
+        if account_id not in self._accounts_loaded:
+            raise NotLoaded(f"account {account_id!r} was not preloaded")
         return self._accounts.get(account_id)
 
     def installment(self, plan_id: str, seq: int) -> Installment | None:
+        if (plan_id, seq) not in self._installments_loaded:
+            raise NotLoaded(f"installment {plan_id!r} #{seq} was not preloaded")
         return self._installments.get((plan_id, seq))
 
     def handled_offsets(self, plan_id: str, seq: int) -> set[int]:
+        if (plan_id, seq) not in self._installments_loaded:
+            raise NotLoaded(f"the reminders of installment {plan_id!r} #{seq} were not preloaded")
         return set(self._handled.get((plan_id, seq), ()))
 
     def plan_closed(self, plan_id: str, active: str) -> bool:
+        if plan_id not in self._plans_loaded:
+            raise NotLoaded(f"plan {plan_id!r} was not preloaded")
         plan = self._plans.get(plan_id)
         return plan is not None and plan.status != active
 
     def business_clock(self) -> date | None:
         """The newest business date closed (None before the first ``business-day.closed``)."""
+        if not self._clock_loaded:
+            raise NotLoaded("the business clock was not preloaded")
         return self._clock
 
     def has_business_day(self, business_date: date) -> bool:
+        if business_date not in self._days_loaded:
+            raise NotLoaded(f"business date {business_date.isoformat()} was not preloaded")
         return business_date in self._days
 
     # --- changes, in memory ---------------------------------------------------------
@@ -181,6 +233,9 @@ class RemindersRepository:
     def put_account(self, account: Account) -> None:
         """Latest wins: insert or replace the account's contact."""
         key = account.account_id
+        if key not in self._accounts_loaded:  # stored or not decides insert or update
+            raise NotLoaded(f"account {key!r} was not preloaded")
+        self.changes += 1
         changes = self._account_changes
         if key in self._accounts and key not in changes.new:
             changes.changed[key] = account
@@ -189,20 +244,27 @@ class RemindersRepository:
         self._accounts[key] = account
 
     def add_installment(self, installment: Installment) -> None:
+        self.changes += 1
         key = (installment.plan_id, installment.seq)
+        self._installments_loaded.add(key)
         self._installments[key] = installment
         self._installment_changes.new[key] = installment
 
     def installment_changed(self, installment: Installment) -> None:
         """Note that a loaded (or new) installment was changed in place."""
+        self.changes += 1
         key = (installment.plan_id, installment.seq)
         self._installment_changes.touch(key, installment)
 
     def add_reminder(self, row: dict[str, Any]) -> None:
+        self.changes += 1
         self._handled.setdefault((row["plan_id"], row["seq"]), set()).add(row["offset_days"])
         self._new_reminders.append(row)
 
     def set_plan_status(self, plan_id: str, account_id: str, status: str, event_id: str) -> None:
+        if plan_id not in self._plans_loaded:  # stored or not decides insert or update
+            raise NotLoaded(f"plan {plan_id!r} was not preloaded")
+        self.changes += 1
         plan = self._plans.get(plan_id)
         if plan is None:
             plan = self._plans[plan_id] = Plan(plan_id, account_id, status, event_id)
@@ -212,6 +274,8 @@ class RemindersRepository:
             self._plan_changes.touch(plan_id, plan)
 
     def add_business_day(self, business_date: date, event_id: str) -> None:
+        self.changes += 1
+        self._days_loaded.add(business_date)
         self._days.add(business_date)
         self._new_days.append({"business_date": business_date, "event_id": event_id})
         if self._clock is None or business_date > self._clock:
