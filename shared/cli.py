@@ -10,13 +10,31 @@ installments demo                   the whole pipeline on a generated stream
 
 from __future__ import annotations
 
+import json
+from datetime import datetime
+from pathlib import Path
+
 import typer
 from rich.console import Console
 
 from shared import registry
+from shared.localstack.cluster import app as cluster_app
+from shared.localstack.stack import app as stack_app
+from shared.ops.dlq import CONFIRMABLE, dead_letter_table, iter_rows, read_dead_letters, redrive
+from shared.ops.invariants import check as run_checks
+from shared.ops.lag import lag_app
+from shared.ops.replay import apply_replay, group_members, plan_replay
+from shared.ops.report import build_report, render_report
 from shared.registry import SERVICE_NAMES
-from shared.runtime import Service
+from shared.runtime import Service, run_service
+from shared.runtime.db import make_engine
+from shared.runtime.db import migrate as apply_migrations
 from shared.runtime.settings import Settings
+from shared.runtime.topics import ensure_topics
+from shared.tools.bench import run_bench, with_reject_workloads
+from shared.tools.chaos import run_fault_suite
+from shared.tools.demo import run_demo
+from shared.tools.simulator import SimConfig, Simulator, wait_groups_idle
 
 app = typer.Typer(
     help="Credit-card installment pipeline: services, stack and operations.",
@@ -37,8 +55,6 @@ def service_of(name: str, settings: Settings) -> Service:
 @app.command()
 def topics() -> None:
     """Create every topic of the contract (and DLQs) that is missing."""
-    from shared.runtime.topics import ensure_topics
-
     created = ensure_topics(Settings())
     console.print(
         f"created {len(created)} topic(s)" + (": " + ", ".join(created) if created else "")
@@ -48,21 +64,16 @@ def topics() -> None:
 @app.command()
 def migrate(service: str = typer.Argument(None, help="one service; all when omitted")) -> None:
     """Apply the missing database migrations."""
-    from shared.runtime.db import make_engine
-    from shared.runtime.db import migrate as apply
-
     settings = Settings()
     for name in [service] if service else SERVICE_NAMES:
         svc = service_of(name, settings)
-        applied = apply(make_engine(settings, name), svc.migrations)
+        applied = apply_migrations(make_engine(settings, name), svc.migrations)
         console.print(f"{name}: " + (", ".join(applied) if applied else "up to date"))
 
 
 @app.command()
 def run(service: str = typer.Argument(..., help="|".join(SERVICE_NAMES))) -> None:
     """Run one service until SIGTERM."""
-    from shared.runtime import run_service
-
     settings = Settings()
     run_service(service_of(service, settings), settings)
 
@@ -75,8 +86,6 @@ def demo(
     keep_running: bool = typer.Option(False, help="leave the services running afterwards"),
 ) -> None:
     """README command one: the whole pipeline on a local broker, with the KPI report."""
-    from shared.tools.demo import run_demo
-
     run_demo(accounts, days, seed, Console(), keep_running=keep_running)
 
 
@@ -87,8 +96,6 @@ def simulate(
     seed: int = typer.Option(42, help="random seed (same seed, same events)"),
 ) -> None:
     """Play the card system and the customer channel against a running pipeline."""
-    from shared.tools.simulator import SimConfig, Simulator, wait_groups_idle
-
     settings = Settings()
     groups = registry.groups(settings)
     sim = Simulator(
@@ -104,10 +111,6 @@ def simulate(
 @app.command()
 def report(json_output: bool = typer.Option(False, "--json", help="print JSON")) -> None:
     """The business report (KPIs), rebuilt from the topics of a running system."""
-    import json
-
-    from shared.ops.report import build_report, render_report
-
     figures = build_report(Settings())
     if json_output:
         typer.echo(json.dumps(figures, indent=2))
@@ -134,16 +137,9 @@ def bench(
     out: str = typer.Option("docs/benchmarks", help="where latest.json and latest.md go"),
 ) -> None:
     """Benchmarks on the local stack with PostgreSQL: throughput vs raw client, latency."""
-    from pathlib import Path
-
-    from shared.tools.bench import run_bench
-
-    services = service or list(SERVICE_NAMES)
-    if "purchases" in services and "purchases-rejects" not in services:
-        services.insert(services.index("purchases") + 1, "purchases-rejects")
     run_bench(
         events,
-        services,
+        with_reject_workloads(service or list(SERVICE_NAMES)),
         [r for r in e2e_rate if r > 0],
         e2e_seconds,
         Path(out),
@@ -162,28 +158,12 @@ def dlq_list(
     json_output: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Every dead letter: where it came from, which service refused it, why."""
-    import json
-
-    from rich.table import Table
-
-    from shared.ops.dlq import iter_rows, read_dead_letters
-
     letters, consumer = read_dead_letters(Settings(), topic)
     consumer.close()
     if json_output:
         typer.echo(json.dumps([d.as_dict() for d in letters], indent=2))
-        return
-    table = Table(
-        "dlq topic",
-        "partition:offset",
-        "service",
-        "original",
-        "reason",
-        title=f"{len(letters)} dead letter(s)",
-    )
-    for row in iter_rows(letters):
-        table.add_row(*row)
-    Console().print(table)
+    else:
+        Console().print(dead_letter_table(letters))
 
 
 @dlq_app.command("redrive")
@@ -199,8 +179,6 @@ def dlq_redrive(
     ),
 ) -> None:
     """Re-publish dead letters to their original topics (after fixing the cause)."""
-    from shared.ops.dlq import CONFIRMABLE, iter_rows, redrive
-
     if confirm is not None and confirm not in CONFIRMABLE:
         raise typer.BadParameter(f"one of {', '.join(CONFIRMABLE)}", param_hint="--confirm")
     chosen = redrive(
@@ -229,10 +207,6 @@ def replay(
     force: bool = typer.Option(False, help="even if the group still has members"),
 ) -> None:
     """Replay a (stopped) service from an offset or a time; effects stay exactly once."""
-    from datetime import datetime
-
-    from shared.ops.replay import apply_replay, group_members, plan_replay
-
     if (to_offset is None) == (to_time is None):
         raise typer.BadParameter("give exactly one of --to-offset or --to-time")
     settings = Settings()
@@ -255,10 +229,6 @@ def replay(
 @app.command()
 def check(json_output: bool = typer.Option(False, "--json", help="print JSON")) -> None:
     """Check the pipeline's invariants from its topics; exit 1 on any violation."""
-    import json
-
-    from shared.ops.invariants import check as run_checks
-
     result = run_checks(Settings())
     if json_output:
         typer.echo(json.dumps(result.as_dict(), indent=2))
@@ -296,38 +266,7 @@ def faults(
     ),
 ) -> None:
     """The fault suite: a seeded story calm and under faults; invariants; same outputs."""
-    import json
-    from datetime import datetime
-    from pathlib import Path
-
-    from shared.localstack.stack import ensure_stack
-    from shared.tools.chaos import run_chaos
-    from shared.tools.demo import _postgres_database
-
-    bootstrap, admin_url = ensure_stack(need_postgres=True)
-    assert admin_url, "the fault suite needs PostgreSQL"
-    run = datetime.now().strftime("%Y%m%d%H%M%S")
-    base = Settings(
-        kafka_bootstrap_servers=bootstrap,
-        database_url=admin_url or "",
-        topic_prefix=f"faults-{run}.",
-        session_timeout_ms=6000,
-    )
-    try:
-        result = run_chaos(
-            base,
-            accounts,
-            days,
-            seed,
-            every,
-            Path(".data") / f"faults-{run}",
-            lambda name: _postgres_database(admin_url, f"faults_{run}_{name}"),
-        )
-    finally:
-        if not keep:  # a broker holding every run's partitions gets slow to start
-            _drop_namespaces(
-                base, admin_url, [("calm", f"faults_{run}_calm"), ("chaos", f"faults_{run}_chaos")]
-            )
+    result = run_fault_suite(accounts, days, seed, every, keep=keep)
     figures = result.as_dict()
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(json.dumps(figures, indent=2))
@@ -346,41 +285,13 @@ def faults(
     raise typer.Exit(0 if not (result.violations or result.differences) else 1)
 
 
-def _drop_namespaces(base: Settings, admin_url: str, runs: list[tuple[str, str]]) -> None:
-    """Delete the topics (``<prefix><name>.``) and databases of finished runs."""
-    from sqlalchemy import create_engine, text
-
-    from shared.runtime.topics import delete_namespace
-
-    for name, _db in runs:
-        delete_namespace(base.model_copy(update={"topic_prefix": f"{base.topic_prefix}{name}."}))
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        for _name, db in runs:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
-    admin.dispose()
-
-
-def _mount_optional() -> None:
-    try:
-        from shared.localstack.stack import app as stack_app
-    except ImportError:  # pragma: no cover - stack module missing in a partial checkout
-        return
-    app.add_typer(stack_app, name="stack", help="The local Kafka broker and PostgreSQL.")
-    from shared.localstack.cluster import app as cluster_app
-
-    app.add_typer(
-        cluster_app, name="cluster", help="A throwaway three-node Kafka cluster (failover tests)."
-    )
-    from shared.ops.lag import lag_app
-
-    for name, (service_app, help_text) in registry.SERVICE_CLIS.items():
-        app.add_typer(service_app, name=name, help=help_text)
-
-    app.add_typer(lag_app, name="lag", help="Consumer-group lag: table, --json, --watch, exporter.")
-
-
-_mount_optional()
+app.add_typer(stack_app, name="stack", help="The local Kafka broker and PostgreSQL.")
+app.add_typer(
+    cluster_app, name="cluster", help="A throwaway three-node Kafka cluster (failover tests)."
+)
+app.add_typer(lag_app, name="lag", help="Consumer-group lag: table, --json, --watch, exporter.")
+for _name, (_service_app, _help) in registry.SERVICE_CLIS.items():
+    app.add_typer(_service_app, name=_name, help=_help)
 
 
 def main() -> None:

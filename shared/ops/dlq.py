@@ -20,6 +20,7 @@ from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.structs import OffsetAndMetadata
+from rich.table import Table
 
 from schemas import TOPICS, dlq_topic
 from shared.runtime.settings import Settings
@@ -185,3 +186,18 @@ def iter_rows(letters: list[DeadLetter]) -> Iterator[list[str]]:
             f"@{h.get('original.offset', '?')}",
             h.get("error.reason", "")[:120],
         ]
+
+
+def dead_letter_table(letters: list[DeadLetter]) -> Table:
+    """``installments dlq list``: one row per dead letter."""
+    table = Table(
+        "dlq topic",
+        "partition:offset",
+        "service",
+        "original",
+        "reason",
+        title=f"{len(letters)} dead letter(s)",
+    )
+    for row in iter_rows(letters):
+        table.add_row(*row)
+    return table

@@ -578,3 +578,21 @@ def restrict_to_keys(
         )
         return query.join(k, (a == k.c.first) & (b == k.c.second))
     return query.where(tuple_(a, b).in_(ordered))
+
+
+def create_database(server_url: str, name: str) -> str:
+    """Create database ``name`` on the PostgreSQL server of ``server_url``; its URL."""
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return f"{server_url.rpartition('/')[0]}/{name}"
+
+
+def drop_databases(server_url: str, names: Iterable[str]) -> None:
+    """Drop these databases of the server of ``server_url`` (connections closed)."""
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        for name in names:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()

@@ -215,6 +215,17 @@ def service_of(workload: str) -> str:
     return WORKLOAD_SERVICE.get(workload, workload)
 
 
+def with_reject_workloads(services: list[str]) -> list[str]:
+    """The workloads to run for ``services``: each variant right after its service's own
+    (purchases-rejects after purchases), so it is measured against it in the same run."""
+    out: list[str] = []
+    for name in services:
+        if name not in out:
+            out.append(name)
+        out += [w for w, s in WORKLOAD_SERVICE.items() if s == name and w not in services]
+    return out
+
+
 class Bench:
     def __init__(self, events: int, log: Callable[[str], None]) -> None:
         from shared.localstack.stack import ensure_stack

@@ -41,16 +41,20 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from schemas import TOPICS
+from shared.localstack.stack import ensure_stack
 from shared.ops.invariants import check
 from shared.ops.offset_watch import OffsetWatch
 from shared.ops.topic_reader import read_raw
 from shared.registry import SERVICE_NAMES
+from shared.runtime.db import create_database, drop_databases
 from shared.runtime.logging import get_logger
 from shared.runtime.settings import Settings
+from shared.runtime.topics import delete_namespace
 from shared.tools.pipeline import Pipeline
 from shared.tools.simulator import DEMO_POLICY_YAML, SimConfig, Simulator
 
@@ -452,3 +456,38 @@ def run_chaos(
     result.checks = sum(report.checked.values())
     result.events_out, result.differences = compare_outputs(runs["calm"], runs["chaos"])
     return result
+
+
+def run_fault_suite(
+    accounts: int, days: int, seed: int, every_s: float, *, keep: bool = False
+) -> ChaosResult:
+    """``installments faults``: the story calm and under faults, on the local stack's
+    PostgreSQL, in a namespace of its own (topics and databases deleted afterwards
+    unless ``keep``: a broker holding every run's partitions gets slow to start)."""
+    bootstrap, admin_url = ensure_stack(need_postgres=True)
+    if not admin_url:
+        raise RuntimeError("the fault suite needs PostgreSQL")
+    run = datetime.now().strftime("%Y%m%d%H%M%S")
+    base = Settings(
+        kafka_bootstrap_servers=bootstrap,
+        database_url=admin_url,
+        topic_prefix=f"faults-{run}.",
+        session_timeout_ms=6000,
+    )
+    runs = ("calm", "chaos")
+    try:
+        return run_chaos(
+            base,
+            accounts,
+            days,
+            seed,
+            every_s,
+            Path(".data") / f"faults-{run}",
+            lambda name: create_database(admin_url, f"faults_{run}_{name}"),
+        )
+    finally:
+        if not keep:
+            for name in runs:
+                prefix = f"{base.topic_prefix}{name}."
+                delete_namespace(base.model_copy(update={"topic_prefix": prefix}))
+            drop_databases(admin_url, [f"faults_{run}_{name}" for name in runs])

@@ -24,23 +24,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from shared.ops.report import build_report, render_report
 from shared.registry import SERVICE_NAMES
+from shared.runtime.db import create_database
 from shared.runtime.settings import Settings
 from shared.runtime.topics import committed_offsets
 from shared.tools.pipeline import Pipeline
 from shared.tools.simulator import DEMO_POLICY_YAML, SimConfig, Simulator
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _postgres_database(url: str, name: str) -> str:
-    """Create a fresh database for this run on the server of ``url``; return its URL."""
-    from sqlalchemy import create_engine, text
-
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return f"{url.rpartition('/')[0]}/{name}"
 
 
 def run_demo(
@@ -55,7 +45,7 @@ def run_demo(
     console.print(f"[bold]1/6[/] local stack (run {run}, files in {workdir})")
     bootstrap, db_url = ensure_stack(need_postgres=False)
     if db_url and db_url.startswith("postgresql"):
-        db_url = _postgres_database(db_url, f"installments_demo_{run}")
+        db_url = create_database(db_url, f"installments_demo_{run}")
         console.print(f"    PostgreSQL database {db_url.rpartition('/')[2]}")
     else:
         db_url = f"sqlite:///{workdir}/{{service}}.sqlite3"
