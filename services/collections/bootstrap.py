@@ -6,7 +6,9 @@ file named by the settings).
 
 from __future__ import annotations
 
-from services.collections.handlers import HANDLERS
+from functools import partial
+
+from services.collections.handlers import HANDLERS, PRELOAD
 from services.collections.policy import load_policy
 from services.collections.repository import CollectionsRepository
 from services.collections.tables import MIGRATIONS
@@ -21,5 +23,5 @@ def build(settings: Settings) -> Service:
         handlers=HANDLERS,
         migrations=MIGRATIONS,
         policy=load_policy(settings.policy_file),
-        repository=CollectionsRepository,
+        repository=partial(CollectionsRepository, preload=PRELOAD),
     )

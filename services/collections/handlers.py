@@ -342,4 +342,3 @@ PRELOAD: dict[str, Callable[[Envelope], Keys]] = {
     "plan.completed": lambda e: Keys(plans=(e.data.plan_id,)),
     "plan.cancelled": lambda e: Keys(plans=(e.data.plan_id,)),
 }
-CollectionsRepository.preload = PRELOAD  # what load(events) reads (it cannot import this module)

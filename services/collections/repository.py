@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import Any
 
 from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
@@ -44,14 +44,10 @@ from services.collections.tables import (
     plans,
     positions,
 )
+from shared.runtime.api import NotLoaded
 from shared.runtime.db import among, bulk_insert, restrict_to_keys, update_rows
 
 Key = tuple[str, int]  # (plan_id, seq)
-
-
-class NotLoaded(KeyError):
-    """A getter was asked for a key the batch did not preload: the ``PRELOAD`` table in
-    ``handlers.py`` misses it (a programming error, not an absent row)."""
 
 
 @dataclass(frozen=True)
@@ -124,11 +120,10 @@ class _Changes:
 
 
 class CollectionsRepository:
-    #: event type -> the :class:`Keys` its handler needs: ``handlers.PRELOAD``, the table
-    #: next to HANDLERS, which ``handlers.py`` puts here (this module cannot import it).
-    preload: ClassVar[Mapping[str, Callable[[Any], Keys]]] = {}
-
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, preload: Mapping[str, Callable[[Any], Keys]]) -> None:
+        #: event type -> the :class:`Keys` its handler needs: ``handlers.PRELOAD``, the
+        #: table next to HANDLERS (``bootstrap.build`` passes it).
+        self.preload = preload
         self.session = session
         self.dialect = session.get_bind().dialect.name
         self._positions: dict[str, Position] = {}
@@ -154,7 +149,7 @@ class CollectionsRepository:
 
     def load(self, events: list[Any]) -> None:
         """Bulk-read what ``events`` need (:attr:`preload`; one query per table)."""
-        assert self.preload, "services.collections.handlers sets CollectionsRepository.preload"
+        assert self.preload, "bootstrap.build passes handlers.PRELOAD"
         account_ids: set[str] = set()
         plan_ids: set[str] = set()
         keys: set[Key] = set()

@@ -6,7 +6,9 @@ file named by the settings).
 
 from __future__ import annotations
 
-from services.offers.handlers import HANDLERS
+from functools import partial
+
+from services.offers.handlers import HANDLERS, PRELOAD
 from services.offers.policy import load_policy
 from services.offers.repository import OffersRepository
 from services.offers.tables import MIGRATIONS
@@ -21,5 +23,5 @@ def build(settings: Settings) -> Service:
         handlers=HANDLERS,
         migrations=MIGRATIONS,
         policy=load_policy(settings.policy_file),
-        repository=OffersRepository,
+        repository=partial(OffersRepository, preload=PRELOAD),
     )

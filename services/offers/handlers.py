@@ -817,4 +817,3 @@ PRELOAD: dict[str, Callable[[Envelope], Keys]] = {
     "business-day.closed": lambda e: Keys(days=(e.data.business_date,)),
     "points.redeemed": lambda e: Keys(accounts=(e.data.account_id,), plans=(e.data.plan_id,)),
 }
-OffersRepository.preload = PRELOAD  # what load(events) reads (it cannot import this module)

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import date
 from decimal import Decimal
 from functools import cache
-from typing import Any, ClassVar
+from typing import Any
 
 from sqlalchemy import and_, func, or_, select, union
 from sqlalchemy.orm import Session
@@ -56,6 +56,7 @@ from services.offers.tables import (
     refunds,
     waivers,
 )
+from shared.runtime.api import NotLoaded
 from shared.runtime.db import among, bulk_insert, update_rows
 
 ZERO = Decimal(0)
@@ -68,11 +69,6 @@ def offer_id_for(purchase_id: str) -> str:
 
 def plan_id_for(purchase_id: str) -> str:
     return f"plan-{purchase_id}"
-
-
-class NotLoaded(KeyError):
-    """A getter was asked for a key the batch did not preload: the ``PRELOAD`` table in
-    ``handlers.py`` misses it (a programming error, not an absent row)."""
 
 
 @dataclass(frozen=True)
@@ -276,11 +272,10 @@ _NOT_LOADED: Any = object()
 class OffersRepository:
     """The in-memory view of what one batch touches (see the module docstring)."""
 
-    #: event type -> the :class:`Keys` its handler needs: ``handlers.PRELOAD``, the table
-    #: next to HANDLERS, which ``handlers.py`` puts here (this module cannot import it).
-    preload: ClassVar[Mapping[str, Callable[[Any], Keys]]] = {}
-
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, preload: Mapping[str, Callable[[Any], Keys]]) -> None:
+        #: event type -> the :class:`Keys` its handler needs: ``handlers.PRELOAD``, the
+        #: table next to HANDLERS (``bootstrap.build`` passes it).
+        self.preload = preload
         self.session = session
         self.dialect = session.get_bind().dialect.name
         # accounts: loaded value (None: not in the database) and what changed
@@ -336,7 +331,7 @@ class OffersRepository:
 
     def load(self, events: list[Any]) -> None:
         """Bulk-read what ``events`` need (:attr:`preload`; one query per table)."""
-        assert self.preload, "services.offers.handlers sets OffersRepository.preload"
+        assert self.preload, "bootstrap.build passes handlers.PRELOAD"
         wanted = _Wanted()
         for e in events:
             preload = self.preload.get(e.type)

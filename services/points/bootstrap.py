@@ -6,7 +6,9 @@ file named by the settings).
 
 from __future__ import annotations
 
-from services.points.handlers import HANDLERS
+from functools import partial
+
+from services.points.handlers import HANDLERS, PRELOAD
 from services.points.policy import load_policy
 from services.points.repository import PointsRepository
 from services.points.tables import MIGRATIONS
@@ -21,5 +23,5 @@ def build(settings: Settings) -> Service:
         handlers=HANDLERS,
         migrations=MIGRATIONS,
         policy=load_policy(settings.policy_file),
-        repository=PointsRepository,
+        repository=partial(PointsRepository, preload=PRELOAD),
     )

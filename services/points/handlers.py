@@ -451,4 +451,3 @@ PRELOAD: dict[str, Callable[[Envelope], Keys]] = {
         accounts=(e.subject,), balances=(e.subject,), plans=(e.data.plan_id,)
     ),
 }
-PointsRepository.preload = PRELOAD  # what load(events) reads (it cannot import this module)

@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import Any
 
 from sqlalchemy import String, Table, bindparam, false, func, null, select
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -39,6 +39,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from services.points.tables import accounts, ledger, plans, purchases
+from shared.runtime.api import NotLoaded
 from shared.runtime.db import among, bulk_insert, update_rows
 
 
@@ -88,11 +89,6 @@ class Plan:
     event_id: str
 
 
-class NotLoaded(KeyError):
-    """A getter was asked for a key the batch did not preload: the ``PRELOAD`` table in
-    ``handlers.py`` misses it (a programming error, not an absent row)."""
-
-
 @dataclass(frozen=True)
 class Keys:
     """What one event needs loaded (the values of ``handlers.PRELOAD``)."""
@@ -108,11 +104,10 @@ class Keys:
 
 
 class PointsRepository:
-    #: event type -> the :class:`Keys` its handler needs: ``handlers.PRELOAD``, the table
-    #: next to HANDLERS, which ``handlers.py`` puts here (this module cannot import it).
-    preload: ClassVar[Mapping[str, Callable[[Any], Keys]]] = {}
-
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, preload: Mapping[str, Callable[[Any], Keys]]) -> None:
+        #: event type -> the :class:`Keys` its handler needs: ``handlers.PRELOAD``, the
+        #: table next to HANDLERS (``bootstrap.build`` passes it).
+        self.preload = preload
         self.session = session
         self.dialect = session.get_bind().dialect.name
         self._accounts: dict[str, Account] = {}
@@ -138,7 +133,7 @@ class PointsRepository:
 
     def load(self, events: list[Any]) -> None:
         """Bulk-read what ``events`` need (:attr:`preload`; one query per table)."""
-        assert self.preload, "services.points.handlers sets PointsRepository.preload"
+        assert self.preload, "bootstrap.build passes handlers.PRELOAD"
         account_ids: set[str] = set()
         balance_ids: set[str] = set()  # accounts whose balance a handler may need
         purchase_ids: set[str] = set()

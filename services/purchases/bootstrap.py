@@ -6,7 +6,9 @@ file named by the settings).
 
 from __future__ import annotations
 
-from services.purchases.handlers import HANDLERS
+from functools import partial
+
+from services.purchases.handlers import HANDLERS, PRELOAD
 from services.purchases.repository import PurchasesRepository
 from services.purchases.tables import MIGRATIONS
 from shared.runtime import Service
@@ -19,5 +21,5 @@ def build(settings: Settings) -> Service:
         name="purchases",
         handlers=HANDLERS,
         migrations=MIGRATIONS,
-        repository=PurchasesRepository,
+        repository=partial(PurchasesRepository, preload=PRELOAD),
     )

@@ -102,4 +102,3 @@ PRELOAD: dict[str, Callable[[Envelope], Keys]] = {
         purchases=(e.data.purchase_id,), refunds=(e.data.refund_id,)
     ),
 }
-PurchasesRepository.preload = PRELOAD  # what load(events) reads (it cannot import this module)

@@ -15,19 +15,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import Any
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from services.purchases.domain import RecordedPurchase
 from services.purchases.tables import purchases, refunds
+from shared.runtime.api import NotLoaded
 from shared.runtime.db import among, bulk_insert
-
-
-class NotLoaded(KeyError):
-    """A getter was asked for a key the batch did not preload: the ``PRELOAD`` table in
-    ``handlers.py`` misses it (a programming error, not an absent row)."""
 
 
 @dataclass(frozen=True)
@@ -39,11 +35,10 @@ class Keys:
 
 
 class PurchasesRepository:
-    #: event type -> the :class:`Keys` its handler needs: ``handlers.PRELOAD``, the table
-    #: next to HANDLERS, which ``handlers.py`` puts here (this module cannot import it).
-    preload: ClassVar[Mapping[str, Callable[[Any], Keys]]] = {}
-
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, preload: Mapping[str, Callable[[Any], Keys]]) -> None:
+        #: event type -> the :class:`Keys` its handler needs: ``handlers.PRELOAD``, the
+        #: table next to HANDLERS (``bootstrap.build`` passes it).
+        self.preload = preload
         self.session = session
         self.dialect = session.get_bind().dialect.name
         self._purchases: dict[str, RecordedPurchase] = {}
@@ -59,7 +54,7 @@ class PurchasesRepository:
 
     def load(self, events: list[Any]) -> None:
         """Bulk-read what ``events`` need (:attr:`preload`; one query per table)."""
-        assert self.preload, "services.purchases.handlers sets PurchasesRepository.preload"
+        assert self.preload, "bootstrap.build passes handlers.PRELOAD"
         purchase_ids: set[str] = set()
         refund_ids: set[str] = set()
         for e in events:

@@ -6,7 +6,9 @@ file named by the settings).
 
 from __future__ import annotations
 
-from services.reminders.handlers import HANDLERS
+from functools import partial
+
+from services.reminders.handlers import HANDLERS, PRELOAD
 from services.reminders.policy import load_policy
 from services.reminders.repository import RemindersRepository
 from services.reminders.tables import MIGRATIONS
@@ -21,5 +23,5 @@ def build(settings: Settings) -> Service:
         handlers=HANDLERS,
         migrations=MIGRATIONS,
         policy=load_policy(settings.policy_file),
-        repository=RemindersRepository,
+        repository=partial(RemindersRepository, preload=PRELOAD),
     )

@@ -28,20 +28,16 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import Any
 
 from sqlalchemy import Table, func, select
 from sqlalchemy.orm import Session
 
 from services.reminders.tables import accounts, business_days, installments, plans, reminders
+from shared.runtime.api import NotLoaded
 from shared.runtime.db import among, bulk_insert, restrict_to_keys, update_rows
 
 Key = tuple[str, int]  # (plan_id, seq)
-
-
-class NotLoaded(KeyError):
-    """A getter was asked for a key the batch did not preload: the ``PRELOAD`` table in
-    ``handlers.py`` misses it (a programming error, not an absent row)."""
 
 
 @dataclass(frozen=True)
@@ -105,11 +101,10 @@ class _Changes:
 
 
 class RemindersRepository:
-    #: event type -> the :class:`Keys` its handler needs: ``handlers.PRELOAD``, the table
-    #: next to HANDLERS, which ``handlers.py`` puts here (this module cannot import it).
-    preload: ClassVar[Mapping[str, Callable[[Any], Keys]]] = {}
-
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, preload: Mapping[str, Callable[[Any], Keys]]) -> None:
+        #: event type -> the :class:`Keys` its handler needs: ``handlers.PRELOAD``, the
+        #: table next to HANDLERS (``bootstrap.build`` passes it).
+        self.preload = preload
         self.session = session
         self.dialect = session.get_bind().dialect.name
         self._accounts: dict[str, Account] = {}
@@ -137,7 +132,7 @@ class RemindersRepository:
 
     def load(self, events: list[Any]) -> None:
         """Bulk-read what ``events`` need (:attr:`preload`; one query per table)."""
-        assert self.preload, "services.reminders.handlers sets RemindersRepository.preload"
+        assert self.preload, "bootstrap.build passes handlers.PRELOAD"
         account_ids: set[str] = set()
         keys: set[Key] = set()
         plan_ids: set[str] = set()

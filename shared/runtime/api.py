@@ -72,6 +72,12 @@ def barrier_delay(behind: int) -> float:
     return min(BARRIER_MAX_DELAY_S, 0.1 + behind / BARRIER_RECORDS_PER_S)
 
 
+class NotLoaded(KeyError):
+    """A repository was asked for a key its batch did not preload: the service's
+    ``PRELOAD`` table (next to ``HANDLERS``) misses it. A programming error, not an
+    absent row (a preloaded key that does not exist answers None)."""
+
+
 class Defer(Exception):
     """Raised by a handler: not yet; retry this message (and its partition) later.
 

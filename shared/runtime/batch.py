@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from schemas import InvalidEvent, decode, dlq_topic
 from shared.runtime import faults, metrics
-from shared.runtime.api import Context, Defer, Reject
+from shared.runtime.api import Context, Defer, NotLoaded, Reject
 from shared.runtime.base import RunnerBase
 from shared.runtime.db import (
     advance_offsets,
@@ -32,6 +32,7 @@ from shared.runtime.db import (
 from shared.runtime.logging import redact_text
 from shared.runtime.records import (
     DEAD_LETTER_OVERHEAD,
+    PROGRAMMING_ERRORS,
     BatchResult,
     Fenced,
     _Committed,
@@ -98,7 +99,7 @@ class BatchProcessing(RunnerBase):
                 self._apply([pending[at]], out)
                 pending = pending[at + 1 :]
             except Exception as exc:
-                if isinstance(exc, Fenced) or is_transient(exc):
+                if isinstance(exc, (Fenced, *PROGRAMMING_ERRORS)) or is_transient(exc):
                     raise
                 if len(pending) == 1:
                     self._quarantine(pending[0], exc, out)
@@ -308,8 +309,8 @@ class BatchProcessing(RunnerBase):
         except Exception as exc:
             if savepoint is not None:
                 savepoint.rollback()
-            if is_transient(exc):
-                raise
+            if is_transient(exc) or isinstance(exc, NotLoaded):
+                raise  # retried; or a PRELOAD table that misses a key: a bug, not the record
             if isolated:
                 ctx.repo = None  # this transaction holds only this record: drop its changes
             elif not (

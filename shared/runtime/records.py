@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import InterfaceError as SAInterfaceError
 
 from schemas import Envelope
+from shared.runtime.api import NotLoaded
 from shared.runtime.logging import redact_text
 
 if TYPE_CHECKING:
@@ -36,6 +37,22 @@ class Fenced(Exception):
 
 
 TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (OperationalError, SAInterfaceError)
+
+
+#: Exceptions that mean a bug in the service, not a record it cannot apply. Raised outside
+#: a handler (building the repository, loading, saving) or a repository refusing a key
+#: its PRELOAD table missed, they stop the process instead of dead-lettering record after
+#: record: the supervisor restarts it, and crash counting isolates a record that keeps
+#: triggering one (shared.runtime.poison).
+PROGRAMMING_ERRORS: tuple[type[BaseException], ...] = (
+    TypeError,
+    AttributeError,
+    NameError,
+    AssertionError,
+    ImportError,
+    NotImplementedError,
+    NotLoaded,
+)
 
 
 def is_transient(exc: BaseException) -> bool:

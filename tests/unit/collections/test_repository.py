@@ -32,7 +32,7 @@ def repo(tmp_path) -> Iterator[CollectionsRepository]:
     engine = create_engine(f"sqlite:///{tmp_path}/collections.sqlite3")
     migrate(engine, MIGRATIONS)
     with Session(engine) as session:
-        yield CollectionsRepository(session)
+        yield CollectionsRepository(session, PRELOAD)
     engine.dispose()
 
 

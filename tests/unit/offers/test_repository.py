@@ -48,7 +48,7 @@ def repo(tmp_path) -> Iterator[OffersRepository]:
     engine = create_engine(f"sqlite:///{tmp_path}/offers.sqlite3")
     migrate(engine, MIGRATIONS)
     with Session(engine) as session:
-        yield OffersRepository(session)
+        yield OffersRepository(session, PRELOAD)
     engine.dispose()
 
 

@@ -13,11 +13,13 @@ together and interleaves topics by using two partitions.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
+from services.points.handlers import PRELOAD
 from services.points.repository import PointsRepository
 from services.points.tables import accounts, ledger, plans, purchases
 from tests import factories as f
@@ -243,7 +245,7 @@ def counting_service(loads: list[int]) -> Any:
             loads.append(len(events))
             super().load(events)
 
-    return dataclasses.replace(SERVICE, repository=Counting)
+    return dataclasses.replace(SERVICE, repository=functools.partial(Counting, preload=PRELOAD))
 
 
 @pytest.mark.parametrize("with_reject", [False, True], ids=["fast-path", "replayed"])

@@ -31,7 +31,7 @@ def repo(tmp_path) -> Iterator[PointsRepository]:
     engine = create_engine(f"sqlite:///{tmp_path}/points.sqlite3")
     migrate(engine, MIGRATIONS)
     with Session(engine) as session:
-        yield PointsRepository(session)
+        yield PointsRepository(session, PRELOAD)
     engine.dispose()
 
 

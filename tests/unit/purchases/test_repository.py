@@ -29,7 +29,7 @@ def repo(tmp_path) -> Iterator[PurchasesRepository]:
     engine = create_engine(f"sqlite:///{tmp_path}/purchases.sqlite3")
     migrate(engine, MIGRATIONS)
     with Session(engine) as session:
-        yield PurchasesRepository(session)
+        yield PurchasesRepository(session, PRELOAD)
     engine.dispose()
 
 

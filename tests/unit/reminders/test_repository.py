@@ -36,7 +36,7 @@ def repo(tmp_path) -> Iterator[RemindersRepository]:
     engine = create_engine(f"sqlite:///{tmp_path}/reminders.sqlite3")
     migrate(engine, MIGRATIONS)
     with Session(engine) as session:
-        yield RemindersRepository(session)
+        yield RemindersRepository(session, PRELOAD)
     engine.dispose()
 
 

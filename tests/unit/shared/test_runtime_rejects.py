@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.runtime import Context, Reject, Service
+import pytest
+
+from shared.runtime import Context, NotLoaded, Reject, Service
 from tests import factories as f
 from tests.builders.services import PURCHASES as PURCHASES_SERVICE
 from tests.harness import Harness
@@ -124,3 +126,43 @@ def test_purchases_rejected_refunds_do_not_split_the_batch(tmp_path):
     finally:
         h.close()
         one.close()
+
+
+class BrokenRepository(CountingRepository):
+    """A bug in the service's own code, outside any handler."""
+
+    def save(self) -> None:
+        raise TypeError("save() got an unexpected keyword argument")
+
+
+def test_a_bug_outside_the_handlers_stops_the_batch_instead_of_dead_lettering_it(tmp_path):
+    """Not one dead letter per record: the process stops (its supervisor restarts it and
+    crash counting isolates a record that keeps causing it)."""
+    broken = Service(
+        name="probe",
+        handlers={"purchase.posted": handler},
+        migrations=[],
+        repository=BrokenRepository,
+    )
+    h = Harness(broken, tmp_path)
+    try:
+        records = [h.publish(PURCHASES, m) for m in batch(["p1", "p2", "p3"])]
+        with pytest.raises(TypeError):
+            h.runner.process_batch(records)
+    finally:
+        h.close()
+
+
+def test_a_key_the_preload_table_missed_is_a_bug_not_a_dead_letter(tmp_path):
+    def needs_unloaded(ctx: Context, event: Any) -> None:
+        raise NotLoaded("purchase p1 was not preloaded")
+
+    h = Harness(
+        Service(name="probe", handlers={"purchase.posted": needs_unloaded}, migrations=[]),
+        tmp_path,
+    )
+    try:
+        with pytest.raises(NotLoaded):
+            h.runner.process_batch([h.publish(PURCHASES, batch(["p1"])[0])])
+    finally:
+        h.close()
