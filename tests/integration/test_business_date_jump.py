@@ -15,7 +15,7 @@ from services.offers.tables import business_days as offers_days
 from services.reminders.tables import business_days as reminders_days
 from shared.ops.dlq import read_dead_letters, redrive
 from shared.runtime.db import make_engine
-from tests import factories as f
+from tests.builders import messages as f
 from tests.builders.services import OFFERS as OFFERS
 from tests.builders.services import REMINDERS as REMINDERS
 from tests.support import Collector, Producer, running, wait_until

@@ -29,7 +29,7 @@ from kafka.structs import OffsetAndMetadata
 from shared.localstack.cluster import LocalCluster
 from shared.ops.invariants import check
 from shared.runtime.topics import ensure_topics
-from tests import factories as f
+from tests.builders import messages as f
 from tests.builders.services import PURCHASES as SERVICE
 from tests.support import Collector, Producer, running, wait_until
 

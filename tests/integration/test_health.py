@@ -10,7 +10,7 @@ import urllib.request
 import pytest
 
 from shared.runtime import metrics
-from tests import factories as f
+from tests.builders import messages as f
 from tests.builders.services import PURCHASES as SERVICE
 from tests.support import Collector, Producer, ServiceThread, wait_until
 

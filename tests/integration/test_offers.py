@@ -14,7 +14,7 @@ from kafka.partitioner.default import murmur2
 from sqlalchemy import create_engine, text
 
 from shared.runtime.db import make_engine, stored_offsets
-from tests import factories as f
+from tests.builders import messages as f
 from tests.builders.services import OFFERS as SERVICE
 from tests.harness import Harness
 from tests.support import Collector, Producer, ServiceThread, wait_until

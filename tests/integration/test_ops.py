@@ -6,7 +6,7 @@ import pytest
 
 from shared.ops.dlq import read_dead_letters, redrive
 from shared.ops.replay import apply_replay, plan_replay
-from tests import factories as f
+from tests.builders import messages as f
 from tests.builders.services import PURCHASES as SERVICE
 from tests.support import Collector, Producer, running
 

@@ -19,7 +19,7 @@ from sqlalchemy.exc import DBAPIError
 
 from services.points.tables import accounts, ledger, purchases
 from shared.runtime.db import consumer_offsets, inbox, make_engine
-from tests import factories as f
+from tests.builders import messages as f
 from tests.builders.services import POINTS as POINTS
 from tests.builders.services import PURCHASES as PURCHASES
 from tests.support import Collector, Producer, running, wait_until

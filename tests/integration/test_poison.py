@@ -30,7 +30,7 @@ from kafka.partitioner.default import murmur2
 from schemas.registry import dlq_topic
 from shared.runtime.logging import configure_logging
 from shared.runtime.settings import Settings
-from tests import factories as f
+from tests.builders import messages as f
 from tests.builders.services import OFFERS as OFFERS_SERVICE
 from tests.builders.services import POINTS as POINTS_SERVICE
 from tests.builders.services import PURCHASES as PURCHASES_SERVICE

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from services.purchases.tables import purchases
 from shared.runtime.db import make_engine
-from tests import factories as f
+from tests.builders import messages as f
 from tests.builders.services import PURCHASES as SERVICE
 from tests.support import Collector, Producer, running, start_process, wait_until
 

@@ -35,7 +35,7 @@ from sqlalchemy import select
 from services.collections.queries import open_cases, risk_reserve
 from services.reminders.tables import reminders
 from shared.runtime.db import make_engine
-from tests import factories as f
+from tests.builders import messages as f
 from tests.builders.services import COLLECTIONS as COLLECTIONS
 from tests.builders.services import OFFERS as OFFERS
 from tests.builders.services import PURCHASES as PURCHASES

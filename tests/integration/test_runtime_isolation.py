@@ -22,7 +22,7 @@ from sqlalchemy import Column, MetaData, String, Table, insert, select
 from shared.runtime import Context, Service
 from shared.runtime.db import Migration, create_tables, load_offsets
 from shared.runtime.records import BatchResult
-from tests import factories as f
+from tests.builders import messages as f
 from tests.harness import Harness
 
 pytestmark = pytest.mark.integration

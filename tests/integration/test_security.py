@@ -40,7 +40,7 @@ from shared.localstack.secure import (
 )
 from shared.runtime.settings import Settings
 from shared.runtime.topics import contract_topics, ensure_topics
-from tests import factories as f
+from tests.builders import messages as f
 from tests.builders.services import PURCHASES as SERVICE
 from tests.support import Collector, Producer, running, wait_until
 

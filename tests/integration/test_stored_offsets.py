@@ -11,7 +11,7 @@ from kafka import TopicPartition
 
 from shared.runtime import Fenced
 from shared.runtime.db import advance_offsets, load_offsets, utcnow
-from tests import factories as f
+from tests.builders import messages as f
 from tests.builders.services import PURCHASES as SERVICE
 from tests.harness import Harness
 

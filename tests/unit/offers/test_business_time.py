@@ -22,7 +22,7 @@ from sqlalchemy import select
 from services.offers import domain
 from services.offers.policy import OffersPolicy
 from services.offers.tables import business_days
-from tests import factories as f
+from tests.builders import messages as f
 from tests.builders.services import OFFERS as SERVICE
 from tests.harness import Harness
 from tests.unit.offers.test_handlers_builders import (

@@ -8,7 +8,7 @@ from decimal import Decimal as D
 from kafka import TopicPartition
 
 from services.offers.policy import OffersPolicy, Promotion
-from tests import factories as f
+from tests.builders import messages as f
 from tests.builders.services import OFFERS as SERVICE
 from tests.harness import Harness
 from tests.unit.offers.test_handlers_builders import (

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from services.offers.policy import OffersPolicy
-from tests import factories as f
+from tests.builders import messages as f
 from tests.builders.services import OFFERS as SERVICE
 from tests.harness import Harness
 from tests.unit.offers.test_handlers_builders import (

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests import factories as f
+from tests.builders import messages as f
 from tests.support import envelope
 
 RECORDED = "purchases.recorded.v1"

@@ -5,7 +5,7 @@ from decimal import Decimal as D
 
 from kafka import TopicPartition
 
-from tests import factories as f
+from tests.builders import messages as f
 from tests.unit.offers.test_handlers_builders import (
     ACCOUNTS,
     DAYS,

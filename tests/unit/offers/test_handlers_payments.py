@@ -4,7 +4,7 @@ from dataclasses import replace
 from decimal import Decimal as D
 
 from services.offers.policy import OffersPolicy, load_policy
-from tests import factories as f
+from tests.builders import messages as f
 from tests.builders.services import OFFERS as SERVICE
 from tests.harness import Harness
 from tests.support import envelope

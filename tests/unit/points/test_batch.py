@@ -22,7 +22,7 @@ from sqlalchemy import select
 from services.points.handlers import PRELOAD
 from services.points.repository import PointsRepository
 from services.points.tables import accounts, ledger, plans, purchases
-from tests import factories as f
+from tests.builders import messages as f
 from tests.builders.services import POINTS as SERVICE
 from tests.harness import Emitted, Harness
 from tests.unit.points.test_handlers import (

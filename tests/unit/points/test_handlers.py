@@ -22,7 +22,7 @@ from schemas import Envelope
 from services.points.policy import PointsPolicy
 from services.points.tables import accounts, ledger, plans, purchases
 from shared.runtime.db import consumer_offsets
-from tests import factories as f
+from tests.builders import messages as f
 from tests.builders.services import POINTS as SERVICE
 from tests.harness import Harness
 from tests.support import envelope

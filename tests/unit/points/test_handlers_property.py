@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from services.points.tables import plans, purchases
-from tests import factories as f
+from tests.builders import messages as f
 from tests.builders.services import POINTS as SERVICE
 from tests.harness import Harness
 from tests.unit.points.test_handlers import (

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests import factories as f
+from tests.builders import messages as f
 from tests.builders.services import PURCHASES as SERVICE
 from tests.harness import Harness
 

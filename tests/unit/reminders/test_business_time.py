@@ -17,7 +17,7 @@ from sqlalchemy import select
 from services.reminders import domain
 from services.reminders.policy import RemindersPolicy
 from services.reminders.tables import business_days
-from tests import factories as f
+from tests.builders import messages as f
 from tests.builders.services import REMINDERS as SERVICE
 from tests.harness import Harness
 from tests.unit.reminders.test_handlers import ACCOUNTS, BUSINESS_DAYS, PLANS, before, due_soon

@@ -10,7 +10,7 @@ from kafka import TopicPartition
 from sqlalchemy import select
 
 from services.reminders.tables import reminders
-from tests import factories as f
+from tests.builders import messages as f
 from tests.builders.services import REMINDERS as SERVICE
 from tests.harness import Harness
 from tests.support import envelope

@@ -15,7 +15,7 @@ import pytest
 
 from schemas import Envelope
 from shared.runtime import Context, Defer, Service
-from tests import factories as f
+from tests.builders import messages as f
 from tests.harness import FakeRecord, Harness
 
 ACCOUNTS = "card.accounts.v1"

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
 from shared.runtime.db import outbox
-from tests import factories as f
+from tests.builders import messages as f
 from tests.builders.services import PURCHASES as SERVICE
 from tests.harness import Harness
 

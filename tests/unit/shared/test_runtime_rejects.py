@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from shared.runtime import Context, NotLoaded, Reject, Service
-from tests import factories as f
+from tests.builders import messages as f
 from tests.builders.services import PURCHASES as PURCHASES_SERVICE
 from tests.harness import Harness
 
