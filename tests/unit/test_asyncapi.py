@@ -13,7 +13,7 @@ from schemas import asyncapi
 from schemas.registry import BUSINESS_DAY_KEY, ENVELOPES, EVENT_TYPES, TOPICS, dlq_topic
 from shared.registry import SERVICE_NAMES, consumed_topics
 from shared.runtime.settings import Settings
-from tests.unit.schemas import examples
+from tests.builders import examples
 
 ENVELOPE_FIELDS = {"id", "type", "source", "time", "subject", "data"}
 

@@ -12,8 +12,7 @@ import pytest
 
 from schemas import EVENT_TYPES, Envelope, InvalidEvent, decode, encode, topic_for
 from schemas.payloads import PurchasePosted
-
-from .examples import ACCOUNT, PAYLOADS, envelope, key_for, raw
+from tests.builders.examples import ACCOUNT, PAYLOADS, envelope, key_for, raw
 
 PAN = "4111111111111111"  # Luhn-valid test card number
 PAN_SPACED = "4111 1111 1111 1111"

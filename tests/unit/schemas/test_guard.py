@@ -11,8 +11,7 @@ from hypothesis import strategies as st
 
 from schemas import InvalidEvent, decode
 from schemas.guard import contains_pan, inspect_message, luhn_valid, mask_pans, redact_key
-
-from .examples import ACCOUNT, envelope, raw
+from tests.builders.examples import ACCOUNT, envelope, raw
 
 
 @pytest.mark.parametrize(

@@ -31,7 +31,7 @@ from schemas.money import MINOR_UNITS, MoneyModel
 from schemas.registry import ENVELOPES
 from schemas.types import DerivedId, Id, ReminderId, ShortText, Text
 from shared.runtime.db import ID_COLUMN, runtime_metadata
-from tests.unit.schemas.examples import ACCOUNT, envelope, raw
+from tests.builders.examples import ACCOUNT, PAYLOADS, envelope, raw
 
 # --- the payload fields, walked ------------------------------------------------------
 
@@ -293,7 +293,6 @@ def test_points_of_any_amount_fit_64_bits_a_million_times(amount: Decimal):
 
 def test_the_largest_amount_and_total_are_accepted_and_one_more_digit_is_not():
     from schemas.payloads import AccountDelinquency, PurchasePosted
-    from tests.unit.schemas.examples import PAYLOADS
 
     PurchasePosted.model_validate({**PAYLOADS["purchase.posted"], "amount": str(_USD_MAX)})
     with pytest.raises(ValidationError, match="at most 12 digits before the decimal point"):

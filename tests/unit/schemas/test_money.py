@@ -13,8 +13,7 @@ from pydantic import ValidationError
 from schemas import PurchasePosted, decode, encode, new_event
 from schemas.money import MINOR_UNITS
 from schemas.payloads import OfferMade
-
-from .examples import ACCOUNT, PAYLOADS, envelope, raw
+from tests.builders.examples import ACCOUNT, PAYLOADS, envelope, raw
 
 REQUIRED_CURRENCIES = {
     "USD": 2,

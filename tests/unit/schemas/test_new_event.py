@@ -9,8 +9,7 @@ import pytest
 
 from schemas import EVENT_ID_NAMESPACE, Envelope, decode, encode, new_event, topic_for
 from schemas.payloads import OfferDeclined, PlanCompleted, PurchasePosted, PurchaseRecorded
-
-from .examples import ACCOUNT, CAUSE_ID, EVENT_ID, PAYLOADS, envelope, raw
+from tests.builders.examples import ACCOUNT, CAUSE_ID, EVENT_ID, PAYLOADS, envelope, raw
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from typing import Any
 from schemas import new_event, topic_for
 from schemas.registry import EVENT_TYPES
 from shared.ops.report import figures_from_events
-from tests.unit.schemas.examples import PAYLOADS
+from tests.builders.examples import PAYLOADS
 
 T0 = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
 
