@@ -15,15 +15,7 @@ from sqlalchemy import create_engine, text
 
 from shared.runtime.db import make_engine, stored_offsets
 from tests.builders import messages as f
-from tests.builders.services import OFFERS as SERVICE
-from tests.harness import Harness
-from tests.support import Collector, Producer, ServiceThread, wait_until
-from tests.unit.offers.test_handlers_batch import (
-    EXPECTED,
-    check_batches_match_one_by_one,
-    summarise,
-)
-from tests.unit.offers.test_handlers_builders import (
+from tests.builders.offers import (
     ACCOUNTS,
     DAYS,
     DECISIONS,
@@ -35,6 +27,14 @@ from tests.unit.offers.test_handlers_builders import (
     purchase_recorded,
     refund_recorded,
 )
+from tests.builders.offers_batches import (
+    EXPECTED,
+    check_batches_match_one_by_one,
+    summarise,
+)
+from tests.builders.services import OFFERS as SERVICE
+from tests.harness import Harness
+from tests.support import Collector, Producer, ServiceThread, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -23,9 +23,7 @@ from services.offers import domain
 from services.offers.policy import OffersPolicy
 from services.offers.tables import business_days
 from tests.builders import messages as f
-from tests.builders.services import OFFERS as SERVICE
-from tests.harness import Harness
-from tests.unit.offers.test_handlers_builders import (
+from tests.builders.offers import (
     ACCOUNTS,
     DAYS,
     DECISIONS,
@@ -37,6 +35,8 @@ from tests.unit.offers.test_handlers_builders import (
     purchase_recorded,
     refund_recorded,
 )
+from tests.builders.services import OFFERS as SERVICE
+from tests.harness import Harness
 
 CONFIRM = [("installments.confirm", b"business_date_jump")]
 

@@ -28,7 +28,7 @@ from services.offers.domain import (
     offer_options,
 )
 from services.offers.policy import OffersPolicy
-from tests.unit.offers.helpers import dates, money
+from tests.builders.offers import dates, money
 
 POLICY = OffersPolicy()
 POSTED = date(2026, 1, 31)

@@ -2,7 +2,7 @@ from datetime import date
 from decimal import Decimal as D
 
 from services.offers.domain import Delinquency, DueSoon, allocate_payment, delinquency, due_soon
-from tests.unit.offers.helpers import plan_states
+from tests.builders.offers import plan_states
 
 # 3 × (100.00 + 6.00), due 2026-02-15, 03-15, 04-15; plan B due 02-10, 03-10, 04-10.
 A = plan_states("A", "300.00", 3, date(2026, 1, 15), rate="0.02")

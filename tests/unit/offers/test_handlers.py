@@ -9,9 +9,7 @@ from kafka import TopicPartition
 
 from services.offers.policy import OffersPolicy, Promotion
 from tests.builders import messages as f
-from tests.builders.services import OFFERS as SERVICE
-from tests.harness import Harness
-from tests.unit.offers.test_handlers_builders import (
+from tests.builders.offers import (
     ACCOUNTS,
     DECISIONS,
     OFFERS,
@@ -21,6 +19,8 @@ from tests.unit.offers.test_handlers_builders import (
     purchase_recorded,
     refund_recorded,
 )
+from tests.builders.services import OFFERS as SERVICE
+from tests.harness import Harness
 
 
 def offer_for(h, acc="acc-1", amount="1200.00", **kw):

@@ -6,7 +6,7 @@ from decimal import Decimal as D
 from kafka import TopicPartition
 
 from tests.builders import messages as f
-from tests.unit.offers.test_handlers_builders import (
+from tests.builders.offers import (
     ACCOUNTS,
     DAYS,
     DECISIONS,

@@ -5,10 +5,7 @@ from decimal import Decimal as D
 
 from services.offers.policy import OffersPolicy, load_policy
 from tests.builders import messages as f
-from tests.builders.services import OFFERS as SERVICE
-from tests.harness import Harness
-from tests.support import envelope
-from tests.unit.offers.test_handlers_builders import (
+from tests.builders.offers import (
     DAYS,
     PAYMENTS,
     PLANS,
@@ -18,6 +15,9 @@ from tests.unit.offers.test_handlers_builders import (
     points_redeemed,
     refund_recorded,
 )
+from tests.builders.services import OFFERS as SERVICE
+from tests.harness import Harness
+from tests.support import envelope
 
 
 def pay(h, amount, on, acc="acc-1", **kw):

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.offers.domain import PlanPayoff, allocate_payment
-from tests.unit.offers.helpers import money, plan_states
+from tests.builders.offers import money, plan_states
 
 # Plan A: 300.00 over 3 months at 2 % a month: 3 × (100.00 + 6.00), due Feb/Mar/Apr 15th.
 A = plan_states("A", "300.00", 3, date(2026, 1, 15), rate="0.02", plan_order=0)

@@ -19,7 +19,7 @@ from services.offers.domain import (
     total_fee,
 )
 from services.offers.policy import OffersPolicy, Promotion
-from tests.unit.offers.helpers import float_irr_percent, money
+from tests.builders.offers import float_irr_percent, money
 
 POLICY = OffersPolicy()
 ACCOUNT = AccountView("acc-1", "active", "standard", "gold", D("10000.00"), 700)

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.offers.domain import allocate_payment, apply_refund, waive_fees
-from tests.unit.offers.helpers import money, plan_states
+from tests.builders.offers import money, plan_states
 
 # 300.00 over 3 months at 2 %: 3 × (100.00 + 6.00), due 2026-02-15, 03-15, 04-15.
 PLAN = plan_states("A", "300.00", 3, date(2026, 1, 15), rate="0.02")

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.offers.domain import add_months, build_schedule, split_equally, total_fee
-from tests.unit.offers.helpers import dates, money
+from tests.builders.offers import dates, money
 
 
 @pytest.mark.parametrize(

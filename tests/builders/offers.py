@@ -1,14 +1,21 @@
-"""Raw messages the offers service consumes that tests/factories.py has no builder for
-(purchases.recorded.v1, points.ledger.v1), plus a small driver over the harness.
+"""What the offers tests build.
 
-No tests here: shared by the offers handler tests and the offers integration tests.
-(Their natural home is tests/factories.py; see the offers report.)
+Raw messages the offers service consumes that tests/builders/messages.py has no builder
+for (purchases.recorded.v1, points.ledger.v1), plus a small driver over the harness:
+shared by the offers handler tests and the offers integration tests. And, for the offers
+domain tests, plan states and an independent IRR, and Hypothesis strategies for amounts
+and dates.
 """
 
 from __future__ import annotations
 
+from datetime import date
+from decimal import Decimal
 from typing import Any
 
+from hypothesis import strategies as st
+
+from services.offers.domain import InstallmentState, build_schedule, total_fee
 from tests.builders import messages as f
 from tests.support import envelope
 
@@ -84,3 +91,50 @@ def plan(
     [made] = h.events(RECORDED, purchase_recorded(acc, amount, posted_at=posted_at))
     [created] = h.events(DECISIONS, f.offer_accepted(acc, made.data.offer_id, tenor))
     return created.data
+
+
+# --------------------------------------------------------------------------- domain
+
+D = Decimal
+
+
+def plan_states(
+    plan_id: str,
+    principal: str | Decimal,
+    tenor: int,
+    posted_on: date,
+    rate: str = "0.006",
+    plan_order: int = 0,
+) -> list[InstallmentState]:
+    """A fresh plan's installments, nothing paid."""
+    principal = D(principal)
+    fee = total_fee(principal, D(rate), tenor)
+    return [
+        InstallmentState(plan_id, i.seq, i.due_date, i.principal, i.fee, plan_order=plan_order)
+        for i in build_schedule(principal, fee, tenor, posted_on)
+    ]
+
+
+def float_irr_percent(principal: float, amounts: list[float]) -> float:
+    """12 × the monthly IRR in percent, by plain float bisection on the NPV (written
+    independently of the domain's Decimal Newton solver)."""
+
+    def npv(r: float) -> float:
+        return -principal + sum(a / (1 + r) ** k for k, a in enumerate(amounts, start=1))
+
+    low, high = -0.5, 1.0  # npv decreasing in r: npv(low) > 0 > npv(high)
+    for _ in range(200):
+        mid = (low + high) / 2
+        if npv(mid) > 0:
+            low = mid
+        else:
+            high = mid
+    return (low + high) / 2 * 1200
+
+
+def money(minor_digits: int = 2, high: int = 10**9) -> st.SearchStrategy[Decimal]:
+    """Amounts from one minor unit (0.01) to `high` whole units, on the minor unit."""
+    return st.integers(1, high * 10**minor_digits).map(lambda units: D(units).scaleb(-minor_digits))
+
+
+dates = st.dates(min_value=date(2020, 1, 1), max_value=date(2030, 12, 31))
