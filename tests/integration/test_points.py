@@ -20,6 +20,8 @@ from sqlalchemy.exc import DBAPIError
 from services.points.tables import accounts, ledger, purchases
 from shared.runtime.db import consumer_offsets, inbox, make_engine
 from tests.builders import messages as f
+from tests.builders.points import plan_cancelled, plan_created, recorded, refund_recorded
+from tests.builders.points_batches import compare_batch_with_one_by_one, counting_service
 from tests.builders.services import POINTS as POINTS
 from tests.builders.services import PURCHASES as PURCHASES
 from tests.support import Collector, Producer, running, wait_until
@@ -181,13 +183,6 @@ def test_a_backlog_keeps_the_tier_and_refunds_reverse_the_bonus_share(settings):
       whether the plan comes before the refunds or after one; plan.cancelled reverses
       nothing more.
     """
-    from tests.unit.points.test_handlers import (
-        plan_cancelled,
-        plan_created,
-        recorded,
-        refund_recorded,
-    )
-
     producer, out = Producer(settings), Collector(settings, LEDGER)
     acc, acc2 = f.new_id("acc"), f.new_id("acc")
     buy = recorded(acc, "1000.00")
@@ -388,7 +383,6 @@ def test_a_mixed_batch_on_postgresql_gives_what_one_by_one_gives(
     from sqlalchemy import create_engine, text
 
     from tests.harness import Harness
-    from tests.unit.points.test_batch import compare_batch_with_one_by_one, counting_service
 
     _, admin_url = stack
     name = f"t_{uuid.uuid4().hex[:12]}"

@@ -19,9 +19,7 @@ from sqlalchemy import select
 
 from services.points.tables import plans, purchases
 from tests.builders import messages as f
-from tests.builders.services import POINTS as SERVICE
-from tests.harness import Harness
-from tests.unit.points.test_handlers import (
+from tests.builders.points import (
     ACCOUNTS,
     PLANS,
     RECORDED,
@@ -31,6 +29,8 @@ from tests.unit.points.test_handlers import (
     recorded,
     refund_recorded,
 )
+from tests.builders.services import POINTS as SERVICE
+from tests.harness import Harness
 
 D = Decimal
 TIERS = ["silver", "gold", "platinum", "diamond"]
