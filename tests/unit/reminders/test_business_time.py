@@ -18,9 +18,9 @@ from services.reminders import domain
 from services.reminders.policy import RemindersPolicy
 from services.reminders.tables import business_days
 from tests.builders import messages as f
+from tests.builders.reminders import ACCOUNTS, BUSINESS_DAYS, PLANS, before, due_soon
 from tests.builders.services import REMINDERS as SERVICE
 from tests.harness import Harness
-from tests.unit.reminders.test_handlers import ACCOUNTS, BUSINESS_DAYS, PLANS, before, due_soon
 
 CONFIRM = [("installments.confirm", b"business_date_jump")]
 
