@@ -12,6 +12,7 @@ from sqlalchemy import select
 from services.collections.policy import CollectionsPolicy
 from services.collections.queries import case_history
 from services.collections.tables import cases
+from tests.builders.collections import paid, plan_created, plan_event
 from tests.builders.services import COLLECTIONS as SERVICE
 from tests.harness import Harness
 from tests.support import envelope
@@ -245,8 +246,6 @@ def _state(h: Harness) -> dict[str, list]:
 
 def test_a_mixed_batch_behaves_as_one_by_one(h, tmp_path):
     """One batch (the batch repository's in-memory view) == the same records one by one."""
-    from tests.unit.collections.test_handlers_queries import paid, plan_created, plan_event
-
     repeated = delinquency("acc-1", 8)
     messages = [
         plan_created("acc-1", "plan-1", "1200.00", 3),

@@ -19,45 +19,13 @@ from services.collections.queries import (
     reserve_totals,
     risk_reserve,
 )
+from tests.builders.collections import paid, plan_created, plan_event
 from tests.builders.services import COLLECTIONS as SERVICE
 from tests.harness import Harness
 from tests.support import envelope
 
 PLANS = "installments.plans.v1"
 D = Decimal
-
-
-def plan_created(account_id: str, plan_id: str, principal: str, tenor: int,
-                 first_due: date = date(2026, 2, 15)) -> dict[str, Any]:  # fmt: skip
-    total = D(principal)
-    part = (total / tenor).quantize(D("0.01"), rounding="ROUND_DOWN")
-    parts = [total - part * (tenor - 1)] + [part] * (tenor - 1)
-    schedule = [
-        {"seq": i + 1, "due_date": (first_due + timedelta(days=30 * i)).isoformat(),
-         "principal": str(p), "fee": "0.00", "amount": str(p)}
-        for i, p in enumerate(parts)
-    ]  # fmt: skip
-    data = {
-        "plan_id": plan_id, "offer_id": f"off-{plan_id}", "purchase_id": f"pur-{plan_id}",
-        "account_id": account_id, "principal": principal, "currency": "USD",
-        "tenor_months": tenor, "total_fee": "0.00", "apr": "0.00", "auto_converted": False,
-        "redeem_points": 0, "schedule": schedule,
-    }  # fmt: skip
-    return envelope("plan.created", account_id, data, source="offers")
-
-
-def paid(account_id: str, plan_id: str, seq: int, amount: str) -> dict[str, Any]:
-    data = {"plan_id": plan_id, "seq": seq, "amount": amount, "currency": "USD",
-            "paid_on": "2026-02-15"}  # fmt: skip
-    return envelope("installment.paid", account_id, data, source="offers")
-
-
-def plan_event(event_type: str, account_id: str, plan_id: str) -> dict[str, Any]:
-    data: dict[str, Any] = {"plan_id": plan_id}
-    if event_type == "plan.cancelled":
-        data |= {"reason": "refund", "principal_returned": "800.00", "fee_returned": "0.00",
-                 "currency": "USD"}  # fmt: skip
-    return envelope(event_type, account_id, data, source="offers")
 
 
 def delinquency(account_id: str, dpd: int, on: date, overdue: str = "300.00") -> dict[str, Any]:
