@@ -8,7 +8,7 @@ from typing import Any
 
 from schemas import new_event
 from shared.ops.invariants import Report, check_money_paid
-from tests.unit.shared.test_invariant_checks import (
+from tests.builders.invariants import (
     T0,
     D,
     card_event,
