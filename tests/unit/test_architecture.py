@@ -9,8 +9,10 @@ layers below, never one above, and no import cycle may exist between modules::
 Every import counts: at the top of a module or inside a function, ``import x``,
 ``from x import y`` (``y`` a submodule counts as ``x.y``), and ``importlib.import_module``
 with a literal name or an f-string whose fixed start names a package. Besides: services
-never import each other; a service's ``domain.py`` imports no infrastructure; nothing
-reads the spec folder beside the repository.
+never import each other; a service's ``domain.py`` imports no infrastructure; no test
+module imports another test module (what tests share lives in tests/builders/,
+tests/harness.py, tests/support.py, tests/log_scan.py); nothing reads the spec folder
+beside the repository.
 """
 
 from __future__ import annotations
@@ -162,6 +164,23 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
+def is_test_module(module: str) -> bool:
+    """A ``test_*`` module anywhere, or any module under tests/unit or tests/integration."""
+    parts = module.split(".")
+    under = parts[:2] in (["tests", "unit"], ["tests", "integration"])
+    return under or parts[-1].startswith("test_")
+
+
+def imports_of_test_modules(graph: dict[str, set[str]]) -> list[str]:
+    """'a -> b' for every import of a test module (by a test module or by anything else)."""
+    return [
+        f"{source} -> {target}"
+        for source, targets in sorted(graph.items())
+        for target in sorted(targets)
+        if is_test_module(target)
+    ]
+
+
 GRAPH = import_graph(ROOT)
 
 
@@ -204,12 +223,11 @@ def test_domain_imports_no_infrastructure(service):
 
 
 def test_integration_tests_do_not_import_unit_test_modules():
-    for path in (ROOT / "tests" / "integration").rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module:
-                assert not node.module.startswith("tests.unit"), f"{path}: {node.module}"
-            if isinstance(node, ast.Import):
-                assert not any(a.name.startswith("tests.unit") for a in node.names), path
+    """Nor does any module under tests/ import a test module: not a ``test_*.py``, not
+    anything under tests/unit or tests/integration (however imported: relative, inside a
+    function, ``import_module``). Tests share only tests/builders/, tests/harness.py,
+    tests/support.py, tests/log_scan.py and the code under test."""
+    assert imports_of_test_modules(import_graph(ROOT, ("tests",))) == []
 
 
 def test_nothing_reads_the_spec_folder_beside_the_repo():
@@ -267,6 +285,37 @@ def test_a_planted_upward_import_is_found_even_as_a_string(tmp_path):
     assert layer_violations(graph) == [
         "shared.runtime.loop -> services",
         "shared.runtime.wiring -> shared.cli",
+    ]
+
+
+def test_a_planted_import_of_a_test_module_is_found(tmp_path):
+    files = {
+        "tests/__init__.py": "",
+        "tests/support.py": "",
+        "tests/builders/__init__.py": "",
+        "tests/builders/messages.py": "from tests.unit.test_a import helper\n",
+        "tests/unit/__init__.py": "",
+        "tests/unit/test_a.py": "from tests.builders import messages\ndef helper(): ...\n",
+        "tests/unit/helpers.py": "",
+        "tests/unit/test_b.py": "from .helpers import thing\nfrom tests import support\n",
+        "tests/integration/__init__.py": "",
+        "tests/integration/test_c.py": (
+            "import importlib\n"
+            "def late():\n"
+            "    from tests.unit import test_a\n"
+            "    return importlib.import_module('tests.integration.test_d')\n"
+        ),
+        "tests/integration/test_d.py": "import tests.builders.messages\n",
+    }
+    for relative, text in files.items():
+        path = tmp_path / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    assert imports_of_test_modules(import_graph(tmp_path, ("tests",))) == [
+        "tests.builders.messages -> tests.unit.test_a",
+        "tests.integration.test_c -> tests.integration.test_d",
+        "tests.integration.test_c -> tests.unit.test_a",
+        "tests.unit.test_b -> tests.unit.helpers",
     ]
 
 
