@@ -149,6 +149,7 @@ class Simulator:
         self.refunded: set[str] = set()
         # account -> list of (due_date, amount) installments to pay
         self.dues: dict[str, list[tuple[date, Decimal]]] = defaultdict(list)
+        self.plans_seen: set[str] = set()  # plan ids already learnt (dedupe)
         self._offers = self._reader("installments.offers.v1")
         self._plans = self._reader("installments.plans.v1")
 
@@ -394,8 +395,11 @@ class Simulator:
     def learn_plans(self) -> None:
         by_id = {a.account_id: a for a in self.accounts}
         for event in self._drain(self._plans, "installments.plans.v1"):
-            if event.type != "plan.created":
+            # Delivery is at least once: a plan.created published again after a crash
+            # (same id) must not be owed twice (the customer would pay double).
+            if event.type != "plan.created" or event.data.plan_id in self.plans_seen:
                 continue
+            self.plans_seen.add(event.data.plan_id)
             plan = event.data
             acc = by_id.get(plan.account_id)
             if acc is None:
