@@ -9,6 +9,7 @@ from __future__ import annotations
 from functools import partial
 
 from services.purchases.handlers import HANDLERS, PRELOAD
+from services.purchases.policy import load_policy
 from services.purchases.repository import PurchasesRepository
 from services.purchases.tables import MIGRATIONS
 from shared.runtime import Service
@@ -21,5 +22,6 @@ def build(settings: Settings) -> Service:
         name="purchases",
         handlers=HANDLERS,
         migrations=MIGRATIONS,
+        policy=load_policy(settings.policy_file),
         repository=partial(PurchasesRepository, preload=PRELOAD),
     )

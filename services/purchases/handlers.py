@@ -11,14 +11,31 @@ from collections.abc import Callable
 from decimal import Decimal
 
 from schemas import Envelope
-from schemas.payloads import PurchasePosted, PurchaseRecorded, PurchaseRefunded, RefundRecorded
+from schemas.payloads import (
+    PurchaseFlagged,
+    PurchasePosted,
+    PurchaseRecorded,
+    PurchaseRefunded,
+    RefundRecorded,
+)
 from services.purchases import domain
+from services.purchases.policy import DEFAULT_POLICY, PurchasesPolicy
 from services.purchases.repository import Keys, PurchasesRepository
 from shared.runtime import Context, Handler, Reject
 
 
+def _policy(ctx: Context) -> PurchasesPolicy:
+    policy = ctx.policy
+    return policy if isinstance(policy, PurchasesPolicy) else DEFAULT_POLICY
+
+
 def record_purchase(ctx: Context, event: Envelope) -> None:
-    """purchase.posted -> remember it once, emit purchase.recorded."""
+    """purchase.posted -> remember it once, screen it, emit purchase.recorded (with its
+    ``risk_flags``) and, when flagged, purchase.flagged.
+
+    Screening reads only state of recorded purchases, and a purchase enters that state
+    only here, once recorded: a duplicate or a dead-lettered purchase is never screened
+    or counted (every refusal comes before the first change)."""
     p: PurchasePosted = event.data
     repo: PurchasesRepository = ctx.repo
     try:
@@ -34,6 +51,16 @@ def record_purchase(ctx: Context, event: Envelope) -> None:
         domain.check_event_date("posted_at", p.posted_at.date())
     except domain.Refused as exc:
         raise Reject(str(exc)) from exc
+    policy = _policy(ctx)
+    card_times = repo.card_times(p.account_id, p.card_token)
+    facts = domain.ScreeningFacts(
+        card_times=card_times,
+        history=repo.amount_history(p.account_id),
+        merchant_seen=repo.merchant_seen(p.account_id, p.merchant.merchant_id),
+    )
+    flags = domain.screen_purchase(p.amount, p.channel, p.posted_at, facts, policy)
+    keep_from = domain.card_times_kept_from((*card_times, p.posted_at), policy)
+    assert keep_from is not None  # at least this purchase's time
     repo.add_purchase(
         domain.RecordedPurchase(p.purchase_id, p.account_id, p.amount, p.currency, Decimal("0")),
         {
@@ -48,7 +75,35 @@ def record_purchase(ctx: Context, event: Envelope) -> None:
             "event_id": event.id,
         },
     )
-    ctx.emit("purchase.recorded", PurchaseRecorded(**p.model_dump()), rule="recorded")
+    repo.remember_screening(
+        p.account_id,
+        p.card_token,
+        p.purchase_id,
+        p.posted_at,
+        p.amount,
+        p.merchant.merchant_id,
+        keep_times_from=keep_from,
+        keep_amounts=policy.spike_history,
+    )
+    ctx.emit(
+        "purchase.recorded",
+        PurchaseRecorded(**p.model_dump(), risk_flags=flags),
+        rule="recorded",
+    )
+    if flags:
+        ctx.log.info("purchase flagged", purchase_id=p.purchase_id, flags=flags)
+        ctx.emit(
+            "purchase.flagged",
+            PurchaseFlagged(
+                purchase_id=p.purchase_id,
+                account_id=p.account_id,
+                amount=p.amount,
+                currency=p.currency,
+                flags=flags,
+                posted_at=p.posted_at,
+            ),
+            rule="flagged",
+        )
 
 
 def record_refund(ctx: Context, event: Envelope) -> None:
@@ -97,7 +152,11 @@ HANDLERS: dict[str, Handler] = {
 #: What each handler needs preloaded (event type -> the keys the batch repository reads
 #: for it, once per batch: ``PurchasesRepository.load``).
 PRELOAD: dict[str, Callable[[Envelope], Keys]] = {
-    "purchase.posted": lambda e: Keys(purchases=(e.data.purchase_id,)),
+    "purchase.posted": lambda e: Keys(
+        purchases=(e.data.purchase_id,),
+        screening=(e.data.account_id,),
+        merchants=((e.data.account_id, e.data.merchant.merchant_id),),
+    ),
     "purchase.refunded": lambda e: Keys(
         purchases=(e.data.purchase_id,), refunds=(e.data.refund_id,)
     ),

@@ -14,16 +14,25 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import and_, bindparam, delete, func, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.schema import Table
 
 from services.purchases.domain import RecordedPurchase
-from services.purchases.tables import purchases, refunds
+from services.purchases.tables import (
+    purchases,
+    refunds,
+    screening_amounts,
+    screening_card_times,
+    screening_merchants,
+)
 from shared.runtime.api import NotLoaded
-from shared.runtime.db import among, bulk_insert
+from shared.runtime.db import among, bulk_insert, restrict_to_keys
 
 
 @dataclass(frozen=True)
@@ -32,6 +41,8 @@ class Keys:
 
     purchases: tuple[str, ...] = ()  # purchase rows
     refunds: tuple[str, ...] = ()  # refund ids already recorded
+    screening: tuple[str, ...] = ()  # accounts: card times and amount history
+    merchants: tuple[tuple[str, str], ...] = ()  # (account, merchant) pairs seen or not
 
 
 class PurchasesRepository:
@@ -48,6 +59,18 @@ class PurchasesRepository:
         self._new_purchases: dict[str, dict[str, Any]] = {}
         self._changed_totals: dict[str, Decimal] = {}
         self._new_refunds: list[dict[str, Any]] = []
+        # Screening state: account -> card token -> [(posted_at, purchase_id)];
+        # account -> [(seq, amount)] in seq order; (account, merchant) pairs seen.
+        self._card_times: dict[str, dict[str, list[tuple[datetime, str]]]] = {}
+        self._amounts: dict[str, list[tuple[int, Decimal]]] = {}
+        self._merchants: set[tuple[str, str]] = set()
+        self._screening_loaded: set[str] = set()
+        self._merchants_loaded: set[tuple[str, str]] = set()
+        self._new_card_times: dict[str, dict[str, Any]] = {}
+        self._dropped_card_times: set[str] = set()
+        self._new_amounts: dict[tuple[str, int], Decimal] = {}
+        self._dropped_amounts: set[tuple[str, int]] = set()
+        self._new_merchants: list[dict[str, Any]] = []
         #: Changes made in memory (every change adds one): the runtime dead-letters a
         #: rejection that changed nothing without splitting the batch.
         self.changes = 0
@@ -57,14 +80,19 @@ class PurchasesRepository:
         assert self.preload, "bootstrap.build passes handlers.PRELOAD"
         purchase_ids: set[str] = set()
         refund_ids: set[str] = set()
+        accounts: set[str] = set()
+        merchants: set[tuple[str, str]] = set()
         for e in events:
             preload = self.preload.get(e.type)
             if preload is not None:
                 keys = preload(e)
                 purchase_ids.update(keys.purchases)
                 refund_ids.update(keys.refunds)
+                accounts.update(keys.screening)
+                merchants.update(keys.merchants)
         self._purchases_loaded.update(purchase_ids)
         self._refunds_loaded.update(refund_ids)
+        self._load_screening(accounts - self._screening_loaded, merchants - self._merchants_loaded)
         if purchase_ids:
             rows = self.session.execute(
                 select(
@@ -83,6 +111,42 @@ class PurchasesRepository:
                 )
             )
             self._refund_ids.update(r[0] for r in rows)
+
+    def _load_screening(self, accounts: set[str], merchants: set[tuple[str, str]]) -> None:
+        for account_id in accounts:
+            self._card_times.setdefault(account_id, {})
+            self._amounts.setdefault(account_id, [])
+        self._screening_loaded.update(accounts)
+        self._merchants_loaded.update(merchants)
+        if accounts:
+            t = screening_card_times
+            times = self.session.execute(
+                select(t.c.account_id, t.c.card_token, t.c.posted_at, t.c.purchase_id).where(
+                    among(t.c.account_id, accounts, self.dialect)
+                )
+            )
+            for account_id, token, posted_at, purchase_id in times:
+                self._card_times[account_id].setdefault(token, []).append(
+                    (_aware(posted_at), purchase_id)
+                )
+            a = screening_amounts
+            amounts = self.session.execute(
+                select(a.c.account_id, a.c.seq, a.c.amount)
+                .where(among(a.c.account_id, accounts, self.dialect))
+                .order_by(a.c.account_id, a.c.seq)
+            )
+            for account_id, seq, amount in amounts:
+                self._amounts[account_id].append((seq, amount))
+        if merchants:
+            m = screening_merchants
+            query = restrict_to_keys(
+                select(m.c.account_id, m.c.merchant_id),
+                m,
+                ("account_id", "merchant_id"),
+                merchants,
+                self.dialect,
+            )
+            self._merchants.update((r[0], r[1]) for r in self.session.execute(query))
 
     # --- reads and changes, in memory ------------------------------------------
 
@@ -115,6 +179,73 @@ class PurchasesRepository:
         else:
             self._changed_totals[purchase_id] = refunded_total
 
+    def card_times(self, account_id: str, card_token: str) -> tuple[datetime, ...]:
+        """The posting times kept for the account's card (recorded purchases only)."""
+        if account_id not in self._screening_loaded:
+            raise NotLoaded(f"screening state of account {account_id!r} was not preloaded")
+        return tuple(t for t, _ in self._card_times[account_id].get(card_token, ()))
+
+    def amount_history(self, account_id: str) -> tuple[Decimal, ...]:
+        """The account's kept amounts (its last recorded purchases), oldest first."""
+        if account_id not in self._screening_loaded:
+            raise NotLoaded(f"screening state of account {account_id!r} was not preloaded")
+        return tuple(amount for _, amount in self._amounts[account_id])
+
+    def merchant_seen(self, account_id: str, merchant_id: str) -> bool:
+        if (account_id, merchant_id) not in self._merchants_loaded:
+            raise NotLoaded(f"merchant {merchant_id!r} of account {account_id!r} not preloaded")
+        return (account_id, merchant_id) in self._merchants
+
+    def remember_screening(
+        self,
+        account_id: str,
+        card_token: str,
+        purchase_id: str,
+        posted_at: datetime,
+        amount: Decimal,
+        merchant_id: str,
+        *,
+        keep_times_from: datetime,
+        keep_amounts: int,
+    ) -> None:
+        """Add a recorded purchase to the screening state, then prune it: the card keeps
+        the times at or after ``keep_times_from``, the account its last ``keep_amounts``
+        amounts."""
+        if account_id not in self._screening_loaded:
+            raise NotLoaded(f"screening state of account {account_id!r} was not preloaded")
+        self.changes += 1
+        times = self._card_times[account_id].setdefault(card_token, [])
+        times.append((posted_at, purchase_id))
+        self._new_card_times[purchase_id] = {
+            "purchase_id": purchase_id,
+            "account_id": account_id,
+            "card_token": card_token,
+            "posted_at": posted_at,
+        }
+        kept = [(t, pid) for t, pid in times if t >= keep_times_from]
+        for t, pid in times:
+            if t < keep_times_from and self._new_card_times.pop(pid, None) is None:
+                self._dropped_card_times.add(pid)
+        if kept:
+            self._card_times[account_id][card_token] = kept
+        else:
+            del self._card_times[account_id][card_token]
+
+        amounts = self._amounts[account_id]
+        seq = amounts[-1][0] + 1 if amounts else 1
+        amounts.append((seq, amount))
+        self._new_amounts[(account_id, seq)] = amount
+        while len(amounts) > keep_amounts:
+            old_seq, _ = amounts.pop(0)
+            if self._new_amounts.pop((account_id, old_seq), None) is None:
+                self._dropped_amounts.add((account_id, old_seq))
+
+        pair = (account_id, merchant_id)
+        self._merchants_loaded.add(pair)
+        if pair not in self._merchants:
+            self._merchants.add(pair)
+            self._new_merchants.append({"account_id": account_id, "merchant_id": merchant_id})
+
     # --- one bulk write per table ---------------------------------------------------
 
     def save(self) -> None:
@@ -128,3 +259,52 @@ class PurchasesRepository:
                 [{"pid": k, "total": v} for k, v in self._changed_totals.items()],
             )
         bulk_insert(conn, refunds, self._new_refunds)
+        if self._dropped_card_times:
+            self.session.execute(
+                delete(screening_card_times).where(
+                    among(
+                        screening_card_times.c.purchase_id, self._dropped_card_times, self.dialect
+                    )
+                )
+            )
+        bulk_insert(conn, screening_card_times, list(self._new_card_times.values()))
+        _delete_pairs(conn, screening_amounts, ("account_id", "seq"), self._dropped_amounts)
+        bulk_insert(
+            conn,
+            screening_amounts,
+            [{"account_id": a, "seq": s, "amount": v} for (a, s), v in self._new_amounts.items()],
+        )
+        bulk_insert(conn, screening_merchants, self._new_merchants)
+
+
+def _aware(t: datetime) -> datetime:
+    """SQLite gives back naive datetimes (stored in UTC): make them aware again."""
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
+
+
+def _delete_pairs(
+    conn: Connection, table: Table, names: tuple[str, str], pairs: set[tuple[Any, Any]]
+) -> None:
+    """Delete the rows of ``table`` whose (``names``) pair is in ``pairs``: one statement on
+    PostgreSQL (a join on ``unnest`` of two arrays), executemany elsewhere."""
+    if not pairs:
+        return
+    from sqlalchemy.dialects.postgresql import ARRAY
+
+    a, b = (table.c[n] for n in names)
+    ordered = sorted(pairs)
+    if conn.dialect.name == "postgresql":
+        k = (
+            func.unnest(
+                bindparam("d_first", [x for x, _ in ordered], type_=ARRAY(a.type)),
+                bindparam("d_second", [y for _, y in ordered], type_=ARRAY(b.type)),
+            )
+            .table_valued("first", "second")
+            .render_derived(name="k")
+        )
+        conn.execute(delete(table).where(and_(a == k.c.first, b == k.c.second)))
+        return
+    conn.execute(
+        delete(table).where(and_(a == bindparam("d_first"), b == bindparam("d_second"))),
+        [{"d_first": x, "d_second": y} for x, y in ordered],
+    )
