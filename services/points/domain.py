@@ -24,6 +24,12 @@ Rules, in the words of the code below:
   ``points = min(requested, floor(total_fee x 100))``. All or nothing: if the balance
   does not cover those points the redemption is rejected (``insufficient_points``)
   and the plan keeps its fee; a redemption never takes the balance below zero.
+* **Restoration** (second release). A cancellation or adjustment that removes fees
+  the plan's redeemed points had waived carries ``points_to_restore``; the points come
+  back (``points.restored``), but no points are ever created: the total restored for a
+  plan never exceeds what was redeemed for it. Each restoration gives
+  ``min(requested, redeemed - already_restored)`` (never negative); a request beyond
+  that is capped (the difference is never given, not even later).
 * **Ledger.** Append-only; ``balance() == sum of entries``.
 """
 
@@ -40,8 +46,18 @@ FIRST_INSTALLMENT_BONUS = "first_installment_bonus"
 REFUND = "refund"
 PLAN_CANCELLED = "plan_cancelled"
 FEE_REDEMPTION = "fee_redemption"
+PLAN_ADJUSTED = "plan_adjusted"
 
-CREDIT_REASONS = frozenset({PURCHASE, FIRST_INSTALLMENT_BONUS})
+# Ledger reasons of restorations (points.restored, a credit). The event's ``reason`` is
+# ``plan_cancelled`` / ``plan_adjusted`` (``RESTORE_EVENT_REASON``); the ledger keeps its
+# own code because ``plan_cancelled`` is also the (first-release) debit reason of
+# points.reversed, and one ledger reason has one sign.
+RESTORED_ON_CANCEL = "restored:plan_cancelled"
+RESTORED_ON_ADJUST = "restored:plan_adjusted"
+RESTORE_EVENT_REASON = {RESTORED_ON_CANCEL: PLAN_CANCELLED, RESTORED_ON_ADJUST: PLAN_ADJUSTED}
+RESTORE_REASONS = frozenset(RESTORE_EVENT_REASON)
+
+CREDIT_REASONS = frozenset({PURCHASE, FIRST_INSTALLMENT_BONUS}) | RESTORE_REASONS
 DEBIT_REASONS = frozenset({REFUND, PLAN_CANCELLED, FEE_REDEMPTION})
 REASONS = CREDIT_REASONS | DEBIT_REASONS
 
@@ -224,13 +240,31 @@ def redeem(
     return RedemptionOutcome(True, points, fee_amount, None)
 
 
+# --------------------------------------------------------------------------- restoration
+
+
+def points_to_restore(requested: int, redeemed: int, already_restored: int) -> int:
+    """Points (>= 0) a cancellation or adjustment gives back for a plan.
+
+    ``requested`` is the event's ``points_to_restore``; ``redeemed`` the points spent on
+    the plan's fee (``points.redeemed``, 0 when the redemption was rejected or none was
+    asked); ``already_restored`` what earlier restorations of the plan gave back.
+    Result: ``min(requested, redeemed - already_restored)``, never negative, so the
+    total restored for a plan never exceeds what was redeemed for it (no points created).
+    """
+    _check_points(requested, "requested")
+    _check_points(redeemed, "redeemed")
+    _check_points(already_restored, "already_restored")
+    return max(0, min(requested, redeemed - already_restored))
+
+
 # --------------------------------------------------------------------------- ledger
 
 
 @dataclass(frozen=True)
 class LedgerEntry:
-    """One movement: ``points`` > 0 credits (purchase, bonus), < 0 debits (refund,
-    plan_cancelled, fee_redemption). ``ref`` is the purchase or plan id."""
+    """One movement: ``points`` > 0 credits (purchase, bonus, restorations), < 0 debits
+    (refund, plan_cancelled, fee_redemption). ``ref`` is the purchase or plan id."""
 
     points: int
     reason: str

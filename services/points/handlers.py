@@ -58,10 +58,30 @@ Decisions (documented here because they are not in the contract):
   reads the balances, so "redemption never below zero" and ``balance_after`` hold under
   concurrency. Within a batch, the in-memory view carries each account's balance forward
   from one event to the next.
+* **Points restored** (second release). ``plan.cancelled`` (any reason) and
+  ``plan.adjusted`` with ``points_to_restore`` > 0 give back points spent on the waivers
+  of the fees they removed: ``points.restored`` (reason ``plan_cancelled`` /
+  ``plan_adjusted``), a credit in the ledger (ledger reason ``restored:<reason>``).
+  No points are created: each restoration is capped by ``domain.points_to_restore`` at
+  what was redeemed for the plan (``points.redeemed``, booked by this service when it
+  applied the plan's ``plan.created``) less what earlier restorations of the plan gave
+  back; a capped request logs a warning and the difference is never given.
+  Exactly once per cause: the inbox drops a redelivery or a replay (same event id), and
+  the ``restorations`` row keyed ``adjusted:<refund_id>`` / ``cancelled`` drops the same
+  facts re-published under a new id.
+  *Order against the redemption*: the redemption is made here, on ``plan.created``, which
+  the offers service publishes before any ``plan.adjusted`` / ``plan.cancelled`` of the
+  plan on the same partition of ``installments.plans.v1``; the runtime applies a
+  partition in order (a deferred ``plan.created`` holds the ones after it). So when the
+  plan is known its redemption is known and the cap is exact: no barrier is needed. A
+  restoration for a plan never seen (its ``plan.created`` dead-lettered) is
+  dead-lettered too and can be re-driven once the plan is applied (a dead-lettered event
+  is not in the inbox); it never restores points against an unknown redemption.
+  A ``plan.adjusted`` also adds its ``principal_reduced`` to the principal returned.
 * Emitted events: subject = the account id; rules are deterministic per cause:
   ``accrued``, ``bonus``, ``bonus-reversed`` (plan.created after refunds),
   ``reversed:<refund_id>``, ``bonus-reversed:<refund_id>``, ``redeemed``,
-  ``redemption-rejected``.
+  ``redemption-rejected``, ``restored`` (plan.cancelled, plan.adjusted).
 """
 
 from __future__ import annotations
@@ -73,11 +93,13 @@ from typing import Any
 from schemas import Envelope
 from schemas.payloads import (
     AccountUpserted,
+    PlanAdjusted,
     PlanCancelled,
     PlanCreated,
     PointsAccrued,
     PointsRedeemed,
     PointsRedemptionRejected,
+    PointsRestored,
     PointsReversed,
     PurchaseRecorded,
     RefundRecorded,
@@ -98,6 +120,8 @@ _EVENTS: dict[str, tuple[str, type[Any]]] = {
     domain.REFUND: ("points.reversed", PointsReversed),
     domain.PLAN_CANCELLED: ("points.reversed", PointsReversed),
     domain.FEE_REDEMPTION: ("points.redeemed", PointsRedeemed),
+    domain.RESTORED_ON_CANCEL: ("points.restored", PointsRestored),
+    domain.RESTORED_ON_ADJUST: ("points.restored", PointsRestored),
 }
 
 
@@ -113,17 +137,17 @@ def _book(
     rule: str,
     purchase_id: str | None = None,
     plan_id: str | None = None,
-) -> int:
+) -> str:
     """Append one ledger entry (signed ``points``) and emit its ``points.*`` event.
 
-    Returns the balance after the entry (the batch view carries it to the next entry).
+    Returns the id of that event (the batch view carries the balance to the next entry).
     """
     repo: PointsRepository = ctx.repo
     entry = domain.LedgerEntry(points, reason, plan_id or purchase_id)  # checks sign/reason
     balance_after = repo.balance(account_id) + entry.points
     event_type, payload = _EVENTS[reason]
     refs: dict[str, str] = {"plan_id": plan_id} if plan_id else {}
-    if purchase_id and payload is not PointsRedeemed:
+    if purchase_id and payload not in (PointsRedeemed, PointsRestored):
         refs["purchase_id"] = purchase_id
     out = ctx.emit(
         event_type,
@@ -131,7 +155,7 @@ def _book(
             account_id=account_id,
             points=abs(entry.points),
             balance_after=balance_after,
-            reason=reason,
+            reason=domain.RESTORE_EVENT_REASON.get(reason, reason),
             **refs,
         ),
         rule=rule,
@@ -151,7 +175,7 @@ def _book(
             "created_at": utcnow(),
         }
     )
-    return balance_after
+    return out.id
 
 
 def _policy(ctx: Context) -> PointsPolicy:
@@ -393,7 +417,9 @@ def _first_plan_bonus(
 
 
 def record_plan_cancellation(ctx: Context, event: Envelope) -> None:
-    """plan.cancelled (reason refund) -> record the principal returned; no points move.
+    """plan.cancelled -> give back the points of the removed waived fees
+    (``points_to_restore``, capped: see Points restored); for a refund, record the
+    principal returned.
 
     The first-plan bonus is reversed by the refunds of the plan's purchase
     (refund.recorded), in proportion, never here (see the module doc): reversing it on
@@ -401,20 +427,90 @@ def record_plan_cancellation(ctx: Context, event: Envelope) -> None:
     """
     c: PlanCancelled = event.data
     repo: PointsRepository = ctx.repo
-    plan = repo.plan(c.plan_id)
+    plan = _plan_of(ctx, c.plan_id, event, "plan.cancelled")
+    if c.reason == domain.CANCELLED_BY_REFUND:
+        returned = plan.principal_returned + c.principal_returned
+        if returned > plan.principal:
+            raise Reject(
+                f"plan.cancelled returns {returned} in all, more than the principal"
+                f" {plan.principal}"
+            )
+        repo.record_cancellation(c.plan_id, principal_returned=returned)
+    if c.points_to_restore > 0:
+        _restore(ctx, plan, c.points_to_restore, domain.RESTORED_ON_CANCEL, "cancelled")
+
+
+def record_plan_adjustment(ctx: Context, event: Envelope) -> None:
+    """plan.adjusted (a partial refund) -> record the principal it took off the plan and
+    give back the points of the removed waived fees (capped: see Points restored).
+
+    Once per refund: the same adjustment re-published under a new id changes nothing.
+    """
+    a: PlanAdjusted = event.data
+    repo: PointsRepository = ctx.repo
+    plan = _plan_of(ctx, a.plan_id, event, "plan.adjusted")  # subject = data.account_id
+    cause_key = f"adjusted:{a.refund_id}"
+    if repo.restoration(a.plan_id, cause_key) is not None:
+        ctx.log.info("adjustment already applied", plan_id=a.plan_id, refund_id=a.refund_id)
+        return
+    returned = plan.principal_returned + a.principal_reduced
+    if returned >= plan.principal:  # a refund of all that is left cancels the plan instead
+        raise Reject(
+            f"plan.adjusted reduces the principal by {returned} in all, not less than the"
+            f" principal {plan.principal}"
+        )
+    repo.record_cancellation(a.plan_id, principal_returned=returned)
+    _restore(ctx, plan, a.points_to_restore, domain.RESTORED_ON_ADJUST, cause_key)
+
+
+def _plan_of(ctx: Context, plan_id: str, event: Envelope, what: str) -> Plan:
+    """The plan a cancellation / adjustment names (DLQ when unknown or another account's)."""
+    repo: PointsRepository = ctx.repo
+    plan = repo.plan(plan_id)
     if plan is None:
         # plan.created precedes it on the same partition: this is not an ordering race.
-        raise Reject("plan.cancelled names a plan the points service never saw")
+        raise Reject(f"{what} names a plan the points service never saw")
     if plan.account_id != event.subject:  # the subject is the account id (contract §2)
-        raise Reject("plan.cancelled subject differs from the plan's account")
-    if c.reason != domain.CANCELLED_BY_REFUND:
-        return  # early payoff: the purchase stands and was paid
-    returned = plan.principal_returned + c.principal_returned
-    if returned > plan.principal:
-        raise Reject(
-            f"plan.cancelled returns {returned} in all, more than the principal {plan.principal}"
+        raise Reject(f"{what} subject differs from the plan's account")
+    return plan
+
+
+def _restore(ctx: Context, plan: Plan, requested: int, reason: str, cause_key: str) -> None:
+    """Give back up to ``requested`` points for ``plan``, once per ``cause_key``, never
+    more in all than was redeemed for the plan (``domain.points_to_restore``)."""
+    repo: PointsRepository = ctx.repo
+    assert ctx.event is not None
+    if repo.restoration(plan.plan_id, cause_key) is not None:
+        ctx.log.info("restoration already applied", plan_id=plan.plan_id, cause=cause_key)
+        return
+    already = repo.restored_total(plan.plan_id)
+    points = domain.points_to_restore(requested, plan.points_redeemed, already)
+    if points < requested:
+        ctx.log.warning(
+            "points to restore capped at what was redeemed for the plan",
+            plan_id=plan.plan_id,
+            requested=requested,
+            redeemed=plan.points_redeemed,
+            already_restored=already,
+            restored=points,
         )
-    repo.record_cancellation(c.plan_id, principal_returned=returned)
+    event_id = None
+    if points > 0:
+        event_id = _book(
+            ctx, plan.account_id, points, reason, rule="restored", plan_id=plan.plan_id
+        )
+    repo.add_restoration(
+        {
+            "plan_id": plan.plan_id,
+            "cause_key": cause_key,
+            "account_id": plan.account_id,
+            "reason": domain.RESTORE_EVENT_REASON[reason],
+            "requested": requested,
+            "restored": points,
+            "cause_id": ctx.event.id,
+            "event_id": event_id,
+        }
+    )
 
 
 HANDLERS: dict[str, Handler] = {
@@ -422,7 +518,8 @@ HANDLERS: dict[str, Handler] = {
     "purchase.recorded": accrue_purchase_points,
     "refund.recorded": reverse_refunded_points,
     "plan.created": apply_new_plan,  # redemption (redeem_points), then first-plan bonus
-    "plan.cancelled": record_plan_cancellation,  # bookkeeping only: refunds move points
+    "plan.cancelled": record_plan_cancellation,  # points_to_restore; refunds move the rest
+    "plan.adjusted": record_plan_adjustment,  # points_to_restore
 }
 
 #: What each handler needs preloaded (event type -> the keys the batch repository reads
@@ -448,6 +545,15 @@ PRELOAD: dict[str, Callable[[Envelope], Keys]] = {
         plans=(e.data.plan_id,),
     ),
     "plan.cancelled": lambda e: Keys(
-        accounts=(e.subject,), balances=(e.subject,), plans=(e.data.plan_id,)
+        accounts=(e.subject,),
+        balances=(e.subject,),
+        plans=(e.data.plan_id,),
+        restorations=(e.data.plan_id,),
+    ),
+    "plan.adjusted": lambda e: Keys(
+        accounts=(e.subject,),
+        balances=(e.subject,),
+        plans=(e.data.plan_id,),
+        restorations=(e.data.plan_id,),
     ),
 }

@@ -38,7 +38,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from services.points.tables import accounts, ledger, plans, purchases
+from services.points.tables import accounts, ledger, plans, purchases, restorations
 from shared.runtime.api import NotLoaded
 from shared.runtime.db import among, bulk_insert, update_rows
 
@@ -101,6 +101,8 @@ class Keys:
     plans: tuple[str, ...] = ()
     #: purchases whose plan with a first-plan bonus a refund may reverse
     bonus_plans: tuple[str, ...] = ()
+    #: plans whose restorations (points given back) a handler reads
+    restorations: tuple[str, ...] = ()
 
 
 class PointsRepository:
@@ -121,6 +123,8 @@ class PointsRepository:
         self._changed_plans: dict[str, Plan] = {}
         self._changed_accounts: dict[str, Account] = {}
         self._entries: list[dict[str, Any]] = []
+        self._restorations: dict[str, dict[str, dict[str, Any]]] = {}  # plan -> key -> row
+        self._new_restorations: list[dict[str, Any]] = []
         # keys loaded (found or not): a getter refuses the others
         self._purchases_loaded: set[str] = set()
         self._plans_loaded: set[str] = set()
@@ -139,6 +143,7 @@ class PointsRepository:
         purchase_ids: set[str] = set()
         plan_ids: set[str] = set()
         refunded_ids: set[str] = set()  # purchases whose bonus plan a refund may reverse
+        restored_ids: set[str] = set()  # plans whose restorations a handler reads
         for e in events:
             preload = self.preload.get(e.type)
             if preload is None:
@@ -149,9 +154,19 @@ class PointsRepository:
             purchase_ids.update(keys.purchases)
             plan_ids.update(keys.plans)
             refunded_ids.update(keys.bonus_plans)
+            restored_ids.update(keys.restorations)
         self._purchases_loaded.update(purchase_ids)
         self._plans_loaded.update(plan_ids)
         self._bonus_loaded.update(refunded_ids)
+        if restored_ids:
+            self._restorations.update({plan_id: {} for plan_id in restored_ids})
+            rows = self.session.execute(
+                select(restorations).where(
+                    among(restorations.c.plan_id, restored_ids, self.dialect)
+                )
+            )
+            for r in rows:
+                self._restorations[r.plan_id][r.cause_key] = dict(r._mapping)
         if not account_ids:
             return
         ordered = sorted(account_ids)
@@ -267,6 +282,19 @@ class PointsRepository:
             raise NotLoaded(f"the plan of purchase {purchase_id!r} was not preloaded")
         return self._bonus_plans.get(purchase_id)
 
+    def restoration(self, plan_id: str, cause_key: str) -> dict[str, Any] | None:
+        """The plan's restoration row for ``cause_key`` (None: not applied yet)."""
+        return self._restorations_of(plan_id).get(cause_key)
+
+    def restored_total(self, plan_id: str) -> int:
+        """Points given back for the plan so far (Σ of its restorations)."""
+        return sum(row["restored"] for row in self._restorations_of(plan_id).values())
+
+    def _restorations_of(self, plan_id: str) -> dict[str, dict[str, Any]]:
+        if plan_id not in self._restorations:
+            raise NotLoaded(f"the restorations of plan {plan_id!r} were not preloaded")
+        return self._restorations[plan_id]
+
     # --- changes, in memory ----------------------------------------------------------
 
     def set_tier(self, account_id: str, tier: str) -> None:
@@ -306,6 +334,8 @@ class PointsRepository:
             self._bonus_plans[plan.purchase_id] = plan
 
     def record_cancellation(self, plan_id: str, principal_returned: Decimal) -> None:
+        """The principal refunds took off the plan, in all (partial ones by
+        ``plan.adjusted``, the rest by ``plan.cancelled``)."""
         self.changes += 1
         plan = self._plans[plan_id]
         plan.principal_returned = principal_returned
@@ -319,6 +349,12 @@ class PointsRepository:
         plan.bonus_reversed = bonus_reversed
         if plan_id not in self._new_plans:  # a new row is inserted as it ends up
             self._changed_plans[plan_id] = plan
+
+    def add_restoration(self, row: dict[str, Any]) -> None:
+        """Record one restoration (``plan_id``, ``cause_key``, ``restored``, ...)."""
+        self.changes += 1
+        self._restorations_of(row["plan_id"])[row["cause_key"]] = row
+        self._new_restorations.append(row)
 
     def append_entry(self, row: dict[str, Any]) -> None:
         """Append one ledger row (``balance_after`` computed by the caller)."""
@@ -347,6 +383,7 @@ class PointsRepository:
         self._update_many(
             plans, "plan_id", ("principal_returned", "bonus_reversed"), self._changed_plans.values()
         )
+        bulk_insert(conn, restorations, self._new_restorations)
         bulk_insert(conn, ledger, self._entries)  # entry_id follows the booking order
 
     def _update_many(

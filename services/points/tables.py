@@ -11,6 +11,12 @@
 - ``plans``: per plan, the first-plan bonus granted and reversed so far (by the refunds
   of the plan's purchase: indexed by ``purchase_id``, migration 3), the principal
   returned by cancellations, and the redemption (requested, spent, fee amount).
+- ``restorations`` (second release): one row per ``plan.adjusted`` (key
+  ``adjusted:<refund_id>``) and per ``plan.cancelled`` asking points back (key
+  ``cancelled``): the points asked (``points_to_restore``) and given (capped at what was
+  redeemed for the plan less what earlier rows gave). The key makes a restoration
+  happen once per cause even when the event is re-published under a new id; the sum of
+  ``restored`` per plan is what was given back so far.
 - ``ledger``: APPEND-ONLY. One row per points movement (signed ``points``), with the id
   of the ``points.*`` event that announced it and ``balance_after``. The balance is
   always ``SUM(points)`` of an account's rows; nothing is ever updated or deleted
@@ -89,6 +95,19 @@ plans = Table(
     Column("points_redeemed", BigInteger, nullable=False),
     Column("fee_redeemed", Money, nullable=False),
     Column("event_id", String(64), nullable=False),
+)
+
+restorations = Table(
+    "restorations",
+    metadata,
+    Column("plan_id", String(ID_COLUMN), primary_key=True),
+    Column("cause_key", String(200), primary_key=True),  # cancelled | adjusted:<refund_id>
+    Column("account_id", String(ID_COLUMN), nullable=False),
+    Column("reason", String(32), nullable=False),  # plan_cancelled | plan_adjusted
+    Column("requested", BigInteger, nullable=False),
+    Column("restored", BigInteger, nullable=False),
+    Column("cause_id", String(64), nullable=False),
+    Column("event_id", String(64), nullable=True),  # the points.restored, when any
 )
 
 ledger = Table(
@@ -182,4 +201,8 @@ MIGRATIONS = [
             alter_column_types(ledger, "points", "balance_after"),
         ),
     ),
+    # second release: points given back when a cancellation or adjustment removes
+    # waived fees (a database created before it gets the new table; create_all skips
+    # the existing ones).
+    Migration(5, "restorations", create_tables(metadata)),
 ]

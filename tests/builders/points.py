@@ -108,15 +108,49 @@ def plan_cancelled(
     *,
     reason: str = "refund",
     fee_returned: str = "0.00",
+    points_to_restore: int | None = None,
 ) -> dict[str, Any]:
-    data = {
+    data: dict[str, Any] = {
         "plan_id": plan_id,
         "reason": reason,
         "principal_returned": principal_returned,
         "fee_returned": fee_returned,
         "currency": "USD",
     }
+    if points_to_restore is not None:
+        data["points_to_restore"] = points_to_restore
     return envelope("plan.cancelled", account_id, data, source="offers")
+
+
+def plan_adjusted(
+    account_id: str,
+    plan_id: str,
+    principal_reduced: str,
+    *,
+    points_to_restore: int = 0,
+    refund_id: str | None = None,
+    fee_reduced: str = "0.00",
+    schedule: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """A ``plan.adjusted`` as offers emits it after a partial refund (the schedule is
+    only checked for its shape by the points service)."""
+    lines = schedule or [
+        {"seq": 2, "due_date": "2026-03-15", "principal": "100.00", "fee": "0.00",
+         "amount": "100.00"},
+    ]  # fmt: skip
+    data = {
+        "plan_id": plan_id,
+        "account_id": account_id,
+        "reason": "refund",
+        "refund_id": refund_id or f.new_id("ref"),
+        "principal_reduced": principal_reduced,
+        "fee_reduced": fee_reduced,
+        "fee_returned": "0.00",
+        "currency": "USD",
+        "schedule": lines,
+        "points_to_restore": points_to_restore,
+    }
+    return envelope("plan.adjusted", account_id, data, source="offers")
 
 
 def with_new_id(msg: dict[str, Any]) -> dict[str, Any]:
@@ -207,6 +241,7 @@ class Points:
                 "points.accrued": 1,
                 "points.reversed": -1,
                 "points.redeemed": -1,
+                "points.restored": 1,
             }
             assert [signed[e.type] * e.data.points for e in balance_events] == [
                 r.points for r in rows

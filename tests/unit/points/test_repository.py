@@ -18,10 +18,11 @@ from services.points.repository import NotLoaded, Plan, PointsRepository, Purcha
 from services.points.tables import MIGRATIONS
 from shared.runtime.db import migrate
 
-READS = {"account", "balance", "purchase", "plan", "bonus_plan"}
+READS = {"account", "balance", "purchase", "plan", "bonus_plan", "restoration",
+         "restored_total"}  # fmt: skip
 MUTATES = {
     "set_tier", "mark_first_plan", "add_purchase", "record_refund", "add_plan",
-    "record_cancellation", "record_bonus_reversal", "append_entry",
+    "record_cancellation", "record_bonus_reversal", "append_entry", "add_restoration",
 }  # fmt: skip
 LIFECYCLE = {"load", "save"}
 
@@ -82,8 +83,19 @@ def test_keys_added_during_the_batch_count_as_loaded(repo):
     assert repo.bonus_plan("p1") is not None
 
 
+def test_restorations_are_read_only_for_preloaded_plans(repo):
+    repo.load([ev("plan.adjusted", plan_id="plan-p1")])
+    assert repo.restoration("plan-p1", "adjusted:r1") is None
+    assert repo.restored_total("plan-p1") == 0
+    repo.add_restoration({"plan_id": "plan-p1", "cause_key": "adjusted:r1", "restored": 7})
+    assert repo.restored_total("plan-p1") == 7
+    with pytest.raises(NotLoaded):
+        repo.restored_total("plan-p2")
+
+
 def test_each_mutating_method_counts_a_change(repo):
-    repo.load([ev("purchase.recorded", account_id="acc-1", purchase_id="p1")])
+    repo.load([ev("purchase.recorded", account_id="acc-1", purchase_id="p1"),
+               ev("plan.cancelled", plan_id="plan-p1")])  # fmt: skip
     calls = {
         "set_tier": lambda: repo.set_tier("acc-1", "gold"),
         "add_purchase": lambda: repo.add_purchase(_purchase()),
@@ -93,6 +105,9 @@ def test_each_mutating_method_counts_a_change(repo):
         "record_cancellation": lambda: repo.record_cancellation("plan-p1", D("10")),
         "record_bonus_reversal": lambda: repo.record_bonus_reversal("plan-p1", 12),
         "append_entry": lambda: repo.append_entry({"account_id": "acc-1", "balance_after": 5}),
+        "add_restoration": lambda: repo.add_restoration(
+            {"plan_id": "plan-p1", "cause_key": "cancelled", "restored": 0}
+        ),
     }
     assert set(calls) == MUTATES
     for name, call in calls.items():
