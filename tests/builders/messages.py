@@ -57,6 +57,33 @@ def purchase(
     return envelope("purchase.posted", account_id, data, event_id=event_id, time_=posted_at)
 
 
+def card_burst(
+    account_id: str,
+    count: int,
+    *,
+    card_token: str = "tok_abc123",
+    start: str = "2026-01-15T10:00:00Z",
+    every_s: int = 60,
+    amount: str = "25.00",
+    **over: Any,
+) -> list[dict[str, Any]]:
+    """``count`` purchases on one card, ``every_s`` seconds apart from ``start`` (screening:
+    the velocity rule)."""
+    from datetime import datetime, timedelta
+
+    t0 = datetime.fromisoformat(start.replace("Z", "+00:00"))
+    return [
+        purchase(
+            account_id,
+            amount,
+            card_token=card_token,
+            posted_at=(t0 + timedelta(seconds=i * every_s)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            **over,
+        )
+        for i in range(count)
+    ]
+
+
 def refund(
     account_id: str,
     purchase_id: str,
