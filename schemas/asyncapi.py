@@ -77,6 +77,7 @@ CONSUMERS: dict[str, tuple[str, ...]] = {
     "reminders": ("installments.plans.v1", "card.accounts.v1", "card.business-days.v1"),
     "collections": ("installments.plans.v1",),
     "collections-team": ("collections.escalations.v1",),
+    "fraud-team": ("purchases.recorded.v1",),
     "notification-gateway": ("reminders.outbound.v1",),
 }
 
@@ -85,13 +86,16 @@ ACTORS: dict[str, str] = {
     "card-system": "The card transaction system (outside the project): accounts, purchases "
     "and refunds, payments, end of business day.",
     "customer-channel": "The customer app (outside the project): offer decisions.",
+    "fraud-team": "The fraud team's tools (outside the project): read flagged purchases "
+    "(`purchase.flagged`), close reviews (`purchase.review-closed`).",
     "purchases": "Service: validates and records purchases and refunds.",
     "offers": "Service: installment offers, plans and schedules, payments, end of day, "
     "fee waivers.",
     "points": "Service: loyalty points accrual, reversal and redemption against fees.",
     "reminders": "Service: repayment reminders before each due date.",
     "collections": "Service: overdue escalations (days-past-due ladder, cure, charge-off).",
-    "collections-team": "The collections team's tools (outside the project).",
+    "collections-team": "The collections team's tools (outside the project): read "
+    "escalations and promise outcomes, record contact outcomes (`contact.recorded`).",
     "notification-gateway": "The customer notification gateway (outside the project).",
 }
 

@@ -358,7 +358,11 @@ class MoneyModel(BaseModel):
     def _check_money_digits(self) -> MoneyModel:
         field = self.money_currency_field
         if field is not None and (self.__money_fields__ or self.__money_children__):
-            self._apply_currency(getattr(self, field), "")
+            currency = getattr(self, field)
+            # An optional currency (``contact.recorded``) is absent only with its money:
+            # the model's own validator requires the currency whenever an amount is set.
+            if currency is not None:
+                self._apply_currency(currency, "")
         return self
 
     def _apply_currency(self, currency: str, prefix: str) -> None:

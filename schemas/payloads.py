@@ -24,16 +24,37 @@ Additions to the contract (documented per class):
   ``escalation.raised``, ``escalation.resolved``). Section 2 requires every amount to
   come "plus a currency": the minor-unit digit rule cannot be checked without it.
 - payloads the contract leaves open (``purchase.recorded``, ``refund.recorded``,
-  ``offer.expired``, ``offer.rejected``, ``points.redemption-rejected``) and the
-  reason-code lists are defined here; see each class.
+  ``points.redemption-rejected``) and the reason-code lists are defined here; see each
+  class.
+
+Second release (contract section 4.1, all additive): ``AccountUpserted.pre_approval``
+(:class:`PreApproval`), ``PurchaseRecorded.risk_flags``, ``OfferMade.pre_approved``,
+``PlanCancelled.points_to_restore``, ``NotEligibleReason`` ``fraud_review``, and the
+event types ``purchase.flagged`` (:class:`PurchaseFlagged`), ``purchase.review-closed``
+(:class:`PurchaseReviewClosed`, from the fraud team), ``plan.adjusted``
+(:class:`PlanAdjusted`), ``points.restored`` (:class:`PointsRestored`),
+``contact.recorded`` (:class:`ContactRecorded`, from the collections team),
+``promise.kept`` / ``promise.broken`` (:class:`PromiseKept`, :class:`PromiseBroken`).
+New fields have defaults (or are optional), so a first-release producer's message
+still validates.
 """
 
 from __future__ import annotations
 
 import re
+import typing
+from collections.abc import Sequence
+from decimal import Decimal
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import AfterValidator, ConfigDict, Field, StrictInt, model_validator
+from pydantic import (
+    AfterValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    WithJsonSchema,
+    model_validator,
+)
 
 from schemas.limits import LOCALE_MAX, TENOR_MAX
 from schemas.money import (
@@ -78,6 +99,11 @@ __all__ = [
     "NotEligibleReason",
     "OfferRejectedReason",
     "CancelReason",
+    "AdjustReason",
+    "RiskFlag",
+    "ReviewOutcome",
+    "ContactOutcome",
+    "RestoreReason",
     "AccrualReason",
     "ReversalReason",
     "RedemptionReason",
@@ -91,6 +117,7 @@ __all__ = [
     "Merchant",
     "OfferOption",
     "ScheduleLine",
+    "PreApproval",
     # payloads
     "AccountUpserted",
     "PurchasePosted",
@@ -99,13 +126,17 @@ __all__ = [
     "BusinessDayClosed",
     "OfferAccepted",
     "OfferDeclined",
+    "PurchaseReviewClosed",
+    "ContactRecorded",
     "PurchaseRecorded",
     "RefundRecorded",
+    "PurchaseFlagged",
     "OfferMade",
     "OfferNotEligible",
     "OfferExpired",
     "OfferRejected",
     "PlanCreated",
+    "PlanAdjusted",
     "InstallmentPaid",
     "FeeWaived",
     "PlanCompleted",
@@ -116,9 +147,12 @@ __all__ = [
     "PointsReversed",
     "PointsRedeemed",
     "PointsRedemptionRejected",
+    "PointsRestored",
     "ReminderRequested",
     "EscalationRaised",
     "EscalationResolved",
+    "PromiseKept",
+    "PromiseBroken",
 ]
 
 _CONFIG = ConfigDict(strict=True, extra="forbid", frozen=True)
@@ -159,6 +193,7 @@ NotEligibleReason = Literal[
     "currency_mismatch",  # purchase currency differs from the account's
     "purchase_refunded",  # refunded before an offer was made
     "already_converted",  # the purchase already has a plan
+    "fraud_review",  # flagged (risk_flags) and the fraud team has not cleared it (5.1)
 ]
 
 #: Why an ``offer.accepted`` (or a decline) could not be applied.
@@ -174,6 +209,20 @@ OfferRejectedReason = Literal[
 ]
 
 CancelReason = Literal["refund", "early_payoff"]
+#: ``plan.adjusted.reason`` (a partial refund of a converted purchase; section 5.1).
+AdjustReason = Literal["refund"]
+
+#: ``purchase.recorded.risk_flags`` / ``purchase.flagged.flags`` (section 5.1), listed in
+#: this order.
+RiskFlag = Literal["velocity", "amount_spike", "cnp_new_merchant"]
+#: ``purchase.review-closed.outcome`` (the fraud team's decision).
+ReviewOutcome = Literal["cleared", "confirmed_fraud"]
+#: ``contact.recorded.outcome`` (the collections team's contact with the customer).
+ContactOutcome = Literal[
+    "reached", "no_answer", "wrong_party", "promise_to_pay", "dispute", "dispute_resolved"
+]
+#: ``points.restored.reason`` (points given back when a plan's waived fees are removed).
+RestoreReason = Literal["plan_cancelled", "plan_adjusted"]
 
 #: ``reason`` per points event (the contract's list, split by the event it belongs to).
 AccrualReason = Literal["purchase", "first_installment_bonus"]
@@ -210,6 +259,36 @@ def _opaque_ref(value: str) -> str:
 
 
 ContactRef = Annotated[Id, AfterValidator(_opaque_ref)]
+#: ``contact.recorded.agent_ref``: an opaque reference to the collections agent.
+AgentRef = ContactRef
+
+
+def _below_one(value: Decimal) -> Decimal:
+    if value >= 1:
+        raise ValueError('must be a decimal share below 1, like "0.20"')
+    return value
+
+
+#: A share of a rate, ``0 <= x < 1`` (``pre_approval.fee_discount``: ``"0.20"`` = 20 % off).
+Share = Annotated[
+    Rate,
+    AfterValidator(_below_one),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^0(\.[0-9]{1,8})?$",
+            "description": "A decimal share string, 0 <= x < 1, at most 8 decimal places "
+            '(e.g. "0.20").',
+        }
+    ),
+]
+
+
+def _canonical_flags(flags: Sequence[str], field: str) -> None:
+    """Risk flags are distinct and listed in :data:`RiskFlag` order (section 5.1)."""
+    order = list(typing.get_args(RiskFlag))
+    if list(flags) != sorted(set(flags), key=order.index):
+        raise ValueError(f"{field} must be distinct and in the order {', '.join(order)}")
 
 
 # --- input events: card system ------------------------------------------------------
@@ -234,11 +313,25 @@ class Contact(Part):
     contact_ref: ContactRef
 
 
+class PreApproval(Part):
+    """``account.upserted.pre_approval`` (second release): a pre-approved installment line.
+
+    ``limit`` is money in the account's ``currency``; ``valid_to`` the last posting date
+    it covers; ``fee_discount`` a share of the monthly rate (``"0.20"`` = 20 % off),
+    ``0 <= fee_discount < 1``.
+    """
+
+    limit: Money
+    valid_to: Date
+    fee_discount: Share
+
+
 class AccountUpserted(Payload):
     """``account.upserted`` (card.accounts.v1, compacted; from the card system).
 
     ``installment_limit`` absent means "a configured share of credit_limit";
-    ``auto_convert`` absent means not opted in. Money in ``currency``.
+    ``auto_convert`` absent means not opted in; ``pre_approval`` (second release)
+    absent means not pre-approved. Money in ``currency``.
     """
 
     EVENT_TYPE: ClassVar[str] = "account.upserted"
@@ -253,6 +346,7 @@ class AccountUpserted(Payload):
     currency: Currency
     auto_convert: AutoConvert | None = None
     contact: Contact
+    pre_approval: PreApproval | None = None
 
 
 class Merchant(Part):
@@ -336,13 +430,74 @@ class OfferDeclined(Payload):
     account_id: Id
 
 
+# --- input events: fraud team and collections team (second release) ----------------
+
+
+class PurchaseReviewClosed(Payload):
+    """``purchase.review-closed`` (fraud.reviews.v1; from the fraud team).
+
+    The fraud team's decision on a flagged purchase: ``cleared`` (offered afresh as of
+    ``closed_on``) or ``confirmed_fraud`` (never offered).
+    """
+
+    EVENT_TYPE: ClassVar[str] = "purchase.review-closed"
+
+    purchase_id: Id
+    account_id: Id
+    outcome: ReviewOutcome
+    closed_on: Date
+
+
+class ContactRecorded(Payload):
+    """``contact.recorded`` (collections.outcomes.v1; from the collections team).
+
+    ``promised_amount`` (> 0, in ``currency``), ``currency`` and ``promised_date`` are
+    all three required when ``outcome`` is ``promise_to_pay`` and must be absent
+    otherwise. ``agent_ref`` is an opaque reference (no e-mail or phone number).
+    ``case_id`` is the collections service's case id (``escalation.raised.case_id``).
+    """
+
+    EVENT_TYPE: ClassVar[str] = "contact.recorded"
+
+    contact_id: Id
+    case_id: DerivedId
+    account_id: Id
+    outcome: ContactOutcome
+    contacted_on: Date
+    agent_ref: AgentRef
+    promised_amount: PositiveMoney | None = None
+    currency: Currency | None = None
+    promised_date: Date | None = None
+
+    @model_validator(mode="after")
+    def _promise_fields(self) -> ContactRecorded:
+        present = [
+            name
+            for name in ("promised_amount", "currency", "promised_date")
+            if getattr(self, name) is not None
+        ]
+        if self.outcome == "promise_to_pay":
+            if len(present) != 3:
+                raise ValueError(
+                    "promised_amount, currency and promised_date are required when outcome "
+                    "is promise_to_pay"
+                )
+        elif present:
+            raise ValueError(
+                f"{', '.join(present)} must be absent unless outcome is promise_to_pay"
+            )
+        return self
+
+
 # --- purchases service --------------------------------------------------------------
 
 
 class PurchaseRecorded(Payload):
     """``purchase.recorded`` (purchases.recorded.v1): a validated, deduplicated purchase.
 
-    Not specified by the contract: it carries the ``purchase.posted`` fields unchanged.
+    It carries the ``purchase.posted`` fields unchanged, plus ``risk_flags`` (second
+    release): the screening flags (:data:`RiskFlag`), distinct and in contract order,
+    empty when clean; absent (a first-release producer) reads as empty.
     """
 
     EVENT_TYPE: ClassVar[str] = "purchase.recorded"
@@ -356,6 +511,12 @@ class PurchaseRecorded(Payload):
     merchant: Merchant
     channel: PurchaseChannel
     posted_at: UtcDateTime
+    risk_flags: list[RiskFlag] = Field(default_factory=list, max_length=3)
+
+    @model_validator(mode="after")
+    def _flags_in_order(self) -> PurchaseRecorded:
+        _canonical_flags(self.risk_flags, "risk_flags")
+        return self
 
 
 class RefundRecorded(Payload):
@@ -384,6 +545,28 @@ class RefundRecorded(Payload):
         return self
 
 
+class PurchaseFlagged(Payload):
+    """``purchase.flagged`` (purchases.recorded.v1; second release): a recorded purchase
+    the screening flagged, for the fraud team.
+
+    ``flags`` are the purchase's ``risk_flags``: at least one, distinct, in contract order.
+    """
+
+    EVENT_TYPE: ClassVar[str] = "purchase.flagged"
+
+    purchase_id: Id
+    account_id: Id
+    amount: PositiveMoney
+    currency: Currency
+    flags: list[RiskFlag] = Field(min_length=1, max_length=3)
+    posted_at: UtcDateTime
+
+    @model_validator(mode="after")
+    def _flags_in_order(self) -> PurchaseFlagged:
+        _canonical_flags(self.flags, "flags")
+        return self
+
+
 # --- offers service: installments.offers.v1 -----------------------------------------
 
 
@@ -406,7 +589,8 @@ class OfferMade(Payload):
     """``offer.made``: the installment options for a recorded purchase.
 
     ``promotion`` is the id of the merchant promotion that applies, if any. Tenors in
-    ``options`` are distinct.
+    ``options`` are distinct. ``pre_approved`` (second release; default false) is true
+    when the account's ``pre_approval`` made the purchase eligible.
     """
 
     EVENT_TYPE: ClassVar[str] = "offer.made"
@@ -419,6 +603,7 @@ class OfferMade(Payload):
     expires_on: Date
     promotion: Id | None = None
     options: list[OfferOption] = Field(min_length=1, max_length=12)
+    pre_approved: StrictBool = False
 
     @model_validator(mode="after")
     def _distinct_tenors(self) -> OfferMade:
@@ -447,8 +632,7 @@ class OfferNotEligible(Payload):
 class OfferExpired(Payload):
     """``offer.expired``: an open offer passed ``expires_on`` at this end of day.
 
-    Not specified by the contract: ``offer_id``, ``purchase_id``, ``account_id`` and the
-    ``business_date`` whose close expired it.
+    ``business_date`` is the business date whose close expired it (section 4.1).
     """
 
     EVENT_TYPE: ClassVar[str] = "offer.expired"
@@ -462,9 +646,8 @@ class OfferExpired(Payload):
 class OfferRejected(Payload):
     """``offer.rejected``: an ``offer.accepted``/``offer.declined`` that could not apply.
 
-    Not specified by the contract: ``offer_id`` and ``account_id`` as received,
-    ``purchase_id`` when the offer is known, and a ``reason`` code
-    (:data:`OfferRejectedReason`).
+    ``offer_id`` and ``account_id`` as received, ``purchase_id`` when the offer is known,
+    and a ``reason`` code (:data:`OfferRejectedReason`, the list of section 4.1).
     """
 
     EVENT_TYPE: ClassVar[str] = "offer.rejected"
@@ -530,6 +713,42 @@ class PlanCreated(Payload):
         return self
 
 
+class PlanAdjusted(Payload):
+    """``plan.adjusted`` (second release): a partial refund lowered a plan's unpaid principal.
+
+    ``principal_reduced`` (> 0) is the refunded principal; ``fee_reduced`` all the fee
+    removed; ``fee_returned`` the part of it already paid (returned to the card
+    account), so ``fee_returned <= fee_reduced``. ``schedule`` is the plan's unpaid
+    installments after the change (``seq`` increasing, each ``amount = principal +
+    fee``). ``points_to_restore`` (default 0): points spent on waivers of the removed
+    fees, given back by the points service (``points.restored``). Money in ``currency``.
+    """
+
+    EVENT_TYPE: ClassVar[str] = "plan.adjusted"
+
+    plan_id: DerivedId
+    account_id: Id
+    reason: AdjustReason
+    refund_id: Id
+    principal_reduced: PositiveMoney
+    fee_reduced: Money
+    fee_returned: Money
+    currency: Currency
+    schedule: list[ScheduleLine] = Field(min_length=1, max_length=TENOR_MAX)
+    points_to_restore: Count = 0
+
+    @model_validator(mode="after")
+    def _adjustment_adds_up(self) -> PlanAdjusted:
+        if self.fee_returned > self.fee_reduced:
+            raise ValueError("fee_returned must not exceed fee_reduced")
+        seqs = [line.seq for line in self.schedule]
+        if any(a >= b for a, b in zip(seqs, seqs[1:], strict=False)):
+            raise ValueError("schedule seq must be increasing")
+        if any(line.amount != line.principal + line.fee for line in self.schedule):
+            raise ValueError("each schedule line's amount must equal principal + fee")
+        return self
+
+
 class InstallmentPaid(Payload):
     """``installment.paid``: installment ``seq`` of the plan is fully paid on ``paid_on``.
 
@@ -571,6 +790,8 @@ class PlanCancelled(Payload):
     """``plan.cancelled`` (refund or early payoff).
 
     ``currency`` (of the returned amounts) is an addition to the contract's fields.
+    ``points_to_restore`` (second release, default 0): points spent on waivers of the
+    fees the cancellation removes, given back by the points service (``points.restored``).
     """
 
     EVENT_TYPE: ClassVar[str] = "plan.cancelled"
@@ -580,6 +801,7 @@ class PlanCancelled(Payload):
     principal_returned: Money
     fee_returned: Money
     currency: Currency
+    points_to_restore: Count = 0
 
 
 class InstallmentDueSoon(Payload):
@@ -689,6 +911,22 @@ class PointsRedemptionRejected(Payload):
     why: RedemptionRejectedWhy | None = None
 
 
+class PointsRestored(Payload):
+    """``points.restored`` (second release): redeemed points given back because a plan's
+    cancellation or adjustment removed fees they had waived (``points_to_restore``).
+
+    ``reason`` is :data:`RestoreReason`; never more than was redeemed for the plan.
+    """
+
+    EVENT_TYPE: ClassVar[str] = "points.restored"
+
+    account_id: Id
+    plan_id: DerivedId
+    points: PositiveCount
+    balance_after: SignedCount
+    reason: RestoreReason
+
+
 # --- reminders and collections ------------------------------------------------------
 
 
@@ -752,4 +990,51 @@ class EscalationResolved(Payload):
     def _amount_for_charge_off(self) -> EscalationResolved:
         if self.resolution == "charged_off" and self.amount is None:
             raise ValueError("amount is required when resolution is charged_off")
+        return self
+
+
+class _PromiseOutcome(Payload):
+    """Fields of ``promise.kept`` / ``promise.broken`` (second release).
+
+    ``contact_id`` is the ``contact.recorded`` that made the promise; ``paid_amount`` is
+    what the payments received from ``contacted_on`` on add up to (a sum, may be 0);
+    ``business_date`` the last business date closed when the promise was decided.
+    """
+
+    case_id: DerivedId
+    account_id: Id
+    contact_id: Id
+    promised_amount: PositiveMoney
+    paid_amount: Total
+    currency: Currency
+    business_date: Date
+
+
+class PromiseKept(_PromiseOutcome):
+    """``promise.kept``: payments since the contact reached the promised amount.
+
+    ``paid_amount >= promised_amount``. ``currency`` of both amounts.
+    """
+
+    EVENT_TYPE: ClassVar[str] = "promise.kept"
+
+    @model_validator(mode="after")
+    def _paid_enough(self) -> PromiseKept:
+        if self.paid_amount < self.promised_amount:
+            raise ValueError("paid_amount must be at least promised_amount for promise.kept")
+        return self
+
+
+class PromiseBroken(_PromiseOutcome):
+    """``promise.broken``: the close of promised_date + 3 days found the promise not kept.
+
+    ``paid_amount < promised_amount``. ``currency`` of both amounts.
+    """
+
+    EVENT_TYPE: ClassVar[str] = "promise.broken"
+
+    @model_validator(mode="after")
+    def _paid_short(self) -> PromiseBroken:
+        if self.paid_amount >= self.promised_amount:
+            raise ValueError("paid_amount must be below promised_amount for promise.broken")
         return self

@@ -6,12 +6,13 @@
 - :data:`ENVELOPES`: event type -> the concrete envelope class for it
   (``Envelope[Payload]`` with ``type`` fixed to that event type).
 - :func:`topic_for`, :func:`dlq_topic`, :data:`INPUT_TOPICS` (topics written by actors
-  outside the project: the card system and the customer channel).
+  outside the project: the card system, the customer channel and, since the second
+  release, the fraud team and the collections team).
 
 Keys: ``"account"`` means the Kafka key is the account id (= envelope ``subject``);
 ``"business-day"`` means the key is the literal ``business-day`` (and so is the
 subject). Producers are named as envelope ``source`` values: ``card-system``,
-``customer-channel`` and the services' own names.
+``customer-channel``, ``fraud-team``, ``collections-team`` and the services' own names.
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ __all__ = [
 BUSINESS_DAY_KEY = "business-day"
 
 #: Producers outside the project.
-EXTERNAL_PRODUCERS = frozenset({"card-system", "customer-channel"})
+EXTERNAL_PRODUCERS = frozenset(
+    {"card-system", "customer-channel", "fraud-team", "collections-team"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +77,15 @@ TOPICS: dict[str, TopicSpec] = {
         _topic("card.payments.v1", "card-system", "payment.received"),
         _topic("card.business-days.v1", "card-system", "business-day.closed", key="business-day"),
         _topic("installments.decisions.v1", "customer-channel", "offer.accepted", "offer.declined"),
-        _topic("purchases.recorded.v1", "purchases", "purchase.recorded", "refund.recorded"),
+        _topic("fraud.reviews.v1", "fraud-team", "purchase.review-closed"),
+        _topic("collections.outcomes.v1", "collections-team", "contact.recorded"),
+        _topic(
+            "purchases.recorded.v1",
+            "purchases",
+            "purchase.recorded",
+            "refund.recorded",
+            "purchase.flagged",
+        ),
         _topic(
             "installments.offers.v1",
             "offers",
@@ -87,6 +98,7 @@ TOPICS: dict[str, TopicSpec] = {
             "installments.plans.v1",
             "offers",
             "plan.created",
+            "plan.adjusted",
             "installment.paid",
             "fee.waived",
             "plan.completed",
@@ -101,10 +113,16 @@ TOPICS: dict[str, TopicSpec] = {
             "points.reversed",
             "points.redeemed",
             "points.redemption-rejected",
+            "points.restored",
         ),
         _topic("reminders.outbound.v1", "reminders", "reminder.requested"),
         _topic(
-            "collections.escalations.v1", "collections", "escalation.raised", "escalation.resolved"
+            "collections.escalations.v1",
+            "collections",
+            "escalation.raised",
+            "escalation.resolved",
+            "promise.kept",
+            "promise.broken",
         ),
     )
 }
@@ -120,13 +138,17 @@ EVENT_TYPES: dict[str, type[p.Payload]] = {
         p.BusinessDayClosed,
         p.OfferAccepted,
         p.OfferDeclined,
+        p.PurchaseReviewClosed,
+        p.ContactRecorded,
         p.PurchaseRecorded,
         p.RefundRecorded,
+        p.PurchaseFlagged,
         p.OfferMade,
         p.OfferNotEligible,
         p.OfferExpired,
         p.OfferRejected,
         p.PlanCreated,
+        p.PlanAdjusted,
         p.InstallmentPaid,
         p.FeeWaived,
         p.PlanCompleted,
@@ -137,13 +159,16 @@ EVENT_TYPES: dict[str, type[p.Payload]] = {
         p.PointsReversed,
         p.PointsRedeemed,
         p.PointsRedemptionRejected,
+        p.PointsRestored,
         p.ReminderRequested,
         p.EscalationRaised,
         p.EscalationResolved,
+        p.PromiseKept,
+        p.PromiseBroken,
     )
 }
 
-#: Topics written by the card system and the customer channel.
+#: Topics written by actors outside the project (:data:`EXTERNAL_PRODUCERS`).
 INPUT_TOPICS: frozenset[str] = frozenset(
     name for name, spec in TOPICS.items() if spec.producer in EXTERNAL_PRODUCERS
 )

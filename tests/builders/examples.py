@@ -1,6 +1,10 @@
 """One valid example payload per event type, and helpers to build raw messages.
 
-Written from the contract (section 4) by hand: the tests never read the contract file.
+Written from the contract (sections 4 and 4.1) by hand: the tests never read the contract
+file. The first-release examples are kept as a first-release producer writes them (no
+second-release field), so they double as the compatibility check that such input still
+validates; :data:`SECOND_RELEASE_FIELDS` holds the fields the second release adds to them,
+and the new event types have examples of their own (:data:`SECOND_RELEASE_TYPES`).
 """
 
 from __future__ import annotations
@@ -210,6 +214,13 @@ PAYLOADS: dict[str, dict[str, Any]] = {
         "plan_id": "plan-1",
         "why": "insufficient_points",
     },
+    "points.restored": {
+        "account_id": ACCOUNT,
+        "plan_id": "plan-1",
+        "points": 300,
+        "balance_after": 1281,
+        "reason": "plan_adjusted",
+    },
     "reminder.requested": {
         "reminder_id": "rem-1",
         "account_id": ACCOUNT,
@@ -242,7 +253,116 @@ PAYLOADS: dict[str, dict[str, Any]] = {
         "amount": "1022.50",
         "currency": "USD",
     },
+    "promise.kept": {
+        "case_id": "case-1",
+        "account_id": ACCOUNT,
+        "contact_id": "contact-1",
+        "promised_amount": "340.84",
+        "paid_amount": "400.00",
+        "currency": "USD",
+        "business_date": "2027-01-10",
+    },
+    "promise.broken": {
+        "case_id": "case-1",
+        "account_id": ACCOUNT,
+        "contact_id": "contact-1",
+        "promised_amount": "340.84",
+        "paid_amount": "100.00",
+        "currency": "USD",
+        "business_date": "2027-01-24",
+    },
+    # --- second release: new input events
+    "purchase.review-closed": {
+        "purchase_id": "pur-000001",
+        "account_id": ACCOUNT,
+        "outcome": "cleared",
+        "closed_on": "2026-11-30",
+    },
+    "contact.recorded": {
+        "contact_id": "contact-1",
+        "case_id": "case-1",
+        "account_id": ACCOUNT,
+        "outcome": "promise_to_pay",
+        "contacted_on": "2027-01-06",
+        "agent_ref": "agent-17",
+        "promised_amount": "340.84",
+        "currency": "USD",
+        "promised_date": "2027-01-20",
+    },
+    # --- second release: new emitted events
+    "purchase.flagged": {
+        "purchase_id": "pur-000001",
+        "account_id": ACCOUNT,
+        "amount": "1234.50",
+        "currency": "USD",
+        "flags": ["velocity", "cnp_new_merchant"],
+        "posted_at": "2026-11-28T09:30:00Z",
+    },
+    "plan.adjusted": {
+        "plan_id": "plan-1",
+        "account_id": ACCOUNT,
+        "reason": "refund",
+        "refund_id": "ref-1",
+        "principal_reduced": "200.00",
+        "fee_reduced": "4.50",
+        "fee_returned": "0.00",
+        "currency": "USD",
+        "schedule": [
+            {
+                "seq": 2,
+                "due_date": "2027-01-28",
+                "principal": "233.34",
+                "fee": "6.00",
+                "amount": "239.34",
+            },
+            {
+                "seq": 3,
+                "due_date": "2027-02-28",
+                "principal": "233.33",
+                "fee": "6.00",
+                "amount": "239.33",
+            },
+        ],
+        "points_to_restore": 300,
+    },
 }
+
+#: The event types the second release adds (contract section 4.1).
+SECOND_RELEASE_TYPES = frozenset(
+    {
+        "purchase.review-closed",
+        "contact.recorded",
+        "purchase.flagged",
+        "plan.adjusted",
+        "points.restored",
+        "promise.kept",
+        "promise.broken",
+    }
+)
+
+#: event type -> the fields the second release adds to its first-release example.
+SECOND_RELEASE_FIELDS: dict[str, dict[str, Any]] = {
+    "account.upserted": {
+        "pre_approval": {"limit": "5000.00", "valid_to": "2027-03-31", "fee_discount": "0.20"}
+    },
+    "purchase.recorded": {"risk_flags": ["amount_spike"]},
+    "offer.made": {"pre_approved": True},
+    "plan.cancelled": {"points_to_restore": 200},
+}
+
+#: event type -> the second release's defaulted fields, as the project writes them when a
+#: first-release example is decoded and encoded again (defaults are written, not omitted).
+WRITTEN_DEFAULTS: dict[str, dict[str, Any]] = {
+    "purchase.recorded": {"risk_flags": []},
+    "offer.made": {"pre_approved": False},
+    "plan.cancelled": {"points_to_restore": 0},
+}
+
+
+def second_release_payload(event_type: str) -> dict[str, Any]:
+    """The example ``data`` of ``event_type`` with the second release's added fields."""
+    return {**copy.deepcopy(PAYLOADS[event_type]), **SECOND_RELEASE_FIELDS.get(event_type, {})}
+
 
 SOURCES = {
     "card.accounts.v1": "card-system",
@@ -250,6 +370,8 @@ SOURCES = {
     "card.payments.v1": "card-system",
     "card.business-days.v1": "card-system",
     "installments.decisions.v1": "customer-channel",
+    "fraud.reviews.v1": "fraud-team",
+    "collections.outcomes.v1": "collections-team",
 }
 
 

@@ -13,7 +13,12 @@ SECTION_3 = {
     "card.payments.v1": ("card-system", {"payment.received"}),
     "card.business-days.v1": ("card-system", {"business-day.closed"}),
     "installments.decisions.v1": ("customer-channel", {"offer.accepted", "offer.declined"}),
-    "purchases.recorded.v1": ("purchases", {"purchase.recorded", "refund.recorded"}),
+    "fraud.reviews.v1": ("fraud-team", {"purchase.review-closed"}),
+    "collections.outcomes.v1": ("collections-team", {"contact.recorded"}),
+    "purchases.recorded.v1": (
+        "purchases",
+        {"purchase.recorded", "refund.recorded", "purchase.flagged"},
+    ),
     "installments.offers.v1": (
         "offers",
         {"offer.made", "offer.not-eligible", "offer.expired", "offer.rejected"},
@@ -22,6 +27,7 @@ SECTION_3 = {
         "offers",
         {
             "plan.created",
+            "plan.adjusted",
             "installment.paid",
             "fee.waived",
             "plan.completed",
@@ -32,10 +38,19 @@ SECTION_3 = {
     ),
     "points.ledger.v1": (
         "points",
-        {"points.accrued", "points.reversed", "points.redeemed", "points.redemption-rejected"},
+        {
+            "points.accrued",
+            "points.reversed",
+            "points.redeemed",
+            "points.redemption-rejected",
+            "points.restored",
+        },
     ),
     "reminders.outbound.v1": ("reminders", {"reminder.requested"}),
-    "collections.escalations.v1": ("collections", {"escalation.raised", "escalation.resolved"}),
+    "collections.escalations.v1": (
+        "collections",
+        {"escalation.raised", "escalation.resolved", "promise.kept", "promise.broken"},
+    ),
 }
 
 
@@ -59,6 +74,8 @@ def test_event_types_input_topics_and_dlq() -> None:
         "card.payments.v1",
         "card.business-days.v1",
         "installments.decisions.v1",
+        "fraud.reviews.v1",
+        "collections.outcomes.v1",
     }
     assert dlq_topic("card.purchases.v1") == "card.purchases.v1.dlq"
     with pytest.raises(KeyError):
@@ -69,7 +86,7 @@ def test_event_types_input_topics_and_dlq() -> None:
 # and the payloads the contract leaves open).
 SECTION_4 = {
     "account.upserted": "account_id status segment tier credit_limit installment_limit "
-    "risk_score currency auto_convert contact",
+    "risk_score currency auto_convert contact pre_approval",
     "purchase.posted": "purchase_id account_id card_token card_last4 amount currency merchant "
     "channel posted_at",
     "purchase.refunded": "refund_id purchase_id account_id amount currency refunded_at",
@@ -77,20 +94,27 @@ SECTION_4 = {
     "business-day.closed": "business_date",
     "offer.accepted": "offer_id account_id tenor_months redeem_points",
     "offer.declined": "offer_id account_id",
+    "purchase.review-closed": "purchase_id account_id outcome closed_on",
+    "contact.recorded": "contact_id case_id account_id outcome contacted_on agent_ref "
+    "promised_amount currency promised_date",
     "purchase.recorded": "purchase_id account_id card_token card_last4 amount currency merchant "
-    "channel posted_at",
+    "channel posted_at risk_flags",
     "refund.recorded": "refund_id purchase_id account_id amount currency refunded_at "
     "+refunded_total +fully_refunded",
-    "offer.made": "offer_id purchase_id account_id principal currency expires_on promotion options",
+    "purchase.flagged": "purchase_id account_id amount currency flags posted_at",
+    "offer.made": "offer_id purchase_id account_id principal currency expires_on promotion options "
+    "pre_approved",
     "offer.not-eligible": "purchase_id account_id reasons",
-    "offer.expired": "+offer_id +purchase_id +account_id +business_date",
-    "offer.rejected": "+offer_id +account_id +purchase_id +reason",
+    "offer.expired": "offer_id purchase_id account_id business_date",
+    "offer.rejected": "offer_id account_id purchase_id reason",
     "plan.created": "plan_id offer_id purchase_id account_id principal currency tenor_months "
     "total_fee apr auto_converted redeem_points schedule",
+    "plan.adjusted": "plan_id account_id reason refund_id principal_reduced fee_reduced "
+    "fee_returned currency schedule points_to_restore",
     "installment.paid": "plan_id seq amount +currency paid_on",
     "fee.waived": "plan_id amount +currency points",
     "plan.completed": "plan_id",
-    "plan.cancelled": "plan_id reason principal_returned fee_returned +currency",
+    "plan.cancelled": "plan_id reason principal_returned fee_returned +currency points_to_restore",
     "installment.due-soon": "plan_id seq due_date amount_outstanding +currency days_until_due "
     "business_date",
     "account.delinquency": "account_id business_date days_past_due overdue_amount +currency "
@@ -99,11 +123,16 @@ SECTION_4 = {
     "points.reversed": "account_id points balance_after reason purchase_id plan_id",
     "points.redeemed": "account_id points balance_after reason plan_id",
     "points.redemption-rejected": "account_id points balance_after reason plan_id +why",
+    "points.restored": "account_id plan_id points balance_after reason",
     "reminder.requested": "reminder_id account_id plan_id seq due_date amount_due +currency "
     "days_before_due channel template contact_ref",
     "escalation.raised": "case_id account_id level action bucket days_past_due overdue_amount "
     "+currency business_date",
     "escalation.resolved": "case_id account_id resolution business_date amount +currency",
+    "promise.kept": "case_id account_id contact_id promised_amount paid_amount currency "
+    "business_date",
+    "promise.broken": "case_id account_id contact_id promised_amount paid_amount currency "
+    "business_date",
 }
 NESTED = {
     "AutoConvert": "enabled threshold tenor_months",
@@ -112,6 +141,7 @@ NESTED = {
     "OfferOption": "tenor_months fee_model monthly_fee_rate total_fee first_installment "
     "regular_installment apr",
     "ScheduleLine": "seq due_date principal fee amount",
+    "PreApproval": "limit valid_to fee_discount",
 }
 
 
