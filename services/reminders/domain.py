@@ -15,14 +15,21 @@ The rule, precisely. With ``d = (due_date - business_date).days``:
   urgent one, even if business dates were replayed out of order).
 
 After an outage that jumps from 8 days before due to 2, only the 3-day reminder goes;
-a jump straight to the due date sends only the due-today one.
+a jump straight to the due date sends only the due-today one. A reminder carries the
+real ``days_before_due`` (2 there) and the template of the most urgent slot reached (the
+3-day one): contract 5.1, "Clarified".
+
+**Adjusted plans** (second release). ``plan.adjusted`` replaces the plan's unpaid
+installments by its schedule: an installment not in the latest adjusted schedule gets no
+reminder, and one in it is due at most its adjusted ``amount`` (``amount_due``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 
 from services.reminders.policy import DEFAULT_POLICY, RemindersPolicy
 
@@ -115,6 +122,28 @@ def decide_reminder(
         days_before,
         superseded_offsets(offset, handled, policy),
     )
+
+
+# ------------------------------------------------------------------ adjusted plans
+
+
+def amount_due(
+    seq: int, reported: Decimal, adjusted: Mapping[int, Decimal] | None
+) -> Decimal | None:
+    """What a reminder for installment ``seq`` asks, or None when it gets no reminder.
+
+    ``reported``: the due-soon's ``amount_outstanding``. ``adjusted``: the plan's latest
+    adjusted schedule (seq -> amount; None when the plan was never adjusted). An
+    installment left out of the adjusted schedule gets none; one in it is due at most
+    its adjusted amount (a due-soon computed before the adjustment is capped; one after
+    it, lowered further by a partial payment, is kept). Nothing due (0): no reminder.
+    """
+    amount = reported
+    if adjusted is not None:
+        if seq not in adjusted:
+            return None
+        amount = min(reported, adjusted[seq])
+    return amount if amount > 0 else None
 
 
 # ------------------------------------------------------------------ plausibility of business time

@@ -38,11 +38,24 @@ Decisions (beyond the domain rules in ``domain.py``):
 - **Plans.** ``plan.completed`` / ``plan.cancelled`` stop every further reminder of the
   plan; ``installment.paid`` stops the installment's. The account id is the event's
   subject (the Kafka key).
+- **Adjusted plans** (second release). ``plan.adjusted`` (a partial refund) replaces the
+  plan's unpaid installments by its schedule (``schedule_lines``; a later adjustment
+  replaces it again). A reminder requested after it asks the adjusted amount
+  (``domain.amount_due``: at most the schedule's ``amount``, less when the due-soon
+  reports less, e.g. after a partial payment); an installment the schedule leaves out
+  gets no reminder (nothing is recorded for it: a later adjustment listing it again
+  would bring it back). offers publishes the adjustment and its due-soons on the same
+  partition, in order, so a due-soon read after the adjustment was computed after it
+  or before it (then capped).
+- **Late reminders** (contract 5.1, "Clarified"). After an outage the reminder carries the
+  real ``days_before_due`` (due date - the due-soon's business date) and the template
+  of the most urgent slot reached; its id stays the slot's (``rem:<plan>:<seq>:<slot>``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from decimal import Decimal
 
 from schemas import Envelope
 from schemas.payloads import (
@@ -50,6 +63,7 @@ from schemas.payloads import (
     BusinessDayClosed,
     InstallmentDueSoon,
     InstallmentPaid,
+    PlanAdjusted,
     PlanCancelled,
     PlanCompleted,
     ReminderRequested,
@@ -137,8 +151,14 @@ def request_reminder(ctx: Context, event: Envelope) -> None:
     if (clock is None or d.business_date > clock) and ctx.unread(BUSINESS_DAYS):
         raise Defer(f"business day {d.business_date.isoformat()} not read yet")
     handled = repo.handled_offsets(d.plan_id, d.seq)
-    # A paid installment or a finished plan gets no reminder.
-    settled = bool(known is not None and known.paid) or repo.plan_closed(d.plan_id, ACTIVE)
+    # What is due after the plan's adjustments; None: left out of the adjusted schedule.
+    amount = domain.amount_due(d.seq, d.amount_outstanding, repo.adjusted_schedule(d.plan_id))
+    # A paid installment, a finished plan or one the adjusted schedule left out gets none.
+    settled = (
+        bool(known is not None and known.paid)
+        or repo.plan_closed(d.plan_id, ACTIVE)
+        or amount is None
+    )
     decision = domain.decide_reminder(d.due_date, d.business_date, handled, settled, ctx.policy)
     contact = repo.account(account_id) if decision.offset is not None else None
     if decision.offset is not None and contact is None and ctx.unread(ACCOUNTS):
@@ -147,6 +167,7 @@ def request_reminder(ctx: Context, event: Envelope) -> None:
     _record_due_soon(repo, d, account_id, known)
     if decision.offset is None:
         return
+    assert amount is not None  # settled otherwise
     for offset in sorted(decision.skipped, reverse=True):
         _record_reminder(ctx, d, account_id, offset, SKIPPED, SUPERSEDED)
     if contact is None:
@@ -169,9 +190,9 @@ def request_reminder(ctx: Context, event: Envelope) -> None:
             plan_id=d.plan_id,
             seq=d.seq,
             due_date=d.due_date,
-            amount_due=d.amount_outstanding,
+            amount_due=amount,
             currency=d.currency,
-            days_before_due=decision.offset,
+            days_before_due=decision.days_before_due,
             channel=contact.channel,
             template=decision.template,
             contact_ref=contact.contact_ref,
@@ -189,6 +210,7 @@ def request_reminder(ctx: Context, event: Envelope) -> None:
         channel=contact.channel,
         template=decision.template,
         event_id=out.id,
+        amount_due=amount,
     )
 
 
@@ -218,6 +240,7 @@ def _record_reminder(
     channel: str | None = None,
     template: str | None = None,
     event_id: str | None = None,
+    amount_due: Decimal | None = None,
 ) -> None:
     assert ctx.event is not None
     repo: RemindersRepository = ctx.repo
@@ -233,7 +256,7 @@ def _record_reminder(
         "due_date": d.due_date,
         "channel": channel,
         "template": template,
-        "amount_due": d.amount_outstanding if status == SENT else None,
+        "amount_due": amount_due if status == SENT else None,
         "currency": d.currency,
         "cause_event_id": ctx.event.id,
         "event_id": event_id,
@@ -269,6 +292,17 @@ def stop_cancelled_plan(ctx: Context, event: Envelope) -> None:
     repo.set_plan_status(c.plan_id, event.subject, CANCELLED, event.id)
 
 
+def follow_adjusted_plan(ctx: Context, event: Envelope) -> None:
+    """plan.adjusted -> the plan's unpaid installments and their amounts are its schedule."""
+    a: PlanAdjusted = event.data
+    repo: RemindersRepository = ctx.repo
+    repo.replace_schedule(a.plan_id, [
+        {"seq": line.seq, "account_id": a.account_id, "due_date": line.due_date,
+         "amount": line.amount, "currency": a.currency, "event_id": event.id}
+        for line in a.schedule
+    ])  # fmt: skip
+
+
 HANDLERS: dict[str, Handler] = {
     "business-day.closed": advance_business_day,
     "account.upserted": remember_account,
@@ -276,6 +310,7 @@ HANDLERS: dict[str, Handler] = {
     "installment.paid": mark_installment_paid,
     "plan.completed": stop_completed_plan,
     "plan.cancelled": stop_cancelled_plan,
+    "plan.adjusted": follow_adjusted_plan,
 }
 
 #: What each handler needs preloaded (event type -> the keys the batch repository reads
@@ -288,9 +323,11 @@ PRELOAD: dict[str, Callable[[Envelope], Keys]] = {
         accounts=(e.subject,),
         installments=((e.data.plan_id, e.data.seq),),
         plans=(e.data.plan_id,),
+        schedules=(e.data.plan_id,),
         clock=True,
     ),
     "installment.paid": lambda e: Keys(installments=((e.data.plan_id, e.data.seq),)),
     "plan.completed": lambda e: Keys(plans=(e.data.plan_id,)),
     "plan.cancelled": lambda e: Keys(plans=(e.data.plan_id,)),
+    "plan.adjusted": lambda e: Keys(schedules=(e.data.plan_id,)),
 }

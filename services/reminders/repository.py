@@ -33,7 +33,14 @@ from typing import Any
 from sqlalchemy import Table, func, select
 from sqlalchemy.orm import Session
 
-from services.reminders.tables import accounts, business_days, installments, plans, reminders
+from services.reminders.tables import (
+    accounts,
+    business_days,
+    installments,
+    plans,
+    reminders,
+    schedule_lines,
+)
 from shared.runtime.api import NotLoaded
 from shared.runtime.db import among, bulk_insert, restrict_to_keys, update_rows
 
@@ -49,6 +56,7 @@ class Keys:
     plans: tuple[str, ...] = ()  # plan status rows
     days: tuple[date, ...] = ()  # business dates already recorded
     clock: bool = False  # the newest business date closed
+    schedules: tuple[str, ...] = ()  # plans whose adjusted schedule a handler reads
 
 
 @dataclass
@@ -118,6 +126,8 @@ class RemindersRepository:
         self._plan_changes = _Changes()
         self._new_reminders: list[dict[str, Any]] = []
         self._new_days: list[dict[str, Any]] = []
+        self._schedules: dict[str, dict[int, dict[str, Any]]] = {}  # plan -> seq -> row
+        self._schedule_changes = _Changes()
         # keys loaded (found or not): a getter refuses the others
         self._accounts_loaded: set[str] = set()
         self._installments_loaded: set[Key] = set()
@@ -137,6 +147,7 @@ class RemindersRepository:
         keys: set[Key] = set()
         plan_ids: set[str] = set()
         days: set[date] = set()
+        schedule_ids: set[str] = set()
         clock = False
         for e in events:
             preload = self.preload.get(e.type)
@@ -147,6 +158,7 @@ class RemindersRepository:
             keys.update(wanted.installments)
             plan_ids.update(wanted.plans)
             days.update(wanted.days)
+            schedule_ids.update(wanted.schedules)
             clock = clock or wanted.clock
         self._accounts_loaded.update(account_ids)
         self._installments_loaded.update(keys)
@@ -165,6 +177,15 @@ class RemindersRepository:
                 select(plans).where(among(plans.c.plan_id, plan_ids, self.dialect))
             )
             self._plans = {r.plan_id: Plan(**r._mapping) for r in rows}
+        if schedule_ids:
+            self._schedules.update({plan_id: {} for plan_id in schedule_ids})
+            rows = self.session.execute(
+                select(schedule_lines).where(
+                    among(schedule_lines.c.plan_id, schedule_ids, self.dialect)
+                )
+            )
+            for r in rows:
+                self._schedules[r.plan_id][r.seq] = dict(r._mapping)
         if clock:
             self._clock = self.session.execute(
                 select(func.max(business_days.c.business_date))
@@ -211,6 +232,15 @@ class RemindersRepository:
             raise NotLoaded(f"plan {plan_id!r} was not preloaded")
         plan = self._plans.get(plan_id)
         return plan is not None and plan.status != active
+
+    def adjusted_schedule(self, plan_id: str) -> dict[int, Decimal] | None:
+        """The plan's latest adjusted schedule (seq -> amount); None: never adjusted."""
+        if plan_id not in self._schedules:
+            raise NotLoaded(f"the schedule of plan {plan_id!r} was not preloaded")
+        lines = self._schedules[plan_id]
+        if not lines:
+            return None
+        return {seq: row["amount"] for seq, row in lines.items() if row["in_schedule"]}
 
     def business_clock(self) -> date | None:
         """The newest business date closed (None before the first ``business-day.closed``)."""
@@ -268,6 +298,29 @@ class RemindersRepository:
             plan.status, plan.event_id = status, event_id
             self._plan_changes.touch(plan_id, plan)
 
+    def replace_schedule(self, plan_id: str, lines: list[dict[str, Any]]) -> None:
+        """The plan's unpaid installments are now ``lines`` (``seq``, ``account_id``,
+        ``due_date``, ``amount``, ``currency``, ``event_id``); the ones it used to list
+        and ``lines`` leaves out are no longer in the schedule."""
+        if plan_id not in self._schedules:
+            raise NotLoaded(f"the schedule of plan {plan_id!r} was not preloaded")
+        self.changes += 1
+        known = self._schedules[plan_id]
+        listed = {line["seq"] for line in lines}
+        for seq, row in known.items():
+            if seq not in listed and row["in_schedule"]:
+                row["in_schedule"] = False
+                self._schedule_changes.touch((plan_id, seq), row)
+        for line in lines:
+            row = {**line, "plan_id": plan_id, "in_schedule": True}
+            key = (plan_id, line["seq"])
+            if line["seq"] in known:
+                known[line["seq"]].update(row)
+                self._schedule_changes.touch(key, known[line["seq"]])
+            else:
+                known[line["seq"]] = row
+                self._schedule_changes.new[key] = row
+
     def add_business_day(self, business_date: date, event_id: str) -> None:
         self.changes += 1
         self._days_loaded.add(business_date)
@@ -295,6 +348,10 @@ class RemindersRepository:
                            "last_business_date"),
                           self._installment_changes.changed.values())  # fmt: skip
         bulk_insert(conn, reminders, self._new_reminders)
+        bulk_insert(conn, schedule_lines, list(self._schedule_changes.new.values()))
+        update_rows(conn, schedule_lines, ("plan_id", "seq"),
+                    ("account_id", "due_date", "amount", "currency", "in_schedule", "event_id"),
+                    list(self._schedule_changes.changed.values()))  # fmt: skip
 
     def _update_many(self, table: Table, keys: tuple[str, ...], columns: tuple[str, ...],
                      changed: Iterable[Any]) -> None:  # fmt: skip

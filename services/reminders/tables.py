@@ -7,6 +7,9 @@
 - ``installments``: what the service knows of each installment: due date, amount
   outstanding, paid or not, and the newest business date of an ``installment.due-soon``
   seen for it (an older one is stale).
+- ``schedule_lines`` (second release): the latest ``plan.adjusted`` schedule of each
+  adjusted plan, one row per installment it ever listed; ``in_schedule`` false for an
+  installment a later adjustment left out. A plan without rows was never adjusted.
 - ``business_days``: every ``business-day.closed`` seen; the newest is the service's
   business clock: a due-soon for an older business date is stale.
 - ``reminders``: one row per (plan, seq, offset) handled: ``sent`` (a
@@ -66,6 +69,19 @@ installments = Table(
     Column("last_business_date", Date, nullable=True),  # newest due-soon seen
 )
 
+schedule_lines = Table(
+    "schedule_lines",
+    metadata,
+    Column("plan_id", String(ID_COLUMN), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("account_id", String(ID_COLUMN), nullable=False),
+    Column("due_date", Date, nullable=False),
+    Column("amount", Money, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("in_schedule", Boolean, nullable=False),
+    Column("event_id", String(64), nullable=False),  # the plan.adjusted that wrote it
+)
+
 reminders = Table(
     "reminders",
     metadata,
@@ -87,5 +103,9 @@ reminders = Table(
 )
 
 MIGRATIONS = [
-    Migration(1, "business days, accounts, plans, installments, reminders", create_tables(metadata))
+    Migration(
+        1, "business days, accounts, plans, installments, reminders", create_tables(metadata)
+    ),
+    # second release: plan.adjusted (create_all skips the tables that exist)
+    Migration(2, "schedule_lines", create_tables(metadata)),
 ]

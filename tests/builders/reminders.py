@@ -42,3 +42,21 @@ def paid(account_id: str, plan_id: str, seq: int, on: date) -> dict[str, Any]:
 
 def before(days: int, due: date = DUE) -> date:
     return due - timedelta(days=days)
+
+
+def plan_adjusted(account_id: str, plan_id: str, lines: dict[int, str], *,
+                  due: date = DUE, refund_id: str = "ref-1") -> dict[str, Any]:  # fmt: skip
+    """A ``plan.adjusted`` whose unpaid schedule is ``lines`` (seq -> amount, no fee),
+    installment ``seq`` due ``seq - 1`` months after ``due`` (roughly: 30 days)."""
+    schedule = [
+        {"seq": seq, "due_date": (due + timedelta(days=30 * (seq - 1))).isoformat(),
+         "principal": amount, "fee": "0.00", "amount": amount}
+        for seq, amount in sorted(lines.items())
+    ]  # fmt: skip
+    data = {
+        "plan_id": plan_id, "account_id": account_id, "reason": "refund",
+        "refund_id": refund_id, "principal_reduced": "50.00", "fee_reduced": "0.00",
+        "fee_returned": "0.00", "currency": "USD", "schedule": schedule,
+        "points_to_restore": 0,
+    }  # fmt: skip
+    return envelope("plan.adjusted", account_id, data, source="offers")

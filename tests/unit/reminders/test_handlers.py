@@ -71,7 +71,9 @@ def test_channel_and_contact_ref_come_from_the_account(h):
 def test_outage_jump_sends_only_the_most_urgent_current_one(h):
     assert h.events(PLANS, due_soon("acc-1", "plan-1", 1, before(8))) == []
     [r] = h.events(PLANS, due_soon("acc-1", "plan-1", 1, before(2)))
-    assert r.data.days_before_due == 3
+    # the real days before due, the template (and id) of the most urgent slot reached
+    assert (r.data.days_before_due, r.data.template) == (2, "due_in_3_days")
+    assert r.data.reminder_id == "rem:plan-1:1:3"
     assert h.events(PLANS, due_soon("acc-1", "plan-1", 1, before(1)))[0].data.days_before_due == 1
     # the 7-day one is recorded as skipped (superseded) and never goes out
     with h.runner.engine.connect() as conn:
@@ -119,7 +121,7 @@ def test_due_soon_of_a_day_older_than_the_newest_day_close_is_stale(h):
     close_day(h, before(2))
     assert h.events(PLANS, due_soon("acc-1", "plan-1", 1, before(3))) == []  # offers behind
     [r] = h.events(PLANS, due_soon("acc-1", "plan-1", 1, before(2)))
-    assert r.data.days_before_due == 3
+    assert (r.data.days_before_due, r.data.template) == (2, "due_in_3_days")
 
 
 def test_due_soon_ahead_of_the_clock_goes_out_once_every_day_close_is_read(h):
@@ -131,7 +133,10 @@ def test_due_soon_ahead_of_the_clock_goes_out_once_every_day_close_is_read(h):
 def test_without_any_day_close_the_due_soons_alone_decide(h):
     """A burst with no business clock at all: each due-soon is the newest seen."""
     burst = [due_soon("acc-1", "plan-1", 1, before(d)) for d in (6, 5, 4, 3, 2, 1, 0)]
-    assert [e.data.days_before_due for e in h.events(PLANS, *burst)] == [7, 3, 1, 0]
+    out = h.events(PLANS, *burst)
+    assert [e.data.days_before_due for e in out] == [6, 3, 1, 0]
+    assert [e.data.template for e in out] == ["due_in_7_days", "due_in_3_days",
+                                              "due_in_1_day", "due_today"]  # fmt: skip
     jump = [due_soon("acc-1", "plan-9", 1, before(d)) for d in (9, 0)]
     assert [e.data.days_before_due for e in h.events(PLANS, *jump)] == [0]
 
@@ -280,7 +285,7 @@ def test_a_mixed_batch_behaves_as_one_by_one(h, tmp_path):
         (PLANS, completed),
         (PLANS, due_soon("acc-1", "plan-3", 1, before(7))),  # plan completed: nothing
         (PLANS, due_soon("acc-x", "plan-4", 1, before(7))),  # unknown account: skipped
-        (PLANS, due_soon("acc-1", "plan-1", 1, before(2))),  # ahead of the clock: 3
+        (PLANS, due_soon("acc-1", "plan-1", 1, before(2))),  # ahead of the clock: slot 3
         (PLANS, due_soon("acc-1", "plan-1", 1, before(5))),  # stale
         (PLANS, paid("acc-1", "plan-1", 1, before(2))),
         (PLANS, due_soon("acc-1", "plan-1", 1, before(1))),  # paid now: nothing
@@ -297,7 +302,7 @@ def test_a_mixed_batch_behaves_as_one_by_one(h, tmp_path):
         assert [(e.topic, e.value) for e in batch] == [(e.topic, e.value) for e in singly]
         assert [(e.event.data.plan_id, e.event.data.days_before_due, e.event.data.contact_ref)
                 for e in batch] == [("plan-1", 7, "cref-1b"), ("plan-2", 7, "cref-new"),
-                                    ("plan-1", 3, "cref-1b")]  # fmt: skip
+                                    ("plan-1", 2, "cref-1b")]  # fmt: skip
         assert _state(h) == _state(one)
     finally:
         one.close()

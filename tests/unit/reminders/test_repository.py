@@ -24,9 +24,9 @@ from services.reminders.tables import MIGRATIONS
 from shared.runtime.db import migrate
 
 READS = {"account", "installment", "handled_offsets", "plan_closed", "business_clock",
-         "has_business_day"}  # fmt: skip
+         "has_business_day", "adjusted_schedule"}  # fmt: skip
 MUTATES = {"put_account", "add_installment", "installment_changed", "add_reminder",
-           "set_plan_status", "add_business_day"}  # fmt: skip
+           "set_plan_status", "add_business_day", "replace_schedule"}  # fmt: skip
 LIFECYCLE = {"load", "save"}
 DAY = date(2026, 1, 31)
 
@@ -92,6 +92,7 @@ def test_each_mutating_method_counts_a_change(repo):
         "add_reminder": lambda: repo.add_reminder(reminder),
         "set_plan_status": lambda: repo.set_plan_status("plan-1", "acc-1", "completed", "e"),
         "add_business_day": lambda: repo.add_business_day(DAY, "e"),
+        "replace_schedule": lambda: repo.replace_schedule("plan-1", []),
     }
     assert set(calls) == MUTATES
     for name, call in calls.items():
