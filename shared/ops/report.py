@@ -34,6 +34,12 @@ class _Plan:
     closed: bool = False  # completed, cancelled or written off by a charge-off
     returned: Decimal = ZERO
 
+    def adjust(self, principal_reduced: Decimal, schedule: list[Any]) -> None:
+        """A partial refund: ``principal_reduced`` comes off, the unpaid lines re-split."""
+        self.returned += principal_reduced
+        for line in schedule:
+            self.principal_by_seq[line.seq] = line.principal
+
     @property
     def outstanding(self) -> Decimal:
         if self.closed:
@@ -92,6 +98,14 @@ def figures_from_events(ev: Mapping[str, list[Any]]) -> dict[str, Any]:
     A charge-off (``escalation.resolved`` ``charged_off``) writes off the account's plans
     created before it: they leave the installment balance and the risk reserve (the
     amount is in ``written_off``), as they leave the collections service's reserve.
+
+    Second release: a ``plan.adjusted`` (partial refund) lowers its plan's outstanding
+    principal by ``principal_reduced`` and re-splits its unpaid lines; ``fraud`` counts the
+    flagged purchases (by flag) and the fraud team's reviews (a purchase still flagged
+    with no review closed is ``under_review``; ``cleared_then_converted`` are the plans of
+    cleared purchases); ``pre_approval`` compares the offers made under a pre-approval
+    (``pre_approved: true``) with ordinary ones: offers made, plans accepted from them and
+    the conversion rate of each.
     """
     ev = defaultdict(list, ev)
     decisions = ev["installments.decisions.v1"]
@@ -101,16 +115,23 @@ def figures_from_events(ev: Mapping[str, list[Any]]) -> dict[str, Any]:
     offers = Counter(e.type for e in ev["installments.offers.v1"])
     reasons: Counter[str] = Counter()
     rejected: Counter[str] = Counter()
+    pre_approved_offer: dict[str, bool] = {}
     for e in ev["installments.offers.v1"]:
         if e.type == "offer.not-eligible":
             reasons.update(e.data.reasons)
         elif e.type == "offer.rejected":
             rejected[e.data.reason] += 1
+        elif e.type == "offer.made":
+            pre_approved_offer[e.data.offer_id] = bool(getattr(e.data, "pre_approved", False))
 
     plans: dict[str, _Plan] = {}
     auto = accepted = 0
+    accepted_from: Counter[bool] = Counter()  # plans accepted, by the offer's pre_approved
+    purchase_of_plan: dict[str, str] = {}
     cancelled: Counter[str] = Counter()
     waived = ZERO
+    adjusted = 0
+    principal_reduced = ZERO
     latest_dpd: dict[str, int] = {}
     for e in ev["installments.plans.v1"]:
         d = e.data
@@ -123,6 +144,13 @@ def figures_from_events(ev: Mapping[str, list[Any]]) -> dict[str, Any]:
             )
             auto += d.auto_converted
             accepted += not d.auto_converted
+            purchase_of_plan[d.plan_id] = d.purchase_id
+            if not d.auto_converted and d.offer_id in pre_approved_offer:
+                accepted_from[pre_approved_offer[d.offer_id]] += 1
+        elif e.type == "plan.adjusted" and d.plan_id in plans:
+            adjusted += 1
+            principal_reduced += d.principal_reduced
+            plans[d.plan_id].adjust(d.principal_reduced, d.schedule)
         elif e.type == "installment.paid" and d.plan_id in plans:
             plans[d.plan_id].paid.add(d.seq)
         elif e.type == "plan.completed" and d.plan_id in plans:
@@ -138,6 +166,19 @@ def figures_from_events(ev: Mapping[str, list[Any]]) -> dict[str, Any]:
     points: Counter[str] = Counter()
     for e in ev["points.ledger.v1"]:
         points[e.type] += e.data.points
+
+    flags: Counter[str] = Counter()
+    flagged: set[str] = set()
+    for e in ev["purchases.recorded.v1"]:
+        if e.type == "purchase.flagged" and e.data.purchase_id not in flagged:
+            flagged.add(e.data.purchase_id)
+            flags.update(e.data.flags)
+    outcome: dict[str, str] = {}
+    for e in ev["fraud.reviews.v1"]:
+        if e.type == "purchase.review-closed" and e.data.purchase_id in flagged:
+            outcome.setdefault(e.data.purchase_id, e.data.outcome)
+    review_outcomes = Counter(outcome.values())
+    cleared = {pid for pid, o in outcome.items() if o == "cleared"}
 
     reminders = Counter(e.data.channel for e in ev["reminders.outbound.v1"])
     levels: Counter[int] = Counter()
@@ -169,6 +210,8 @@ def figures_from_events(ev: Mapping[str, list[Any]]) -> dict[str, Any]:
         [(latest_dpd.get(a) or None, amt) for a, amt in outstanding_by_account.items()]
     )
     made = offers.get("offer.made", 0)
+    made_pre_approved = sum(pre_approved_offer.values())
+    made_ordinary = len(pre_approved_offer) - made_pre_approved
     return {
         "purchases": {
             "recorded": len(recorded),
@@ -183,12 +226,30 @@ def figures_from_events(ev: Mapping[str, list[Any]]) -> dict[str, Any]:
             "rejected_by_reason": dict(rejected),
             "decisions": dict(Counter(e.type for e in decisions)),
         },
+        "fraud": {
+            "flagged": len(flagged),
+            "flagged_by_flag": dict(flags.most_common()),
+            "cleared": review_outcomes.get("cleared", 0),
+            "confirmed_fraud": review_outcomes.get("confirmed_fraud", 0),
+            "under_review": len(flagged) - len(outcome),
+            "cleared_then_converted": sum(1 for pid in purchase_of_plan.values() if pid in cleared),
+        },
+        "pre_approval": {
+            "offers_pre_approved": made_pre_approved,
+            "plans_pre_approved": accepted_from[True],
+            "conversion_pre_approved": _rate(accepted_from[True], made_pre_approved),
+            "offers_ordinary": made_ordinary,
+            "plans_ordinary": accepted_from[False],
+            "conversion_ordinary": _rate(accepted_from[False], made_ordinary),
+        },
         "plans": {
             "created": len(plans),
             "accepted": accepted,
             "auto_converted": auto,
             "conversion_rate": _rate(accepted, made),
             "cancelled_by_reason": dict(cancelled),
+            "adjusted": adjusted,
+            "principal_reduced": _s(principal_reduced),
             "completed": sum(1 for e in ev["installments.plans.v1"] if e.type == "plan.completed"),
             "converted_principal": _s(converted),
             "installment_balance": _s(balance),
@@ -198,6 +259,7 @@ def figures_from_events(ev: Mapping[str, list[Any]]) -> dict[str, Any]:
             "issued": points.get("points.accrued", 0),
             "redeemed": points.get("points.redeemed", 0),
             "reversed": points.get("points.reversed", 0),
+            "restored": points.get("points.restored", 0),
             "redemptions_rejected": sum(
                 1 for e in ev["points.ledger.v1"] if e.type == "points.redemption-rejected"
             ),

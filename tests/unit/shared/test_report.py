@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from schemas import new_event, topic_for
@@ -98,3 +99,83 @@ def test_a_plan_created_after_the_charge_off_stays_receivable():
     r = figures_from_events(s.events)
 
     assert r["plans"]["installment_balance"] == "1000.00"  # plan-c only
+
+
+def test_second_release_sections_fraud_pre_approval_adjustments_restored_points():
+    s = Story()
+    # three flagged purchases: one cleared then auto-converted, one confirmed, one open
+    for pid, flags in (("p1", ["velocity"]), ("p2", ["velocity", "amount_spike"])):
+        s.add("purchase.flagged", purchase_id=pid, flags=flags)
+    s.add("purchase.flagged", purchase_id="p3", flags=["cnp_new_merchant"])
+    s.add("purchase.flagged", purchase_id="p3", flags=["cnp_new_merchant"])  # re-delivered
+    s.add("purchase.review-closed", purchase_id="p1", outcome="cleared")
+    s.add("purchase.review-closed", purchase_id="p2", outcome="confirmed_fraud")
+    s.add("plan.created", plan_id="plan-c", purchase_id="p1", offer_id=None, auto_converted=True)
+    # two pre-approved offers (one accepted), three ordinary offers (one accepted)
+    for n, pre in enumerate((True, True, False, False, False)):
+        s.add("offer.made", offer_id=f"o{n}", purchase_id=f"q{n}", pre_approved=pre)
+    s.add("plan.created", plan_id="plan-a", purchase_id="q0", offer_id="o0")
+    s.add("plan.created", plan_id="plan-b", purchase_id="q2", offer_id="o2")
+    # plan-a: #1 paid, then a refund of 200.00 re-splits #2 and #3 (666.66 -> 466.66)
+    s.add("installment.paid", plan_id="plan-a", seq=1)
+    adjusted_lines = [
+        {"seq": 2, "due_date": "2027-01-28", "principal": "233.33", "fee": "5.00"},
+        {"seq": 3, "due_date": "2027-02-28", "principal": "233.33", "fee": "5.00"},
+    ]
+    s.add(
+        "plan.adjusted",
+        plan_id="plan-a",
+        schedule=[
+            {**line, "amount": str(Decimal(line["principal"]) + 5)} for line in adjusted_lines
+        ],
+    )
+    s.add("points.redeemed", plan_id="plan-a", points=500, balance_after=500)
+    s.add("points.restored", plan_id="plan-a", points=300, balance_after=800)
+
+    r = figures_from_events(s.events)
+
+    assert r["fraud"] == {
+        "flagged": 3,
+        "flagged_by_flag": {"velocity": 2, "amount_spike": 1, "cnp_new_merchant": 1},
+        "cleared": 1,
+        "confirmed_fraud": 1,
+        "under_review": 1,
+        "cleared_then_converted": 1,
+    }
+    assert r["pre_approval"] == {
+        "offers_pre_approved": 2,
+        "plans_pre_approved": 1,
+        "conversion_pre_approved": "50.00%",
+        "offers_ordinary": 3,
+        "plans_ordinary": 1,
+        "conversion_ordinary": "33.33%",
+    }
+    assert r["plans"]["adjusted"] == 1
+    assert r["plans"]["principal_reduced"] == "200.00"
+    # plan-a: 1000.00 - 333.34 paid - 200.00 refunded; plan-b and plan-c untouched
+    assert r["plans"]["installment_balance"] == str(Decimal("466.66") + 2000)
+    assert r["points"]["restored"] == 300
+    assert r["points"]["redeemed"] == 500
+
+
+def test_an_adjusted_line_paid_later_counts_at_its_new_principal():
+    s = Story()
+    _plan(s, "plan-a", "acc-1", "p0")
+    s.add(
+        "plan.adjusted",
+        plan_id="plan-a",
+        principal_reduced="400.00",
+        schedule=[
+            {"seq": n, "due_date": d, "principal": p, "fee": "0.00", "amount": p}
+            for n, d, p in (
+                (1, "2026-12-28", "200.00"),
+                (2, "2027-01-28", "200.00"),
+                (3, "2027-02-28", "200.00"),
+            )
+        ],
+    )
+    s.add("installment.paid", plan_id="plan-a", seq=1)
+
+    r = figures_from_events(s.events)
+
+    assert r["plans"]["installment_balance"] == "400.00"  # 600.00 left, 200.00 paid
