@@ -79,6 +79,18 @@ class AccountView:
     credit_limit: Decimal
     risk_score: int
     installment_limit: Decimal | None = None
+    pre_approval: PreApproval | None = None
+
+
+@dataclass(frozen=True)
+class PreApproval:
+    """``account.upserted``'s ``pre_approval`` (second release): a pre-approved installment
+    line of `limit` for purchases posted up to `valid_to` (inclusive), each monthly rate
+    lowered by the share `fee_discount`."""
+
+    limit: Decimal
+    valid_to: date
+    fee_discount: Decimal
 
 
 @dataclass(frozen=True)
@@ -99,19 +111,38 @@ def installment_limit(account: AccountView, policy: OffersPolicy) -> Decimal:
     return account.credit_limit * policy.installment_limit_share
 
 
+def pre_approved(
+    account: AccountView | None, purchase: PurchaseFacts, outstanding_principal: Decimal
+) -> bool:
+    """The purchase falls within the account's pre-approval (CONTRACT 5.1): one is valid on
+    the posting date (``posted_on <= valid_to``) and outstanding installment principal +
+    amount <= its limit. Beyond the limit (or once it lapsed) the ordinary rules apply."""
+    if account is None or account.pre_approval is None:
+        return False
+    line = account.pre_approval
+    return (
+        purchase.posted_on <= line.valid_to
+        and outstanding_principal + purchase.amount <= line.limit
+    )
+
+
 def eligibility_reasons(
     account: AccountView | None,
     purchase: PurchaseFacts,
     outstanding_principal: Decimal,
     has_overdue: bool,
     policy: OffersPolicy,
+    under_review: bool = False,
 ) -> list[str]:
     """Every reason the purchase cannot be converted; an empty list means eligible.
 
     Codes, in this order: account_unknown, account_not_active, amount_below_minimum
     (500.00, or the segment's minimum, e.g. 300.00 for young), mcc_excluded, overdue_installment
     (the account has an overdue installment), risk_score_too_low (< 600),
-    installment_limit_exceeded (outstanding installment principal + amount > limit).
+    installment_limit_exceeded (outstanding installment principal + amount > limit),
+    fraud_review (`under_review`: flagged by the screening and not cleared yet).
+    A purchase within the account's pre-approval (`pre_approved`) skips the risk score and
+    installment limit checks (status, minimum amount, MCC and overdue still apply).
     For an unknown account only the purchase's own checks (general minimum, MCC) run.
     """
     reasons: list[str] = []
@@ -124,13 +155,16 @@ def eligibility_reasons(
     if int(purchase.mcc) in policy.excluded_mccs:
         reasons.append("mcc_excluded")
     if account is None:
-        return reasons
+        return reasons + (["fraud_review"] if under_review else [])
     if has_overdue:
         reasons.append("overdue_installment")
-    if account.risk_score < policy.min_risk_score:
-        reasons.append("risk_score_too_low")
-    if outstanding_principal + purchase.amount > installment_limit(account, policy):
-        reasons.append("installment_limit_exceeded")
+    if not pre_approved(account, purchase, outstanding_principal):
+        if account.risk_score < policy.min_risk_score:
+            reasons.append("risk_score_too_low")
+        if outstanding_principal + purchase.amount > installment_limit(account, policy):
+            reasons.append("installment_limit_exceeded")
+    if under_review:
+        reasons.append("fraud_review")
     return reasons
 
 
@@ -227,12 +261,23 @@ def flat_apr(monthly_rate: Decimal, tenor: int) -> Decimal:
     return apr(Decimal(1), [level] * tenor)
 
 
-def monthly_rate(tenor: int, segment: str, policy: OffersPolicy) -> Decimal:
+def monthly_rate(
+    tenor: int, segment: str, policy: OffersPolicy, fee_discount: Decimal | None = None
+) -> Decimal:
     """The tenor's monthly fee rate × the segment's multiplier (1 when none), half up to
-    `policy.rate_places` places (6: 0.0075 × 0.80 = 0.006000)."""
+    `policy.rate_places` places (6: 0.0075 × 0.80 = 0.006000).
+
+    Pre-approved (`fee_discount` given, CONTRACT 5.1): the rate × (1 - fee_discount), then
+    × the segment's multiplier, each step rounded half up to
+    `policy.pre_approval_rate_places` (4) places: 0.0075 × 0.80 = 0.0060, × 0.80 = 0.0048."""
     multiplier = policy.segment_rate_multipliers.get(segment, Decimal(1))
+    base = policy.monthly_fee_rates[tenor]
+    if fee_discount is not None:
+        places = Decimal(1).scaleb(-policy.pre_approval_rate_places)
+        discounted = (base * (1 - fee_discount)).quantize(places, ROUND_HALF_UP)
+        return (discounted * multiplier).quantize(places, ROUND_HALF_UP)
     places = Decimal(1).scaleb(-policy.rate_places)
-    return (policy.monthly_fee_rates[tenor] * multiplier).quantize(places, ROUND_HALF_UP)
+    return (base * multiplier).quantize(places, ROUND_HALF_UP)
 
 
 def offer_options(
@@ -241,6 +286,7 @@ def offer_options(
     purchase: PurchaseFacts,
     policy: OffersPolicy,
     minor_digits: int = 2,
+    fee_discount: Decimal | None = None,
 ) -> tuple[list[OfferOption], str | None]:
     """The options of an offer, one per tenor the account's tier may see (ascending), and
     the id of the promotion applied (None when none).
@@ -250,12 +296,13 @@ def offer_options(
     that tenor (0: merchant-funded). With several matching promotions the first listed wins.
     first_installment / regular_installment come from `build_schedule` with the policy's
     remainder placement; apr is `flat_apr(rate, tenor)`, so one rate and tenor always show
-    one APR whatever the amount.
+    one APR whatever the amount. `fee_discount` (a pre-approved purchase) lowers every
+    tenor's rate (`monthly_rate`); a promotion's rate still replaces it.
     """
     promotion = policy.promotion_for(purchase.merchant_id, purchase.category, purchase.posted_on)
     options, promoted = [], False
     for tenor in policy.tenors_for(account.tier):
-        rate = monthly_rate(tenor, account.segment, policy)
+        rate = monthly_rate(tenor, account.segment, policy, fee_discount)
         if promotion is not None and tenor in promotion.tenors:
             rate, promoted = promotion.monthly_fee_rate, True
         fee = total_fee(principal, rate, tenor, minor_digits)
@@ -381,6 +428,7 @@ class MakeOffer:
     expires_on: date
     promotion: str | None
     auto_convert_tenor_not_offered: bool = False
+    pre_approved: bool = False
 
 
 OfferDecision = NotEligible | ConvertNow | MakeOffer
@@ -396,6 +444,7 @@ def decide_offer(
     flagged_overdue: bool,
     policy: OffersPolicy,
     minor_digits: int = 2,
+    under_review: bool = False,
 ) -> OfferDecision:
     """What a recorded purchase becomes: not eligible, a plan at once, or an offer.
 
@@ -408,16 +457,25 @@ def decide_offer(
       the account's tenor with that tenor's option, counting from the posting date.
       When that tenor is not on the account's menu, an ordinary offer is made instead.
     - Otherwise an offer: `offer_options`, expiring `offer_expires_on(posted_on)`.
+    - Fraud screening (`under_review`: flagged, review not closed): not eligible with
+      ``fraud_review`` (after any other failing reason), never auto-converted. A review
+      cleared later decides again with `posted_on` = the review's ``closed_on``.
+    - Pre-approval (`pre_approved`): eligible whatever the risk score and installment
+      limit, every rate discounted (`monthly_rate`), ``pre_approved`` on the offer.
     """
     outstanding = sum((i.principal_due for i in owed), ZERO)
     has_overdue = flagged_overdue or delinquency(owed, purchase.posted_on) is not None
-    reasons = eligibility_reasons(account, purchase, outstanding, has_overdue, policy)
+    reasons = eligibility_reasons(account, purchase, outstanding, has_overdue, policy, under_review)
     if account_currency is not None and account_currency != currency:
         reasons.append("currency_mismatch")
     if reasons:
         return NotEligible(tuple(reasons))
     assert account is not None  # an unknown account always has a reason
-    options, promotion = offer_options(purchase.amount, account, purchase, policy, minor_digits)
+    preapproved = pre_approved(account, purchase, outstanding)
+    discount = account.pre_approval.fee_discount if preapproved and account.pre_approval else None
+    options, promotion = offer_options(
+        purchase.amount, account, purchase, policy, minor_digits, discount
+    )
     missing_tenor = False
     if auto_convert.applies_to(purchase.amount):
         tenor = auto_convert.tenor_months
@@ -439,6 +497,7 @@ def decide_offer(
         offer_expires_on(purchase.posted_on, policy),
         promotion,
         missing_tenor,
+        preapproved,
     )
 
 
@@ -721,12 +780,32 @@ def allocate_payment(
 
 @dataclass(frozen=True)
 class RefundOutcome:
+    """What a refund of the converted purchase did to its plan.
+
+    Cancelled (the refund covers the unpaid principal): `fee_returned` is every fee
+    taken off (not-yet-due fees, those paid early included: `fee_paid_back`, credited).
+    Adjusted (a partial refund, CONTRACT 5.1): `fee_reduced` is all fee taken off,
+    `fee_returned` == `fee_paid_back` the part of it already paid (returned to the card
+    account outside the pipeline). Either way `fee_waived_removed` is the waived part of
+    the fees taken off (the points bought it: they are restored)."""
+
     cancelled: bool  # True when no principal is left on the plan
     principal_returned: Decimal  # principal taken off the plan
-    fee_returned: Decimal  # not-yet-due fees taken off the plan (incl. fee_paid_back)
+    fee_returned: Decimal  # cancelled: all fee taken off; adjusted: the part paid early
     excess: Decimal  # refund the plan could not absorb (principal already paid)
     installments: list[InstallmentState]  # the plan's installments after the refund
-    fee_paid_back: Decimal = ZERO  # of fee_returned: fees already paid, given back as credit
+    fee_paid_back: Decimal = ZERO  # fees already paid, given back
+    fee_reduced: Decimal = ZERO  # adjusted: all fee taken off (paid, waived or owed)
+    fee_waived_removed: Decimal = ZERO  # waived fees taken off (points to restore)
+
+
+def _units(amount: Decimal, minor_digits: int) -> int:
+    """`amount` as an integer count of minor units (exact)."""
+    return int(amount.scaleb(minor_digits))
+
+
+def _money(units: int, minor_digits: int) -> Decimal:
+    return Decimal(units).scaleb(-minor_digits).quantize(minor_unit(minor_digits))
 
 
 def apply_refund(
@@ -738,53 +817,133 @@ def apply_refund(
 ) -> RefundOutcome:
     """Take a refund of the converted purchase off one plan's installments.
 
-    - principal_returned = min(refund, remaining unpaid principal R); excess = the rest (the
-      handler credits it: it is principal the customer already paid).
-    - Principal: the new remaining principal R - principal_returned is re-split equally over
-      the installments that still had principal due (by seq, same remainder rule); each keeps
-      what was already paid on it.
-    - Fees: only fees not yet due (due_date > business_date) shrink, each unpaid one in
-      proportion q = principal_returned / R: new unpaid fee = unpaid × (1 - q) rounded DOWN
-      (in the customer's favour); fee_returned is the sum of the reductions. Fees already due
-      stay owed. A full refund (q = 1) returns every not-yet-due fee and cancels the plan.
-    - A refund that cancels the plan (it takes off all of a remaining R > 0) also gives back
-      the fees already paid (early) on installments not yet due: fee_paid goes back to 0
-      on them, fee_paid_back is that sum (part of fee_returned; the handler credits it, as
-      it does the excess). Waived fees stay waived. A partial refund gives back no paid fee.
-    Σ principal falls by exactly principal_returned and Σ fee by exactly fee_returned;
-    Σ fee_paid falls by exactly fee_paid_back.
+    Let R be the plan's unpaid principal. A refund >= R cancels the plan
+    (`_cancel_for_refund`); a smaller one adjusts it (`_adjust_for_refund`, CONTRACT 5.1).
     """
     if refund_amount < 0:
         raise ValueError("refund must not be negative")
-    unit = minor_unit(minor_digits)
+    owed = sum((i.principal_due for i in plan), ZERO)
+    if refund_amount >= owed:
+        return _cancel_for_refund(plan, refund_amount, business_date)
+    return _adjust_for_refund(plan, refund_amount, business_date, remainder, minor_digits)
+
+
+def _cancel_for_refund(
+    plan: list[InstallmentState], refund_amount: Decimal, business_date: date
+) -> RefundOutcome:
+    """A refund that takes off all the unpaid principal R (refund >= R).
+
+    - principal_returned = R; excess = refund - R (principal already paid: the handler
+      credits it).
+    - Every installment keeps only the principal already paid on it.
+    - Installments not yet due (due_date > business_date) lose their whole fee: the unpaid
+      part and the part paid early (fee_paid_back, credited by the handler) make
+      fee_returned; the waived part (fee_waived_removed) is gone too (its points are
+      restored). Fees already due stay owed (and so does what was waived on them).
+    """
+    owed = sum((i.principal_due for i in plan), ZERO)
+    fee_returned = paid_back = waived = ZERO
+    new = []
+    for item in plan:
+        item = replace(item, principal=item.principal_paid)
+        if item.due_date > business_date:
+            fee_returned += item.fee_due + item.fee_paid
+            paid_back += item.fee_paid
+            waived += item.fee_waived
+            item = replace(item, fee=ZERO, fee_paid=ZERO, fee_waived=ZERO)
+        new.append(item)
+    return RefundOutcome(
+        cancelled=True,
+        principal_returned=owed,
+        fee_returned=fee_returned,
+        excess=refund_amount - owed,
+        installments=new,
+        fee_paid_back=paid_back,
+        fee_reduced=fee_returned + waived,
+        fee_waived_removed=waived,
+    )
+
+
+def _adjust_for_refund(
+    plan: list[InstallmentState],
+    refund_amount: Decimal,
+    business_date: date,
+    remainder: Placement,
+    minor_digits: int,
+) -> RefundOutcome:
+    """A partial refund (0 <= refund < R, the unpaid principal): CONTRACT 5.1.
+
+    - Principal: R' = R - refund is re-split equally over the installments that still had
+      principal due (by seq, the remainder on the first of them); each keeps what was
+      already paid on it.
+    - Fees of the installments not yet due (due_date > business_date; N of them, fee total
+      F): the new total F' = floor(F × R' / R) to the minor unit, split equally over them
+      (remainder on the first). fee_reduced = F - F'. Fees already due stay owed.
+    - Fees paid early on them (E) are returned in the proportion refund / R, rounded down:
+      fee_returned = floor(E × refund / R). The rest stays paid, oldest installment first,
+      never more than an installment's new fee; should the rounding leave more paid than
+      F' (a minor unit or two), that much more is returned.
+    - Fees waived on them (W, bought with points) likewise: floor(W × refund / R) is
+      removed (fee_waived_removed), the rest stays waived after what stays paid, within F'
+      (what does not fit is removed too).
+    Σ principal falls by exactly the refund, Σ fee by exactly fee_reduced, Σ fee_paid by
+    exactly fee_returned and Σ fee_waived by exactly fee_waived_removed.
+    """
     remaining = sorted((i for i in plan if i.principal_due > 0), key=lambda i: i.seq)
     owed = sum((i.principal_due for i in remaining), ZERO)
-    returned = min(refund_amount, owed)
     new: dict[int, InstallmentState] = {i.seq: i for i in plan}
-    if remaining:
-        shares = split_equally(owed - returned, len(remaining), remainder, minor_digits)
-        for item, share in zip(remaining, shares, strict=True):
-            new[item.seq] = replace(item, principal=item.principal_paid + share)
-    keep = (1 - returned / owed) if owed else Decimal(1)
-    cancels = owed > 0 and returned == owed
-    fee_returned = paid_back = ZERO
-    for seq, item in new.items():
-        if item.due_date > business_date and item.fee_due > 0:
-            cut = item.fee_due - (item.fee_due * keep).quantize(unit, rounding=ROUND_FLOOR)
-            item = new[seq] = replace(item, fee=item.fee - cut)
-            fee_returned += cut
-        if cancels and item.due_date > business_date and item.fee_paid > 0:
-            new[seq] = replace(item, fee=item.fee - item.fee_paid, fee_paid=ZERO)
-            fee_returned += item.fee_paid
-            paid_back += item.fee_paid
+    shares = split_equally(owed - refund_amount, len(remaining), remainder, minor_digits)
+    for item, share in zip(remaining, shares, strict=True):
+        new[item.seq] = replace(item, principal=item.principal_paid + share)
+
+    later = sorted((i for i in new.values() if i.due_date > business_date), key=lambda i: i.seq)
+    r_units, cut_units = _units(owed, minor_digits), _units(refund_amount, minor_digits)
+    fee_units = _units(sum((i.fee for i in later), ZERO), minor_digits)
+    paid_units = _units(sum((i.fee_paid for i in later), ZERO), minor_digits)
+    waived_units = _units(sum((i.fee_waived for i in later), ZERO), minor_digits)
+    new_fee_units = fee_units * (r_units - cut_units) // r_units
+    returned_units = paid_units * cut_units // r_units
+    kept_paid = min(paid_units - returned_units, new_fee_units)
+    returned_units = paid_units - kept_paid
+    kept_waived = min(waived_units - waived_units * cut_units // r_units, new_fee_units - kept_paid)
+    removed_waived = waived_units - kept_waived
+
+    if later:
+        fees = split_equally(
+            _money(new_fee_units, minor_digits), len(later), remainder, minor_digits
+        )
+        paid_left, waived_left = _money(kept_paid, minor_digits), _money(kept_waived, minor_digits)
+        for item, fee in zip(later, fees, strict=True):
+            paid = min(fee, paid_left)
+            waived = min(fee - paid, waived_left)
+            paid_left, waived_left = paid_left - paid, waived_left - waived
+            new[item.seq] = replace(item, fee=fee, fee_paid=paid, fee_waived=waived)
     return RefundOutcome(
-        cancelled=returned == owed,
-        principal_returned=returned,
-        fee_returned=fee_returned,
-        excess=refund_amount - returned,
+        cancelled=False,
+        principal_returned=refund_amount,
+        fee_returned=_money(returned_units, minor_digits),
+        excess=ZERO,
         installments=[new[i.seq] for i in plan],
-        fee_paid_back=paid_back,
+        fee_paid_back=_money(returned_units, minor_digits),
+        fee_reduced=_money(fee_units - new_fee_units, minor_digits),
+        fee_waived_removed=_money(removed_waived, minor_digits),
     )
+
+
+def points_to_restore(
+    waived_removed: Decimal,
+    points_per_currency_unit: int,
+    redeemed: int,
+    restored: int,
+) -> int:
+    """Points given back for waived fees a cancellation or adjustment removed (CONTRACT
+    5.1): waived amount × points_per_currency_unit (100), rounded down, never more than
+    the points redeemed for the plan's fee waivers less those already restored (so the
+    total restored never exceeds what was redeemed)."""
+    if waived_removed <= 0:
+        return 0
+    wanted = int((waived_removed * points_per_currency_unit).to_integral_value(ROUND_FLOOR))
+    return max(0, min(wanted, redeemed - restored))
 
 
 @dataclass(frozen=True)

@@ -72,6 +72,9 @@ class OffersPolicy(BaseModel):
     }
     segment_rate_multipliers: dict[str, Decimal] = {"high_net_worth": Decimal("0.80")}
     rate_places: int = Field(default=6, ge=0)  # a monthly rate is rounded to this many places
+    # Pre-approval (CONTRACT 5.1): a pre-approved rate is rate × (1 - fee_discount), then ×
+    # the segment multiplier, each step rounded half up to this many places.
+    pre_approval_rate_places: int = Field(default=4, ge=0)
     fee_model: Literal["flat_monthly"] = "flat_monthly"
     promotions: list[Promotion] = []
 

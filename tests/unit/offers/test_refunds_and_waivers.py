@@ -1,4 +1,5 @@
 from datetime import date
+from decimal import ROUND_FLOOR
 from decimal import Decimal as D
 
 from hypothesis import given, settings
@@ -37,7 +38,7 @@ def test_a_partial_refund_shrinks_the_remaining_installments():
     assert not r.cancelled and r.principal_returned == D("150.00")
     assert [i.principal for i in r.installments] == [D("50.00")] * 3
     assert [i.fee for i in r.installments] == [D("3.00")] * 3
-    assert r.fee_returned == D("9.00")
+    assert (r.fee_reduced, r.fee_returned) == (D("9.00"), 0)  # nothing was paid early
 
 
 def test_a_partial_refund_after_a_payment():
@@ -48,7 +49,7 @@ def test_a_partial_refund_after_a_payment():
         (D("50.00"), D("3.00"), D("50.00"), D("3.00")),
         (D("50.00"), D("3.00"), D("50.00"), D("3.00")),
     ]
-    assert (r.principal_returned, r.fee_returned) == (D("100.00"), D("6.00"))
+    assert (r.principal_returned, r.fee_reduced, r.fee_returned) == (D("100.00"), D("6.00"), 0)
 
 
 def test_refunding_more_than_is_owed_leaves_an_excess():
@@ -60,7 +61,7 @@ def test_refunding_more_than_is_owed_leaves_an_excess():
 def test_fee_returns_round_in_the_customers_favour():
     plan = plan_states("A", "100.00", 3, date(2026, 1, 15), rate="0.0075")  # fees 0.75 each
     r = apply_refund(plan, D("33.33"), date(2026, 1, 20))  # keeps 66.67 %: 0.50002 → 0.50
-    assert [i.fee for i in r.installments] == [D("0.50")] * 3 and r.fee_returned == D("0.75")
+    assert [i.fee for i in r.installments] == [D("0.50")] * 3 and r.fee_reduced == D("0.75")
     assert [i.principal for i in r.installments] == [D("22.23"), D("22.22"), D("22.22")]
 
 
@@ -83,15 +84,21 @@ def test_a_full_refund_gives_back_the_fees_paid_early_on_installments_not_yet_du
     assert applied == D("333.34") and applied + r.fee_paid_back == D("341.84")
 
 
-def test_a_full_refund_keeps_paid_fees_already_due_and_a_partial_one_gives_none_back():
+def test_a_full_refund_keeps_paid_fees_already_due_and_a_partial_one_returns_a_share():
     plan = plan_states("A", "1000.00", 3, date(2026, 1, 31), rate="0.0075")
     paid = allocate_payment(plan, D("341.84"), D("0"), date(2026, 2, 10)).installments
     r = apply_refund(paid, D("1000.00"), date(2026, 3, 1))  # installment 1 (Feb 28) is due
     assert (r.fee_returned, r.fee_paid_back) == (D("15.00"), D("1.00"))
     assert r.installments[0].fee_paid == D("7.50")
-    r = apply_refund(paid, D("300.00"), date(2026, 2, 15))  # partial: the plan goes on
-    assert not r.cancelled and r.fee_paid_back == 0
-    assert [i.fee_paid for i in r.installments] == [D("7.50"), D("1.00"), 0]
+    # partial (CONTRACT 5.1): unpaid principal 666.66 -> 366.66; the three fees not yet due
+    # (22.50) -> floor(22.50 x 366.66 / 666.66) = 12.37 (4.13 + 4.12 + 4.12); of the 8.50
+    # paid early floor(8.50 x 300 / 666.66) = 3.82 is returned, 4.68 stays paid, oldest first
+    r = apply_refund(paid, D("300.00"), date(2026, 2, 15))
+    assert not r.cancelled
+    assert (r.fee_reduced, r.fee_returned, r.fee_paid_back) == (D("10.13"), D("3.82"), D("3.82"))
+    assert [i.fee for i in r.installments] == [D("4.13"), D("4.12"), D("4.12")]
+    assert [i.fee_paid for i in r.installments] == [D("4.13"), D("0.55"), 0]
+    assert [i.principal for i in r.installments] == [D("333.34"), D("183.33"), D("183.33")]
 
 
 @settings(max_examples=300)
@@ -99,44 +106,73 @@ def test_a_full_refund_keeps_paid_fees_already_due_and_a_partial_one_gives_none_
     principal=money(2, high=10**5),
     tenor=st.sampled_from([3, 6, 12, 24]),
     paid=st.one_of(st.just(D("0")), money(2, high=10**5)),
+    waived=st.one_of(st.just(D("0")), money(2, high=10**3)),
     refund=money(2, high=2 * 10**5),
     days=st.integers(0, 800),
     paid_days=st.integers(0, 800),
     remainder=st.sampled_from(["first", "last"]),
 )
-def test_refunds_conserve_money(principal, tenor, paid, refund, days, paid_days, remainder):
+def test_refunds_conserve_money(principal, tenor, paid, waived, refund, days, paid_days, remainder):
     posted = date(2026, 1, 31)
     plan = plan_states("A", principal, tenor, posted, rate="0.0075")
     on = date.fromordinal(posted.toordinal() + days)
     paid_on = min(on, date.fromordinal(posted.toordinal() + paid_days))  # maybe early
+    plan = waive_fees(plan, waived, posted).installments  # points bought some fee waivers
     payment = allocate_payment(plan, paid, D("0"), paid_on, waive_fees_on_payoff=False)
     before = payment.installments
     r = apply_refund(before, refund, on, remainder)
     owed = sum(i.principal_due for i in before)
+    later = [i for i in before if i.due_date > on]
+    paid_early = sum(i.fee_paid for i in later)
+    waived_later = sum(i.fee_waived for i in later)
     assert r.principal_returned == min(refund, owed) and r.principal_returned + r.excess == refund
     assert sum(i.principal for i in r.installments) == sum(i.principal for i in before) - (
         r.principal_returned
     )
-    assert sum(i.fee for i in r.installments) == sum(i.fee for i in before) - r.fee_returned
-    assert 0 <= r.fee_paid_back <= r.fee_returned
+    assert sum(i.fee for i in r.installments) == sum(i.fee for i in before) - r.fee_reduced
+    assert sum(i.fee_paid for i in before) - sum(i.fee_paid for i in r.installments) == (
+        r.fee_paid_back
+    )
+    assert sum(i.fee_waived for i in before) - sum(i.fee_waived for i in r.installments) == (
+        r.fee_waived_removed
+    )
+    assert 0 <= r.fee_paid_back <= paid_early  # never more than was paid early
+    assert 0 <= r.fee_waived_removed <= waived_later  # restored <= redeemed
+    assert r.cancelled == (refund >= owed)
     assert r.cancelled == (sum(i.principal_due for i in r.installments) == 0)
-    # money conserved: Σ applied + credit = Σ received + returned (the excess: principal
-    # already paid), the fees given back moving from applied to credit
-    credit = payment.credit + r.excess + r.fee_paid_back
+    # money conserved: Σ applied + credit + fees returned = Σ received + excess
     applied = sum(i.principal_paid + i.fee_paid for i in r.installments)
-    assert applied + credit == paid + r.excess
+    assert applied + payment.credit + r.fee_paid_back == paid
     for old, new in zip(before, r.installments, strict=True):
-        assert (new.principal_paid, new.fee_waived) == (old.principal_paid, old.fee_waived)
-        given_back = r.cancelled and owed > 0 and new.due_date > on
-        assert new.fee_paid == (0 if given_back else old.fee_paid)
-        assert new.principal_due >= 0 and new.fee_due >= 0 and new.fee_due <= old.fee_due
+        assert new.principal_paid == old.principal_paid
+        assert new.principal_due >= 0 and new.fee_due >= 0
+        assert new.fee_paid <= new.fee and new.fee_paid + new.fee_waived <= new.fee
         if new.due_date <= on:
-            assert new.fee == old.fee  # fees already due are not returned
-    if r.cancelled and owed > 0:  # every fee not yet due comes back, paid or not
-        assert r.fee_returned == sum(i.fee - i.fee_waived for i in before if i.due_date > on)
-        assert r.fee_paid_back == sum(i.fee_paid for i in before if i.due_date > on)
-    if r.cancelled:
-        assert all(i.fee_due == 0 for i in r.installments if i.due_date > on)
+            assert (new.fee, new.fee_paid, new.fee_waived) == (
+                old.fee,
+                old.fee_paid,
+                old.fee_waived,
+            )
+    if r.cancelled:  # every fee not yet due comes off, paid, waived or owed
+        assert r.fee_returned == sum(i.fee - i.fee_waived for i in later)
+        assert r.fee_paid_back == paid_early and r.fee_waived_removed == waived_later
+        assert all(i.fee == 0 for i in r.installments if i.due_date > on)
+    else:  # CONTRACT 5.1: the proportional rules, exactly
+        resplit = {i.seq for i in before if i.principal_due > 0}  # the same installments
+        dues = [i.principal_due for i in r.installments if i.seq in resplit]
+        assert all(i.principal_due == 0 for i in r.installments if i.seq not in resplit)
+        assert sum(dues) == owed - refund and max(dues) - min(dues) < D("0.01") * len(dues)
+        old_fee = sum(i.fee for i in later)
+        new_fee = sum(i.fee for i in r.installments if i.due_date > on)
+        assert new_fee == (old_fee * (owed - refund) / owed).quantize(D("0.01"), ROUND_FLOOR)
+        assert r.fee_reduced == old_fee - new_fee and r.fee_returned == r.fee_paid_back
+        floor_share = (paid_early * refund / owed).quantize(D("0.01"), ROUND_FLOOR)
+        assert floor_share <= r.fee_paid_back  # more only when the rounding left too much paid
+        if r.fee_paid_back > floor_share:
+            assert paid_early - r.fee_paid_back == new_fee
+        fees = [i.fee for i in r.installments if i.due_date > on]
+        if fees:
+            assert max(fees) - min(fees) < D("0.01") * len(fees)
 
 
 def test_a_waiver_lowers_the_oldest_unpaid_fees_first():
