@@ -28,6 +28,13 @@ wall clock. Every number comes from ``CollectionsPolicy`` (defaults in brackets)
   after its due date, so no installment is in both). Fees not yet due are not earned
   and not written off. A charged-off case takes no further escalation; a report with
   DPD 0 then closes it silently, and a later delinquency opens a new case.
+* **Adjusted plans** (second release). ``plan.adjusted`` replaces a plan's unpaid
+  installments by its schedule: each listed installment's principal becomes the
+  schedule's, an unpaid installment it leaves out is removed, and the plan's
+  outstanding principal is then the schedule's unpaid principal
+  (``follow_adjusted_schedule``). The charge-off and the reserve read that.
+* **Catch-up buckets.** Every escalation raised by one report carries the bucket of that
+  report's (the current) DPD, also the lower levels raised in a catch-up.
 * **Risk reserve.** Outstanding principal x rate of its bucket [current 1 %, M1 5 %,
   M2 20 %, M3 50 %, M4+ 100 %], summed per bucket, rounded half-up to the minor unit.
 """
@@ -162,6 +169,36 @@ def schedule_explains_report(unpaid: Iterable[ScheduledPrincipal], business_date
     principal cannot be trusted either (the charge-off falls back to the overdue amount).
     """
     return any(line.due_date < business_date for line in unpaid)
+
+
+@dataclass(frozen=True)
+class AdjustedSchedule:
+    """What ``plan.adjusted`` does to a plan's tracked installments.
+
+    ``principal``: seq -> its new principal (every installment the schedule lists);
+    ``removed``: the unpaid installments it leaves out (no longer outstanding).
+    """
+
+    principal: dict[int, Decimal]
+    removed: frozenset[int]
+
+    def outstanding(self) -> Decimal:
+        """The plan's outstanding principal after the adjustment."""
+        return sum(self.principal.values(), Decimal(0))
+
+
+def follow_adjusted_schedule(
+    unpaid_seqs: Iterable[int], schedule: Iterable[tuple[int, Decimal]]
+) -> AdjustedSchedule:
+    """The plan after ``plan.adjusted``: ``schedule`` (``(seq, principal)`` of the unpaid
+    installments after the change) replaces the tracked unpaid installments
+    ``unpaid_seqs``; an unpaid one it does not list is removed."""
+    principal: dict[int, Decimal] = {}
+    for seq, amount in schedule:
+        _check_money(amount, "principal")
+        principal[seq] = amount
+    removed = frozenset(seq for seq in unpaid_seqs if seq not in principal)
+    return AdjustedSchedule(principal, removed)
 
 
 def is_cured(dpd: int) -> bool:

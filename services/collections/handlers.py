@@ -27,9 +27,20 @@ Decisions (beyond the domain rules in ``domain.py``):
   unpaid installments of the account's active plans, from ``plan.created``'s schedule;
   ``installment.paid`` takes an installment out, ``plan.completed`` / ``plan.cancelled``
   take the whole plan out (offers cancels a plan only when no principal is left on it:
-  a full refund or an early payoff), and so does a charge-off. A partial refund is not
-  seen here (offers emits nothing on the plans topic for it): the installments keep
-  their principal as scheduled.
+  a full refund or an early payoff), and so does a charge-off. A partial refund arrives
+  as ``plan.adjusted`` (second release): its schedule (the unpaid installments after the
+  change) replaces the tracked unpaid installments (``domain.follow_adjusted_schedule``):
+  new principal per listed installment, the unpaid ones it leaves out removed. So the
+  reserve and the not-yet-due part of a charge-off follow the adjusted schedule. An
+  adjustment of a plan never seen is logged and ignored, as the other plan events.
+- **Charge-off amount = outstanding principal + overdue fees** (contract 5.1,
+  "Clarified"): the report's overdue amount is the overdue installments' principal and
+  fees less what was paid on them (fee first), and the installments due on or after its
+  business date add only their principal: together the outstanding principal plus the
+  fees overdue, as long as the tracked schedule is the plan's (hence plan.adjusted).
+- **Catch-up buckets** (contract 5.1, "Clarified"): every level raised by one report
+  carries the bucket of that report's DPD (the current one), the lower levels of a
+  catch-up included.
 """
 
 from __future__ import annotations
@@ -44,6 +55,7 @@ from schemas.payloads import (
     EscalationRaised,
     EscalationResolved,
     InstallmentPaid,
+    PlanAdjusted,
     PlanCancelled,
     PlanCompleted,
     PlanCreated,
@@ -292,10 +304,29 @@ def record_plan(ctx: Context, event: Envelope) -> None:
                 "principal": line.principal,
                 "paid": False,
                 "paid_on": None,
+                "removed": False,
             }
             for line in p.schedule
         ],
     )
+
+
+def follow_adjusted_plan(ctx: Context, event: Envelope) -> None:
+    """plan.adjusted -> the plan's outstanding principal is its schedule's unpaid principal."""
+    a: PlanAdjusted = event.data
+    repo: CollectionsRepository = ctx.repo
+    if not repo.has_plan(a.plan_id):
+        ctx.log.warning("adjustment of an unknown plan", plan_id=a.plan_id)
+        return
+    adjusted = domain.follow_adjusted_schedule(
+        repo.unpaid_seqs(a.plan_id), [(line.seq, line.principal) for line in a.schedule]
+    )
+    repo.adjust_installments(
+        a.plan_id,
+        [{"seq": line.seq, "due_date": line.due_date, "principal": line.principal}
+         for line in a.schedule],
+        adjusted.removed,
+    )  # fmt: skip
 
 
 def mark_installment_paid(ctx: Context, event: Envelope) -> None:
@@ -330,6 +361,7 @@ HANDLERS: dict[str, Handler] = {
     "installment.paid": mark_installment_paid,
     "plan.completed": close_completed_plan,
     "plan.cancelled": close_cancelled_plan,
+    "plan.adjusted": follow_adjusted_plan,
 }
 
 #: What each handler needs preloaded (event type -> the keys the batch repository reads
@@ -341,4 +373,5 @@ PRELOAD: dict[str, Callable[[Envelope], Keys]] = {
     "installment.paid": lambda e: Keys(installments=((e.data.plan_id, e.data.seq),)),
     "plan.completed": lambda e: Keys(plans=(e.data.plan_id,)),
     "plan.cancelled": lambda e: Keys(plans=(e.data.plan_id,)),
+    "plan.adjusted": lambda e: Keys(plans=(e.data.plan_id,), schedules=(e.data.plan_id,)),
 }

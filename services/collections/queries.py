@@ -3,7 +3,8 @@
 - :func:`open_cases`: the open cases, highest level first, then oldest first.
 - :func:`case_history`: a case's append-only history.
 - :func:`outstanding_principal`: unpaid installment principal per account and currency
-  (active plans only: a charged-off plan's principal was written off, it is not reserved).
+  (active plans only: a charged-off plan's principal was written off, it is not reserved;
+  after a ``plan.adjusted``, the adjusted schedule's).
 - :func:`risk_reserve`: the risk reserve per currency and bucket
   (``domain.risk_reserve`` over each account's outstanding principal and latest DPD).
 """
@@ -76,7 +77,11 @@ def case_history(engine: Engine, case_id: str) -> list[dict[str, object]]:
 def outstanding_principal(engine: Engine) -> dict[tuple[str, str], Decimal]:
     """(account_id, currency) -> principal of the unpaid installments of active plans."""
     unpaid = plan_installments.join(plans, plans.c.plan_id == plan_installments.c.plan_id)
-    where = (plans.c.status == ACTIVE, plan_installments.c.paid.is_(False))
+    where = (
+        plans.c.status == ACTIVE,
+        plan_installments.c.paid.is_(False),
+        plan_installments.c.removed.is_(False),
+    )
     totals: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
     with engine.connect() as conn:
         if conn.dialect.name == "sqlite":  # money is text there: add up in Python, exactly

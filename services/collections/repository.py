@@ -59,6 +59,8 @@ class Keys:
     plans: tuple[str, ...] = ()
     #: installments (paid, paid_on only) by (plan id, seq)
     installments: tuple[Key, ...] = ()
+    #: plans whose every installment (full rows) a handler reads: plan.adjusted
+    schedules: tuple[str, ...] = ()
 
 
 def _account_of_case(case_id: str) -> str:
@@ -137,6 +139,7 @@ class CollectionsRepository:
         self._installment_changes = _Changes()
         self._case_events: list[dict[str, Any]] = []
         self._accounts_with_plans_loaded: set[str] = set()
+        self._schedules_loaded: set[str] = set()
         # keys loaded (found or not): a getter refuses the others
         self._accounts_loaded: set[str] = set()
         self._plans_loaded: set[str] = set()
@@ -153,6 +156,7 @@ class CollectionsRepository:
         account_ids: set[str] = set()
         plan_ids: set[str] = set()
         keys: set[Key] = set()
+        schedule_ids: set[str] = set()
         for e in events:
             preload = self.preload.get(e.type)
             if preload is None:
@@ -161,6 +165,7 @@ class CollectionsRepository:
             account_ids.update(wanted.accounts)
             plan_ids.update(wanted.plans)
             keys.update(wanted.installments)
+            schedule_ids.update(wanted.schedules)
         self._accounts_loaded.update(account_ids)
         self._plans_loaded.update(plan_ids)
         self._installments_loaded.update(keys)
@@ -173,6 +178,18 @@ class CollectionsRepository:
             self._plans = {r.plan_id: dict(r._mapping) for r in rows}
         if keys:
             self._load_installments(keys)
+        if schedule_ids:
+            self._load_schedules(schedule_ids)
+
+    def _load_schedules(self, plan_ids: set[str]) -> None:
+        """Every installment (full row) of the plans, under the batch's changes."""
+        t = plan_installments
+        for r in self.session.execute(select(t).where(among(t.c.plan_id, plan_ids, self.dialect))):
+            line = self._installments.setdefault((r.plan_id, r.seq), dict(r._mapping))
+            self._installments_loaded.add((r.plan_id, r.seq))
+            for name, value in r._mapping.items():  # complete partial rows, keep paid
+                line.setdefault(name, value)
+        self._schedules_loaded.update(plan_ids)
 
     def _load_cases(self, account_ids: set[str]) -> None:
         rows = self.session.execute(
@@ -261,7 +278,16 @@ class CollectionsRepository:
             self._load_account_plans(account_id)
         active = set(self.active_plans(account_id, currency))
         return [dict(line) for key, line in sorted(self._installments.items())
-                if key[0] in active and not line["paid"]]  # fmt: skip
+                if key[0] in active and not line["paid"]
+                and not line.get("removed")]  # fmt: skip
+
+    def unpaid_seqs(self, plan_id: str) -> list[int]:
+        """The seqs of the plan's unpaid installments still in its schedule."""
+        if plan_id not in self._schedules_loaded:
+            raise NotLoaded(f"the installments of plan {plan_id!r} were not preloaded")
+        return sorted(seq for (pid, seq), line in self._installments.items()
+                      if pid == plan_id and not line["paid"]
+                      and not line.get("removed"))  # fmt: skip
 
     def active_plans(self, account_id: str, currency: str) -> list[str]:
         """Ids of the account's active plans in ``currency`` known to the view (all of
@@ -324,6 +350,34 @@ class CollectionsRepository:
         self._installment_changes.put((plan_id, seq), line, stored=True)
         return True
 
+    def adjust_installments(
+        self, plan_id: str, lines: list[dict[str, Any]], removed: Iterable[int]
+    ) -> None:
+        """``plan.adjusted``: the listed installments (``seq``, ``due_date``,
+        ``principal``) take their new principal (a seq never tracked is added); the
+        ``removed`` seqs are no longer outstanding."""
+        if plan_id not in self._schedules_loaded:
+            raise NotLoaded(f"the installments of plan {plan_id!r} were not preloaded")
+        self.changes += 1
+        account_id = self._plans[plan_id]["account_id"]
+        for line in lines:
+            key = (plan_id, line["seq"])
+            row = self._installments.get(key)
+            if row is None:
+                row = {"plan_id": plan_id, "seq": line["seq"], "account_id": account_id,
+                       "due_date": line["due_date"], "principal": line["principal"],
+                       "paid": False, "paid_on": None, "removed": False}  # fmt: skip
+                self._installments[key] = row
+                self._installments_loaded.add(key)
+                self._installment_changes.put(key, row, stored=False)
+                continue
+            row.update(due_date=line["due_date"], principal=line["principal"], removed=False)
+            self._installment_changes.put(key, row, stored=True)
+        for seq in removed:
+            row = self._installments[(plan_id, seq)]
+            row["removed"] = True
+            self._installment_changes.put((plan_id, seq), row, stored=True)
+
     def set_plan_status(self, plan_id: str, status: str) -> bool:
         """False: the plan is unknown (nothing changed)."""
         if plan_id not in self._plans_loaded and plan_id not in self._plans:
@@ -354,8 +408,13 @@ class CollectionsRepository:
         self._update_many(plans, ("plan_id",), ("status",),
                           list(self._plan_changes.changed.values()))  # fmt: skip
         bulk_insert(conn, plan_installments, list(self._installment_changes.new.values()))
+        changed = list(self._installment_changes.changed.values())
+        adjusted = [row for row in changed if "removed" in row]  # full rows (plan.adjusted)
         self._update_many(plan_installments, ("plan_id", "seq"), ("paid", "paid_on"),
-                          list(self._installment_changes.changed.values()))  # fmt: skip
+                          [row for row in changed if "removed" not in row])  # fmt: skip
+        self._update_many(plan_installments, ("plan_id", "seq"),
+                          ("paid", "paid_on", "due_date", "principal", "removed"),
+                          adjusted)  # fmt: skip
 
     def _update_many(self, table: Table, keys: tuple[str, ...], columns: tuple[str, ...],
                      rows: Iterable[dict[str, Any]]) -> None:  # fmt: skip

@@ -13,12 +13,22 @@
   ``plan.created``'s schedule), marked paid by ``installment.paid`` and closed by
   ``plan.completed`` / ``plan.cancelled``: the outstanding principal per account. A
   charge-off sets the account's active plans ``charged_off``: their principal is
-  written off, no longer outstanding.
+  written off, no longer outstanding. ``plan.adjusted`` (second release) rewrites the
+  principal of the installments its schedule lists and marks the unpaid ones it leaves
+  out ``removed`` (migration 2): no longer outstanding either.
 """
 
-from sqlalchemy import Boolean, Column, Date, Integer, MetaData, String, Table
+from sqlalchemy import Boolean, Column, Date, Integer, MetaData, String, Table, false, text
+from sqlalchemy.engine import Connection
 
-from shared.runtime.db import ID_COLUMN, BigId, Migration, Money, create_tables
+from shared.runtime.db import (
+    ID_COLUMN,
+    BigId,
+    Migration,
+    Money,
+    create_tables,
+    qualified_table,
+)
 
 metadata = MetaData()
 
@@ -98,10 +108,29 @@ plan_installments = Table(
     Column("principal", Money, nullable=False),
     Column("paid", Boolean, nullable=False),
     Column("paid_on", Date, nullable=True),
+    # left out of a plan.adjusted schedule while unpaid: no longer outstanding
+    Column("removed", Boolean, nullable=False, default=False, server_default=false()),
 )
+
+
+def _add_removed(conn: Connection) -> None:
+    """``plan_installments.removed`` on a database created before it (migration 1 of a
+    newer database creates it already)."""
+    table = qualified_table(conn, "plan_installments")
+    if conn.dialect.name == "postgresql":
+        conn.execute(
+            text(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS removed BOOLEAN"
+                 " NOT NULL DEFAULT false")
+        )  # fmt: skip
+        return
+    columns = {row[1] for row in conn.execute(text(f"PRAGMA table_info({table})"))}
+    if "removed" not in columns:
+        conn.execute(text(f"ALTER TABLE {table} ADD COLUMN removed BOOLEAN NOT NULL DEFAULT 0"))
+
 
 MIGRATIONS = [
     Migration(
         1, "cases, case_events, positions, plans, plan_installments", create_tables(metadata)
     ),
+    Migration(2, "plan_installments.removed (plan.adjusted)", _add_removed),
 ]

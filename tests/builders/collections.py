@@ -45,3 +45,21 @@ def plan_event(event_type: str, account_id: str, plan_id: str) -> dict[str, Any]
         data |= {"reason": "refund", "principal_returned": "800.00", "fee_returned": "0.00",
                  "currency": "USD"}  # fmt: skip
     return envelope(event_type, account_id, data, source="offers")
+
+
+def plan_adjusted(account_id: str, plan_id: str, lines: dict[int, tuple[date, str, str]],
+                  principal_reduced: str, refund_id: str = "ref-1") -> dict[str, Any]:  # fmt: skip
+    """A ``plan.adjusted``: ``lines`` is seq -> (due date, principal, fee) of the unpaid
+    installments after the partial refund."""
+    schedule = [
+        {"seq": seq, "due_date": due.isoformat(), "principal": p, "fee": fee,
+         "amount": str(D(p) + D(fee))}
+        for seq, (due, p, fee) in sorted(lines.items())
+    ]  # fmt: skip
+    data = {
+        "plan_id": plan_id, "account_id": account_id, "reason": "refund",
+        "refund_id": refund_id, "principal_reduced": principal_reduced, "fee_reduced": "0.00",
+        "fee_returned": "0.00", "currency": "USD", "schedule": schedule,
+        "points_to_restore": 0,
+    }  # fmt: skip
+    return envelope("plan.adjusted", account_id, data, source="offers")

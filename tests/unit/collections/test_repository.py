@@ -20,9 +20,9 @@ from services.collections.tables import MIGRATIONS
 from shared.runtime.db import migrate
 
 READS = {"position", "current_case", "levels_raised", "case_exists", "has_plan",
-         "open_installments", "active_plans"}  # fmt: skip
+         "open_installments", "active_plans", "unpaid_seqs"}  # fmt: skip
 MUTATES = {"put_position", "add_case", "update_case", "append_case_event", "add_plan",
-           "mark_paid", "set_plan_status"}  # fmt: skip
+           "mark_paid", "set_plan_status", "adjust_installments"}  # fmt: skip
 LIFECYCLE = {"load", "save"}
 DAY = date(2026, 1, 31)
 
@@ -71,7 +71,7 @@ def test_a_key_never_preloaded_is_refused_a_preloaded_missing_one_answers_none(r
 
 
 def test_each_mutating_method_counts_a_change(repo):
-    repo.load([ev("account.delinquency", account_id="acc-1")])
+    repo.load([ev("account.delinquency", account_id="acc-1"), ev("plan.adjusted", plan_id="p")])
     case_id = "case:acc-1:2026-01-31"
     plan = {"plan_id": "p", "account_id": "acc-1", "currency": "EUR", "principal": D("9"),
             "status": "active", "event_id": "e"}  # fmt: skip
@@ -89,6 +89,9 @@ def test_each_mutating_method_counts_a_change(repo):
         "add_plan": lambda: repo.add_plan(plan, [line]),
         "mark_paid": lambda: repo.mark_paid("p", 1, DAY),
         "set_plan_status": lambda: repo.set_plan_status("p", "completed"),
+        "adjust_installments": lambda: repo.adjust_installments(
+            "p", [{"seq": 1, "due_date": DAY, "principal": D("5")}], []
+        ),
     }
     assert set(calls) == MUTATES
     for name, call in calls.items():
