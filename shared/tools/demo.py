@@ -103,6 +103,12 @@ def run_demo(
             "refunds_posted": stats.refunds,
             "payments_posted": stats.payments,
             "decisions": dict(stats.decisions),
+            "pre_approved_accounts": stats.pre_approved_accounts,
+            "fraud_bursts": stats.fraud_bursts,
+            "amount_spikes": stats.amount_spikes,
+            "cnp_purchases": stats.cnp_purchases,
+            "reviews_closed": dict(stats.reviews),
+            "plan_refunds": dict(stats.plan_refunds),
             "seconds": round(elapsed, 1),
         }
         from shared.ops.invariants import check

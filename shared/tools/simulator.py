@@ -1,10 +1,27 @@
-"""A card-system simulator: plays the card transaction system and the customer channel.
+"""A card-system simulator: plays the card transaction system, the customer channel and
+the fraud team.
 
 It writes to the real topics, per the contract: a portfolio of accounts (segments,
-tiers, limits, risk scores, some opted in to auto-conversion), purchases across
-merchants and MCCs (some promotional, some excluded, some refunded), customers
-who accept or decline offers (some redeeming points), payments on time, late,
+tiers, limits, risk scores, some opted in to auto-conversion, some pre-approved),
+purchases across merchants and MCCs (some promotional, some excluded, some refunded),
+customers who accept or decline offers (some redeeming points), payments on time, late,
 partial or never, and one ``business-day.closed`` per simulated day.
+
+Second release (contract 5.1), each actor with its own random streams, so the first
+release's choices (accounts, purchases, refunds, decisions, payments) stay as they were:
+
+- fraud on some cards: bursts of 5-7 purchases on one card within 10 minutes
+  (``velocity``), amount spikes (>= 5,000.00 and >= 10 x the median of the account's
+  last 20 purchases: ``amount_spike``), card-not-present purchases >= 10,000.00 at a
+  merchant the account never used (``cnp_new_merchant``);
+- the fraud team: it reads ``purchase.flagged`` (once per purchase) and closes each
+  review a day or two after the purchase (``purchase.review-closed`` on
+  fraud.reviews.v1): most ``cleared``, some ``confirmed_fraud`` (half of the bursts);
+- pre-approvals on some accounts (``account.upserted.pre_approval``), whose offers the
+  customers accept more often;
+- refunds of converted purchases after the plan exists, mostly partial (the plan is
+  adjusted) and more often where points were redeemed (points restored); customers then
+  pay the adjusted schedule (``plan.adjusted``) and stop paying a cancelled plan.
 
 Seeded and reproducible: every choice comes from a random generator seeded with
 (seed, what, whom), and every event id is derived from the seed and the fact, so
@@ -85,6 +102,16 @@ class SimConfig:
     decline_rate: float = 0.20
     redeem_rate: float = 0.25
     auto_convert_rate: float = 0.10
+    # second release (contract 5.1)
+    pre_approval_rate: float = 0.15  # accounts with a pre-approval
+    pre_approved_accept_uplift: float = 0.15  # added to accept_rate for pre-approved offers
+    burst_rate: float = 0.0008  # per account and day: a fraud burst on the card
+    spike_rate: float = 0.002  # per account and day (>= 5 earlier purchases): a spike
+    cnp_rate: float = 0.0006  # per account and day: a big card-not-present purchase
+    confirm_rate: float = 0.15  # reviews closed confirmed_fraud (bursts: 0.5)
+    plan_refund_rate: float = 0.05  # converted purchases refunded once the plan exists
+    redeemed_plan_refund_rate: float = 0.30  # the same, for plans that redeemed points
+    full_plan_refund_share: float = 0.25  # of those refunds, the whole purchase
     idle_timeout_s: float = 120.0
 
 
@@ -98,6 +125,18 @@ class Account:
 
 
 @dataclass
+class Owed:
+    """A plan the customer pays: where its installments sit in ``Simulator.dues``."""
+
+    account_id: str
+    purchase_id: str
+    principal: Decimal
+    redeem_points: int
+    first_due: date
+    lines: dict[int, int] = field(default_factory=dict)  # seq -> index in dues[account]
+
+
+@dataclass
 class SimStats:
     accounts: int = 0
     purchases: int = 0
@@ -106,6 +145,12 @@ class SimStats:
     payments: int = 0
     days: int = 0
     events: int = 0
+    pre_approved_accounts: int = 0
+    fraud_bursts: int = 0
+    amount_spikes: int = 0
+    cnp_purchases: int = 0
+    reviews: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    plan_refunds: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
 
 def _pick(rng: random.Random, weighted: list[tuple[Any, int]]) -> Any:
@@ -114,6 +159,12 @@ def _pick(rng: random.Random, weighted: list[tuple[Any, int]]) -> Any:
 
 def _money(value: Decimal) -> str:
     return str(value.quantize(Decimal("0.01"), rounding=ROUND_DOWN))
+
+
+def _median(amounts: list[Decimal]) -> Decimal:
+    ordered = sorted(amounts)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
 def _ts(day: date, seconds: int) -> str:
@@ -150,8 +201,13 @@ class Simulator:
         # account -> list of (due_date, amount) installments to pay
         self.dues: dict[str, list[tuple[date, Decimal]]] = defaultdict(list)
         self.plans_seen: set[str] = set()  # plan ids already learnt (dedupe)
+        self.owed: dict[str, Owed] = {}  # plan id -> its installments in dues
+        self.history: dict[str, list[Decimal]] = defaultdict(list)  # account -> amounts
+        self.flags_seen: set[str] = set()  # flagged purchase ids already read (dedupe)
+        self.reviews: dict[date, list[tuple[str, str, str]]] = defaultdict(list)
         self._offers = self._reader("installments.offers.v1")
         self._plans = self._reader("installments.plans.v1")
+        self._recorded = self._reader("purchases.recorded.v1")
 
     # --- plumbing ------------------------------------------------------------
 
@@ -229,6 +285,7 @@ class Simulator:
             self.producer.flush()
             self.wait_idle(self.c.idle_timeout_s)
             self.progress(n, f"{day} decisions")
+            self.read_flags()
             self.answer_offers(day)
             self.producer.flush()
             self.wait_idle(self.c.idle_timeout_s)
@@ -251,6 +308,7 @@ class Simulator:
         self.producer.close()
         self._offers.close()
         self._plans.close()
+        self._recorded.close()
         return self.stats
 
     def open_accounts(self) -> None:
@@ -282,6 +340,14 @@ class Simulator:
                     "threshold": "1000.00",
                     "tenor_months": rng.choice([6, 12]),
                 }
+            pre = self._rng("pre-approval", acc_id)
+            if pre.random() < self.c.pre_approval_rate:
+                data["pre_approval"] = {
+                    "limit": _money(Decimal(pre.choice([3000, 5000, 10000, 20000]))),
+                    "valid_to": (self.c.start + timedelta(days=pre.randint(20, 120))).isoformat(),
+                    "fee_discount": pre.choice(["0.10", "0.20", "0.25"]),
+                }
+                self.stats.pre_approved_accounts += 1
             self._send(
                 "card.accounts.v1",
                 "account.upserted",
@@ -296,35 +362,9 @@ class Simulator:
 
     def post_purchases(self, day: date) -> None:
         for acc in self.accounts:
-            rng = self._rng("purchases", acc.account_id, day)
-            if rng.random() >= self.c.purchases_per_account_day:
-                continue
-            mid, name, mcc, category, _w, (lo, hi) = _pick(rng, [(m, m[4]) for m in MERCHANTS])
-            amount = Decimal(rng.randint(lo * 100, hi * 100)) / 100
-            pid = self._ref("pur", acc.account_id, day)
-            merchant: dict[str, Any] = {"merchant_id": mid, "name": name, "mcc": mcc}
-            if category:
-                merchant["category"] = category
-            self._send(
-                "card.purchases.v1",
-                "purchase.posted",
-                acc.account_id,
-                {
-                    "purchase_id": pid,
-                    "account_id": acc.account_id,
-                    "card_token": f"tok-{acc.account_id}",
-                    "card_last4": f"{rng.randint(0, 9999):04d}",
-                    "amount": _money(amount),
-                    "currency": "USD",
-                    "merchant": merchant,
-                    "channel": rng.choice(["pos", "ecommerce", "moto"]),
-                    "posted_at": _ts(day, rng.randint(8 * 3600, 20 * 3600)),
-                },
-                _ts(day, 0),
-                (pid,),
-            )
-            self.purchases.append((acc.account_id, pid, amount, day))
-            self.stats.purchases += 1
+            self.post_ordinary_purchase(acc, day)
+            self.post_fraud(acc, day)
+        self.close_reviews(day)
         # refunds of earlier purchases (some partial)
         for acc_id, pid, amount, posted in self.purchases:
             if pid in self.refunded or (day - posted).days not in (3, 10):
@@ -351,6 +391,184 @@ class Simulator:
             )
             self.refunded.add(pid)
             self.stats.refunds += 1
+        self.refund_converted(day)
+
+    def post_ordinary_purchase(self, acc: Account, day: date) -> None:
+        rng = self._rng("purchases", acc.account_id, day)
+        if rng.random() >= self.c.purchases_per_account_day:
+            return
+        mid, name, mcc, category, _w, (lo, hi) = _pick(rng, [(m, m[4]) for m in MERCHANTS])
+        amount = Decimal(rng.randint(lo * 100, hi * 100)) / 100
+        merchant: dict[str, Any] = {"merchant_id": mid, "name": name, "mcc": mcc}
+        if category:
+            merchant["category"] = category
+        last4 = f"{rng.randint(0, 9999):04d}"  # drawn in the first release's order
+        channel = rng.choice(["pos", "ecommerce", "moto"])
+        posted_at = _ts(day, rng.randint(8 * 3600, 20 * 3600))
+        pid = self._ref("pur", acc.account_id, day)
+        self._purchase(
+            acc, day, pid, amount, merchant, channel=channel, posted_at=posted_at, last4=last4
+        )
+
+    def post_fraud(self, acc: Account, day: date) -> None:
+        """The account's suspicious purchases of the day, if any (contract 5.1's flags)."""
+        acc_id = acc.account_id
+        rng = self._rng("burst", acc_id, day)
+        if rng.random() < self.c.burst_rate:
+            # 5-7 purchases on the card 45-110 s apart: the 5th onwards are within 10 min
+            at = rng.randint(1 * 3600, 5 * 3600)
+            for i in range(rng.randint(5, 7)):
+                self._purchase(
+                    acc,
+                    day,
+                    self._ref("pur-burst", acc_id, day, i),
+                    Decimal(rng.randint(100_00, 1500_00)) / 100,
+                    {"merchant_id": "m-electro", "name": "Electro World", "mcc": "5732"},
+                    channel="ecommerce",
+                    posted_at=_ts(day, at),
+                    last4="0000",
+                )
+                at += rng.randint(45, 110)
+            self.stats.fraud_bursts += 1
+        rng = self._rng("spike", acc_id, day)
+        previous = self.history[acc_id][-20:]
+        if len(previous) >= 5 and rng.random() < self.c.spike_rate:
+            floor = max(Decimal(5000), 10 * _median(previous))
+            amount = (floor * Decimal(rng.randint(105, 150)) / 100).quantize(Decimal("0.01"))
+            mid, name, mcc, category, _w, _range = rng.choice(
+                [m for m in MERCHANTS if m[3] in ("travel", "electronics", "home_improvement")]
+            )
+            self._purchase(
+                acc,
+                day,
+                self._ref("pur-spike", acc_id, day),
+                amount,
+                {"merchant_id": mid, "name": name, "mcc": mcc, "category": category},
+                channel="pos",
+                posted_at=_ts(day, rng.randint(20 * 3600 + 1800, 21 * 3600 + 1800)),
+                last4="0000",
+            )
+            self.stats.amount_spikes += 1
+        rng = self._rng("cnp", acc_id, day)
+        if rng.random() < self.c.cnp_rate:
+            # a merchant id of its own: the account never bought there before
+            self._purchase(
+                acc,
+                day,
+                self._ref("pur-cnp", acc_id, day),
+                Decimal(rng.randint(10_000_00, 25_000_00)) / 100,
+                {
+                    "merchant_id": self._ref("mer", acc_id, day),
+                    "name": "Online Store",
+                    "mcc": "5732",
+                    "category": "electronics",
+                },
+                channel=rng.choice(["ecommerce", "moto"]),
+                posted_at=_ts(day, rng.randint(9 * 3600, 19 * 3600)),
+                last4="0000",
+            )
+            self.stats.cnp_purchases += 1
+
+    def _purchase(
+        self,
+        acc: Account,
+        day: date,
+        pid: str,
+        amount: Decimal,
+        merchant: dict[str, Any],
+        *,
+        channel: str,
+        posted_at: str,
+        last4: str,
+    ) -> None:
+        self._send(
+            "card.purchases.v1",
+            "purchase.posted",
+            acc.account_id,
+            {
+                "purchase_id": pid,
+                "account_id": acc.account_id,
+                "card_token": f"tok-{acc.account_id}",
+                "card_last4": last4,
+                "amount": _money(amount),
+                "currency": "USD",
+                "merchant": merchant,
+                "channel": channel,
+                "posted_at": posted_at,
+            },
+            _ts(day, 0),
+            (pid,),
+        )
+        self.purchases.append((acc.account_id, pid, amount, day))
+        self.history[acc.account_id].append(amount)
+        self.stats.purchases += 1
+
+    def read_flags(self) -> None:
+        """The fraud team reads the flagged purchases (once each: delivery is at least once)
+        and decides each review, to close it a day or two after the purchase."""
+        for event in self._drain(self._recorded, "purchases.recorded.v1"):
+            if event.type != "purchase.flagged" or event.data.purchase_id in self.flags_seen:
+                continue
+            flag = event.data
+            self.flags_seen.add(flag.purchase_id)
+            rng = self._rng("review", flag.purchase_id)
+            confirm = 0.5 if "velocity" in flag.flags else self.c.confirm_rate
+            outcome = "confirmed_fraud" if rng.random() < confirm else "cleared"
+            closed_on = flag.posted_at.date() + timedelta(days=rng.randint(1, 2))
+            self.reviews[closed_on].append((flag.account_id, flag.purchase_id, outcome))
+
+    def close_reviews(self, day: date) -> None:
+        for acc_id, pid, outcome in self.reviews.pop(day, []):
+            self._send(
+                "fraud.reviews.v1",
+                "purchase.review-closed",
+                acc_id,
+                {
+                    "purchase_id": pid,
+                    "account_id": acc_id,
+                    "outcome": outcome,
+                    "closed_on": day.isoformat(),
+                },
+                _ts(day, 7 * 3600),
+                (pid,),
+                source="fraud-team",
+            )
+            self.stats.reviews[outcome] += 1
+
+    def refund_converted(self, day: date) -> None:
+        """Refunds of converted purchases once their plan exists (13 to 68 days after the
+        first installment's due date minus a month): mostly partial, more often where
+        points paid fees; a purchase is refunded at most once by the simulator."""
+        for plan_id, owed in self.owed.items():
+            if owed.purchase_id in self.refunded:
+                continue
+            rng = self._rng("plan-refund", plan_id)
+            rate = (
+                self.c.redeemed_plan_refund_rate if owed.redeem_points else self.c.plan_refund_rate
+            )
+            if rng.random() >= rate or owed.first_due + timedelta(rng.randint(-15, 40)) != day:
+                continue
+            whole = rng.random() < self.c.full_plan_refund_share
+            share = Decimal(1) if whole else Decimal(rng.randint(10, 50)) / 100
+            rid = self._ref("ref-plan", plan_id)
+            self._send(
+                "card.purchases.v1",
+                "purchase.refunded",
+                owed.account_id,
+                {
+                    "refund_id": rid,
+                    "purchase_id": owed.purchase_id,
+                    "account_id": owed.account_id,
+                    "amount": _money(owed.principal * share),
+                    "currency": "USD",
+                    "refunded_at": _ts(day, 13 * 3600),
+                },
+                _ts(day, 13 * 3600),
+                (rid,),
+            )
+            self.refunded.add(owed.purchase_id)
+            self.stats.refunds += 1
+            self.stats.plan_refunds["full" if whole else "partial"] += 1
 
     def answer_offers(self, day: date) -> None:
         for event in self._drain(self._offers, "installments.offers.v1"):
@@ -359,7 +577,8 @@ class Simulator:
             offer = event.data
             rng = self._rng("decision", offer.offer_id)
             roll = rng.random()
-            if roll < self.c.accept_rate:
+            uplift = self.c.pre_approved_accept_uplift if offer.pre_approved else 0.0
+            if roll < self.c.accept_rate + uplift:
                 option = rng.choice(offer.options)
                 data: dict[str, Any] = {
                     "offer_id": offer.offer_id,
@@ -378,7 +597,7 @@ class Simulator:
                     source="customer-channel",
                 )
                 self.stats.decisions["accepted"] += 1
-            elif roll < self.c.accept_rate + self.c.decline_rate:
+            elif roll < self.c.accept_rate + uplift + self.c.decline_rate:
                 self._send(
                     "installments.decisions.v1",
                     "offer.declined",
@@ -393,31 +612,61 @@ class Simulator:
                 self.stats.decisions["ignored"] += 1
 
     def learn_plans(self) -> None:
+        """What each customer owes: the schedule of each new plan, then its changes.
+
+        Delivery is at least once: a plan.created published again after a crash (same id)
+        must not be owed twice (the customer would pay double). A ``plan.adjusted`` sets the
+        new amounts of the installments it lists, a ``plan.cancelled`` clears what is left
+        (both idempotent, so a re-delivery changes nothing).
+        """
         by_id = {a.account_id: a for a in self.accounts}
         for event in self._drain(self._plans, "installments.plans.v1"):
-            # Delivery is at least once: a plan.created published again after a crash
-            # (same id) must not be owed twice (the customer would pay double).
-            if event.type != "plan.created" or event.data.plan_id in self.plans_seen:
-                continue
-            self.plans_seen.add(event.data.plan_id)
             plan = event.data
-            acc = by_id.get(plan.account_id)
-            if acc is None:
-                continue
-            for line in plan.schedule:
-                due = line.due_date
+            if event.type == "plan.created" and plan.plan_id not in self.plans_seen:
+                self.plans_seen.add(plan.plan_id)
+                acc = by_id.get(plan.account_id)
+                if acc is None:
+                    continue
+                owed = self.owed[plan.plan_id] = Owed(
+                    acc.account_id,
+                    plan.purchase_id,
+                    plan.principal,
+                    plan.redeem_points,
+                    plan.schedule[0].due_date,
+                )
                 if acc.behaviour == "never":
                     continue
-                if acc.behaviour == "late":
-                    due = due + timedelta(days=acc.late_days)
-                amount = line.amount
-                if acc.behaviour == "partial":
-                    amount = (amount / 2).quantize(Decimal("0.01"))
-                self.dues[acc.account_id].append((due, amount))
+                for line in plan.schedule:
+                    owed.lines[line.seq] = len(self.dues[acc.account_id])
+                    self.dues[acc.account_id].append(
+                        (self._pays_on(acc, line.due_date), self._pays(acc, line.amount))
+                    )
+            elif event.type in ("plan.adjusted", "plan.cancelled") and plan.plan_id in self.owed:
+                owed = self.owed[plan.plan_id]
+                dues = self.dues[owed.account_id]
+                if event.type == "plan.adjusted":
+                    acc = by_id[owed.account_id]
+                    changes = {line.seq: self._pays(acc, line.amount) for line in plan.schedule}
+                else:
+                    changes = dict.fromkeys(owed.lines, Decimal(0))
+                for seq, amount in changes.items():
+                    if seq in owed.lines:
+                        due, _old = dues[owed.lines[seq]]
+                        dues[owed.lines[seq]] = (due, amount)
+
+    @staticmethod
+    def _pays_on(acc: Account, due: date) -> date:
+        return due + timedelta(days=acc.late_days) if acc.behaviour == "late" else due
+
+    @staticmethod
+    def _pays(acc: Account, amount: Decimal) -> Decimal:
+        if acc.behaviour == "partial":
+            return (amount / 2).quantize(Decimal("0.01"))
+        return amount
 
     def pay(self, day: date) -> None:
         for acc_id, dues in self.dues.items():
-            today = [amt for due, amt in dues if due == day]
+            today = [amt for due, amt in dues if due == day and amt > 0]
             if not today:
                 continue
             total = sum(today, Decimal("0"))

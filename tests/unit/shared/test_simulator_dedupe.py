@@ -21,6 +21,7 @@ def test_a_plan_created_delivered_twice_is_owed_once(monkeypatch):
     sim.accounts = [Account("acc-1", "standard", "silver", "good", 0)]
     sim.dues = defaultdict(list)
     sim.plans_seen = set()
+    sim.owed = {}
     sim._plans = None
     data = PlanCreated.model_validate({**PAYLOADS["plan.created"], "account_id": "acc-1"})
     plan = new_event(
