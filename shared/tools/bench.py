@@ -365,7 +365,7 @@ class Bench:
         admin = KafkaAdminClient(**settings.kafka_client_config())
         peak_kib = [0] * processes
         try:
-            samples: list[tuple[float, int]] = []
+            samples: list[tuple[float, int, float]] = []
             deadline = time.monotonic() + 600
             done = 0
             while done < expected:
@@ -377,20 +377,24 @@ class Bench:
                     peak_kib[i] = max(peak_kib[i], _vm_hwm_kib(p.pid))
                 offsets = committed_offsets(admin, [group]).get(group, {})
                 done = sum(om.offset for tp, om in offsets.items() if om.offset > 0)
-                samples.append((time.monotonic(), done))
+                cpu = sum(_cpu_seconds(p.pid) for p in procs)
+                samples.append((time.monotonic(), done, cpu))
                 time.sleep(0.1)
             # From the last sample before any commit (the group had joined and was
             # working on its first batch) to the sample where everything was committed:
             # the first batch's time counts, so big first batches cannot inflate the rate.
             idle = [s for s in samples if s[1] == 0]
-            t0 = idle[-1][0] if idle else samples[0][0]
-            t1, c1 = samples[-1]
+            t0, _, cpu0 = idle[-1] if idle else samples[0]
+            t1, c1, cpu1 = samples[-1]
             rate = c1 / (t1 - t0) if t1 > t0 else float("nan")
             return {
                 "events": expected,
                 "processes": processes,
                 "events_per_s": round(rate),
                 "seconds": round(t1 - t0, 2),
+                # The service processes' own CPU per event over the same span: unlike
+                # events/s, barely moved by other work on the machine.
+                "cpu_us_per_event": round((cpu1 - cpu0) * 1e6 / c1, 1) if c1 else None,
                 "peak_rss_mib": [round(k / 1024, 1) for k in peak_kib],
             }
         finally:
@@ -568,6 +572,16 @@ class Bench:
                     out.append((r.timestamp / 1000 - sent_at[pid]) * 1000)
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 def _vm_hwm_kib(pid: int) -> int:
     try:
         with open(f"/proc/{pid}/status") as fh:
@@ -636,8 +650,14 @@ def run_bench(
                 )
                 clean = results["services"].get(service_of(service), {})
                 if service != service_of(service) and f"processes_{processes}" in clean:
-                    base = clean[f"processes_{processes}"]["events_per_s"]
-                    measured["ratio_to_clean"] = round(measured["events_per_s"] / base, 3)
+                    base = clean[f"processes_{processes}"]
+                    measured["ratio_to_clean"] = round(
+                        measured["events_per_s"] / base["events_per_s"], 3
+                    )
+                    if measured["cpu_us_per_event"] and base["cpu_us_per_event"]:
+                        measured["cpu_ratio_to_clean"] = round(
+                            measured["cpu_us_per_event"] / base["cpu_us_per_event"], 3
+                        )
                     log(
                         f"{service} x{processes}:"
                         f" {measured['ratio_to_clean']:.0%} of the clean rate"
@@ -674,15 +694,20 @@ def markdown(r: dict[str, Any]) -> str:
         f"{m['python']}, Kafka {m['kafka']}, {m['database']}. {r['events_per_service']:,} input"
         " events per service; topics with 6 partitions. `installments bench` writes this file.",
         "",
-        "| service | processes | events/s | raw kafka-python msg/s | ratio | peak RSS MiB |",
-        "|---|---|---|---|---|---|",
+        "| service | processes | events/s | CPU µs/event | raw kafka-python msg/s | ratio |"
+        " peak RSS MiB |",
+        "|---|---|---|---|---|---|---|",
     ]
     for service, entry in r["services"].items():
         for key in sorted(entry):
             e = entry[key]
             clean = f" ({e['ratio_to_clean']:.0%} of clean)" if "ratio_to_clean" in e else ""
+            cpu = e.get("cpu_us_per_event")
+            cpu_text = "-" if cpu is None else f"{cpu:,}"
+            if "cpu_ratio_to_clean" in e:
+                cpu_text += f" ({e['cpu_ratio_to_clean']:.0%} of clean)"
             lines.append(
-                f"| {service} | {e['processes']} | {e['events_per_s']:,}{clean} | "
+                f"| {service} | {e['processes']} | {e['events_per_s']:,}{clean} | {cpu_text} | "
                 f"{e['raw_consume_per_s']:,} | {e['ratio_to_raw']:.0%} | "
                 f"{', '.join(map(str, e['peak_rss_mib']))} |"
             )

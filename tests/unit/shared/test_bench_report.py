@@ -20,6 +20,7 @@ RESULT = {
             "processes_1": {
                 "processes": 1,
                 "events_per_s": 3112,
+                "cpu_us_per_event": 301.5,
                 "raw_consume_per_s": 106453,
                 "ratio_to_raw": 0.029,
                 "peak_rss_mib": [178.5],
@@ -31,7 +32,19 @@ RESULT = {
                 "ratio_to_raw": 0.034,
                 "peak_rss_mib": [143.1, 133.2],
             },
-        }
+        },
+        "offers-rejects": {
+            "processes_1": {
+                "processes": 1,
+                "events_per_s": 2800,
+                "cpu_us_per_event": 331.7,
+                "ratio_to_clean": 0.9,
+                "cpu_ratio_to_clean": 1.1,
+                "raw_consume_per_s": 100000,
+                "ratio_to_raw": 0.028,
+                "peak_rss_mib": [170.0],
+            },
+        },
     },
     "latency": [
         {
@@ -51,8 +64,12 @@ RESULT = {
 
 def test_markdown_table_carries_every_figure():
     text = markdown(RESULT)
-    assert "| offers | 1 | 3,112 | 106,453 | 3% | 178.5 |" in text
-    assert "| offers | 2 | 4,186 | 123,717 | 3% | 143.1, 133.2 |" in text
+    assert "| offers | 1 | 3,112 | 301.5 | 106,453 | 3% | 178.5 |" in text
+    assert "| offers | 2 | 4,186 | - | 123,717 | 3% | 143.1, 133.2 |" in text  # older result
+    assert (
+        "| offers-rejects | 1 | 2,800 (90% of clean) | 331.7 (110% of clean) | 100,000 | 3% |"
+        in text
+    )
     assert "| 1,999 | 2 | 534.0 | 1086.2 | 1413.7 | 1600.2 | 20,000 of 20,000 |" in text
     assert "2 cores (Test CPU)" in text
 
