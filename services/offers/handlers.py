@@ -27,6 +27,7 @@ Conventions:
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import date
 from decimal import ROUND_DOWN, Decimal
 
@@ -46,11 +47,13 @@ from schemas.payloads import (
     OfferOption,
     OfferRejected,
     PaymentReceived,
+    PlanAdjusted,
     PlanCancelled,
     PlanCompleted,
     PlanCreated,
     PointsRedeemed,
     PurchaseRecorded,
+    PurchaseReviewClosed,
     RefundRecorded,
     ScheduleLine,
 )
@@ -64,6 +67,7 @@ from services.offers.repository import (
     Plan,
     Position,
     Purchase,
+    Review,
     offer_id_for,
     plan_id_for,
 )
@@ -213,7 +217,27 @@ def _apply_funds(
         paid_off = repo.plan(payoff.plan_id)
         if paid_off is None or paid_off.status != "active":
             continue
-        repo.update_plan(payoff.plan_id, status="paid_off")
+        # the fees the payoff removes (its unpaid installments, all not yet due) include
+        # those waived with points: give the points back (CONTRACT 5.1)
+        waived = sum(
+            (
+                i.fee_waived
+                for i in before
+                if i.plan_id == payoff.plan_id and not i.is_paid and i.due_date > paid_on
+            ),
+            ZERO,
+        )
+        points = domain.points_to_restore(
+            waived,
+            policy.points_per_currency_unit,
+            paid_off.points_redeemed,
+            paid_off.points_restored,
+        )
+        repo.update_plan(
+            payoff.plan_id,
+            status="paid_off",
+            points_restored=paid_off.points_restored + points,
+        )
         ctx.emit(
             "plan.cancelled",
             PlanCancelled(
@@ -222,6 +246,7 @@ def _apply_funds(
                 principal_returned=ZERO,
                 fee_returned=payoff.fee_waived,
                 currency=currency,
+                points_to_restore=points,
             ),
             rule=f"{rule}payoff:{payoff.plan_id}",
             subject=account_id,
@@ -290,9 +315,10 @@ def _reject_decision(
 
 
 def record_account(ctx: Context, event: Envelope) -> None:
-    """account.upserted -> keep the local view of the account (last one wins)."""
+    """account.upserted -> keep the local view of the account (last one wins), its
+    ``pre_approval`` included (absent: not pre-approved)."""
     a: AccountUpserted = event.data
-    auto = a.auto_convert
+    auto, line = a.auto_convert, a.pre_approval
     ctx.repo.put_account(
         Account(
             account_id=a.account_id,
@@ -307,6 +333,9 @@ def record_account(ctx: Context, event: Envelope) -> None:
             auto_convert_threshold=auto.threshold if auto else None,
             auto_convert_tenor=auto.tenor_months if auto else None,
             event_id=event.id,
+            pre_approval_limit=line.limit if line else None,
+            pre_approval_valid_to=line.valid_to if line else None,
+            pre_approval_fee_discount=str(line.fee_discount) if line else None,
         )
     )
 
@@ -324,6 +353,18 @@ def offer_purchase(ctx: Context, event: Envelope) -> None:
     account's tenor with ``auto_converted: true`` and no offer; when that tenor is not
     on the account's menu an ordinary offer is made instead. A purchase_id seen before is
     ignored (a purchase is considered once).
+
+    Pre-approval (CONTRACT 5.1): within the account's pre-approval the purchase is eligible
+    whatever its risk score and installment limit, at discounted rates, and the offer says
+    ``pre_approved: true`` (``domain.decide_offer``).
+
+    Fraud screening (CONTRACT 5.1): a purchase with ``risk_flags`` is held for the fraud
+    team: offer.not-eligible with ``fraud_review`` (after any other failing reason), never
+    auto-converted, outcome ``fraud_review``, until its ``purchase.review-closed``
+    (:func:`close_fraud_review`). **Either order works without a barrier**: a review that
+    arrived first is kept (``fraud_reviews``) and applied here, at once: ``cleared`` ->
+    the purchase is considered as of ``closed_on``; ``confirmed_fraud`` -> offer.not-eligible
+    ``fraud_review``, never offered.
     """
     p: PurchaseRecorded = event.data
     repo: OffersRepository = ctx.repo
@@ -335,26 +376,70 @@ def offer_purchase(ctx: Context, event: Envelope) -> None:
     overflow = domain.check_purchase_dates(p.posted_at.date(), policy)
     if overflow is not None:
         raise Reject(overflow)
+    review = repo.review(p.purchase_id) if p.risk_flags else None
+    if review is not None and review.account_id != p.account_id:
+        raise Reject("the fraud review names another account than the purchase")
+    as_of = review.closed_on if review is not None and review.outcome == "cleared" else None
+    if as_of is not None:
+        overflow = domain.check_purchase_dates(as_of, policy)
+        if overflow is not None:
+            raise Reject(overflow)
     row = repo.account(p.account_id)
     if row is None:  # not known yet, or not at all: first apply the accounts published
         ctx.wait_for(ACCOUNTS_TOPIC, "accounts")
-    facts = domain.PurchaseFacts(
+    purchase = Purchase(
+        purchase_id=p.purchase_id,
+        account_id=p.account_id,
         amount=p.amount,
+        currency=p.currency,
         mcc=p.merchant.mcc,
-        posted_on=p.posted_at.date(),
         merchant_id=p.merchant.merchant_id,
         category=p.merchant.category,
+        posted_on=p.posted_at.date(),
+        refunded_total=ZERO,
+        outcome="",
+        event_id=event.id,
+        considered_on=as_of,
     )
+    if review is not None and review.outcome == "confirmed_fraud":
+        repo.add_purchase(replace(purchase, outcome="fraud_confirmed"))
+        _emit_not_eligible(ctx, purchase, ("fraud_review",))
+        return
+    _consider(ctx, purchase, under_review=bool(p.risk_flags) and review is None, new=True)
+
+
+def _emit_not_eligible(ctx: Context, purchase: Purchase, reasons: tuple[str, ...]) -> None:
+    ctx.emit(
+        "offer.not-eligible",
+        OfferNotEligible(
+            purchase_id=purchase.purchase_id,
+            account_id=purchase.account_id,
+            reasons=list(reasons),
+        ),
+        rule="not-eligible",
+        subject=purchase.account_id,
+    )
+
+
+def _consider(ctx: Context, purchase: Purchase, *, under_review: bool, new: bool) -> None:
+    """Decide what ``purchase`` becomes as of ``purchase.facts().posted_on`` (its posting
+    date, or the closed_on of the review that cleared it): record it (``new``: add it,
+    else set its outcome) and emit offer.made, plan.created or offer.not-eligible."""
+    repo: OffersRepository = ctx.repo
+    policy = _policy(ctx)
+    row = repo.account(purchase.account_id)
+    facts = purchase.facts()
     decision = domain.decide_offer(
         row.view() if row is not None else None,
         row.currency if row is not None else None,
         row.auto_convert() if row is not None else domain.AutoConvertSettings(),
         facts,
-        p.currency,
-        repo.open_installments(p.account_id),
-        repo.position(p.account_id).overdue_as_of is not None,
+        purchase.currency,
+        repo.open_installments(purchase.account_id),
+        repo.position(purchase.account_id).overdue_as_of is not None,
         policy,
-        _digits(p.currency),
+        _digits(purchase.currency),
+        under_review=under_review,
     )
     if isinstance(decision, domain.MakeOffer) and decision.auto_convert_tenor_not_offered:
         ctx.log.warning(
@@ -362,43 +447,25 @@ def offer_purchase(ctx: Context, event: Envelope) -> None:
             tenor=row.auto_convert_tenor if row is not None else None,
         )
     outcome = (
-        "not_eligible"
+        ("fraud_review" if under_review else "not_eligible")
         if isinstance(decision, domain.NotEligible)
         else "auto_converted"
         if isinstance(decision, domain.ConvertNow)
         else "offered"
     )
-    repo.add_purchase(
-        Purchase(
-            purchase_id=p.purchase_id,
-            account_id=p.account_id,
-            amount=p.amount,
-            currency=p.currency,
-            mcc=p.merchant.mcc,
-            merchant_id=p.merchant.merchant_id,
-            category=p.merchant.category,
-            posted_on=facts.posted_on,
-            refunded_total=ZERO,
-            outcome=outcome,
-            event_id=event.id,
-        )
-    )
+    if new:
+        repo.add_purchase(replace(purchase, outcome=outcome))
+    else:
+        repo.set_purchase_outcome(purchase.purchase_id, outcome, purchase.considered_on)
     if isinstance(decision, domain.NotEligible):
-        ctx.emit(
-            "offer.not-eligible",
-            OfferNotEligible(
-                purchase_id=p.purchase_id, account_id=p.account_id, reasons=list(decision.reasons)
-            ),
-            rule="not-eligible",
-            subject=p.account_id,
-        )
+        _emit_not_eligible(ctx, purchase, decision.reasons)
         return
     if isinstance(decision, domain.ConvertNow):
         _create_plan(
             ctx,
-            purchase_id=p.purchase_id,
-            account_id=p.account_id,
-            currency=p.currency,
+            purchase_id=purchase.purchase_id,
+            account_id=purchase.account_id,
+            currency=purchase.currency,
             terms=decision.terms,
             offer_id=None,
             auto_converted=True,
@@ -406,19 +473,19 @@ def offer_purchase(ctx: Context, event: Envelope) -> None:
         )
         return
 
-    offer_id = offer_id_for(p.purchase_id)
+    offer_id = offer_id_for(purchase.purchase_id)
     repo.add_offer(
         Offer(
             offer_id=offer_id,
-            purchase_id=p.purchase_id,
-            account_id=p.account_id,
-            principal=p.amount,
-            currency=p.currency,
+            purchase_id=purchase.purchase_id,
+            account_id=purchase.account_id,
+            principal=purchase.amount,
+            currency=purchase.currency,
             expires_on=decision.expires_on,
             promotion=decision.promotion,
             status="open",
             open=True,
-            event_id=event.id,
+            event_id=ctx.event.id if ctx.event is not None else purchase.event_id,
         ),
         list(decision.options),
     )
@@ -426,12 +493,13 @@ def offer_purchase(ctx: Context, event: Envelope) -> None:
         "offer.made",
         OfferMade(
             offer_id=offer_id,
-            purchase_id=p.purchase_id,
-            account_id=p.account_id,
-            principal=p.amount,
-            currency=p.currency,
+            purchase_id=purchase.purchase_id,
+            account_id=purchase.account_id,
+            principal=purchase.amount,
+            currency=purchase.currency,
             expires_on=decision.expires_on,
             promotion=decision.promotion,
+            pre_approved=decision.pre_approved,
             options=[
                 OfferOption(
                     tenor_months=o.tenor_months,
@@ -446,8 +514,66 @@ def offer_purchase(ctx: Context, event: Envelope) -> None:
             ],
         ),
         rule="offer",
-        subject=p.account_id,
+        subject=purchase.account_id,
     )
+
+
+def close_fraud_review(ctx: Context, event: Envelope) -> None:
+    """purchase.review-closed (fraud.reviews.v1) -> a held purchase is offered afresh or
+    never (CONTRACT 5.1).
+
+    The review is kept (one per purchase; a second one, re-delivered or not, is ignored:
+    idempotent). Then, when the purchase is recorded and held (outcome ``fraud_review``):
+
+    - ``cleared``: the purchase is considered afresh as of ``closed_on`` (eligibility,
+      pre-approval and promotions on that date, offer expiry closed_on + 30 days, an
+      auto-conversion's and an accepted plan's due dates from closed_on): offer.made,
+      plan.created or offer.not-eligible. A purchase refunded meanwhile is not converted:
+      offer.not-eligible ``purchase_refunded``.
+    - ``confirmed_fraud``: outcome ``fraud_confirmed``; nothing is emitted (its
+      offer.not-eligible ``fraud_review`` was emitted when it was recorded); never offered.
+
+    A review of a purchase not recorded yet is only kept: :func:`offer_purchase` applies it
+    when the purchase arrives (no barrier, no Defer). A review of a purchase that was not
+    flagged changes nothing (logged). The date is checked like a purchase's.
+    """
+    r: PurchaseReviewClosed = event.data
+    repo: OffersRepository = ctx.repo
+    if repo.review(r.purchase_id) is not None:
+        ctx.log.info("fraud review already closed", purchase_id=r.purchase_id)
+        return
+    purchase = repo.purchase(r.purchase_id)
+    if purchase is not None and purchase.account_id != r.account_id:
+        raise Reject("the fraud review names another account than the purchase")
+    if r.outcome == "cleared":
+        _check_event_date(ctx, "closed_on", r.closed_on)
+        overflow = domain.check_purchase_dates(r.closed_on, _policy(ctx))
+        if overflow is not None:
+            raise Reject(overflow)
+    repo.add_review(
+        Review(
+            purchase_id=r.purchase_id,
+            account_id=r.account_id,
+            outcome=r.outcome,
+            closed_on=r.closed_on,
+            event_id=event.id,
+        )
+    )
+    if purchase is None:
+        ctx.log.info("fraud review kept until its purchase arrives", purchase_id=r.purchase_id)
+        return
+    if purchase.outcome != "fraud_review":
+        ctx.log.info("fraud review of a purchase not held", purchase_id=r.purchase_id,
+                     outcome=purchase.outcome)  # fmt: skip
+        return
+    if r.outcome == "confirmed_fraud":
+        repo.set_purchase_outcome(r.purchase_id, "fraud_confirmed")
+        return
+    if purchase.refunded_total > 0:
+        repo.set_purchase_outcome(r.purchase_id, "not_eligible", r.closed_on)
+        _emit_not_eligible(ctx, purchase, ("purchase_refunded",))
+        return
+    _consider(ctx, replace(purchase, considered_on=r.closed_on), under_review=False, new=False)
 
 
 def accept_offer(ctx: Context, event: Envelope) -> None:
@@ -514,27 +640,30 @@ def decline_offer(ctx: Context, event: Envelope) -> None:
 
 
 def refund_purchase(ctx: Context, event: Envelope) -> None:
-    """refund.recorded -> shrink or cancel the purchase's plan; close its open offer.
+    """refund.recorded -> adjust or cancel the purchase's plan; close its open offer.
 
     - Un-converted purchase with an open offer: any refund (partial or full) makes the
       offer unusable (a later acceptance gets offer.rejected ``refunded``); nothing is
-      emitted.
-    - Converted purchase (``domain.apply_refund`` as of the refund date): the refunded
-      principal comes off the unpaid principal, re-split over the remaining
-      installments; not-yet-due fees shrink in proportion (all of them on a full
-      refund); principal already paid that the plan cannot absorb becomes account credit,
-      and so do fees already paid early on installments not yet due when the refund
-      cancels the plan (they count in ``fee_returned``).
-
-      **Decision on partial refunds**: ``plan.cancelled`` means "this plan is over", and
-      its consumers (points, reminders, collections) treat it so. So it is emitted only
-      when the refund leaves no principal on the plan (reason ``refund``), and then with
-      the *cumulative* ``principal_returned`` / ``fee_returned`` of every refund applied
-      to the plan. A partial refund that leaves principal emits nothing on
-      installments.plans.v1: the plan goes on with the shrunk installments (later
-      ``installment.due-soon`` / ``installment.paid`` carry the new amounts), and the
-      refund itself is already public as ``refund.recorded``. ``plan.created`` is never
-      re-emitted.
+      emitted. A purchase held for fraud review and refunded is not converted when
+      cleared.
+    - Converted purchase, refund < the plan's unpaid principal (CONTRACT 5.1,
+      ``domain.apply_refund`` as of the refund date): the plan is adjusted and
+      ``plan.adjusted`` (reason ``refund``) says how: ``principal_reduced`` (the refund),
+      ``fee_reduced`` (all fee removed), ``fee_returned`` (the part of it paid early: that
+      money goes back to the card account outside the pipeline, it is not account credit
+      here), ``points_to_restore`` and ``schedule``: every installment that was unpaid
+      before the refund, with its new principal and fee (as in plan.created: a line's
+      principal and fee include what was already paid or waived on it; ``amount`` =
+      principal + fee).
+    - Converted purchase, refund >= the unpaid principal: ``plan.cancelled`` (reason
+      ``refund``) with what THIS refund took off (earlier partial refunds were announced
+      by their plan.adjusted): ``principal_returned`` (the unpaid principal),
+      ``fee_returned`` (every fee not yet due, those paid early included, which become
+      account credit with the principal already paid that the plan cannot absorb) and
+      ``points_to_restore``.
+    - ``points_to_restore`` = the waived part of the fees removed × points per currency
+      unit (100), never more than the points redeemed for the plan's waivers less those
+      already restored (``domain.points_to_restore``).
     - A plan already completed, paid off or cancelled: the whole refund is credit.
     Dedupe on refund_id.
     """
@@ -566,36 +695,78 @@ def refund_purchase(ctx: Context, event: Envelope) -> None:
         raise Reject("refund account differs from the plan's account")
     policy = _policy(ctx)
     before = repo.plan_installments(plan.plan_id)
-    outcome = domain.apply_refund(
-        before, r.amount, refunded_on, policy.remainder_placement, _digits(plan.currency)
+    active = plan.status == "active"
+    outcome = (
+        domain.apply_refund(
+            before, r.amount, refunded_on, policy.remainder_placement, _digits(plan.currency)
+        )
+        if active
+        else domain.RefundOutcome(True, ZERO, ZERO, r.amount, before)
     )
     repo.save_installments(before, outcome.installments)
-    credited = outcome.excess + outcome.fee_paid_back
+    credited = outcome.excess + (outcome.fee_paid_back if outcome.cancelled else ZERO)
     if credited > 0:
         position = repo.position(r.account_id)
         repo.set_position(
             r.account_id, Position(position.credit + credited, position.overdue_as_of)
         )
-    principal_returned = plan.principal_returned + outcome.principal_returned
-    fee_returned = plan.fee_returned + outcome.fee_returned
-    cancelled = plan.status == "active" and outcome.cancelled
+    if not active:
+        _emit_cure_if_cured(ctx, r.account_id, refunded_on, plan.currency, "cured")
+        return
+    points = domain.points_to_restore(
+        outcome.fee_waived_removed,
+        policy.points_per_currency_unit,
+        plan.points_redeemed,
+        plan.points_restored,
+    )
     repo.update_plan(
         plan.plan_id,
-        principal_returned=principal_returned,
-        fee_returned=fee_returned,
-        status="cancelled" if cancelled else plan.status,
+        principal_returned=plan.principal_returned + outcome.principal_returned,
+        fee_returned=plan.fee_returned + outcome.fee_returned,
+        status="cancelled" if outcome.cancelled else plan.status,
+        points_restored=plan.points_restored + points,
     )
-    if cancelled:
+    if outcome.cancelled:
         ctx.emit(
             "plan.cancelled",
             PlanCancelled(
                 plan_id=plan.plan_id,
                 reason="refund",
-                principal_returned=principal_returned,
-                fee_returned=fee_returned,
+                principal_returned=outcome.principal_returned,
+                fee_returned=outcome.fee_returned,
                 currency=plan.currency,
+                points_to_restore=points,
             ),
             rule="cancelled",
+            subject=r.account_id,
+        )
+    else:
+        unpaid_before = {i.seq for i in before if not i.is_paid}
+        ctx.emit(
+            "plan.adjusted",
+            PlanAdjusted(
+                plan_id=plan.plan_id,
+                account_id=r.account_id,
+                reason="refund",
+                refund_id=r.refund_id,
+                principal_reduced=outcome.principal_returned,
+                fee_reduced=outcome.fee_reduced,
+                fee_returned=outcome.fee_returned,
+                currency=plan.currency,
+                points_to_restore=points,
+                schedule=[
+                    ScheduleLine(
+                        seq=i.seq,
+                        due_date=i.due_date,
+                        principal=i.principal,
+                        fee=i.fee,
+                        amount=i.principal + i.fee,
+                    )
+                    for i in outcome.installments
+                    if i.seq in unpaid_before
+                ],
+            ),
+            rule="adjusted",
             subject=r.account_id,
         )
     _emit_cure_if_cured(ctx, r.account_id, refunded_on, plan.currency, "cured")
@@ -661,6 +832,7 @@ def waive_fees_for_points(ctx: Context, event: Envelope) -> None:
     repo.add_waiver(
         {"event_id": event.id, "plan_id": plan.plan_id, "points": r.points, "amount": result.waived}
     )
+    repo.update_plan(plan.plan_id, points_redeemed=plan.points_redeemed + r.points)
     if result.waived <= 0:
         ctx.log.warning("points redeemed but no fee left to waive", plan_id=plan.plan_id)
         return
@@ -789,6 +961,7 @@ HANDLERS: dict[str, Handler] = {
     "payment.received": apply_payment,
     "business-day.closed": close_business_day,
     "points.redeemed": waive_fees_for_points,
+    "purchase.review-closed": close_fraud_review,
 }
 
 #: What each handler needs preloaded (event type -> the keys the batch repository reads
@@ -797,7 +970,14 @@ HANDLERS: dict[str, Handler] = {
 PRELOAD: dict[str, Callable[[Envelope], Keys]] = {
     "account.upserted": lambda e: Keys(accounts=(e.data.account_id,)),
     "purchase.recorded": lambda e: Keys(
-        accounts=(e.data.account_id,), purchases=(e.data.purchase_id,)
+        accounts=(e.data.account_id,),
+        purchases=(e.data.purchase_id,),
+        reviews=(e.data.purchase_id,),
+    ),
+    "purchase.review-closed": lambda e: Keys(
+        accounts=(e.data.account_id,),
+        purchases=(e.data.purchase_id,),
+        reviews=(e.data.purchase_id,),
     ),
     "refund.recorded": lambda e: Keys(
         accounts=(e.data.account_id,),

@@ -46,6 +46,7 @@ from services.offers import domain
 from services.offers.tables import (
     accounts,
     business_days,
+    fraud_reviews,
     installments,
     offer_options,
     offers,
@@ -89,6 +90,8 @@ class Keys:
     payments: tuple[str, ...] = ()
     refunds: tuple[str, ...] = ()
     days: tuple[date, ...] = ()
+    #: the fraud team's closed review of these purchases (purchase ids)
+    reviews: tuple[str, ...] = ()
 
 
 @dataclass
@@ -103,6 +106,7 @@ class _Wanted:
     payments: set[str] = field(default_factory=set)
     refunds: set[str] = field(default_factory=set)
     days: set[date] = field(default_factory=set)
+    reviews: set[str] = field(default_factory=set)
 
     def add(self, keys: Keys) -> None:
         for name in _names(Keys):
@@ -143,8 +147,22 @@ class Account:
     auto_convert_threshold: Decimal | None
     auto_convert_tenor: int | None
     event_id: str
+    pre_approval_limit: Decimal | None = None
+    pre_approval_valid_to: date | None = None
+    pre_approval_fee_discount: str | None = None  # decimal text
 
     def view(self) -> domain.AccountView:
+        line = None
+        if (
+            self.pre_approval_limit is not None
+            and self.pre_approval_valid_to is not None
+            and self.pre_approval_fee_discount is not None
+        ):
+            line = domain.PreApproval(
+                self.pre_approval_limit,
+                self.pre_approval_valid_to,
+                Decimal(self.pre_approval_fee_discount),
+            )
         return domain.AccountView(
             account_id=self.account_id,
             status=self.status,
@@ -153,6 +171,7 @@ class Account:
             credit_limit=self.credit_limit,
             risk_score=self.risk_score,
             installment_limit=self.installment_limit,
+            pre_approval=line,
         )
 
     def auto_convert(self) -> domain.AutoConvertSettings:
@@ -184,12 +203,15 @@ class Purchase:
     refunded_total: Decimal
     outcome: str
     event_id: str
+    considered_on: date | None = None  # a cleared fraud review's closed_on
 
     def facts(self) -> domain.PurchaseFacts:
+        """The offer rules' facts, as of the date the purchase is considered (its posting
+        date, or the closed_on of the fraud review that cleared it)."""
         return domain.PurchaseFacts(
             amount=self.amount,
             mcc=self.mcc,
-            posted_on=self.posted_on,
+            posted_on=self.considered_on or self.posted_on,
             merchant_id=self.merchant_id,
             category=self.category,
         )
@@ -236,6 +258,19 @@ class Plan:
     status: str
     principal_returned: Decimal
     fee_returned: Decimal
+    event_id: str
+    points_redeemed: int = 0
+    points_restored: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Review:
+    """The fraud team's closed review of a purchase (``purchase.review-closed``)."""
+
+    purchase_id: str
+    account_id: str
+    outcome: str  # cleared | confirmed_fraud
+    closed_on: date
     event_id: str
 
 
@@ -305,6 +340,8 @@ class OffersRepository:
         self._purchases: dict[str, Purchase | None] = {}
         self._purchases_new: set[str] = set()
         self._purchases_changed: set[str] = set()
+        self._reviews: dict[str, Review | None] = {}
+        self._reviews_new: list[Review] = []
         # append-only tables
         self._payment_ids: set[str] = set()
         self._payments_new: list[dict[str, Any]] = []
@@ -398,6 +435,16 @@ class OffersRepository:
             )
             self._closed_days.update(r[0] for r in rows)
             self._days_loaded.update(wanted.days)
+        if wanted.reviews:
+            rows = self.session.execute(
+                select(fraud_reviews).where(
+                    self._among(fraud_reviews.c.purchase_id, wanted.reviews)
+                )
+            )
+            for row in rows:
+                self._reviews.setdefault(row.purchase_id, _from_row(Review, row))
+            for purchase_id in wanted.reviews:
+                self._reviews.setdefault(purchase_id, None)
 
     def _load_state(
         self,
@@ -670,6 +717,32 @@ class OffersRepository:
         if purchase_id not in self._purchases_new:
             self._purchases_changed.add(purchase_id)
 
+    def set_purchase_outcome(
+        self, purchase_id: str, outcome: str, considered_on: date | None = None
+    ) -> None:
+        """What became of a purchase held for fraud review (and the date it was considered
+        as of, when cleared)."""
+        purchase = self.purchase(purchase_id)
+        assert purchase is not None, f"set_purchase_outcome({purchase_id!r}): no such purchase"
+        self.changes += 1
+        self._purchases[purchase_id] = replace(
+            purchase, outcome=outcome, considered_on=considered_on or purchase.considered_on
+        )
+        if purchase_id not in self._purchases_new:
+            self._purchases_changed.add(purchase_id)
+
+    # ------------------------------------------------------------ fraud reviews
+
+    def review(self, purchase_id: str) -> Review | None:
+        if purchase_id not in self._reviews:
+            raise NotLoaded(f"the fraud review of purchase {purchase_id!r} was not preloaded")
+        return self._reviews[purchase_id]
+
+    def add_review(self, review: Review) -> None:
+        self.changes += 1
+        self._reviews[review.purchase_id] = review
+        self._reviews_new.append(review)
+
     # ------------------------------------------------------------ payments, refunds, waivers
 
     def has_payment(self, payment_id: str) -> bool:
@@ -793,11 +866,8 @@ class OffersRepository:
             conn,
             purchases,
             ("purchase_id",),
-            ("refunded_total",),
-            [
-                {"purchase_id": p, "refunded_total": self._known(self._purchases, p).refunded_total}
-                for p in sorted(self._purchases_changed)
-            ],
+            ("refunded_total", "outcome", "considered_on"),
+            [_as_row(self._known(self._purchases, p)) for p in sorted(self._purchases_changed)],
         )
         self._purchases_new.clear()
         self._purchases_changed.clear()
@@ -824,7 +894,13 @@ class OffersRepository:
             conn,
             plans,
             ("plan_id",),
-            ("status", "principal_returned", "fee_returned"),
+            (
+                "status",
+                "principal_returned",
+                "fee_returned",
+                "points_redeemed",
+                "points_restored",
+            ),
             [_as_row(self._plans[p]) for p in sorted(self._plans_changed)],
         )
         self._plans_new.clear()
@@ -855,4 +931,6 @@ class OffersRepository:
         bulk_insert(conn, refunds, self._refunds_new)
         bulk_insert(conn, waivers, self._waivers_new)
         bulk_insert(conn, business_days, self._days_new)
+        bulk_insert(conn, fraud_reviews, [_as_row(r) for r in self._reviews_new])
+        self._reviews_new = []
         self._payments_new, self._refunds_new, self._waivers_new, self._days_new = [], [], [], []

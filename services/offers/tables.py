@@ -7,19 +7,31 @@ Boolean ``open`` flags exist so that the end of day can select what is still owe
 (and which offers are still open) without arithmetic on money columns.
 """
 
+from collections.abc import Callable
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Connection,
     Date,
     Index,
     Integer,
     MetaData,
     String,
     Table,
+    text,
 )
+from sqlalchemy.schema import CreateColumn
 
-from shared.runtime.db import ID_COLUMN, Migration, Money, alter_column_types, create_tables
+from shared.runtime.db import (
+    ID_COLUMN,
+    Migration,
+    Money,
+    alter_column_types,
+    create_tables,
+    qualified_table,
+)
 
 metadata = MetaData()
 
@@ -39,6 +51,11 @@ accounts = Table(
     Column("auto_convert_threshold", Money, nullable=True),
     Column("auto_convert_tenor", Integer, nullable=True),
     Column("event_id", String(64), nullable=False),
+    # pre_approval (second release; all three None: not pre-approved). The discount is a
+    # share of the monthly rate, kept as its decimal text (not money).
+    Column("pre_approval_limit", Money, nullable=True),
+    Column("pre_approval_valid_to", Date, nullable=True),
+    Column("pre_approval_fee_discount", String(24), nullable=True),
 )
 
 #: The account's money position with us: credit from overpayments (and refunds of
@@ -65,7 +82,25 @@ purchases = Table(
     Column("category", String(ID_COLUMN), nullable=True),
     Column("posted_on", Date, nullable=False),
     Column("refunded_total", Money, nullable=False),
-    Column("outcome", String(16), nullable=False),  # offered | not_eligible | auto_converted
+    # offered | not_eligible | auto_converted | fraud_review (flagged, review open) |
+    # fraud_confirmed
+    Column("outcome", String(16), nullable=False),
+    Column("event_id", String(64), nullable=False),
+    # the date the purchase was considered as of, when not its posting date: a flagged
+    # purchase the fraud team cleared counts from the review's closed_on (offer expiry,
+    # due dates)
+    Column("considered_on", Date, nullable=True),
+)
+
+#: The fraud team's closed reviews (``purchase.review-closed``), one per purchase (the
+#: first wins). Kept also when the purchase is not recorded yet: it applies on arrival.
+fraud_reviews = Table(
+    "fraud_reviews",
+    metadata,
+    Column("purchase_id", String(ID_COLUMN), primary_key=True),
+    Column("account_id", String(ID_COLUMN), nullable=False),
+    Column("outcome", String(16), nullable=False),  # cleared | confirmed_fraud
+    Column("closed_on", Date, nullable=False),
     Column("event_id", String(64), nullable=False),
 )
 
@@ -121,6 +156,10 @@ plans = Table(
     Column("principal_returned", Money, nullable=False),
     Column("fee_returned", Money, nullable=False),
     Column("event_id", String(64), nullable=False),
+    # points spent on this plan's fee waivers (points.redeemed) and given back so far
+    # (points_to_restore of its plan.adjusted / plan.cancelled): restored <= redeemed
+    Column("points_redeemed", BigInteger, nullable=False, server_default="0"),
+    Column("points_restored", BigInteger, nullable=False, server_default="0"),
 )
 
 #: One row per scheduled installment; ``open`` while anything is left to pay on it.
@@ -183,9 +222,55 @@ waivers = Table(
     Column("amount", Money, nullable=False),
 )
 
+
+def add_columns(table: Table, *names: str) -> Callable[[Connection], None]:
+    """A migration step that adds ``names`` (as defined in ``table``) where missing: a
+    database created at version 1 by this code has them already (``create_all``)."""
+
+    def _apply(conn: Connection) -> None:
+        name = qualified_table(conn, table.name)
+        if conn.dialect.name == "postgresql":
+            present = {
+                row[0]
+                for row in conn.execute(
+                    text(
+                        "SELECT column_name FROM information_schema.columns"
+                        " WHERE table_schema = current_schema() AND table_name = :t"
+                    ),
+                    {"t": table.name},
+                )
+            }
+        else:
+            present = {row[1] for row in conn.execute(text(f"PRAGMA table_info({name})"))}
+        for column in names:
+            if column not in present:
+                spec = CreateColumn(table.c[column]).compile(dialect=conn.dialect)
+                conn.execute(text(f"ALTER TABLE {name} ADD COLUMN {spec}"))
+
+    return _apply
+
+
+def _second_release(conn: Connection) -> None:
+    """Pre-approval, fraud reviews, points restored (CONTRACT 5.1)."""
+    add_columns(
+        accounts, "pre_approval_limit", "pre_approval_valid_to", "pre_approval_fee_discount"
+    )(conn)
+    add_columns(purchases, "considered_on")(conn)
+    add_columns(plans, "points_redeemed", "points_restored")(conn)
+    create_tables(metadata)(conn)  # fraud_reviews (create_all skips existing tables)
+    plans_table, waivers_table = qualified_table(conn, "plans"), qualified_table(conn, "waivers")
+    conn.execute(
+        text(
+            f"UPDATE {plans_table} SET points_redeemed = (SELECT COALESCE(SUM(w.points), 0)"
+            f" FROM {waivers_table} w WHERE w.plan_id = {plans_table}.plan_id)"
+        )
+    )
+
+
 MIGRATIONS = [
     Migration(1, "offers, plans, installments and account views", create_tables(metadata)),
     # schemas.limits: points are 64-bit (a redemption of 3,000,000,000 points overflowed).
     Migration(2, "plans.redeem_points BIGINT", alter_column_types(plans, "redeem_points")),
     Migration(3, "waivers.points BIGINT", alter_column_types(waivers, "points")),
+    Migration(4, "pre-approval, fraud reviews, points restored", _second_release),
 ]

@@ -173,6 +173,8 @@ def summarise(out: list[Any]) -> list[tuple[Any, ...]]:
             rows.append((kind, d.plan_id, d.seq))
         elif kind == "plan.cancelled":
             rows.append((kind, d.plan_id, d.reason))
+        elif kind == "plan.adjusted":
+            rows.append((kind, d.plan_id, str(d.principal_reduced), str(d.fee_reduced)))
         elif kind == "account.delinquency":
             rows.append((kind, d.account_id, d.days_past_due))
         elif kind == "plan.completed":
@@ -212,6 +214,7 @@ EXPECTED = [
     [
         ("installment.paid", "plan-p1", 2),
         ("offer.made", "off-p6"),
+        ("plan.adjusted", "plan-p1", "200.00", "4.50"),  # the partial refund r1
         ("offer.made", "off-p7"),
         ("offer.rejected", "off-p6", "not_eligible"),
         ("plan.created", "plan-p7", False),

@@ -248,19 +248,38 @@ def test_full_refund_of_a_converted_purchase_cancels_the_plan(h):
     assert h.events("card.payments.v1", f.payment("acc-1", "10.00")) == []
 
 
-def test_partial_refund_shrinks_the_plan_and_announces_only_the_final_cancellation(h):
-    converted(h)
-    # partial: nothing on the plans topic; the installments shrink
-    assert (
-        h.events(RECORDED, refund_recorded("acc-1", "pur-r", "600.00", refunded_total="600.00"))
-        == []
+def test_partial_refund_adjusts_the_plan_then_the_rest_cancels_it(h):
+    plan = converted(h)  # 3 x (400.00 + 9.00), due Feb 15, Mar 15, Apr 15
+    # partial (CONTRACT 5.1): plan.adjusted on the plans topic, the installments shrink
+    out = h.feed(
+        RECORDED,
+        refund_recorded("acc-1", "pur-r", "600.00", refunded_total="600.00", refund_id="ref-1"),
     )
-    # each installment is now 200.00 + 4.50: paying the first one exactly settles it
+    [a] = [e.event for e in out]
+    assert out[0].topic == PLANS and a.type == "plan.adjusted" and a.subject == "acc-1"
+    d = a.data
+    assert (d.plan_id, d.account_id, d.reason, d.refund_id) == (
+        plan.plan_id,
+        "acc-1",
+        "refund",
+        "ref-1",
+    )
+    assert (d.principal_reduced, d.fee_reduced, d.fee_returned, d.points_to_restore) == (
+        D("600.00"),
+        D("13.50"),
+        D("0.00"),
+        0,
+    )
+    assert [(x.seq, x.principal, x.fee, x.amount) for x in d.schedule] == [
+        (k, D("200.00"), D("4.50"), D("204.50")) for k in (1, 2, 3)
+    ]
+    assert [x.due_date for x in d.schedule] == [x.due_date for x in plan.schedule]
+    # paying the first adjusted installment exactly settles it, with its full amount
     [paid] = h.events(
         "card.payments.v1", f.payment("acc-1", "204.50", received_at="2026-02-15T09:00:00Z")
     )
     assert paid.type == "installment.paid" and paid.data.amount == D("204.50")
-    # the rest of the purchase refunded: the plan is cancelled, cumulative amounts
+    # the rest of the purchase refunded: the plan is cancelled for what this refund removed
     [c] = h.events(
         RECORDED,
         refund_recorded(
@@ -273,9 +292,33 @@ def test_partial_refund_shrinks_the_plan_and_announces_only_the_final_cancellati
         ),
     )
     assert c.type == "plan.cancelled" and c.data.reason == "refund"
-    # principal: 600 (first refund) + the 400 still owed (200 was paid and becomes credit);
-    # fees: 3 x 4.50 (first refund) + the 2 x 4.50 not yet due
-    assert (c.data.principal_returned, c.data.fee_returned) == (D("1000.00"), D("22.50"))
+    # principal: the 400 still owed (200 was paid: it becomes credit); fees: 2 x 4.50
+    assert (c.data.principal_returned, c.data.fee_returned) == (D("400.00"), D("9.00"))
+
+
+def test_a_partial_refund_returns_a_share_of_the_fees_paid_early_not_as_credit(h):
+    converted(h)  # 3 x (400.00 + 9.00), due Feb 15, Mar 15, Apr 15
+    # Feb 10: 409.00 + 9.00 pays installment 1 and the fee of installment 2, early
+    assert [e.type for e in h.events(
+        "card.payments.v1", f.payment("acc-1", "418.00", received_at="2026-02-10T09:00:00Z")
+    )] == ["installment.paid"]  # fmt: skip
+    [a] = h.events(
+        RECORDED,
+        refund_recorded("acc-1", "pur-r", "200.00", refunded_at="2026-02-12T10:00:00Z"),
+    )
+    # unpaid principal 800 -> 600; fees not yet due 27.00 -> floor(27 x 600/800) = 20.25;
+    # of the 18.00 paid early floor(18 x 200/800) = 4.50 is returned (outside the pipeline)
+    assert (a.data.fee_reduced, a.data.fee_returned) == (D("6.75"), D("4.50"))
+    assert [(x.seq, x.principal, x.fee) for x in a.data.schedule] == [
+        (2, D("300.00"), D("6.75")),
+        (3, D("300.00"), D("6.75")),
+    ]
+    # no account credit; the 13.50 kept paid covers the new fees of #1 and #2 (oldest
+    # first), so installment 2 owes only its 300.00 of principal
+    [paid] = h.events(
+        "card.payments.v1", f.payment("acc-1", "300.00", received_at="2026-03-15T09:00:00Z")
+    )
+    assert (paid.type, paid.data.seq) == ("installment.paid", 2)
 
 
 def test_refund_before_acceptance_makes_the_offer_unusable(h):
@@ -289,7 +332,7 @@ def test_refund_before_acceptance_makes_the_offer_unusable(h):
 def test_a_refund_is_applied_once(h):
     converted(h)
     refund = refund_recorded("acc-1", "pur-r", "300.00", refund_id="ref-1")
-    assert h.events(RECORDED, refund) == []
+    assert [e.type for e in h.events(RECORDED, refund)] == ["plan.adjusted"]
     again = refund_recorded(
         "acc-1", "pur-r", "900.00", refund_id="ref-1", refunded_total="1200.00", fully_refunded=True
     )
@@ -306,7 +349,7 @@ def test_a_refund_is_applied_once(h):
             fully_refunded=True,
         ),
     )
-    assert c.data.principal_returned == D("1200.00")
+    assert c.data.principal_returned == D("900.00")  # ref-1's 300.00 was its plan.adjusted
 
 
 def test_refund_of_an_ineligible_purchase_does_nothing(h):

@@ -24,6 +24,7 @@ from services.offers.repository import (
     Plan,
     Position,
     Purchase,
+    Review,
 )
 from services.offers.tables import MIGRATIONS
 from shared.runtime.db import migrate
@@ -32,12 +33,12 @@ READS = {
     "account", "position", "plan", "plan_count", "account_currency", "open_installments",
     "plan_installments", "offer", "offer_option", "open_offers_expiring_by", "purchase",
     "has_payment", "has_refund", "business_day_closed", "last_business_date",
-    "load_owing_accounts",
+    "load_owing_accounts", "review",
 }  # fmt: skip
 MUTATES = {
     "put_account", "set_position", "update_plan", "add_plan", "save_installments",
     "add_offer", "close_offer", "add_purchase", "set_refunded_total", "add_payment",
-    "add_refund", "add_waiver", "close_business_day",
+    "add_refund", "add_waiver", "close_business_day", "set_purchase_outcome", "add_review",
 }  # fmt: skip
 LIFECYCLE = {"load", "load_keys", "save", "flush"}
 DAY = date(2026, 1, 31)
@@ -134,6 +135,8 @@ def test_each_mutating_method_counts_a_change(repo):
             Purchase("p1", "acc-1", D("900"), "EUR", "5411", "m", None, DAY, D("0"), "x", "e")
         ),
         "set_refunded_total": lambda: repo.set_refunded_total("p1", D("1")),
+        "set_purchase_outcome": lambda: repo.set_purchase_outcome("p1", "fraud_confirmed"),
+        "add_review": lambda: repo.add_review(Review("p1", "acc-1", "cleared", DAY, "e")),
         "add_offer": lambda: repo.add_offer(offer, [option]),
         "close_offer": lambda: repo.close_offer("off-p1", "declined"),
         "add_plan": lambda: repo.add_plan(_plan(), schedule),
