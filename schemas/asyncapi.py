@@ -72,6 +72,7 @@ CONSUMERS: dict[str, tuple[str, ...]] = {
         "card.payments.v1",
         "card.business-days.v1",
         "points.ledger.v1",
+        "fraud.reviews.v1",
     ),
     "points": ("purchases.recorded.v1", "card.accounts.v1", "installments.plans.v1"),
     "reminders": ("installments.plans.v1", "card.accounts.v1", "card.business-days.v1"),
@@ -149,7 +150,8 @@ reminders, collections) consume and emit, and who reads the results.
 that fired, so a replay re-emits the same ids); `type` is the event type and fixes the
 schema of `data`; `source` is the producer (`card-system`, `customer-channel` or a
 service name); `time` is RFC 3339 (written in UTC with `Z`); `schema_version` is
-{SCHEMA_VERSION}; `correlation_id` and `causation_id` are optional.
+{SCHEMA_VERSION} (consumers read 1 to {SCHEMA_VERSION}); `correlation_id` and
+`causation_id` are optional.
 
 **Keys.** The Kafka key is the account id, which equals the envelope `subject` (and
 `data.account_id` where the payload has one), so every account's events stay in order
@@ -161,13 +163,20 @@ minor-unit digits (`"1234.50"` in EUR, `"1500"` in JPY), next to a `currency` fi
 a JSON number is never accepted for money. Rates (`apr`, `monthly_fee_rate`) are
 decimal strings too.
 
-**Input is strict**: unknown fields and currencies are rejected; any string (or
-integer) that looks like a card number (a PAN: 13 to 19 digits, optionally grouped
-by single spaces or dashes, passing the Luhn check) is rejected wherever it appears;
-JSON nested deeper than {MAX_DEPTH} levels and messages above 64 KiB
-(`INSTALLMENTS_MAX_MESSAGE_BYTES`) are rejected. A refused message goes to
-`<topic>.dlq` unchanged, with headers saying who refused it, why, and where it came
-from; it never blocks its partition.
+**Tolerant reader.** Producers evolve by adding optional fields, so consumers ignore
+fields they do not know, in the envelope and anywhere in `data`: a message is never
+refused for an unknown field, and every schema here allows additional properties.
+The project's own producers write exactly the fields listed. Unknown fields still
+count: any string (or integer) that looks like a card number (a PAN: 13 to 19
+digits, optionally grouped by single spaces or dashes, passing the Luhn check) is
+rejected wherever it appears, unknown fields included, and messages above 64 KiB
+(`INSTALLMENTS_MAX_MESSAGE_BYTES`, measured on the raw bytes) are rejected with
+reason `too_large`. A `schema_version` higher than the consumer supports
+({SCHEMA_VERSION}) is refused with reason `unsupported_schema_version`. Fields the
+contract does list are strict: unknown currencies, money as a JSON number, wrong
+types are rejected, as is JSON nested deeper than {MAX_DEPTH} levels. A refused
+message goes to `<topic>.dlq` unchanged, with headers saying who refused it, why,
+and where it came from; it never blocks its partition.
 
 Topic names here are the contract names; a deployment may prefix every topic and
 consumer group (`INSTALLMENTS_TOPIC_PREFIX`, empty in production).

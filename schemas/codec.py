@@ -12,13 +12,22 @@ or raises :class:`InvalidEvent` with a short, human-readable ``reason`` (the DLQ
    rejected;
 4. the top level is a JSON object;
 5. nesting depth <= ``MAX_DEPTH``;
-6. PAN guard over every key and value (:mod:`schemas.guard`);
-7. envelope fields (``id``, ``type``, ``source``, ``time``, ``subject``, ``data`` present);
-8. the event type is known and allowed on this topic;
-9. the Kafka key equals ``subject`` (on ``card.business-days.v1`` both are
-   ``business-day``);
-10. the payload (and ``subject == data.account_id`` where the payload has one);
-11. ``schema_version == 1``.
+6. PAN guard over every key and value (:mod:`schemas.guard`), unknown fields included;
+7. ``schema_version`` not higher than this build reads (``SCHEMA_VERSION``), else the
+   reason starts with ``unsupported_schema_version``;
+8. envelope fields (``id``, ``type``, ``source``, ``time``, ``subject``, ``data`` present);
+9. the event type is known and allowed on this topic;
+10. the Kafka key equals ``subject`` (on ``card.business-days.v1`` both are
+    ``business-day``);
+11. the payload (and ``subject == data.account_id`` where the payload has one);
+12. ``schema_version`` is an integer >= 1.
+
+**Tolerant reader** (contract section 2): fields the models do not know, in the
+envelope and anywhere in ``data``, are ignored, never a reason to refuse a message;
+they have been measured (1) and scanned for card numbers (6) like any other.
+``decode(..., strict=True)`` rejects them instead (``unknown field (not in the
+contract)``): the project's tests read the events the project emits that way, so an
+emitted event never carries a field the contract does not have.
 
 Reasons look like ``data.amount: money must be a JSON string like "12.34", got a
 number``. They name fields, kinds and rules, never a string's value (so never a PAN,
@@ -47,7 +56,7 @@ from schemas.envelope import Envelope, payload_account_id
 from schemas.guard import field_path, inspect_message
 from schemas.payloads import Payload
 from schemas.registry import BUSINESS_DAY_KEY, ENVELOPES, EVENT_TYPES, TOPICS
-from schemas.types import JsonNumber, describe_kind
+from schemas.types import SCHEMA_VERSION, TOLERANT_READ, JsonNumber, describe_kind
 
 __all__ = [
     "InvalidEvent",
@@ -155,6 +164,8 @@ def _message(error: dict[str, Any]) -> str:
 
 
 def _reason(error: dict[str, Any]) -> str:
+    if error["type"] == "unsupported_schema_version":
+        return str(error["msg"])  # the DLQ reason starts with the code (contract section 2)
     path = field_path(tuple(error["loc"])) if error["loc"] else ""
     message = _message(error)
     if "field" in error.get("ctx", {}):  # model-level check naming a field inside the model
@@ -189,10 +200,10 @@ def _errors(exc: ValidationError) -> list[dict[str, Any]]:
 _HEADER_ENVELOPE = Envelope[Any]
 
 
-def _check_header(obj: dict[str, Any]) -> None:
+def _check_header(obj: dict[str, Any], context: Any) -> None:
     """Report envelope-field errors of a message whose payload cannot be validated."""
     try:
-        _HEADER_ENVELOPE.model_validate(obj)
+        _HEADER_ENVELOPE.model_validate(obj, context=context)
     except ValidationError as exc:
         header = [e for e in _errors(exc) if _is_header_error(e)]
         if header:
@@ -209,12 +220,19 @@ def _safe_type_name(value: str) -> str:
 
 
 def decode(
-    topic: str, key: bytes | None, value: bytes, *, max_bytes: int = MAX_BYTES
+    topic: str,
+    key: bytes | None,
+    value: bytes,
+    *,
+    max_bytes: int = MAX_BYTES,
+    strict: bool = False,
 ) -> Envelope[Any]:
     """Validate one Kafka record of ``topic`` and return its typed envelope.
 
     Raises :class:`InvalidEvent` (``.reason``) for any contract violation, in the order
     listed in the module docstring, and ``ValueError`` for a topic not in the registry.
+    Unknown fields are ignored (tolerant reader) unless ``strict`` (then rejected: for
+    checking what the project itself emits).
     """
     spec = TOPICS.get(topic)
     if spec is None:
@@ -244,16 +262,26 @@ def decode(
     if problem is not None:
         raise InvalidEvent(problem)
 
-    # 7-8. envelope and event type
+    # 7. a newer envelope version than this build reads: refused before anything else
+    # (its fields may mean something else), whatever its type and payload.
+    version = obj.get("schema_version")
+    if type(version) is int and version > SCHEMA_VERSION:
+        raise InvalidEvent(
+            f"unsupported_schema_version: {version} is higher than this build reads "
+            f"({SCHEMA_VERSION})"
+        )
+
+    # 8-9. envelope and event type
+    context = None if strict else TOLERANT_READ
     event_type = obj.get("type")
     envelope_cls = ENVELOPES.get(event_type) if type(event_type) is str else None
     if envelope_cls is None:
-        _check_header(obj)
+        _check_header(obj, context)
         raise InvalidEvent(f"unknown event type {_safe_type_name(event_type)}")  # type: ignore[arg-type]
 
     errors: list[dict[str, Any]] | None = None
     try:
-        env = envelope_cls.model_validate(obj)
+        env = envelope_cls.model_validate(obj, context=context)
     except ValidationError as exc:
         errors = _errors(exc)
         header = [e for e in errors if _is_header_error(e)]
@@ -263,7 +291,7 @@ def decode(
     if event_type not in spec.event_types:
         raise InvalidEvent(f"event type {event_type!r} is not allowed on topic {topic}")
 
-    # 9. key
+    # 10. key
     subject = obj["subject"]  # validated above: a non-empty string
     if key is None:
         raise InvalidEvent("the Kafka key is missing (it must equal the envelope subject)")
@@ -279,7 +307,7 @@ def decode(
     elif key_text != subject:
         raise InvalidEvent("the Kafka key does not equal the envelope subject")
 
-    # 10-11. payload, subject vs account_id, schema_version
+    # 11-12. payload, subject vs account_id, schema_version
     if errors is not None:
         errors.sort(key=_error_rank)
         raise InvalidEvent(_reason(errors[0]))

@@ -17,7 +17,8 @@ Fields, in wire order:
   written with ``Z``.
 - ``subject``: the account id (equals the Kafka key; ``business-day`` for
   ``business-day.closed``). When the payload has an ``account_id`` it must equal it.
-- ``schema_version``: the integer 1.
+- ``schema_version``: an integer from 1 to ``SCHEMA_VERSION`` (1); a higher one is
+  refused as ``unsupported_schema_version``.
 - ``correlation_id``, ``causation_id``: optional strings (omitted when absent).
 - ``data``: the payload.
 """
@@ -27,10 +28,17 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from schemas.types import SCHEMA_VERSION, Id, SchemaVersion, UtcDateTime
+from schemas.types import (
+    SCHEMA_VERSION,
+    ContractModel,
+    Id,
+    SchemaVersion,
+    UtcDateTime,
+    tolerant_json_schema,
+)
 
 __all__ = ["Envelope", "PayloadT", "EventId"]
 
@@ -69,10 +77,16 @@ def payload_account_id(data: Any) -> str | None:
     return fields.get("account_id") if fields is not None else None
 
 
-class Envelope(BaseModel, Generic[PayloadT]):
-    """One event: the envelope fields and the typed payload in ``data``."""
+class Envelope(ContractModel, Generic[PayloadT]):
+    """One event: the envelope fields and the typed payload in ``data``.
 
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+    Unknown envelope fields are ignored on a consumer's read and rejected otherwise
+    (:class:`schemas.types.ContractModel`).
+    """
+
+    model_config = ConfigDict(
+        strict=True, extra="forbid", frozen=True, json_schema_extra=tolerant_json_schema
+    )
 
     id: EventId
     type: EventType

@@ -2,8 +2,10 @@
 
 Field names are exactly the contract's. Rules common to every model here:
 
-- ``extra="forbid"``: an unknown field is rejected, on input events (card system,
-  customer channel) and on the events the project emits (we control both ends).
+- tolerant reader (contract section 2; :class:`schemas.types.ContractModel`): a
+  consumer's read (:func:`schemas.codec.decode`) ignores unknown fields at every level;
+  otherwise (``extra="forbid"``) an unknown field is rejected, so a payload built in
+  Python, i.e. every event the project emits, has exactly the contract's fields.
 - strict types: a JSON integer field takes only an integer (not ``"3"``, ``3.0`` or
   ``true``), a boolean only ``true``/``false``, a string only a string; enums are
   ``Literal[...]``; models are frozen (an event is a fact).
@@ -68,6 +70,7 @@ from schemas.money import (
     Total,
 )
 from schemas.types import (
+    ContractModel,
     Count,
     Date,
     Days,
@@ -83,6 +86,7 @@ from schemas.types import (
     StrictBool,
     Text,
     UtcDateTime,
+    tolerant_json_schema,
 )
 
 __all__ = [
@@ -155,17 +159,19 @@ __all__ = [
     "PromiseBroken",
 ]
 
-_CONFIG = ConfigDict(strict=True, extra="forbid", frozen=True)
+_CONFIG = ConfigDict(
+    strict=True, extra="forbid", frozen=True, json_schema_extra=tolerant_json_schema
+)
 
 
-class Payload(MoneyModel):
+class Payload(MoneyModel, ContractModel):
     """Base of every event payload (the envelope's ``data``)."""
 
     model_config = _CONFIG
     EVENT_TYPE: ClassVar[str] = ""
 
 
-class Part(MoneyModel):
+class Part(MoneyModel, ContractModel):
     """Base of nested objects inside a payload; money in them uses the payload's currency."""
 
     model_config = _CONFIG

@@ -17,6 +17,9 @@ lenient source:
   and Unix timestamps are rejected.
 - ``Digits4``: exactly four ASCII digits as a string (``mcc``, ``card_last4``).
 
+``ContractModel`` is the base of every model (envelope, payloads, nested parts): it
+implements the **tolerant reader** of contract section 2 (see its docstring).
+
 ``JsonNumber`` is the value :mod:`schemas.codec` puts where the JSON text had a
 number with a fraction or an exponent: it keeps the exact text and is *not* a ``str``,
 ``int`` or ``float``, so no field accepts it by accident and money validators can say
@@ -26,18 +29,24 @@ number with a fraction or an exponent: it keeps the exact text and is *not* a ``
 from __future__ import annotations
 
 import re
+import types
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
+    BaseModel,
     Field,
     PlainSerializer,
     PlainValidator,
     StrictInt,
+    ValidationInfo,
     WithJsonSchema,
+    model_validator,
 )
 from pydantic import StrictBool as StrictBool  # re-exported for the payloads
+from pydantic_core import PydanticCustomError
 
 from schemas.limits import (
     CATEGORY_MAX,
@@ -73,10 +82,61 @@ __all__ = [
     "StrictBool",
     "SchemaVersion",
     "SCHEMA_VERSION",
+    "ContractModel",
+    "TOLERANT_READ",
+    "TOLERANT_READER_NOTE",
+    "tolerant_json_schema",
 ]
 
-#: The only envelope ``schema_version`` this build reads and writes.
+#: The highest envelope ``schema_version`` this build reads (and the one it writes).
+#: A message with a higher version is refused: ``unsupported_schema_version``.
 SCHEMA_VERSION = 1
+
+# --- tolerant reader (contract section 2) -------------------------------------------
+
+#: The validation context of a consumer's read (:func:`schemas.codec.decode`): unknown
+#: fields are ignored. Without it (building a model in Python, ``decode(strict=True)``)
+#: an unknown field is an error.
+TOLERANT_READ: Mapping[str, Any] = types.MappingProxyType({"tolerant_reader": True})
+
+#: What every exported JSON Schema says about fields it does not list.
+TOLERANT_READER_NOTE = (
+    "Tolerant reader (contract section 2): consumers ignore fields not listed here, so "
+    "additional properties are allowed (they are still scanned for card numbers and "
+    "count toward the size limit); the project's own producers never write any."
+)
+
+
+def tolerant_json_schema(schema: dict[str, Any], cls: type[Any]) -> None:
+    """``json_schema_extra`` of every model: additional properties allowed, and said so."""
+    schema["additionalProperties"] = True
+    description = schema.get("description")
+    schema["description"] = (
+        f"{description}\n\n{TOLERANT_READER_NOTE}" if description else TOLERANT_READER_NOTE
+    )
+
+
+class ContractModel(BaseModel):
+    """Base of every contract model: strict by default, tolerant when reading.
+
+    Models keep ``extra="forbid"``: a model built in Python, or validated without a
+    context, rejects an unknown field, so the project never *emits* one (a misspelt
+    optional field is an error, not a silent default). Validated with the
+    :data:`TOLERANT_READ` context, as :func:`schemas.codec.decode` does for consumers,
+    unknown fields are dropped before validation, at every level (envelope, ``data``,
+    nested objects, list items): a producer that added an optional field is not
+    dead-lettered. The raw message, unknown fields included, has been size-checked
+    and scanned for card numbers before any model sees it.
+    """
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ignore_unknown_fields(cls, data: Any, info: ValidationInfo) -> Any:
+        if type(data) is dict and info.context is not None:
+            known = cls.model_fields
+            if not data.keys() <= known.keys() and info.context.get("tolerant_reader"):
+                return {name: value for name, value in data.items() if name in known}
+        return data
 
 
 class JsonNumber:
@@ -234,16 +294,31 @@ PositiveDays = Annotated[StrictInt, Field(ge=1, le=DAYS_MAX)]
 
 
 def _check_schema_version(value: int) -> int:
-    if value != SCHEMA_VERSION:
-        raise ValueError(f"unsupported version {value} (this build reads {SCHEMA_VERSION})")
+    if value < 1:
+        raise ValueError(f"must be an integer from 1 to {SCHEMA_VERSION}")
+    if value > SCHEMA_VERSION:
+        raise PydanticCustomError(
+            "unsupported_schema_version",
+            "unsupported_schema_version: {version} is higher than this build reads ({supported})",
+            {"version": value, "supported": SCHEMA_VERSION},
+        )
     return value
 
 
-#: ``schema_version``: the integer 1 (not ``true``, not ``"1"``, not ``1.0``).
+#: ``schema_version``: an integer from 1 to :data:`SCHEMA_VERSION` (not ``true``, not
+#: ``"1"``, not ``1.0``); a higher one is ``unsupported_schema_version``.
 SchemaVersion = Annotated[
     StrictInt,
     AfterValidator(_check_schema_version),
-    WithJsonSchema({"type": "integer", "const": SCHEMA_VERSION}),
+    WithJsonSchema(
+        {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": SCHEMA_VERSION,
+            "description": "The envelope version. A consumer refuses a version higher than "
+            "it supports (dead letter, reason `unsupported_schema_version`).",
+        }
+    ),
 ]
 
 # --- dates and times ----------------------------------------------------------------

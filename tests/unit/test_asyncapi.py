@@ -65,7 +65,18 @@ def test_document_header(doc: dict[str, Any]) -> None:
     assert doc["asyncapi"] == "3.0.0"
     info = doc["info"]
     assert info["title"] and info["version"]
-    for needed in ("envelope", "subject", "key", "Money", "PAN", "Luhn", ".dlq"):
+    for needed in (
+        "envelope",
+        "subject",
+        "key",
+        "Money",
+        "PAN",
+        "Luhn",
+        ".dlq",
+        "Tolerant reader",
+        "unsupported_schema_version",
+        "too_large",
+    ):
         assert needed in info["description"], needed
     assert doc["defaultContentType"] == "application/json"
     assert doc["servers"]["production"]["protocol"] == "kafka"
@@ -126,10 +137,12 @@ def test_message_payload_is_the_envelope(doc: dict[str, Any]) -> None:
         assert ENVELOPE_FIELDS <= set(payload["required"])
         assert set(payload["properties"]) == set(envelope.model_fields)
         assert payload["properties"]["type"]["const"] == event_type
-        assert payload["additionalProperties"] is False
+        # tolerant reader (contract section 2): consumers ignore unknown fields
+        assert payload["additionalProperties"] is True
         data = _resolve(doc, payload["properties"]["data"])
         assert data["title"] == EVENT_TYPES[event_type].__name__
-        assert data["additionalProperties"] is False
+        assert data["additionalProperties"] is True
+        assert "Tolerant reader" in data["description"]
 
 
 def test_every_ref_resolves_and_no_defs_are_left(doc: dict[str, Any]) -> None:

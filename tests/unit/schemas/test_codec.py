@@ -297,28 +297,8 @@ REJECTED: list[tuple[str, str, bytes | None, bytes, str]] = [
         PAN_REASON,
     ),
     ("pan-deep-in-list", TOPIC, KEY, raw(purchase(x=[{"y": [PAN]}])), "data.x[0].y[0]: the value"),
-    # shape and types
-    (
-        "unknown-data-field",
-        TOPIC,
-        KEY,
-        raw(purchase(colour="red")),
-        "data.colour: unknown field (not in the contract)",
-    ),
-    (
-        "unknown-nested-field",
-        TOPIC,
-        KEY,
-        raw(merchant(city="Paris")),
-        "data.merchant.city: unknown field",
-    ),
-    (
-        "unknown-envelope-field",
-        TOPIC,
-        KEY,
-        raw(envelope("purchase.posted", extra="x")),
-        "extra: unknown field",
-    ),
+    # shape and types (unknown fields are ignored: see STRICT_REJECTED and
+    # test_compatibility.py)
     (
         "int-as-string",
         "card.accounts.v1",
@@ -574,7 +554,21 @@ REJECTED: list[tuple[str, str, bytes | None, bytes, str]] = [
         TOPIC,
         KEY,
         raw(envelope("purchase.posted", schema_version=2)),
-        "schema_version: unsupported version 2 (this build reads 1)",
+        "unsupported_schema_version: 2 is higher than this build reads (1)",
+    ),
+    (
+        "schema-version-0",
+        TOPIC,
+        KEY,
+        raw(envelope("purchase.posted", schema_version=0)),
+        "schema_version: must be an integer from 1 to 1",
+    ),
+    (
+        "schema-version-negative",
+        TOPIC,
+        KEY,
+        raw(envelope("purchase.posted", schema_version=-1)),
+        "schema_version: must be an integer from 1 to 1",
     ),
     (
         "schema-version-bool",
@@ -602,6 +596,33 @@ def test_rejected(topic: str, key: bytes | None, value: bytes, expected: str) ->
         assert secret not in reason
 
 
+#: Refused only by ``decode(..., strict=True)`` (how the tests read what the project
+#: emits); a consumer's read ignores unknown fields (tolerant reader).
+STRICT_REJECTED = [
+    (
+        "unknown-data-field",
+        raw(purchase(colour="red")),
+        "data.colour: unknown field (not in the contract)",
+    ),
+    ("unknown-nested-field", raw(merchant(city="Paris")), "data.merchant.city: unknown field"),
+    (
+        "unknown-envelope-field",
+        raw(envelope("purchase.posted", extra="x")),
+        "extra: unknown field",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [pytest.param(*case[1:], id=case[0]) for case in STRICT_REJECTED]
+)
+def test_strict_decode_rejects_unknown_fields(value: bytes, expected: str) -> None:
+    with pytest.raises(InvalidEvent) as caught:
+        decode(TOPIC, KEY, value, strict=True)
+    assert expected in caught.value.reason
+    assert decode(TOPIC, KEY, value).type == "purchase.posted"  # the tolerant read
+
+
 def test_error_order_envelope_before_routing_before_payload() -> None:
     # A message with a bad payload, on the wrong topic, with the wrong key:
     message = envelope("payment.received", data={**PAYLOADS["payment.received"], "amount": 5})
@@ -615,9 +636,13 @@ def test_error_order_envelope_before_routing_before_payload() -> None:
     message["time"] = "yesterday"
     with pytest.raises(InvalidEvent, match="^time: "):
         decode(TOPIC, b"other", raw(message))
-    # and the payload is reported before schema_version
-    message = purchase(amount="1.001")
+    # an unsupported (higher) schema_version wins over the envelope, routing and payload
     message["schema_version"] = 2
+    with pytest.raises(InvalidEvent, match="^unsupported_schema_version: 2 "):
+        decode(TOPIC, b"other", raw(message))
+    # but the payload is reported before an invalid (0) schema_version
+    message = purchase(amount="1.001")
+    message["schema_version"] = 0
     with pytest.raises(InvalidEvent, match="^data.amount: "):
         decode(TOPIC, KEY, raw(message))
 

@@ -32,5 +32,8 @@ def test_schema_documents_the_envelope_and_payload() -> None:
     assert schema["properties"]["type"]["const"] == "purchase.posted"
     assert schema["properties"]["time"]["format"] == "date-time"
     payload = schema["$defs"]["PurchasePosted"]
-    assert payload["additionalProperties"] is False
+    # tolerant reader (contract section 2): unknown fields allowed, and said so
+    assert payload["additionalProperties"] is True
+    assert schema["additionalProperties"] is True
+    assert "Tolerant reader" in payload["description"]
     assert payload["properties"]["amount"]["type"] == "string"
