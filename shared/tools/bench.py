@@ -716,7 +716,8 @@ def markdown(r: dict[str, Any]) -> str:
             "",
             "`purchases-rejects`: the purchases input with 1 % of its records refunds of"
             " purchases never recorded, each rejected by the handler and dead-lettered (the"
-            " runtime splits the batch at a rejected record instead of replaying it).",
+            " runtime dead-letters a rejection that changed nothing inside the batch's"
+            " transaction; before issue #11 each one replayed the batch record by record).",
         ]
     if r.get("latency"):
         lines += [
