@@ -37,6 +37,7 @@ from kafka.admin import ACL, ACLOperation, ACLPermissionType, ResourcePattern, R
 
 from schemas import TOPICS, dlq_topic
 from schemas.asyncapi import CONSUMERS, SERVICES
+from shared import registry
 from shared.localstack.broker import (
     THROWAWAY_JVM,
     kafka_answers,
@@ -133,7 +134,8 @@ def service_grants(service: str, topic_prefix: str = "") -> list[Grant]:
     consumes = CONSUMERS[service]
     emits = [name for name, spec in TOPICS.items() if spec.producer == service]
     grants = [Grant("Read", "Topic", topic_prefix + t) for t in consumes]
-    grants.append(Grant("Read", "Group", f"{topic_prefix}installments-{service}"))
+    group = registry.group_name(Settings(topic_prefix=topic_prefix), service)
+    grants.append(Grant("Read", "Group", group))
     grants += [Grant("Write", "Topic", topic_prefix + t) for t in emits]
     grants += [Grant("Write", "Topic", topic_prefix + dlq_topic(t)) for t in consumes]
     grants.append(Grant("IdempotentWrite", "Cluster", "kafka-cluster"))
