@@ -27,6 +27,7 @@ DAYS = "card.business-days.v1"
 POINTS = "points.ledger.v1"
 OFFERS = "installments.offers.v1"
 PLANS = "installments.plans.v1"
+FRAUD = "fraud.reviews.v1"
 
 
 def purchase_recorded(account_id: str, amount: str = "1200.00", **kw: Any) -> dict[str, Any]:
@@ -75,6 +76,31 @@ def points_redeemed(
         },
         source="points",
     )
+
+
+def review_closed(
+    account_id: str, purchase_id: str, outcome: str = "cleared", closed_on: str = "2026-03-10"
+) -> dict[str, Any]:
+    """purchase.review-closed as the fraud team writes it (fraud.reviews.v1)."""
+    return envelope(
+        "purchase.review-closed",
+        account_id,
+        {
+            "purchase_id": purchase_id,
+            "account_id": account_id,
+            "outcome": outcome,
+            "closed_on": closed_on,
+        },
+        time_=f"{closed_on}T16:00:00Z",
+        source="fraud-team",
+    )
+
+
+def pre_approval(
+    limit: str = "5000.00", valid_to: str = "2026-02-28", fee_discount: str = "0.20"
+) -> dict[str, Any]:
+    """account.upserted's pre_approval (second release)."""
+    return {"limit": limit, "valid_to": valid_to, "fee_discount": fee_discount}
 
 
 def auto_convert(threshold: str = "1000.00", tenor: int = 6) -> dict[str, Any]:
