@@ -30,7 +30,8 @@ from schemas.envelope import Envelope
 from schemas.money import MINOR_UNITS, MoneyModel
 from schemas.registry import ENVELOPES
 from schemas.types import DerivedId, Id, ReminderId, ShortText, Text
-from shared.runtime.db import ID_COLUMN, runtime_metadata
+from shared.runtime.db import ID_COLUMN
+from shared.runtime.store import runtime_metadata
 from tests.builders.examples import ACCOUNT, PAYLOADS, envelope, raw
 
 # --- the payload fields, walked ------------------------------------------------------
@@ -128,6 +129,12 @@ STORED_AS = {
     "bonus_points": "points",
     "bonus_reversed": "points",
     "monthly_fee_rate": "apr",  # a Rate, stored as its text
+    # second release
+    "pre_approval_fee_discount": "apr",  # a Share (a Rate below 1), stored as its text
+    "points_restored": "points",
+    "requested": "points_to_restore",  # points.restorations
+    "restored": "points",
+    "cause_key": "refund_id",  # "cancelled" or "adjusted:<refund_id>" (+9 characters)
 }
 
 #: String columns the services fill themselves (states, reasons, bookkeeping): no field.
