@@ -230,18 +230,11 @@ def add_columns(table: Table, *names: str) -> Callable[[Connection], None]:
     def _apply(conn: Connection) -> None:
         name = qualified_table(conn, table.name)
         if conn.dialect.name == "postgresql":
-            present = {
-                row[0]
-                for row in conn.execute(
-                    text(
-                        "SELECT column_name FROM information_schema.columns"
-                        " WHERE table_schema = current_schema() AND table_name = :t"
-                    ),
-                    {"t": table.name},
-                )
-            }
-        else:
-            present = {row[1] for row in conn.execute(text(f"PRAGMA table_info({name})"))}
+            for column in names:
+                spec = CreateColumn(table.c[column]).compile(dialect=conn.dialect)
+                conn.execute(text(f"ALTER TABLE {name} ADD COLUMN IF NOT EXISTS {spec}"))
+            return
+        present = {row[1] for row in conn.execute(text(f"PRAGMA table_info({name})"))}
         for column in names:
             if column not in present:
                 spec = CreateColumn(table.c[column]).compile(dialect=conn.dialect)
