@@ -366,4 +366,4 @@ def test_backlog_after_an_outage_then_a_restart_with_replay(settings):
             reminders_out.settle(0.5)
         finally:
             idle.close()
-    assert [e.data.days_before_due for e in reminders_out.events()] == [3, 1]
+    assert [e.data.days_before_due for e in reminders_out.events()] == [2, 1]
