@@ -28,8 +28,8 @@ from shared.ops.report import build_report, render_report
 from shared.registry import SERVICE_NAMES
 from shared.runtime import Service, run_service
 from shared.runtime.db import make_engine
-from shared.runtime.db import migrate as apply_migrations
 from shared.runtime.settings import Settings
+from shared.runtime.store import migrate as apply_migrations
 from shared.runtime.topics import ensure_topics
 from shared.tools.bench import run_bench, with_reject_workloads
 from shared.tools.chaos import run_fault_suite

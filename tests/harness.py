@@ -18,8 +18,8 @@ from sqlalchemy import delete
 
 from schemas import Envelope, decode
 from shared.runtime import Runner, Service
-from shared.runtime.db import migrate, outbox
 from shared.runtime.settings import Settings
+from shared.runtime.store import migrate, outbox
 
 
 @dataclass

@@ -21,14 +21,7 @@
 from sqlalchemy import Boolean, Column, Date, Integer, MetaData, String, Table, false, text
 from sqlalchemy.engine import Connection
 
-from shared.runtime.db import (
-    ID_COLUMN,
-    BigId,
-    Migration,
-    Money,
-    create_tables,
-    qualified_table,
-)
+from shared.runtime.db import ID_COLUMN, BigId, Migration, Money, create_tables, qualified_table
 
 metadata = MetaData()
 

@@ -14,8 +14,9 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.exc import NoSuchTableError, ProgrammingError
 
 from shared import registry
-from shared.runtime.db import consumer_offsets, service_database_url
+from shared.runtime.db import service_database_url
 from shared.runtime.settings import Settings
+from shared.runtime.store import consumer_offsets
 from shared.runtime.topics import committed_offsets
 
 

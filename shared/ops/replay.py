@@ -17,8 +17,9 @@ from kafka.structs import OffsetAndMetadata
 from sqlalchemy import and_, select, update
 
 from shared import registry
-from shared.runtime.db import consumer_offsets, make_engine, utcnow
+from shared.runtime.db import make_engine, utcnow
 from shared.runtime.settings import Settings
+from shared.runtime.store import consumer_offsets
 
 
 def group_members(settings: Settings, group: str) -> int:

@@ -19,11 +19,9 @@ from sqlalchemy.orm import Session
 
 from schemas import Envelope, encode, new_event, topic_for
 from schemas.registry import consumer_group
-from shared.runtime.db import (
-    Migration,
-    stored_offsets,
-)
+from shared.runtime.db import Migration
 from shared.runtime.settings import Settings
+from shared.runtime.store import stored_offsets
 
 
 class RunnerView(Protocol):

@@ -14,11 +14,9 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from sqlalchemy import Engine
 
 from shared.runtime.api import Service
-from shared.runtime.db import (
-    load_offsets,
-    make_engine,
-)
+from shared.runtime.db import make_engine
 from shared.runtime.settings import Settings
+from shared.runtime.store import load_offsets
 
 log = structlog.get_logger("runtime")
 

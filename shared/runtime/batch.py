@@ -20,15 +20,7 @@ from schemas import InvalidEvent, decode, dlq_topic
 from shared.runtime import faults, metrics
 from shared.runtime.api import Context, Defer, NotLoaded, Reject
 from shared.runtime.base import RunnerBase
-from shared.runtime.db import (
-    advance_offsets,
-    among,
-    bulk_insert,
-    consumer_offsets,
-    inbox,
-    outbox,
-    utcnow,
-)
+from shared.runtime.db import among, bulk_insert, utcnow
 from shared.runtime.logging import redact_text
 from shared.runtime.records import (
     DEAD_LETTER_OVERHEAD,
@@ -43,6 +35,7 @@ from shared.runtime.records import (
     is_transient,
     storage_reason,
 )
+from shared.runtime.store import advance_offsets, consumer_offsets, inbox, outbox
 
 log = structlog.get_logger("runtime")
 

@@ -17,10 +17,8 @@ from sqlalchemy import delete, select
 
 from shared.runtime import faults, metrics
 from shared.runtime.base import RunnerBase
-from shared.runtime.db import (
-    outbox,
-)
 from shared.runtime.records import is_transient
+from shared.runtime.store import outbox
 
 log = structlog.get_logger("runtime")
 

@@ -13,8 +13,8 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 from sqlalchemy import func, select, text
 
-from shared.runtime.db import outbox
 from shared.runtime.http import Response, alive, serve_routes
+from shared.runtime.store import outbox
 
 EVENTS = Counter(
     "installments_events_total",

@@ -13,12 +13,9 @@ from kafka import TopicPartition
 
 from shared.runtime import metrics
 from shared.runtime.batch import BatchProcessing
-from shared.runtime.db import (
-    load_poison_marks,
-    note_poison_mark,
-    utcnow,
-)
+from shared.runtime.db import utcnow
 from shared.runtime.records import BatchResult
+from shared.runtime.store import load_poison_marks, note_poison_mark
 
 log = structlog.get_logger("runtime")
 

@@ -60,14 +60,12 @@ from shared.runtime import (
     metrics,
 )
 from shared.runtime.api import Service
-from shared.runtime.db import (
-    migrate,
-)
 from shared.runtime.kafka_io import KafkaIO, _Rebalance
 from shared.runtime.logging import configure_logging
 from shared.runtime.poison import PoisonWatch
 from shared.runtime.records import BatchResult, Fenced, is_transient
 from shared.runtime.settings import Settings
+from shared.runtime.store import migrate
 
 log = structlog.get_logger("runtime")
 

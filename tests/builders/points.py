@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from schemas import Envelope
 from services.points.tables import ledger
-from shared.runtime.db import consumer_offsets
+from shared.runtime.store import consumer_offsets
 from tests.builders import messages as f
 from tests.harness import Harness
 from tests.support import envelope

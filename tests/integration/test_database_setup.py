@@ -7,8 +7,9 @@ import threading
 import pytest
 from sqlalchemy import create_engine
 
-from shared.runtime.db import make_engine, migrate
+from shared.runtime.db import make_engine
 from shared.runtime.settings import Settings
+from shared.runtime.store import migrate
 
 pytestmark = pytest.mark.integration
 STARTERS = 8

@@ -27,7 +27,7 @@ from schemas import limits
 from schemas.money import _MoneyMarker
 from schemas.registry import ENVELOPES, topic_for
 from schemas.types import _check_id, _check_text
-from shared.runtime.db import inbox
+from shared.runtime.store import inbox
 from tests.harness import Harness
 
 pytestmark = pytest.mark.integration

@@ -10,8 +10,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import Integer, MetaData, insert, inspect, text
 
-from shared.runtime.db import Migration, create_tables, make_engine, migrate
+from shared.runtime.db import Migration, create_tables, make_engine
 from shared.runtime.settings import Settings
+from shared.runtime.store import migrate
 
 pytestmark = pytest.mark.integration
 

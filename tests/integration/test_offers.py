@@ -13,7 +13,8 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.partitioner.default import murmur2
 from sqlalchemy import create_engine, text
 
-from shared.runtime.db import make_engine, stored_offsets
+from shared.runtime.db import make_engine
+from shared.runtime.store import stored_offsets
 from tests.builders import messages as f
 from tests.builders.offers import (
     ACCOUNTS,

@@ -18,7 +18,8 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import DBAPIError
 
 from services.points.tables import accounts, ledger, purchases
-from shared.runtime.db import consumer_offsets, inbox, make_engine
+from shared.runtime.db import make_engine
+from shared.runtime.store import consumer_offsets, inbox
 from tests.builders import messages as f
 from tests.builders.points import plan_cancelled, plan_created, recorded, refund_recorded
 from tests.builders.points_batches import compare_batch_with_one_by_one, counting_service

@@ -20,8 +20,9 @@ from kafka import TopicPartition
 from sqlalchemy import Column, MetaData, String, Table, insert, select
 
 from shared.runtime import Context, Service
-from shared.runtime.db import Migration, create_tables, load_offsets
+from shared.runtime.db import Migration, create_tables
 from shared.runtime.records import BatchResult
+from shared.runtime.store import load_offsets
 from tests.builders import messages as f
 from tests.harness import Harness
 

@@ -10,7 +10,8 @@ import pytest
 from kafka import TopicPartition
 
 from shared.runtime import Fenced
-from shared.runtime.db import advance_offsets, load_offsets, utcnow
+from shared.runtime.db import utcnow
+from shared.runtime.store import advance_offsets, load_offsets
 from tests.builders import messages as f
 from tests.builders.services import PURCHASES as SERVICE
 from tests.harness import Harness

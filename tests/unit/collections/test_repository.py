@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from services.collections.handlers import HANDLERS, PRELOAD
 from services.collections.repository import Case, CollectionsRepository, NotLoaded, Position
 from services.collections.tables import MIGRATIONS
-from shared.runtime.db import migrate
+from shared.runtime.store import migrate
 
 READS = {"position", "current_case", "levels_raised", "case_exists", "has_plan",
          "open_installments", "active_plans", "unpaid_seqs"}  # fmt: skip

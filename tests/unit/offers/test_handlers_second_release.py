@@ -10,7 +10,7 @@ from decimal import Decimal as D
 from sqlalchemy import create_engine, delete, insert, select, text
 
 from services.offers.tables import MIGRATIONS, plans, waivers
-from shared.runtime.db import migrate, schema_migrations
+from shared.runtime.store import migrate, schema_migrations
 from tests.builders import messages as f
 from tests.builders.offers import (
     ACCOUNTS,

@@ -27,7 +27,7 @@ from services.offers.repository import (
     Review,
 )
 from services.offers.tables import MIGRATIONS
-from shared.runtime.db import migrate
+from shared.runtime.store import migrate
 
 READS = {
     "account", "position", "plan", "plan_count", "account_currency", "open_installments",

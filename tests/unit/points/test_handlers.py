@@ -667,7 +667,7 @@ def test_duplicates_emit_nothing_twice(p):
 
 def test_replay_with_a_wiped_inbox_emits_nothing(p):
     """Business dedupe alone (purchase_id, refunded_total, plan_id) holds on a replay."""
-    from shared.runtime.db import consumer_offsets, inbox
+    from shared.runtime.store import consumer_offsets, inbox
 
     acc = account_id()
     buy = recorded(acc, "300.00")
@@ -708,7 +708,7 @@ def test_migration_3_indexes_plans_by_purchase_on_an_older_database(p):
     from sqlalchemy import inspect, text
 
     from services.points.tables import MIGRATIONS, PLANS_BY_PURCHASE
-    from shared.runtime.db import migrate, schema_migrations
+    from shared.runtime.store import migrate, schema_migrations
 
     engine = p.h.runner.engine
 

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from services.points.handlers import HANDLERS, PRELOAD
 from services.points.repository import NotLoaded, Plan, PointsRepository, Purchase
 from services.points.tables import MIGRATIONS
-from shared.runtime.db import migrate
+from shared.runtime.store import migrate
 
 READS = {"account", "balance", "purchase", "plan", "bonus_plan", "restoration",
          "restored_total"}  # fmt: skip

@@ -18,7 +18,7 @@ from services.purchases.domain import RecordedPurchase
 from services.purchases.handlers import HANDLERS, PRELOAD
 from services.purchases.repository import NotLoaded, PurchasesRepository
 from services.purchases.tables import MIGRATIONS
-from shared.runtime.db import migrate
+from shared.runtime.store import migrate
 
 READS = {"purchase", "has_refund", "card_times", "amount_history", "merchant_seen"}
 MUTATES = {"add_purchase", "add_refund", "remember_screening"}

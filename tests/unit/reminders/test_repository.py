@@ -21,7 +21,7 @@ from services.reminders.repository import (
     RemindersRepository,
 )
 from services.reminders.tables import MIGRATIONS
-from shared.runtime.db import migrate
+from shared.runtime.store import migrate
 
 READS = {"account", "installment", "handled_offsets", "plan_closed", "business_clock",
          "has_business_day", "adjusted_schedule"}  # fmt: skip

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
-from shared.runtime.db import outbox
+from shared.runtime.store import outbox
 from tests.builders import messages as f
 from tests.builders.services import PURCHASES as SERVICE
 from tests.harness import Harness
