@@ -42,10 +42,13 @@ def purchase(
     merchant: dict[str, Any] = {"merchant_id": merchant_id, "name": "Electro World", "mcc": mcc}
     if category:
         merchant["category"] = category
+    purchase_id = purchase_id or new_id("pur")
     data: dict[str, Any] = {
-        "purchase_id": purchase_id or new_id("pur"),
+        "purchase_id": purchase_id,
         "account_id": account_id,
-        "card_token": "tok_abc123",
+        # A card of its own per purchase by default: five default purchases on one card
+        # within ten minutes would be flagged `velocity` (screening, contract 5.1).
+        "card_token": f"tok_{purchase_id}",
         "card_last4": "4242",
         "amount": amount,
         "currency": "USD",

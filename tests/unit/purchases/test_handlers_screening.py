@@ -24,6 +24,14 @@ from tests.builders import messages as f
 from tests.builders.services import PURCHASES as SERVICE
 from tests.harness import Harness
 
+#: This module's purchases share one card unless they name another (the builder gives
+#: each purchase a card of its own by default).
+CARD = "tok_abc123"
+
+
+def purchase(*args: Any, card_token: str = CARD, **kw: Any) -> dict[str, Any]:
+    return f.purchase(*args, card_token=card_token, **kw)
+
 IN = "card.purchases.v1"
 T0 = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
 
@@ -78,8 +86,8 @@ def test_one_purchase_per_batch_gives_the_same_flags_as_one_batch(h, tmp_path):
 
 def test_eleven_minutes_apart_is_outside_the_window(h):
     burst = f.card_burst("acc-1", 4, every_s=60)
-    late = f.purchase("acc-1", "25.00", posted_at=at(3 + 10 + 0.02))  # 10:13:01: 10:03 is out
-    on_edge = f.purchase("acc-1", "25.00", posted_at=at(3 + 10))
+    late = purchase("acc-1", "25.00", posted_at=at(3 + 10 + 0.02))  # 10:13:01: 10:03 is out
+    on_edge = purchase("acc-1", "25.00", posted_at=at(3 + 10))
     assert flags_by_purchase(h.feed(IN, *burst, late))[late["data"]["purchase_id"]] == []
     # 10:13:00, recorded after 10:13:01: it sees 10:03 (exactly 10 minutes) but not 10:13:01
     # (posted after it): 2 of 5, clean.
@@ -88,12 +96,12 @@ def test_eleven_minutes_apart_is_outside_the_window(h):
 
 def test_other_cards_and_other_accounts_do_not_count(h):
     mine = f.card_burst("acc-1", 4, every_s=10)
-    other_card = f.purchase("acc-1", posted_at=at(1), card_token="tok_other")
+    other_card = purchase("acc-1", posted_at=at(1), card_token="tok_other")
     other_account_same_token = f.card_burst("acc-2", 4, every_s=10)
-    fifth = f.purchase("acc-1", "25.00", posted_at=at(2), card_token="tok_other")
+    fifth = purchase("acc-1", "25.00", posted_at=at(2), card_token="tok_other")
     out = flags_by_purchase(h.feed(IN, *mine, other_card, *other_account_same_token, fifth))
     assert all(flags == [] for flags in out.values())
-    then = f.purchase("acc-1", "25.00", posted_at=at(2))  # 5th on tok_abc123 of acc-1
+    then = purchase("acc-1", "25.00", posted_at=at(2))  # 5th on tok_abc123 of acc-1
     assert flags_by_purchase(h.feed(IN, then))[then["data"]["purchase_id"]] == ["velocity"]
 
 
@@ -101,12 +109,12 @@ def test_a_redelivered_or_repeated_purchase_is_not_counted_twice(h):
     burst = f.card_burst("acc-1", 4, every_s=60)
     h.feed(IN, *burst)
     again = burst[3]
-    same_purchase_new_event = f.purchase(
+    same_purchase_new_event = purchase(
         "acc-1", "25.00", purchase_id=again["data"]["purchase_id"], posted_at=at(3)
     )
     assert h.feed(IN, again, same_purchase_new_event) == []
-    fifth = f.purchase("acc-1", "25.00", posted_at=at(4))
-    sixth = f.purchase("acc-1", "25.00", posted_at=at(5))
+    fifth = purchase("acc-1", "25.00", posted_at=at(4))
+    sixth = purchase("acc-1", "25.00", posted_at=at(5))
     out = flags_by_purchase(h.feed(IN, fifth, sixth))
     assert out == {
         fifth["data"]["purchase_id"]: ["velocity"],
@@ -116,19 +124,19 @@ def test_a_redelivered_or_repeated_purchase_is_not_counted_twice(h):
 
 def test_a_dead_lettered_purchase_never_counts(h):
     burst = f.card_burst("acc-1", 3, every_s=60)
-    too_old = f.purchase("acc-1", "25.00", posted_at="1999-12-31T23:59:59Z")  # date out of range
-    conflicting = f.purchase("acc-1", "99.00", purchase_id=burst[0]["data"]["purchase_id"])
-    fourth = f.purchase("acc-1", "25.00", posted_at=at(3))
+    too_old = purchase("acc-1", "25.00", posted_at="1999-12-31T23:59:59Z")  # date out of range
+    conflicting = purchase("acc-1", "99.00", purchase_id=burst[0]["data"]["purchase_id"])
+    fourth = purchase("acc-1", "25.00", posted_at=at(3))
     out = h.feed(IN, *burst, too_old, conflicting, fourth)
     assert sorted(e.topic for e in out if e.event is None) == [IN + ".dlq"] * 2
     assert all(flags == [] for flags in flags_by_purchase(out).values())
-    fifth = f.purchase("acc-1", "25.00", posted_at=at(4))
+    fifth = purchase("acc-1", "25.00", posted_at=at(4))
     assert flags_by_purchase(h.feed(IN, fifth)) == {fifth["data"]["purchase_id"]: ["velocity"]}
 
 
 def test_amount_spike_against_the_median_of_recorded_purchases(h):
     def buy(amount: str, hours: int) -> list[str]:
-        p = f.purchase("acc-1", amount, posted_at=at(hours * 60))
+        p = purchase("acc-1", amount, posted_at=at(hours * 60))
         return flags_by_purchase(h.feed(IN, p))[p["data"]["purchase_id"]]
 
     assert [buy(a, i) for i, a in enumerate(["400.00", "600.00", "700.00", "650.00"])] == [[]] * 4
@@ -142,8 +150,8 @@ def test_amount_spike_against_the_median_of_recorded_purchases(h):
 
 
 def test_amount_spike_flagged_event(h):
-    h.feed(IN, *[f.purchase("acc-1", "100.00", posted_at=at(i * 60)) for i in range(5)])
-    spike = f.purchase("acc-1", "5000.00", posted_at=at(600))
+    h.feed(IN, *[purchase("acc-1", "100.00", posted_at=at(i * 60)) for i in range(5)])
+    spike = purchase("acc-1", "5000.00", posted_at=at(600))
     out = h.feed(IN, spike)
     assert [e.event.type for e in out] == ["purchase.recorded", "purchase.flagged"]
     assert out[0].event.data.risk_flags == out[1].event.data.flags == ["amount_spike"]
@@ -151,7 +159,7 @@ def test_amount_spike_flagged_event(h):
 
 def test_cnp_new_merchant_by_channel_amount_and_merchant_history(h):
     def buy(amount, channel, merchant, minutes):
-        p = f.purchase(
+        p = purchase(
             "acc-1", amount, channel=channel, merchant_id=merchant, posted_at=at(minutes)
         )
         return flags_by_purchase(h.feed(IN, p))[p["data"]["purchase_id"]]
@@ -166,13 +174,13 @@ def test_cnp_new_merchant_by_channel_amount_and_merchant_history(h):
 
 def test_all_three_flags_in_contract_order(h):
     h.feed(IN, *f.card_burst("acc-1", 5, every_s=1, amount="100.00"))
-    p = f.purchase("acc-1", "20000.00", channel="ecommerce", merchant_id="m-new", posted_at=at(0.1))
+    p = purchase("acc-1", "20000.00", channel="ecommerce", merchant_id="m-new", posted_at=at(0.1))
     out = h.feed(IN, p)
     assert out[1].event.data.flags == ["velocity", "amount_spike", "cnp_new_merchant"]
 
 
 def test_a_clean_purchase_has_empty_risk_flags_on_the_wire(h):
-    [e] = h.feed(IN, f.purchase("acc-1"))
+    [e] = h.feed(IN, purchase("acc-1"))
     assert e.event.data.risk_flags == [] and b'"risk_flags":[]' in e.value
 
 
@@ -183,7 +191,7 @@ def test_policy_file_changes_the_numbers(tmp_path):
     h = Harness(service, tmp_path)
     try:
         burst = f.card_burst("acc-1", 3, every_s=60)  # 2nd is 60 s after the 1st: in
-        slow = f.purchase("acc-1", "25.00", posted_at=at(3.02))
+        slow = purchase("acc-1", "25.00", posted_at=at(3.02))
         assert list(flags_by_purchase(h.feed(IN, *burst, slow)).values()) == [
             [],
             ["velocity"],
@@ -222,7 +230,7 @@ def messages(specs) -> list[dict[str, Any]]:
     for spec in specs:
         acc, token, minute, amount, channel, merchant = per_account[spec[0]].pop(0)
         out.append(
-            f.purchase(
+            purchase(
                 acc,
                 amount,
                 card_token=token,
