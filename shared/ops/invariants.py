@@ -524,7 +524,7 @@ def check_fraud_holds(rep: Report, ev: dict[str, list[Any]]) -> None:
         rep.check(f"no {what} for a confirmed-fraud purchase", not fraud, f"{pid}: {what}")
         if flags.get(pid) and not fraud:
             rep.check(
-                f"flagged purchase gets a {what} only once cleared",
+                f"flagged purchase's {what} only once cleared",
                 review is not None,
                 f"{pid} flagged {flags[pid]}, {what} with its review still open",
             )

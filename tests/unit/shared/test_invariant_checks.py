@@ -275,11 +275,11 @@ def test_flagged_purchases_wait_for_the_fraud_team():
     ]
     # auto-converted (or offered) while the review is still open
     assert bad(plans=[plan_created("b", "pur-2", lines, auto_converted=True)]) == [
-        "flagged purchase gets a auto-conversion only once cleared: pur-2 flagged"
+        "flagged purchase's auto-conversion only once cleared: pur-2 flagged"
         " ['amount_spike'], auto-conversion with its review still open"
     ]
     assert bad(offers=[offer_made("pur-2")])[0].startswith(
-        "flagged purchase gets a offer only once cleared: pur-2"
+        "flagged purchase's offer only once cleared: pur-2"
     )
     # cleared, but the plan counts from the posting date (2 March), not closed_on
     cleared = review_closed("pur-2", "cleared", closed_on)
