@@ -1024,34 +1024,8 @@ def delinquency(installments: list[InstallmentState], business_date: date) -> De
 # dead-lettered, and an implausible jump of business date is held the same way. These
 # rules only decide; the handlers raise ``Reject`` with the reason they return.
 
-#: The record header an operator's re-drive adds to confirm a held jump of business date
-#: (``installments dlq redrive --confirm business_date_jump``), and its value.
-CONFIRM_HEADER = "installments.confirm"
-CONFIRM_BUSINESS_DATE_JUMP = "business_date_jump"
-
-
-def business_date_jump(day: date, last: date | None, max_jump_days: int) -> str | None:
-    """Why closing business date `day` is implausible after `last` (the newest date closed
-    so far), as a reason starting with ``business_date_jump``; None when it is plausible.
-
-    Implausible: `day` before `last`, or more than `max_jump_days` after it. The first
-    business day a service ever sees (`last` None) has nothing to compare with and is
-    accepted: a new deployment starts at whatever date the card system is at. The same
-    date again is not a jump (the caller treats it as already closed)."""
-    if last is None or day == last:
-        return None
-    if day < last:
-        return (
-            f"{CONFIRM_BUSINESS_DATE_JUMP}: {day.isoformat()} is before the last closed"
-            f" business date {last.isoformat()}"
-        )
-    gap = (day - last).days
-    if gap > max_jump_days:
-        return (
-            f"{CONFIRM_BUSINESS_DATE_JUMP}: {day.isoformat()} is {gap} days after the last"
-            f" closed business date {last.isoformat()} (more than {max_jump_days})"
-        )
-    return None
+# The rule and its confirmation header are the contract's, written once in
+# schemas.business_days (offers, reminders and the re-drive tool share them).
 
 
 @dataclass(frozen=True)

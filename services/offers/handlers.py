@@ -19,8 +19,9 @@ Conventions:
   decided at end of day (the contract's "checked at end of day"), so an acceptance is
   rejected as ``expired`` once the end of day of ``expires_on`` has closed (an offer is
   acceptable until then: at most 30 days after the posting date). Those dates are checked
-  first (``domain.check_event_date``, ``domain.business_date_jump``): an implausible one is
-  dead-lettered (``date_out_of_range``) or held (``business_date_jump``), never applied.
+  first (``domain.check_event_date``, ``business_date_jump`` of schemas.business_days): an
+  implausible one is dead-lettered (``date_out_of_range``) or held (``business_date_jump``),
+  never applied.
 - Money is Decimal throughout; digits come from the currency (``MINOR_UNITS``).
 """
 
@@ -32,6 +33,7 @@ from datetime import date
 from decimal import ROUND_DOWN, Decimal
 
 from schemas import MINOR_UNITS, Envelope
+from schemas.business_days import CONFIRM_BUSINESS_DATE_JUMP, CONFIRM_HEADER, business_date_jump
 from schemas.payloads import (
     AccountDelinquency,
     AccountUpserted,
@@ -106,8 +108,8 @@ def _check_event_date(ctx: Context, field: str, on: date) -> None:
 
 def _jump_confirmed(ctx: Context) -> bool:
     """The record carries an operator's confirmation of a held business date jump."""
-    value = ctx.headers.get(domain.CONFIRM_HEADER)
-    return value == domain.CONFIRM_BUSINESS_DATE_JUMP.encode()
+    value = ctx.headers.get(CONFIRM_HEADER)
+    return value == CONFIRM_BUSINESS_DATE_JUMP.encode()
 
 
 # ---------------------------------------------------------------- shared reactions
@@ -861,7 +863,7 @@ def close_business_day(ctx: Context, event: Envelope) -> None:
        (and the account is flagged overdue as of D), or ``days_past_due: 0`` when it was
        flagged and is no longer overdue (cured by a refund or by its credit).
     A date already closed is ignored (idempotent). An implausible date is held
-    (``domain.business_date_jump``): one before the latest closed date, or more than
+    (``schemas.business_days.business_date_jump``): one before the latest closed date, or more than
     ``policy.max_business_day_jump_days`` (7) after it, is dead-lettered with reason
     ``business_date_jump: ...`` and changes nothing. An operator who confirms it re-drives
     it with the header ``installments.confirm: business_date_jump``
@@ -878,7 +880,7 @@ def close_business_day(ctx: Context, event: Envelope) -> None:
         return
     policy = _policy(ctx)
     last = repo.last_business_date()
-    jump = domain.business_date_jump(day, last, policy.max_business_day_jump_days)
+    jump = business_date_jump(day, last, policy.max_business_day_jump_days)
     if jump is not None:
         if not _jump_confirmed(ctx):
             raise Reject(jump)

@@ -148,29 +148,5 @@ def amount_due(
 
 # ------------------------------------------------------------------ plausibility of business time
 
-#: The record header an operator's re-drive adds to confirm a held jump of business date
-#: (``installments dlq redrive --confirm business_date_jump``), and its value. The offers
-#: service reads the same header (services stand alone, so each names it).
-CONFIRM_HEADER = "installments.confirm"
-CONFIRM_BUSINESS_DATE_JUMP = "business_date_jump"
-
-
-def business_date_jump(day: date, last: date | None, max_jump_days: int) -> str | None:
-    """Why moving the business clock from `last` to `day` is implausible (a reason starting
-    with ``business_date_jump``), None when it is plausible: `day` before `last`, or more
-    than `max_jump_days` after it, is implausible. The first business date (`last` None) is
-    accepted: there is nothing to compare it with. The same date again is no jump."""
-    if last is None or day == last:
-        return None
-    if day < last:
-        return (
-            f"{CONFIRM_BUSINESS_DATE_JUMP}: {day.isoformat()} is before the last closed"
-            f" business date {last.isoformat()}"
-        )
-    gap = (day - last).days
-    if gap > max_jump_days:
-        return (
-            f"{CONFIRM_BUSINESS_DATE_JUMP}: {day.isoformat()} is {gap} days after the last"
-            f" closed business date {last.isoformat()} (more than {max_jump_days})"
-        )
-    return None
+# The rule and its confirmation header are the contract's, written once in
+# schemas.business_days (offers, reminders and the re-drive tool share them).

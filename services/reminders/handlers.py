@@ -58,6 +58,7 @@ from collections.abc import Callable
 from decimal import Decimal
 
 from schemas import Envelope
+from schemas.business_days import CONFIRM_BUSINESS_DATE_JUMP, CONFIRM_HEADER, business_date_jump
 from schemas.payloads import (
     AccountUpserted,
     BusinessDayClosed,
@@ -89,7 +90,7 @@ ACCOUNTS = "card.accounts.v1"
 def advance_business_day(ctx: Context, event: Envelope) -> None:
     """business-day.closed -> the business clock (due-soons of older days are stale).
 
-    The same date again changes nothing. An implausible date (``domain.business_date_jump``:
+    The same date again changes nothing. An implausible date (``business_date_jump``:
     before the clock, or more than ``policy.max_business_day_jump_days`` after it) is held:
     dead-lettered with reason ``business_date_jump: ...``, the clock unchanged, until an
     operator re-drives it with the header ``installments.confirm: business_date_jump``
@@ -103,10 +104,10 @@ def advance_business_day(ctx: Context, event: Envelope) -> None:
         return
     policy: RemindersPolicy = ctx.policy or DEFAULT_POLICY
     clock = repo.business_clock()
-    jump = domain.business_date_jump(b.business_date, clock, policy.max_business_day_jump_days)
+    jump = business_date_jump(b.business_date, clock, policy.max_business_day_jump_days)
     if jump is not None:
-        confirmed = ctx.headers.get(domain.CONFIRM_HEADER)
-        if confirmed != domain.CONFIRM_BUSINESS_DATE_JUMP.encode():
+        confirmed = ctx.headers.get(CONFIRM_HEADER)
+        if confirmed != CONFIRM_BUSINESS_DATE_JUMP.encode():
             raise Reject(jump)
         ctx.log.warning("business date jump confirmed by an operator",
                         business_date=b.business_date.isoformat(),

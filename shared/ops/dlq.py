@@ -23,14 +23,13 @@ from kafka.structs import OffsetAndMetadata
 from rich.table import Table
 
 from schemas import TOPICS, dlq_topic
+from schemas.business_days import CONFIRM_HEADER, CONFIRMABLE
 from shared.runtime.settings import Settings
 
 REDRIVE_GROUP = "installments-dlq-redrive"
 #: ``redrive(confirm=...)`` adds this header to the re-driven records: an operator's
 #: confirmation of what the service held (the reason code). The services that hold a
 #: record until confirmed read it (offers, reminders: ``business_date_jump``).
-CONFIRM_HEADER = "installments.confirm"
-CONFIRMABLE = ("business_date_jump",)
 
 
 @dataclass

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
+from schemas.business_days import business_date_jump
 from services.offers import domain
 from services.offers.policy import OffersPolicy
 from services.offers.tables import business_days
@@ -265,10 +266,10 @@ def test_a_policy_whose_schedule_would_overflow_rejects_instead(tmp_path):
 
 def test_the_domain_rules():
     p = OffersPolicy()
-    assert domain.business_date_jump(date(2026, 1, 8), date(2026, 1, 1), 7) is None
-    assert domain.business_date_jump(date(2026, 1, 9), date(2026, 1, 1), 7) is not None
-    assert domain.business_date_jump(date(2026, 1, 1), None, 7) is None
-    assert domain.business_date_jump(date(2026, 1, 1), date(2026, 1, 1), 7) is None
+    assert business_date_jump(date(2026, 1, 8), date(2026, 1, 1), 7) is None
+    assert business_date_jump(date(2026, 1, 9), date(2026, 1, 1), 7) is not None
+    assert business_date_jump(date(2026, 1, 1), None, 7) is None
+    assert business_date_jump(date(2026, 1, 1), date(2026, 1, 1), 7) is None
     assert domain.check_event_date("posted_at", date(2150, 1, 1), None, p) is None
     problem = domain.check_event_date("posted_at", date(2026, 3, 1), date(2026, 1, 1), p)
     assert problem is not None and problem.ahead

@@ -32,6 +32,7 @@ CARD = "tok_abc123"
 def purchase(*args: Any, card_token: str = CARD, **kw: Any) -> dict[str, Any]:
     return f.purchase(*args, card_token=card_token, **kw)
 
+
 IN = "card.purchases.v1"
 T0 = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
 
@@ -159,9 +160,7 @@ def test_amount_spike_flagged_event(h):
 
 def test_cnp_new_merchant_by_channel_amount_and_merchant_history(h):
     def buy(amount, channel, merchant, minutes):
-        p = purchase(
-            "acc-1", amount, channel=channel, merchant_id=merchant, posted_at=at(minutes)
-        )
+        p = purchase("acc-1", amount, channel=channel, merchant_id=merchant, posted_at=at(minutes))
         return flags_by_purchase(h.feed(IN, p))[p["data"]["purchase_id"]]
 
     assert buy("10000.00", "pos", "m-shop", 0) == []

@@ -14,7 +14,7 @@ from datetime import date
 import pytest
 from sqlalchemy import select
 
-from services.reminders import domain
+from schemas.business_days import business_date_jump
 from services.reminders.policy import RemindersPolicy
 from services.reminders.tables import business_days
 from tests.builders import messages as f
@@ -126,7 +126,7 @@ def test_the_jump_limit_is_policy(tmp_path):
 
 
 def test_the_rule():
-    assert domain.business_date_jump(date(2026, 1, 8), date(2026, 1, 1), 7) is None
-    assert domain.business_date_jump(date(2026, 1, 9), date(2026, 1, 1), 7) is not None
-    assert domain.business_date_jump(date(2025, 12, 31), date(2026, 1, 1), 7) is not None
-    assert domain.business_date_jump(date(2026, 1, 1), None, 7) is None
+    assert business_date_jump(date(2026, 1, 8), date(2026, 1, 1), 7) is None
+    assert business_date_jump(date(2026, 1, 9), date(2026, 1, 1), 7) is not None
+    assert business_date_jump(date(2025, 12, 31), date(2026, 1, 1), 7) is not None
+    assert business_date_jump(date(2026, 1, 1), None, 7) is None

@@ -5,17 +5,15 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from services.offers import domain as offers_domain
-from services.reminders import domain as reminders_domain
+from schemas import business_days
 from shared.cli import app
 from shared.ops import dlq as ops
 from shared.runtime.settings import Settings
 
 
 def test_the_header_is_the_one_the_services_read():
-    assert ops.CONFIRM_HEADER == offers_domain.CONFIRM_HEADER == reminders_domain.CONFIRM_HEADER
-    assert offers_domain.CONFIRM_BUSINESS_DATE_JUMP in ops.CONFIRMABLE
-    assert reminders_domain.CONFIRM_BUSINESS_DATE_JUMP in ops.CONFIRMABLE
+    assert ops.CONFIRM_HEADER == business_days.CONFIRM_HEADER  # one definition, re-used
+    assert business_days.CONFIRM_BUSINESS_DATE_JUMP in ops.CONFIRMABLE
 
 
 def test_an_unknown_confirmation_is_refused_before_anything_is_read():
