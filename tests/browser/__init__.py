@@ -1,0 +1,1 @@
+"""Real-browser helpers: headless Chromium (Debian's) driven by Selenium."""
