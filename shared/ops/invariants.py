@@ -29,6 +29,9 @@ what must hold whatever happened (crashes, duplicates, replays, rebalances):
   team confirmed as fraud; a flagged purchase is offered or converted (auto-converted
   included) only once the review cleared it, and then its plan's first installment is
   due one month after ``closed_on`` (the purchase is considered afresh as of that date);
+- promises (``check_promises``): a ``promise.kept`` / ``promise.broken`` only for a
+  recorded ``promise_to_pay`` contact (same case, account and amount), each promise
+  decided once, a broken one no earlier than the close of promised_date + 3;
 - at most one reminder per (installment, days before due), and none dated after
   the installment was paid;
 - escalation levels of a case are 1..k with no gap or repeat, at most one resolution.
@@ -40,7 +43,7 @@ it runs, "stored offsets never move backwards", is
 stored offsets and the Kafka-committed offsets during the run.
 
 The second release's checks (``check_points_restored``, ``check_plan_adjustments``,
-``check_fraud_holds``) live in :mod:`shared.ops.invariants_release2`, the
+``check_fraud_holds``, ``check_promises``) live in :mod:`shared.ops.invariants_release2`, the
 :class:`Report` in :mod:`shared.ops.invariants_report`; both are importable from here.
 """
 
@@ -58,6 +61,7 @@ from shared.ops.invariants_release2 import (
     check_fraud_holds,
     check_plan_adjustments,
     check_points_restored,
+    check_promises,
 )
 from shared.ops.invariants_report import Report
 from shared.ops.topic_reader import Raw, read_raw
@@ -71,6 +75,7 @@ __all__ = [
     "check_money_paid",
     "check_plan_adjustments",
     "check_points_restored",
+    "check_promises",
 ]
 
 
@@ -212,6 +217,7 @@ def check(settings: Settings) -> Report:
     check_points_restored(rep, ev)
     check_plan_adjustments(rep, ev)
     check_fraud_holds(rep, ev)
+    check_promises(rep, ev)
 
     # 5. reminders.
     reminders = Counter(
@@ -235,7 +241,7 @@ def check(settings: Settings) -> Report:
     for e in ev["collections.escalations.v1"]:
         if e.type == "escalation.raised":
             levels[e.data.case_id].append(e.data.level)
-        else:
+        elif e.type == "escalation.resolved":  # a promise kept / broken resolves nothing
             resolved[e.data.case_id] += 1
     for case, seq in levels.items():
         rep.check("levels 1..k in order", seq == list(range(1, len(seq) + 1)), f"{case}: {seq}")

@@ -1,5 +1,6 @@
 """The invariant checks of the second release (contract 5.1): points restored, adjusted
-plans and fraud holds. Run by :func:`shared.ops.invariants.check` with the others."""
+plans, fraud holds and promises to pay. Run by :func:`shared.ops.invariants.check` with
+the others."""
 
 from __future__ import annotations
 
@@ -194,3 +195,41 @@ def _add_months(start: date, months: int) -> date:
     index = start.month - 1 + months
     year, month = start.year + index // 12, index % 12 + 1
     return date(year, month, min(start.day, calendar.monthrange(year, month)[1]))
+
+
+def check_promises(rep: Report, ev: dict[str, list[Any]]) -> None:
+    """Promise events only for recorded promises, each decided once (contract 5.1,
+    "Contact outcomes and promises to pay").
+
+    Each ``promise.kept`` / ``promise.broken`` names a ``contact.recorded`` with outcome
+    ``promise_to_pay`` on the same case and account, for the same amount; a contact gets
+    at most one of them; a broken promise is decided no earlier than the close of
+    promised_date + 3.
+    """
+    promises = {
+        e.data.contact_id: e.data
+        for e in ev.get("collections.outcomes.v1", [])
+        if e.type == "contact.recorded" and e.data.outcome == "promise_to_pay"
+    }
+    decided: Counter[str] = Counter()
+    for e in ev.get("collections.escalations.v1", []):
+        if e.type not in ("promise.kept", "promise.broken"):
+            continue
+        d = e.data
+        decided[d.contact_id] += 1
+        p = promises.get(d.contact_id)
+        rep.check(
+            "promise event only for a recorded promise",
+            p is not None
+            and (p.case_id, p.account_id, p.promised_amount)
+            == (d.case_id, d.account_id, d.promised_amount),
+            f"{e.type} {d.contact_id} on case {d.case_id}",
+        )
+        if e.type == "promise.broken" and p is not None and p.promised_date is not None:
+            rep.check(
+                "promise broken only at the close of promised date + 3",
+                (d.business_date - p.promised_date).days >= 3,
+                f"{d.contact_id}: promised {p.promised_date}, broken {d.business_date}",
+            )
+    for contact_id, n in decided.items():
+        rep.check("each promise decided once", n == 1, f"{contact_id} decided {n} times")

@@ -105,7 +105,8 @@ def figures_from_events(ev: Mapping[str, list[Any]]) -> dict[str, Any]:
     with no review closed is ``under_review``; ``cleared_then_converted`` are the plans of
     cleared purchases); ``pre_approval`` compares the offers made under a pre-approval
     (``pre_approved: true``) with ordinary ones: offers made, plans accepted from them and
-    the conversion rate of each.
+    the conversion rate of each; ``collections`` adds the collections team's contacts,
+    its promises kept / broken / still open and the cases held (:func:`_promises`).
     """
     ev = defaultdict(list, ev)
     decisions = ev["installments.decisions.v1"]
@@ -188,7 +189,7 @@ def figures_from_events(ev: Mapping[str, list[Any]]) -> dict[str, Any]:
     for e in ev["collections.escalations.v1"]:
         if e.type == "escalation.raised":
             levels[e.data.level] += 1
-        else:
+        elif e.type == "escalation.resolved":
             resolutions[e.data.resolution] += 1
             if e.data.resolution == "charged_off" and e.data.amount is not None:
                 written_off += e.data.amount
@@ -270,6 +271,7 @@ def figures_from_events(ev: Mapping[str, list[Any]]) -> dict[str, Any]:
             "cured": resolutions.get("cured", 0),
             "charged_off": resolutions.get("charged_off", 0),
             "written_off": _s(written_off),
+            **_promises(ev["collections.outcomes.v1"], ev["collections.escalations.v1"]),
         },
         "risk": {
             "overdue_rate": _rate(len(overdue), len(accounts_with_plans)),
@@ -277,6 +279,42 @@ def figures_from_events(ev: Mapping[str, list[Any]]) -> dict[str, Any]:
             "risk_reserve": {k: _s(v) for k, v in reserve.items()},
             "risk_reserve_total": _s(sum(reserve.values(), ZERO)),
         },
+    }
+
+
+def _promises(outcomes: list[Any], escalations: list[Any]) -> dict[str, Any]:
+    """The collections team's contacts and what came of its promises (contract 5.1).
+
+    Contacts count once each (by ``contact_id``) and only on a case the collections
+    service raised. ``cases_held`` are the cases the ladder was held on at some time: a
+    promise to pay or a dispute was recorded. A promise is decided once: the first
+    ``promise.kept`` / ``promise.broken`` for its contact counts; one with neither is
+    ``promises_open``.
+    """
+    raised = {e.data.case_id for e in escalations if e.type == "escalation.raised"}
+    contacts: dict[str, Any] = {}
+    for e in outcomes:
+        if e.type == "contact.recorded" and e.data.case_id in raised:
+            contacts.setdefault(e.data.contact_id, e.data)
+    by_outcome = Counter(c.outcome for c in contacts.values())
+    decided: dict[str, str] = {}
+    for e in escalations:
+        if e.type in ("promise.kept", "promise.broken"):
+            decided.setdefault(e.data.contact_id, e.type.removeprefix("promise."))
+    promises = {cid for cid, c in contacts.items() if c.outcome == "promise_to_pay"}
+    kept = sum(1 for cid, how in decided.items() if how == "kept")
+    broken = len(decided) - kept
+    holds = ("promise_to_pay", "dispute")
+    return {
+        "contacts_by_outcome": dict(by_outcome.most_common()),
+        "promises_made": len(promises),
+        "promises_kept": kept,
+        "promises_broken": broken,
+        "promises_open": len(promises - set(decided)),
+        "promise_kept_rate": _rate(kept, kept + broken),
+        "disputes": by_outcome.get("dispute", 0),
+        "disputes_resolved": by_outcome.get("dispute_resolved", 0),
+        "cases_held": len({c.case_id for c in contacts.values() if c.outcome in holds}),
     }
 
 

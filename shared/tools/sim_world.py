@@ -3,7 +3,8 @@ merchants), what it remembers of each account and plan, and its plumbing (seeded
 streams, deterministic ids, publishing, reading the pipeline's topics).
 
 :class:`SimWorld` is the base of the actors (:mod:`shared.tools.sim_release1`,
-:mod:`shared.tools.sim_release2`) that :class:`shared.tools.simulator.Simulator` joins.
+:mod:`shared.tools.sim_release2`, :mod:`shared.tools.sim_collections`) that
+:class:`shared.tools.simulator.Simulator` joins.
 """
 
 from __future__ import annotations
@@ -84,6 +85,12 @@ class SimConfig:
     plan_refund_rate: float = 0.05  # converted purchases refunded once the plan exists
     redeemed_plan_refund_rate: float = 0.30  # the same, for plans that redeemed points
     full_plan_refund_share: float = 0.25  # of those refunds, the whole purchase
+    # the collections team (contract 5.1): the day after a case is raised
+    contact_rate: float = 0.6  # the team calls
+    promise_share: float = 0.35  # of the calls: a promise to pay (if the case is not held)
+    dispute_share: float = 0.06  # of the calls: a dispute (if the case is not held)
+    promise_keep_rate: float = 0.6  # promises the customer keeps
+    dispute_resolve_rate: float = 0.5  # disputes resolved (dispute_resolved) 4-20 days on
     idle_timeout_s: float = 120.0
 
 
@@ -123,6 +130,8 @@ class SimStats:
     cnp_purchases: int = 0
     reviews: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     plan_refunds: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    contacts: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # by outcome
+    promises: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # to_keep/break
 
 
 def _pick(rng: random.Random, weighted: list[tuple[Any, int]]) -> Any:
@@ -180,6 +189,7 @@ class SimWorld:
         self._offers = self._reader("installments.offers.v1")
         self._plans = self._reader("installments.plans.v1")
         self._recorded = self._reader("purchases.recorded.v1")
+        self._escalations = self._reader("collections.escalations.v1")
 
     # --- plumbing ------------------------------------------------------------
 

@@ -21,7 +21,12 @@ release's choices (accounts, purchases, refunds, decisions, payments) stay as th
   customers accept more often;
 - refunds of converted purchases after the plan exists, mostly partial (the plan is
   adjusted) and more often where points were redeemed (points restored); customers then
-  pay the adjusted schedule (``plan.adjusted``) and stop paying a cancelled plan.
+  pay the adjusted schedule (``plan.adjusted``) and stop paying a cancelled plan;
+- the collections team: it reads the cases raised (``escalation.raised``, once each)
+  and, the next day, records contacts on some open ones (``contact.recorded`` on
+  collections.outcomes.v1): reached / no answer, promises to pay the overdue amount
+  (some kept: the customer pays on the promised date; some broken) and a few disputes,
+  some resolved later; never for a resolved case.
 
 Seeded and reproducible: every choice comes from a random generator seeded with
 (seed, what, whom), and every event id is derived from the seed and the fact, so
@@ -43,6 +48,7 @@ from kafka.admin import KafkaAdminClient
 
 from shared.runtime.settings import Settings
 from shared.runtime.topics import committed_offsets
+from shared.tools.sim_collections import CollectionsTeam
 from shared.tools.sim_release1 import FirstReleaseActors
 from shared.tools.sim_release2 import SecondReleaseActors
 from shared.tools.sim_world import (
@@ -66,11 +72,12 @@ __all__ = [
 ]
 
 
-class Simulator(FirstReleaseActors, SecondReleaseActors):
+class Simulator(FirstReleaseActors, SecondReleaseActors, CollectionsTeam):
     """Publishes one simulated portfolio, day by day, and answers the pipeline.
 
     Its state and plumbing are :class:`shared.tools.sim_world.SimWorld`'s, its actors
-    those of :mod:`shared.tools.sim_release1` and :mod:`shared.tools.sim_release2`; the
+    those of :mod:`shared.tools.sim_release1`, :mod:`shared.tools.sim_release2` and
+    :mod:`shared.tools.sim_collections`; the
     story of a day is told here.
     """
 
@@ -88,6 +95,7 @@ class Simulator(FirstReleaseActors, SecondReleaseActors):
             self.wait_idle(self.c.idle_timeout_s)
             self.progress(n, f"{day} decisions")
             self.read_flags()
+            self.work_cases(day)
             self.answer_offers(day)
             self.producer.flush()
             self.wait_idle(self.c.idle_timeout_s)
@@ -111,6 +119,7 @@ class Simulator(FirstReleaseActors, SecondReleaseActors):
         self._offers.close()
         self._plans.close()
         self._recorded.close()
+        self._escalations.close()
         return self.stats
 
     def post_purchases(self, day: date) -> None:

@@ -179,3 +179,42 @@ def test_an_adjusted_line_paid_later_counts_at_its_new_principal():
     r = figures_from_events(s.events)
 
     assert r["plans"]["installment_balance"] == "400.00"  # 600.00 left, 200.00 paid
+
+
+def test_promises_kept_broken_open_and_cases_held():
+    s = Story()
+    for case in ("case-1", "case-2", "case-3", "case-4"):
+        s.add("escalation.raised", case_id=case)
+
+    def contact(contact_id: str, case: str, outcome: str) -> None:
+        extra: dict[str, Any] = {}
+        if outcome != "promise_to_pay":
+            extra = {"promised_amount": None, "currency": None, "promised_date": None}
+        s.add("contact.recorded", contact_id=contact_id, case_id=case, outcome=outcome, **extra)
+
+    contact("c-1", "case-1", "promise_to_pay")
+    contact("c-1", "case-1", "promise_to_pay")  # delivered twice: one contact
+    contact("c-2", "case-2", "promise_to_pay")
+    contact("c-3", "case-3", "promise_to_pay")
+    contact("c-4", "case-4", "dispute")
+    contact("c-5", "case-4", "dispute_resolved")
+    contact("c-6", "case-4", "no_answer")
+    contact("c-7", "case-unknown", "promise_to_pay")  # not a case raised: dead-lettered
+    s.add("promise.kept", case_id="case-1", contact_id="c-1")
+    s.add("promise.kept", case_id="case-1", contact_id="c-1")  # decided once
+    s.add("promise.broken", case_id="case-2", contact_id="c-2")
+    s.add("escalation.resolved", case_id="case-2")
+
+    c = figures_from_events(s.events)["collections"]
+    assert c["promises_made"] == 3
+    assert (c["promises_kept"], c["promises_broken"], c["promises_open"]) == (1, 1, 1)
+    assert c["promise_kept_rate"] == "50.00%"
+    assert (c["disputes"], c["disputes_resolved"]) == (1, 1)
+    assert c["cases_held"] == 4  # three promises and a dispute
+    assert c["contacts_by_outcome"] == {
+        "promise_to_pay": 3,
+        "dispute": 1,
+        "dispute_resolved": 1,
+        "no_answer": 1,
+    }
+    assert c["cured"] + c["charged_off"] == 1  # promise events are not resolutions

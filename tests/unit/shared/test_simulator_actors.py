@@ -24,7 +24,7 @@ def _simulator(behaviour: str = "on_time") -> Simulator:
     sim.owed = {}
     sim.flags_seen = set()
     sim.reviews = defaultdict(list)
-    sim._recorded = sim._plans = None
+    sim._recorded = sim._plans = sim._escalations = None
     return sim
 
 
@@ -100,3 +100,86 @@ def test_customers_pay_the_adjusted_schedule_and_nothing_after_a_cancellation(mo
     monkeypatch.setattr(sim, "_drain", lambda *_a: [cancelled])
     sim.learn_plans()
     assert [amount for _due, amount in sim.dues["acc-1"]] == [Decimal(0)] * 3
+
+
+def _team(monkeypatch, **rates) -> tuple[Simulator, list[dict]]:
+    sim = _simulator()
+    sim.c = SimConfig(seed=7, **rates)
+    sent: list[dict] = []
+    monkeypatch.setattr(sim, "_send", lambda _t, _type, _s, data, *_a, **_k: sent.append(data))
+    return sim, sent
+
+
+def _raised(case: str, on: str, level: int = 1):
+    return _event(
+        "escalation.raised",
+        f"raised-{case}-{level}",
+        case_id=case,
+        account_id="acc-1",
+        level=level,
+        overdue_amount="340.84",
+        business_date=on,
+    )
+
+
+def test_the_collections_team_records_a_promise_once_and_the_customer_keeps_it(monkeypatch):
+    sim, sent = _team(monkeypatch, contact_rate=1.0, promise_share=1.0, promise_keep_rate=1.0)
+    raised = _raised("case-1", "2026-01-05")
+    again = decode("collections.escalations.v1", b"acc-1", encode(raised))
+    monkeypatch.setattr(sim, "_drain", lambda *_a: [raised, again])
+    sim.work_cases(date(2026, 1, 5))
+    assert sent == []  # raised at today's close: the team calls tomorrow
+    monkeypatch.setattr(sim, "_drain", lambda *_a: [])
+    sim.work_cases(date(2026, 1, 6))
+    assert len(sent) == 1  # read twice, called once
+    promise = sent[0]
+    assert promise["outcome"] == "promise_to_pay"
+    assert promise["contacted_on"] == "2026-01-06"
+    assert promise["promised_amount"] == "340.84" and promise["currency"] == "USD"
+    promised_date = date.fromisoformat(promise["promised_date"])
+    assert date(2026, 1, 7) <= promised_date <= date(2026, 2, 5)
+    for n in range(7, 20):
+        sim.work_cases(date(2026, 1, n))
+    assert sim.dues["acc-1"] == [(promised_date, Decimal("340.84"))]
+    assert len(sent) == 1  # held: no second promise
+
+    # the same seed records the same contact
+    twin, twin_sent = _team(monkeypatch, contact_rate=1.0, promise_share=1.0)
+    monkeypatch.setattr(twin, "_drain", lambda *_a: [raised])
+    twin.work_cases(date(2026, 1, 6))
+    assert twin_sent == sent
+
+
+def test_the_team_never_contacts_a_resolved_case_nor_pays_its_promise(monkeypatch):
+    sim, sent = _team(monkeypatch, contact_rate=1.0, promise_share=1.0, promise_keep_rate=1.0)
+    resolved = _event("escalation.resolved", "resolved", case_id="case-1", account_id="acc-1")
+    monkeypatch.setattr(sim, "_drain", lambda *_a: [_raised("case-1", "2026-01-05"), resolved])
+    sim.work_cases(date(2026, 1, 6))
+    assert sent == []
+
+    monkeypatch.setattr(sim, "_drain", lambda *_a: [_raised("case-2", "2026-01-05")])
+    sim.work_cases(date(2026, 1, 6))
+    promised_date = date.fromisoformat(sent[0]["promised_date"])
+    cured = _event("escalation.resolved", "cured", case_id="case-2", account_id="acc-1")
+    monkeypatch.setattr(sim, "_drain", lambda *_a: [cured])
+    sim.work_cases(promised_date)
+    assert sim.dues["acc-1"] == []  # cured before the promised date: nothing more to pay
+
+
+def test_a_dispute_and_its_resolution_later(monkeypatch):
+    sim, sent = _team(
+        monkeypatch,
+        contact_rate=1.0,
+        promise_share=0.0,
+        dispute_share=1.0,
+        dispute_resolve_rate=1.0,
+    )
+    monkeypatch.setattr(sim, "_drain", lambda *_a: [_raised("case-1", "2026-01-05")])
+    sim.work_cases(date(2026, 1, 6))
+    monkeypatch.setattr(sim, "_drain", lambda *_a: [])
+    for n in range(7, 31):
+        sim.work_cases(date(2026, 1, n))
+    assert [c["outcome"] for c in sent] == ["dispute", "dispute_resolved"]
+    assert all("promised_amount" not in c for c in sent)
+    assert date.fromisoformat(sent[1]["contacted_on"]) <= date(2026, 1, 26)
+    assert len({c["contact_id"] for c in sent}) == 2
