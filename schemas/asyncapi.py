@@ -76,7 +76,7 @@ CONSUMERS: dict[str, tuple[str, ...]] = {
     ),
     "points": ("purchases.recorded.v1", "card.accounts.v1", "installments.plans.v1"),
     "reminders": ("installments.plans.v1", "card.accounts.v1", "card.business-days.v1"),
-    "collections": ("installments.plans.v1",),
+    "collections": ("installments.plans.v1", "collections.outcomes.v1"),
     "collections-team": ("collections.escalations.v1",),
     "fraud-team": ("purchases.recorded.v1",),
     "notification-gateway": ("reminders.outbound.v1",),

@@ -10,12 +10,24 @@ wall clock. Every number comes from ``CollectionsPolicy`` (defaults in brackets)
   lower DPD later (a partial payment) raises nothing and lowers nothing.
 * **Legal guard.** The legal level [6] is raised only when the overdue amount is
   >= [50,000.00] and the case has had >= [2] contacts [30] or more days apart
-  (contacts chained: each one at least the gap after the previous counted one; with
-  2 that is: two raised levels whose business dates differ by >= 30 days). The
-  contacts are the levels already raised on the case **plus** those raised in the same
-  catch-up, dated the current business date. Without the guard the case stays at
-  the agency level and no level above the legal one is raised either (no skipping);
-  the next reports re-check it.
+  (contacts chained: each one at least the gap after the previous counted one).
+  Contacts (second release) are the contact actions raised on the case
+  [sms, sms_push, call, letter; agency and legal are not contacts], dated their
+  business date (those raised in the same catch-up included), **plus** the recorded
+  contact outcomes that count [reached, no_answer, wrong_party], dated
+  ``contacted_on``. Without the guard the case stays at the agency level and no level
+  above the legal one is raised either (no skipping); every later end-of-day report
+  re-checks it (while DPD >= 91).
+* **Holds** (second release). A ``promise_to_pay`` (promised date within [30] days of
+  ``contacted_on``, not before it, else refused) holds the ladder at the close of any
+  business date before ``promised_date + [3]``; a ``dispute`` holds it until a
+  ``dispute_resolved``, through the close of ``contacted_on + [30]`` at most. A held
+  close raises no level; the first close not held raises every crossed level, in
+  order. A hold never delays a cure or a charge-off.
+* **Promises.** Paid towards a promise = the payments of its currency dated from
+  ``contacted_on`` on. An open promise is kept as soon as that reaches the promised
+  amount; the close of ``promised_date + [3]`` (or any later one) breaks an open
+  promise. A promise still open when its case is resolved is void (no event).
 * **Buckets** [M1 1-30, M2 31-60, M3 61-90, M4+ 91+]; none when current.
 * **Cure.** A report with DPD 0 while a case is open resolves it ``cured``; a later
   delinquency opens a new case, whose id is derived from the account and the
@@ -43,7 +55,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import NamedTuple
 
@@ -73,11 +85,14 @@ class CaseState:
     levels_raised: Sequence[tuple[int, date]]  # stored as a tuple
     opened_on: date
     charged_off: bool = False
+    #: ``contacted_on`` of the recorded contact outcomes that count for the legal guard
+    contacts: Sequence[date] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(
             self, "levels_raised", tuple((int(lv), d) for lv, d in self.levels_raised)
         )
+        object.__setattr__(self, "contacts", tuple(self.contacts))
 
     @property
     def highest_level(self) -> int:
@@ -86,7 +101,9 @@ class CaseState:
     def with_raised(self, escalations: Iterable[Escalation], business_date: date) -> CaseState:
         """The case after raising ``escalations`` on ``business_date``."""
         added = tuple((e.level, business_date) for e in escalations)
-        return CaseState(tuple(self.levels_raised) + added, self.opened_on, self.charged_off)
+        return CaseState(
+            tuple(self.levels_raised) + added, self.opened_on, self.charged_off, self.contacts
+        )
 
 
 # --------------------------------------------------------------------------- measures
@@ -247,22 +264,33 @@ def escalations_due(
     """Every level up to ``level_for(dpd)`` not raised on the case yet, lowest first.
 
     Stops before the legal level unless ``legal_guard_holds`` over the case's contacts
-    plus the ones raised now (dated ``business_date``). A charged-off case gets none.
+    (``guard_contacts``) plus the contact actions raised now (dated ``business_date``).
+    A charged-off case gets none.
     """
     _check_money(overdue_amount, "overdue_amount")
     if case.charged_off:
         return []
     raised = {level for level, _ in case.levels_raised}
-    contacts = [raised_on for _, raised_on in case.levels_raised]
+    contacts = guard_contacts(case, policy)
     due: list[Escalation] = []
     for level in range(1, level_for(dpd, policy) + 1):
         if level in raised:
             continue
         if level == policy.legal_level and not legal_guard_holds(contacts, overdue_amount, policy):
             break  # stays with the agency; never skip to a level above
-        due.append(Escalation(level, policy.rung(level).action))
-        contacts.append(business_date)
+        action = policy.rung(level).action
+        due.append(Escalation(level, action))
+        if action in policy.contact_actions:
+            contacts.append(business_date)
     return due
+
+
+def guard_contacts(case: CaseState, policy: CollectionsPolicy = DEFAULT_POLICY) -> list[date]:
+    """The dates of the case's contacts for the legal guard: the contact actions raised
+    (``policy.contact_actions``) and the recorded contact outcomes that count."""
+    raised = [d for level, d in case.levels_raised
+              if policy.rung(level).action in policy.contact_actions]  # fmt: skip
+    return raised + list(case.contacts)
 
 
 # --------------------------------------------------------------------------- one report
@@ -299,11 +327,14 @@ def assess_delinquency(
     business_date: date,
     policy: CollectionsPolicy = DEFAULT_POLICY,
     principal_not_yet_due: Decimal | None = None,
+    held: bool = False,
 ) -> CollectionsDecision:
     """Apply one delinquency report to the account's case (see the module rules).
 
     ``principal_not_yet_due``: of the account's open plans on ``business_date``, for a
     report that ``charges_off`` (None: not known, only the overdue amount is written off).
+    ``held``: a promise or a dispute holds the ladder at this close (``ladder_held``):
+    no level is raised; a cure or a charge-off happens all the same.
     """
     _check_money(overdue_amount, "overdue_amount")
     bucket = bucket_for(dpd, policy)
@@ -324,15 +355,133 @@ def assess_delinquency(
         if is_cured(dpd):
             return CollectionsDecision(case_id, False, (), None, CURED, None, None)
 
-    escalations = tuple(escalations_due(case, dpd, overdue_amount, business_date, policy))
+    escalations = (
+        () if held else tuple(escalations_due(case, dpd, overdue_amount, business_date, policy))
+    )
     case = case.with_raised(escalations, business_date)
     if should_charge_off(dpd, policy):
-        charged = CaseState(case.levels_raised, case.opened_on, charged_off=True)
+        charged = CaseState(case.levels_raised, case.opened_on, True, case.contacts)
         written_off = charge_off_amount(overdue_amount, principal_not_yet_due)
         return CollectionsDecision(
             case_id, opened, escalations, bucket, CHARGED_OFF, written_off, charged
         )
     return CollectionsDecision(case_id, opened, escalations, bucket, None, None, case)
+
+
+# --------------------------------------------------------------------------- contacts
+
+#: Outcomes of ``contact.recorded`` (CONTRACT 4.1).
+PROMISE_TO_PAY, DISPUTE, DISPUTE_RESOLVED = "promise_to_pay", "dispute", "dispute_resolved"
+#: Promise statuses: undecided, kept, broken, void (its case resolved while undecided).
+PROMISE_OPEN, PROMISE_KEPT, PROMISE_BROKEN, PROMISE_VOID = "open", "kept", "broken", "void"
+
+
+def counts_as_contact(outcome: str, policy: CollectionsPolicy = DEFAULT_POLICY) -> bool:
+    """A recorded outcome that counts as a contact for the legal guard."""
+    return outcome in policy.contact_outcomes
+
+
+def promise_refusal(
+    contacted_on: date, promised_date: date, policy: CollectionsPolicy = DEFAULT_POLICY
+) -> str | None:
+    """Why a ``promise_to_pay`` is refused (None: accepted): the promised date must be
+    between ``contacted_on`` and ``contacted_on + promise_max_days``."""
+    if promised_date < contacted_on:
+        return "promised_date is before contacted_on"
+    if (promised_date - contacted_on).days > policy.promise_max_days:
+        return f"promised_date is more than {policy.promise_max_days} days after contacted_on"
+    return None
+
+
+@dataclass(frozen=True)
+class Promise:
+    """A ``promise_to_pay`` as the rules see it."""
+
+    contact_id: str
+    contacted_on: date
+    promised_date: date
+    promised_amount: Decimal
+    currency: str
+    status: str = PROMISE_OPEN
+
+    def decided_on(self, policy: CollectionsPolicy = DEFAULT_POLICY) -> date:
+        """The business date whose close breaks the promise if it is still open."""
+        return self.promised_date + timedelta(days=policy.promise_grace_days)
+
+
+@dataclass(frozen=True)
+class Dispute:
+    """A ``dispute`` recorded on a case; ``resolved`` once a ``dispute_resolved`` came."""
+
+    contacted_on: date
+    resolved: bool = False
+
+    def holds_through(self, policy: CollectionsPolicy = DEFAULT_POLICY) -> date:
+        return self.contacted_on + timedelta(days=policy.dispute_max_days)
+
+
+class Payment(NamedTuple):
+    """A payment collections knows of (an ``installment.paid``)."""
+
+    paid_on: date
+    amount: Decimal
+    currency: str
+
+
+def paid_towards(promise: Promise, payments: Iterable[Payment]) -> Decimal:
+    """The payments in the promise's currency dated from its ``contacted_on`` on."""
+    total = Decimal(0)
+    for p in payments:
+        _check_money(p.amount, "amount")
+        if p.currency == promise.currency and p.paid_on >= promise.contacted_on:
+            total += p.amount
+    return total
+
+
+def promises_kept(
+    promises: Iterable[Promise], payments: Sequence[Payment]
+) -> list[tuple[Promise, Decimal]]:
+    """The open promises the payments now keep, with what was paid towards each."""
+    kept = []
+    for promise in promises:
+        if promise.status != PROMISE_OPEN:
+            continue
+        paid = paid_towards(promise, payments)
+        if paid >= promise.promised_amount:
+            kept.append((promise, paid))
+    return kept
+
+
+def promises_broken(
+    promises: Iterable[Promise],
+    payments: Sequence[Payment],
+    business_date: date,
+    policy: CollectionsPolicy = DEFAULT_POLICY,
+) -> list[tuple[Promise, Decimal]]:
+    """The open promises the close of ``business_date`` breaks (it is on or after their
+    ``promised_date + promise_grace_days`` and they are not kept), with what was paid."""
+    broken = []
+    for promise in promises:
+        if promise.status != PROMISE_OPEN or business_date < promise.decided_on(policy):
+            continue
+        paid = paid_towards(promise, payments)
+        if paid < promise.promised_amount:
+            broken.append((promise, paid))
+    return broken
+
+
+def ladder_held(
+    promises: Iterable[Promise],
+    disputes: Iterable[Dispute],
+    business_date: date,
+    policy: CollectionsPolicy = DEFAULT_POLICY,
+) -> bool:
+    """No level is raised at the close of ``business_date``: a promise (not void) whose
+    ``promised_date + promise_grace_days`` is later, or an unresolved dispute whose
+    ``contacted_on + dispute_max_days`` is not earlier."""
+    if any(p.status != PROMISE_VOID and business_date < p.decided_on(policy) for p in promises):
+        return True
+    return any(not d.resolved and business_date <= d.holds_through(policy) for d in disputes)
 
 
 # --------------------------------------------------------------------------- reserve

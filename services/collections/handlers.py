@@ -41,6 +41,38 @@ Decisions (beyond the domain rules in ``domain.py``):
 - **Catch-up buckets** (contract 5.1, "Clarified"): every level raised by one report
   carries the bucket of that report's DPD (the current one), the lower levels of a
   catch-up included.
+
+Contact outcomes (second release, ``contact.recorded`` on collections.outcomes.v1):
+
+- **Refused (DLQ, ``Reject``)**: a case id collections never opened, or one of another
+  account; a case no longer open (cured, charged off, closed); a promise whose
+  ``promised_date`` is before ``contacted_on`` or more than 30 days after it; a promise
+  in another currency than the case's; a ``dispute_resolved`` with no dispute open on
+  the case. A ``contact_id`` already recorded is ignored (logged), as is a repeat.
+- **A close** is the account's end-of-day ``account.delinquency`` report: collections
+  does not read ``card.business-days.v1``; offers reports every overdue account at every
+  end of day, so every close that matters to an open case arrives. At each report of an
+  open case that does not cure it: first the open promises it breaks
+  (``promise.broken``, business date ``promised_date + 3`` or later), then, unless a
+  promise or a dispute still holds the ladder, the levels due (every crossed one, in
+  order), then a charge-off. A hold never stops a cure or a charge-off. A cure or a
+  charge-off voids the case's promises still open (``void``, no event).
+- **Payments** (what keeps a promise): collections learns payments from
+  ``installment.paid`` on installments.plans.v1 (what it consumes already): each one is
+  kept in ``payments`` with its full ``amount``, ``currency`` and ``paid_on`` (the
+  payment's received date), and the paid amounts dated from the promise's
+  ``contacted_on`` on are added up. ``account.delinquency`` with DPD 0 tells only that
+  the overdue is cleared, not how much was paid, so it is not used. Limitation: a
+  partial payment that completes no installment is not seen until it does (offers
+  emits ``installment.paid`` per installment paid in full).
+- **promise.kept** is emitted when the sum reaches the promised amount: by the
+  ``installment.paid`` that makes it, or at once by the ``contact.recorded`` when the
+  payments already made since ``contacted_on`` cover it. Its ``business_date`` is the
+  last business date closed as collections knows it: that of the account's latest
+  ``account.delinquency`` applied. Every promise event is caused by the event that
+  decided it (``ctx.emit``: ``causation_id``), its id derived from the contact id.
+- A kept promise still holds the ladder until the close of ``promised_date + 3``
+  (CONTRACT 5.1: no level is raised at the close of a business date before it).
 """
 
 from __future__ import annotations
@@ -52,6 +84,7 @@ from typing import Any
 from schemas import Envelope
 from schemas.payloads import (
     AccountDelinquency,
+    ContactRecorded,
     EscalationRaised,
     EscalationResolved,
     InstallmentPaid,
@@ -59,9 +92,17 @@ from schemas.payloads import (
     PlanCancelled,
     PlanCompleted,
     PlanCreated,
+    PromiseBroken,
+    PromiseKept,
 )
 from services.collections import domain
-from services.collections.repository import Case, CollectionsRepository, Keys, Position
+from services.collections.repository import (
+    Case,
+    CollectionsRepository,
+    Keys,
+    Position,
+    account_of_case,
+)
 from services.collections.tables import (
     ACTIVE,
     CANCELLED,
@@ -79,12 +120,101 @@ from shared.runtime import Context, Handler, Reject
 # --------------------------------------------------------------------------- delinquency
 
 
-def _case_state(repo: CollectionsRepository, case: Case) -> domain.CaseState:
+def _case_state(ctx: Context, case: Case) -> domain.CaseState:
+    repo: CollectionsRepository = ctx.repo
+    contacts = [contacted_on for outcome, contacted_on in repo.contact_outcomes(case.case_id)
+                if domain.counts_as_contact(outcome, ctx.policy)]  # fmt: skip
     return domain.CaseState(
         repo.levels_raised(case.case_id),
         case.opened_on,
         charged_off=case.status == CHARGED_OFF,
+        contacts=contacts,
     )
+
+
+def _promise(row: dict[str, Any]) -> domain.Promise:
+    return domain.Promise(
+        contact_id=row["contact_id"],
+        contacted_on=row["contacted_on"],
+        promised_date=row["promised_date"],
+        promised_amount=row["promised_amount"],
+        currency=row["currency"],
+        status=row["status"],
+    )
+
+
+def _dispute(row: dict[str, Any]) -> domain.Dispute:
+    return domain.Dispute(row["contacted_on"], resolved=row["resolved_by"] is not None)
+
+
+def _payments(repo: CollectionsRepository, account_id: str) -> list[domain.Payment]:
+    return [domain.Payment(p["paid_on"], p["amount"], p["currency"])
+            for p in repo.payments(account_id)]  # fmt: skip
+
+
+def _decide_promise(
+    ctx: Context, row: dict[str, Any], status: str, paid: Decimal, business_date: Any
+) -> None:
+    """Emit ``promise.kept`` / ``promise.broken`` for the promise row and record it."""
+    repo: CollectionsRepository = ctx.repo
+    kept = status == domain.PROMISE_KEPT
+    event_type = "promise.kept" if kept else "promise.broken"
+    model = PromiseKept if kept else PromiseBroken
+    out = ctx.emit(
+        event_type,
+        model(
+            case_id=row["case_id"],
+            account_id=row["account_id"],
+            contact_id=row["contact_id"],
+            promised_amount=row["promised_amount"],
+            paid_amount=paid,
+            currency=row["currency"],
+            business_date=business_date,
+        ),
+        rule=f"{event_type}:{row['contact_id']}",
+        subject=row["account_id"],
+    )
+    repo.update_promise(
+        row["contact_id"], status=status, paid_amount=paid, decided_on=business_date,
+        event_id=out.id,
+    )  # fmt: skip
+
+
+def _last_closed(repo: CollectionsRepository, account_id: str, case: Case) -> Any:
+    """The last business date closed as collections knows it (the account's latest
+    end-of-day report applied)."""
+    position = repo.position(account_id)
+    return position.business_date if position is not None else case.business_date
+
+
+def _close_promises(ctx: Context, case: Case, r: AccountDelinquency) -> bool:
+    """At an end-of-day report of an open case that does not cure it: break the open
+    promises it decides; True when a promise or a dispute still holds the ladder."""
+    repo: CollectionsRepository = ctx.repo
+    rows = repo.promises(case.case_id)
+    if any(row["status"] == domain.PROMISE_OPEN for row in rows):
+        paid_so_far = _payments(repo, case.account_id)
+        broken = domain.promises_broken(
+            [_promise(row) for row in rows], paid_so_far, r.business_date, ctx.policy
+        )
+        by_id = {row["contact_id"]: row for row in rows}
+        for promise, paid in broken:
+            _decide_promise(ctx, by_id[promise.contact_id], domain.PROMISE_BROKEN, paid,
+                            r.business_date)  # fmt: skip
+        rows = repo.promises(case.case_id)
+    return domain.ladder_held(
+        [_promise(row) for row in rows],
+        [_dispute(row) for row in repo.disputes(case.case_id)],
+        r.business_date,
+        ctx.policy,
+    )
+
+
+def _void_promises(repo: CollectionsRepository, case_id: str) -> None:
+    """The case is resolved: its promises still open are void (no event)."""
+    for row in repo.promises(case_id):
+        if row["status"] == domain.PROMISE_OPEN:
+            repo.update_promise(row["contact_id"], status=domain.PROMISE_VOID)
 
 
 def escalate_delinquency(ctx: Context, event: Envelope) -> None:
@@ -113,14 +243,17 @@ def escalate_delinquency(ctx: Context, event: Envelope) -> None:
     ))  # fmt: skip
 
     row = repo.current_case(r.account_id)
-    case = _case_state(repo, row) if row is not None else None
+    case = _case_state(ctx, row) if row is not None else None
+    held = False
+    if row is not None and row.status == OPEN and not domain.is_cured(r.days_past_due):
+        held = _close_promises(ctx, row, r)
     not_yet_due: Decimal | None = None
     written_off_plans: list[str] = []
     if domain.charges_off(case, r.days_past_due, ctx.policy):
         not_yet_due, written_off_plans = _principal_not_yet_due(ctx, r)
     decision = domain.assess_delinquency(
         r.account_id, case, r.days_past_due, r.overdue_amount, r.business_date, ctx.policy,
-        principal_not_yet_due=not_yet_due,
+        principal_not_yet_due=not_yet_due, held=held,
     )  # fmt: skip
     if decision.case_id is None:
         return  # current, and no case: nothing to do
@@ -197,6 +330,8 @@ def escalate_delinquency(ctx: Context, event: Envelope) -> None:
             resolution=decision.resolution, amount=decision.written_off, event_id=out.id,
         )  # fmt: skip
         status = CURED if decision.resolution == domain.CURED else CHARGED_OFF
+        if not decision.opened:
+            _void_promises(repo, decision.case_id)
         if status == CHARGED_OFF:
             for plan_id in written_off_plans:  # written off: no longer outstanding
                 repo.set_plan_status(plan_id, CHARGED_OFF)
@@ -330,11 +465,93 @@ def follow_adjusted_plan(ctx: Context, event: Envelope) -> None:
 
 
 def mark_installment_paid(ctx: Context, event: Envelope) -> None:
-    """installment.paid -> its principal is no longer outstanding."""
+    """installment.paid -> its principal is no longer outstanding; the payment may keep
+    the account's open promises (``promise.kept``)."""
     p: InstallmentPaid = event.data
     repo: CollectionsRepository = ctx.repo
+    already_paid = repo.is_paid(p.plan_id, p.seq)
     if not repo.mark_paid(p.plan_id, p.seq, p.paid_on):
         ctx.log.warning("installment of an unknown plan paid", plan_id=p.plan_id, seq=p.seq)
+        return
+    account_id = repo.plan_account(p.plan_id)
+    if already_paid or account_id is None:
+        return  # a repeat: the payment is known already
+    repo.add_payment({
+        "plan_id": p.plan_id, "seq": p.seq, "account_id": account_id, "amount": p.amount,
+        "currency": p.currency, "paid_on": p.paid_on, "event_id": event.id,
+    })  # fmt: skip
+    _keep_promises(ctx, account_id)
+
+
+def _keep_promises(ctx: Context, account_id: str) -> None:
+    """Emit ``promise.kept`` for each open promise of the account its payments now cover."""
+    repo: CollectionsRepository = ctx.repo
+    rows = repo.open_promises(account_id)
+    if not rows:
+        return
+    kept = domain.promises_kept([_promise(row) for row in rows], _payments(repo, account_id))
+    by_id = {row["contact_id"]: row for row in rows}
+    for promise, paid in kept:
+        row = by_id[promise.contact_id]
+        case = repo.case(row["case_id"])
+        assert case is not None
+        _decide_promise(ctx, row, domain.PROMISE_KEPT, paid, _last_closed(repo, account_id, case))
+
+
+# --------------------------------------------------------------------------- contacts
+
+
+def record_contact(ctx: Context, event: Envelope) -> None:
+    """contact.recorded -> a contact for the legal guard, a promise to pay or a dispute
+    (hold the ladder), or the end of a dispute."""
+    c: ContactRecorded = event.data
+    repo: CollectionsRepository = ctx.repo
+    if repo.contact_exists(c.contact_id):
+        ctx.log.info("contact already recorded ignored", contact_id=c.contact_id)
+        return
+    case = repo.case(c.case_id) if c.case_id.startswith("case:") else None
+    if case is None or case.account_id != c.account_id:
+        raise Reject(f"contact {c.contact_id}: unknown case for account {c.account_id}")
+    if case.status != OPEN:
+        raise Reject(f"contact {c.contact_id}: the case is resolved ({case.status})")
+    open_disputes = [d for d in repo.disputes(case.case_id) if d["resolved_by"] is None]
+    if c.outcome == domain.PROMISE_TO_PAY:
+        assert c.promised_date is not None and c.promised_amount is not None
+        reason = domain.promise_refusal(c.contacted_on, c.promised_date, ctx.policy)
+        if reason is not None:
+            raise Reject(f"contact {c.contact_id}: {reason}")
+        if c.currency != case.currency:
+            raise Reject(f"contact {c.contact_id}: promise currency differs from the case's")
+    elif c.outcome == domain.DISPUTE_RESOLVED and not open_disputes:
+        raise Reject(f"contact {c.contact_id}: no dispute open on the case")
+
+    repo.add_contact({
+        "contact_id": c.contact_id, "case_id": case.case_id, "account_id": c.account_id,
+        "outcome": c.outcome, "contacted_on": c.contacted_on, "agent_ref": c.agent_ref,
+        "event_id": event.id,
+    })  # fmt: skip
+    if c.outcome == domain.PROMISE_TO_PAY:
+        assert c.promised_date is not None and c.promised_amount is not None
+        promise = domain.Promise(c.contact_id, c.contacted_on, c.promised_date,
+                                 c.promised_amount, case.currency)  # fmt: skip
+        repo.add_promise({
+            "contact_id": c.contact_id, "case_id": case.case_id, "account_id": c.account_id,
+            "contacted_on": c.contacted_on, "promised_date": c.promised_date,
+            "promised_amount": c.promised_amount, "currency": case.currency,
+            "hold_until": promise.decided_on(ctx.policy), "status": domain.PROMISE_OPEN,
+            "paid_amount": None, "decided_on": None, "event_id": None,
+        })  # fmt: skip
+        _keep_promises(ctx, c.account_id)  # paid already since contacted_on?
+    elif c.outcome == domain.DISPUTE:
+        dispute = domain.Dispute(c.contacted_on)
+        repo.add_dispute({
+            "contact_id": c.contact_id, "case_id": case.case_id, "account_id": c.account_id,
+            "contacted_on": c.contacted_on, "hold_through": dispute.holds_through(ctx.policy),
+            "resolved_by": None, "resolved_on": None,
+        })  # fmt: skip
+    elif c.outcome == domain.DISPUTE_RESOLVED:
+        for d in open_disputes:
+            repo.resolve_dispute(d["contact_id"], c.contact_id, c.contacted_on)
 
 
 def _close_plan(ctx: Context, plan_id: str, status: str) -> None:
@@ -362,6 +579,7 @@ HANDLERS: dict[str, Handler] = {
     "plan.completed": close_completed_plan,
     "plan.cancelled": close_cancelled_plan,
     "plan.adjusted": follow_adjusted_plan,
+    "contact.recorded": record_contact,
 }
 
 #: What each handler needs preloaded (event type -> the keys the batch repository reads
@@ -369,9 +587,19 @@ HANDLERS: dict[str, Handler] = {
 #: account's plans when it needs them (``repo.open_installments``).
 PRELOAD: dict[str, Callable[[Envelope], Keys]] = {
     "account.delinquency": lambda e: Keys(accounts=(e.data.account_id,)),
-    "plan.created": lambda e: Keys(plans=(e.data.plan_id,)),
-    "installment.paid": lambda e: Keys(installments=((e.data.plan_id, e.data.seq),)),
+    # the account too: a payment of the plan in the same batch may keep its promises
+    "plan.created": lambda e: Keys(plans=(e.data.plan_id,), accounts=(e.data.account_id,)),
+    "installment.paid": lambda e: Keys(
+        plans=(e.data.plan_id,),
+        installments=((e.data.plan_id, e.data.seq),),
+        payer_plans=(e.data.plan_id,),
+    ),
     "plan.completed": lambda e: Keys(plans=(e.data.plan_id,)),
     "plan.cancelled": lambda e: Keys(plans=(e.data.plan_id,)),
     "plan.adjusted": lambda e: Keys(plans=(e.data.plan_id,), schedules=(e.data.plan_id,)),
+    "contact.recorded": lambda e: Keys(
+        accounts=tuple({e.data.account_id, account_of_case(e.data.case_id)}),
+        contacts=(e.data.contact_id,),
+        payments=(e.data.account_id,),
+    ),
 }

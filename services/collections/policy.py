@@ -17,6 +17,12 @@ or as a list::
       legal_min_overdue: "50000.00"
       legal_min_contacts: 2         # contacts, each >= legal_contact_gap_days after the previous
       legal_contact_gap_days: 30
+      contact_actions: [sms, sms_push, call, letter]   # raised levels that count as contacts
+      contact_outcomes: [reached, no_answer, wrong_party]  # contact.recorded outcomes that do
+      promise_max_days: 30          # promised_date <= contacted_on + this (else DLQ)
+      promise_grace_days: 3         # a promise holds the ladder before promised_date + this;
+                                    # the close of promised_date + this decides it
+      dispute_max_days: 30          # a dispute holds through the close of contacted_on + this
       buckets:                      # [name, min_dpd, max_dpd or null]; contiguous from DPD 1
         - [M1, 1, 30]
         - [M2, 31, 60]
@@ -98,6 +104,11 @@ class CollectionsPolicy(BaseModel):
     legal_min_overdue: Decimal = Field(default=Decimal("50000.00"), ge=0)
     legal_min_contacts: int = Field(default=2, ge=0)
     legal_contact_gap_days: int = Field(default=30, ge=0)
+    contact_actions: tuple[str, ...] = ("sms", "sms_push", "call", "letter")
+    contact_outcomes: tuple[str, ...] = ("reached", "no_answer", "wrong_party")
+    promise_max_days: int = Field(default=30, ge=0)
+    promise_grace_days: int = Field(default=3, ge=0)
+    dispute_max_days: int = Field(default=30, ge=0)
     buckets: tuple[Bucket, ...] = Field(default_factory=_default_buckets)
     charge_off_dpd: int = Field(default=180, ge=1)
     reserve_rates: dict[str, Decimal] = Field(

@@ -40,9 +40,13 @@ from services.collections.tables import (
     RAISED,
     case_events,
     cases,
+    contacts,
+    disputes,
+    payments,
     plan_installments,
     plans,
     positions,
+    promises,
 )
 from shared.runtime.api import NotLoaded
 from shared.runtime.db import among, bulk_insert, restrict_to_keys, update_rows
@@ -61,9 +65,17 @@ class Keys:
     installments: tuple[Key, ...] = ()
     #: plans whose every installment (full rows) a handler reads: plan.adjusted
     schedules: tuple[str, ...] = ()
+    #: contact ids (``contacts`` rows, found or not: a repeated contact_id is ignored)
+    contacts: tuple[str, ...] = ()
+    #: accounts whose every known payment is read (a promise recorded in the batch);
+    #: those of accounts with an open promise are read anyway
+    payments: tuple[str, ...] = ()
+    #: plans whose account is loaded as ``accounts`` is (installment.paid: a payment
+    #: may keep the account's promises)
+    payer_plans: tuple[str, ...] = ()
 
 
-def _account_of_case(case_id: str) -> str:
+def account_of_case(case_id: str) -> str:
     """The account of a case id (``domain.case_id_for``: ``case:<account>:<date>``)."""
     return case_id.removeprefix("case:").rsplit(":", 1)[0]
 
@@ -138,6 +150,18 @@ class CollectionsRepository:
         self._plan_changes = _Changes()
         self._installment_changes = _Changes()
         self._case_events: list[dict[str, Any]] = []
+        # second release: contact outcomes (rows as dicts, by contact id / (plan, seq))
+        self._contacts: dict[str, dict[str, Any]] = {}
+        self._promises: dict[str, dict[str, Any]] = {}
+        self._disputes: dict[str, dict[str, Any]] = {}
+        self._payments: dict[Key, dict[str, Any]] = {}
+        self._contact_changes = _Changes()
+        self._promise_changes = _Changes()
+        self._dispute_changes = _Changes()
+        self._payment_changes = _Changes()
+        self._contacts_loaded: set[str] = set()
+        self._case_contacts_loaded: set[str] = set()  # cases whose contacts are in the view
+        self._payments_loaded: set[str] = set()  # accounts
         self._accounts_with_plans_loaded: set[str] = set()
         self._schedules_loaded: set[str] = set()
         # keys loaded (found or not): a getter refuses the others
@@ -157,6 +181,9 @@ class CollectionsRepository:
         plan_ids: set[str] = set()
         keys: set[Key] = set()
         schedule_ids: set[str] = set()
+        contact_ids: set[str] = set()
+        payer_accounts: set[str] = set()
+        payer_plans: set[str] = set()
         for e in events:
             preload = self.preload.get(e.type)
             if preload is None:
@@ -166,16 +193,37 @@ class CollectionsRepository:
             plan_ids.update(wanted.plans)
             keys.update(wanted.installments)
             schedule_ids.update(wanted.schedules)
-        self._accounts_loaded.update(account_ids)
+            contact_ids.update(wanted.contacts)
+            payer_accounts.update(wanted.payments)
+            payer_plans.update(wanted.payer_plans)
+        plan_ids |= payer_plans
         self._plans_loaded.update(plan_ids)
         self._installments_loaded.update(keys)
-        if account_ids:
-            self._load_cases(account_ids)
         if plan_ids:
             rows = self.session.execute(
                 select(plans).where(among(plans.c.plan_id, plan_ids, self.dialect))
             )
             self._plans = {r.plan_id: dict(r._mapping) for r in rows}
+        account_ids.update(self._plans[p]["account_id"] for p in payer_plans if p in self._plans)
+        self._accounts_loaded.update(account_ids)
+        if account_ids:
+            self._load_cases(account_ids)
+        if contact_ids:
+            self._contacts_loaded.update(contact_ids)
+            rows = self.session.execute(
+                select(contacts).where(among(contacts.c.contact_id, contact_ids, self.dialect))
+            )
+            for r in rows:
+                self._contacts.setdefault(r.contact_id, dict(r._mapping))
+        payer_accounts |= {p["account_id"] for p in self._promises.values()
+                           if p["status"] == "open"}  # fmt: skip
+        if payer_accounts:
+            self._payments_loaded.update(payer_accounts)
+            rows = self.session.execute(
+                select(payments).where(among(payments.c.account_id, payer_accounts, self.dialect))
+            )
+            for r in rows:
+                self._payments.setdefault((r.plan_id, r.seq), dict(r._mapping))
         if keys:
             self._load_installments(keys)
         if schedule_ids:
@@ -213,6 +261,18 @@ class CollectionsRepository:
             )
             for case_id, level, raised_on in rows:
                 self._raised[case_id].append((level, raised_on))
+            self._load_contact_outcomes(in_play)
+
+    def _load_contact_outcomes(self, case_ids: list[str]) -> None:
+        """The contacts, promises and disputes of the cases in play."""
+        self._case_contacts_loaded.update(case_ids)
+        for table, view in ((contacts, self._contacts), (promises, self._promises),
+                            (disputes, self._disputes)):  # fmt: skip
+            rows = self.session.execute(
+                select(table).where(among(table.c.case_id, case_ids, self.dialect))
+            )
+            for r in rows:
+                view.setdefault(r.contact_id, dict(r._mapping))
 
     def _load_account_plans(self, account_id: str) -> None:
         """Every plan and installment of the account, under the batch's changes: a plan
@@ -262,8 +322,62 @@ class CollectionsRepository:
     def case_exists(self, case_id: str) -> bool:
         """Every case of a loaded account is in the view (and the cases added since)."""
         if case_id not in self._cases:
-            self._require_account(_account_of_case(case_id))
+            self._require_account(account_of_case(case_id))
         return case_id in self._cases
+
+    def case(self, case_id: str) -> Case | None:
+        """The case (None: no such case); its account must be loaded."""
+        return self._cases[case_id] if self.case_exists(case_id) else None
+
+    def contact_exists(self, contact_id: str) -> bool:
+        if contact_id not in self._contacts_loaded and contact_id not in self._contacts:
+            raise NotLoaded(f"contact {contact_id!r} was not preloaded")
+        return contact_id in self._contacts
+
+    def _require_case_contacts(self, case_id: str) -> None:
+        if case_id not in self._case_contacts_loaded:
+            raise NotLoaded(f"the contacts of case {case_id!r} were not preloaded")
+
+    def contact_outcomes(self, case_id: str) -> list[tuple[str, date]]:
+        """``(outcome, contacted_on)`` of the contacts recorded on the case."""
+        self._require_case_contacts(case_id)
+        return [(c["outcome"], c["contacted_on"]) for c in self._contacts.values()
+                if c["case_id"] == case_id]  # fmt: skip
+
+    def promises(self, case_id: str) -> list[dict[str, Any]]:
+        """The case's promises (``promises`` rows), by contact id."""
+        self._require_case_contacts(case_id)
+        return [dict(p) for _, p in sorted(self._promises.items()) if p["case_id"] == case_id]
+
+    def open_promises(self, account_id: str) -> list[dict[str, Any]]:
+        """The account's open promises (of its cases in play), by contact id."""
+        self._require_account(account_id)
+        return [dict(p) for _, p in sorted(self._promises.items())
+                if p["account_id"] == account_id and p["status"] == "open"]  # fmt: skip
+
+    def disputes(self, case_id: str) -> list[dict[str, Any]]:
+        """The case's disputes (``disputes`` rows), by contact id."""
+        self._require_case_contacts(case_id)
+        return [dict(d) for _, d in sorted(self._disputes.items()) if d["case_id"] == case_id]
+
+    def payments(self, account_id: str) -> list[dict[str, Any]]:
+        """Every payment known for the account (``payments`` rows)."""
+        if account_id not in self._payments_loaded:
+            raise NotLoaded(f"the payments of account {account_id!r} were not preloaded")
+        return [dict(p) for _, p in sorted(self._payments.items())
+                if p["account_id"] == account_id]  # fmt: skip
+
+    def plan_account(self, plan_id: str) -> str | None:
+        """The account of a plan (None: unknown plan)."""
+        plan = self._plans.get(plan_id) if self.has_plan(plan_id) else None
+        return None if plan is None else plan["account_id"]
+
+    def is_paid(self, plan_id: str, seq: int) -> bool | None:
+        """Whether the installment is paid already (None: unknown)."""
+        if (plan_id, seq) not in self._installments_loaded:
+            raise NotLoaded(f"installment {plan_id!r} #{seq} was not preloaded")
+        line = self._installments.get((plan_id, seq))
+        return None if line is None else bool(line["paid"])
 
     def has_plan(self, plan_id: str) -> bool:
         if plan_id not in self._plans_loaded and plan_id not in self._plans:
@@ -310,6 +424,7 @@ class CollectionsRepository:
     def add_case(self, case: Case) -> None:
         self.changes += 1
         self._cases[case.case_id] = case
+        self._case_contacts_loaded.add(case.case_id)  # a new case has none yet
         self._raised[case.case_id] = []
         self._case_changes.put(case.case_id, case, stored=False)
 
@@ -337,6 +452,41 @@ class CollectionsRepository:
             key = (line["plan_id"], line["seq"])
             self._installments[key] = line
             self._installment_changes.put(key, line, stored=False)
+
+    def add_contact(self, row: dict[str, Any]) -> None:
+        self.changes += 1
+        self._contacts_loaded.add(row["contact_id"])
+        self._contacts[row["contact_id"]] = row
+        self._contact_changes.put(row["contact_id"], row, stored=False)
+
+    def add_promise(self, row: dict[str, Any]) -> None:
+        self.changes += 1
+        self._promises[row["contact_id"]] = row
+        self._promise_changes.put(row["contact_id"], row, stored=False)
+
+    def update_promise(self, contact_id: str, **values: Any) -> None:
+        self.changes += 1
+        row = self._promises[contact_id]
+        row.update(values)
+        self._promise_changes.put(contact_id, row, stored=True)
+
+    def add_dispute(self, row: dict[str, Any]) -> None:
+        self.changes += 1
+        self._disputes[row["contact_id"]] = row
+        self._dispute_changes.put(row["contact_id"], row, stored=False)
+
+    def resolve_dispute(self, contact_id: str, resolved_by: str, resolved_on: date) -> None:
+        self.changes += 1
+        row = self._disputes[contact_id]
+        row.update(resolved_by=resolved_by, resolved_on=resolved_on)
+        self._dispute_changes.put(contact_id, row, stored=True)
+
+    def add_payment(self, row: dict[str, Any]) -> None:
+        """A payment (``installment.paid``) of the account: what keeps its promises."""
+        self.changes += 1
+        key = (row["plan_id"], row["seq"])
+        self._payments[key] = row
+        self._payment_changes.put(key, row, stored=False)
 
     def mark_paid(self, plan_id: str, seq: int, paid_on: date) -> bool:
         """False: the installment is unknown (nothing changed)."""
@@ -404,6 +554,15 @@ class CollectionsRepository:
         self._update_many(cases, ("case_id",), _CASE_CHANGES,
                           [vars(c) for c in self._case_changes.changed.values()])  # fmt: skip
         bulk_insert(conn, case_events, self._case_events)  # seq follows the append order
+        bulk_insert(conn, contacts, list(self._contact_changes.new.values()))
+        bulk_insert(conn, promises, list(self._promise_changes.new.values()))
+        self._update_many(promises, ("contact_id",),
+                          ("status", "paid_amount", "decided_on", "event_id"),
+                          list(self._promise_changes.changed.values()))  # fmt: skip
+        bulk_insert(conn, disputes, list(self._dispute_changes.new.values()))
+        self._update_many(disputes, ("contact_id",), ("resolved_by", "resolved_on"),
+                          list(self._dispute_changes.changed.values()))  # fmt: skip
+        bulk_insert(conn, payments, list(self._payment_changes.new.values()))
         bulk_insert(conn, plans, list(self._plan_changes.new.values()))
         self._update_many(plans, ("plan_id",), ("status",),
                           list(self._plan_changes.changed.values()))  # fmt: skip

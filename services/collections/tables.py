@@ -16,6 +16,28 @@
   written off, no longer outstanding. ``plan.adjusted`` (second release) rewrites the
   principal of the installments its schedule lists and marks the unpaid ones it leaves
   out ``removed`` (migration 2): no longer outstanding either.
+
+Second release (migration 3, ``contact.recorded`` from collections.outcomes.v1; all four
+are read-only for anyone but this service):
+
+- ``contacts``: every contact outcome accepted, one row per ``contact_id``: ``case_id``,
+  ``account_id``, ``outcome`` (reached | no_answer | wrong_party | promise_to_pay |
+  dispute | dispute_resolved), ``contacted_on``, ``agent_ref``, ``event_id`` (the
+  ``contact.recorded``). Outcomes reached / no_answer / wrong_party count as contacts
+  for the legal guard, as do the contact actions raised (``case_events``).
+- ``promises``: one row per ``promise_to_pay`` (keyed by its ``contact_id``):
+  ``promised_amount`` / ``currency`` / ``promised_date``, ``contacted_on``, ``status``
+  (``open`` | ``kept`` | ``broken`` | ``void`` = its case was resolved while it was
+  open), and once decided ``paid_amount``, ``decided_on`` (the business date of the
+  promise event) and ``event_id`` (the ``promise.kept`` / ``promise.broken`` emitted).
+  A promise holds the case's ladder at the close of any business date before
+  ``promised_date + 3`` (``hold_until`` stores that first date not held).
+- ``disputes``: one row per ``dispute`` (keyed by its ``contact_id``): it holds the
+  case's ladder through the close of ``hold_through`` (``contacted_on + 30``) unless
+  ``resolved_by`` (the ``dispute_resolved`` contact id, ``resolved_on`` its date).
+- ``payments``: the payments collections knows of, one row per ``installment.paid``
+  (plan_id, seq, account_id, amount, currency, paid_on): what is paid towards a promise
+  (from its ``contacted_on`` on).
 """
 
 from sqlalchemy import Boolean, Column, Date, Integer, MetaData, String, Table, false, text
@@ -121,9 +143,76 @@ def _add_removed(conn: Connection) -> None:
         conn.execute(text(f"ALTER TABLE {table} ADD COLUMN removed BOOLEAN NOT NULL DEFAULT 0"))
 
 
+contacts = Table(
+    "contacts",
+    metadata,
+    Column("contact_id", String(ID_COLUMN), primary_key=True),
+    Column("case_id", String(200), nullable=False, index=True),
+    Column("account_id", String(ID_COLUMN), nullable=False, index=True),
+    Column("outcome", String(32), nullable=False),
+    Column("contacted_on", Date, nullable=False),
+    Column("agent_ref", String(ID_COLUMN), nullable=False),
+    Column("event_id", String(64), nullable=False),
+)
+
+promises = Table(
+    "promises",
+    metadata,
+    Column("contact_id", String(ID_COLUMN), primary_key=True),
+    Column("case_id", String(200), nullable=False, index=True),
+    Column("account_id", String(ID_COLUMN), nullable=False, index=True),
+    Column("contacted_on", Date, nullable=False),
+    Column("promised_date", Date, nullable=False),
+    Column("promised_amount", Money, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("hold_until", Date, nullable=False),  # promised_date + grace: first close not held
+    Column("status", String(16), nullable=False),  # open | kept | broken | void
+    Column("paid_amount", Money, nullable=True),
+    Column("decided_on", Date, nullable=True),
+    Column("event_id", String(64), nullable=True),  # the promise.kept / promise.broken
+)
+
+disputes = Table(
+    "disputes",
+    metadata,
+    Column("contact_id", String(ID_COLUMN), primary_key=True),
+    Column("case_id", String(200), nullable=False, index=True),
+    Column("account_id", String(ID_COLUMN), nullable=False, index=True),
+    Column("contacted_on", Date, nullable=False),
+    Column("hold_through", Date, nullable=False),
+    Column("resolved_by", String(ID_COLUMN), nullable=True),
+    Column("resolved_on", Date, nullable=True),
+)
+
+payments = Table(
+    "payments",
+    metadata,
+    Column("plan_id", String(ID_COLUMN), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("account_id", String(ID_COLUMN), nullable=False, index=True),
+    Column("amount", Money, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("paid_on", Date, nullable=False),
+    Column("event_id", String(64), nullable=False),
+)
+
+SECOND_RELEASE = (contacts, promises, disputes, payments)
+
+
+def _create_second_release(conn: Connection) -> None:
+    """The contact-outcome tables on a database created before them (migration 1 of a
+    newer database creates them already: ``create_all`` skips existing tables)."""
+    metadata.create_all(conn, tables=list(SECOND_RELEASE))
+
+
 MIGRATIONS = [
     Migration(
         1, "cases, case_events, positions, plans, plan_installments", create_tables(metadata)
     ),
     Migration(2, "plan_installments.removed (plan.adjusted)", _add_removed),
+    Migration(
+        3,
+        "contacts, promises, disputes, payments (contact.recorded)",
+        _create_second_release,
+    ),  # fmt: skip
 ]

@@ -263,8 +263,9 @@ def test_a_mixed_batch_behaves_as_one_by_one(h, tmp_path):
         delinquency("acc-2", 200, "900.00"),  # raised to the agency, then charged off
         delinquency("acc-2", 201, "900.00"),  # charged off: nothing more
         delinquency("acc-2", 0, on=OLDEST + timedelta(days=230)),  # closed silently
-        delinquency("acc-3", 40, "60000.00"),
-        delinquency("acc-3", 70, "60000.00"),
+        delinquency("acc-3", 1, "60000.00"),  # sms: a contact
+        delinquency("acc-3", 31, "60000.00"),  # levels 2-4 (letter): 30 days later
+        delinquency("acc-3", 70, "60000.00"),  # the agency (not a contact)
         delinquency("acc-3", 95, "60000.00"),  # the legal guard holds now
     ]
     one = Harness(SERVICE, tmp_path / "one")

@@ -20,9 +20,13 @@ from services.collections.tables import MIGRATIONS
 from shared.runtime.store import migrate
 
 READS = {"position", "current_case", "levels_raised", "case_exists", "has_plan",
-         "open_installments", "active_plans", "unpaid_seqs"}  # fmt: skip
+         "open_installments", "active_plans", "unpaid_seqs", "case", "contact_exists",
+         "contact_outcomes", "promises", "open_promises", "disputes", "payments",
+         "plan_account", "is_paid"}  # fmt: skip
 MUTATES = {"put_position", "add_case", "update_case", "append_case_event", "add_plan",
-           "mark_paid", "set_plan_status", "adjust_installments"}  # fmt: skip
+           "mark_paid", "set_plan_status", "adjust_installments", "add_contact",
+           "add_promise", "update_promise", "add_dispute", "resolve_dispute",
+           "add_payment"}  # fmt: skip
 LIFECYCLE = {"load", "save"}
 DAY = date(2026, 1, 31)
 
@@ -50,8 +54,11 @@ def test_every_public_method_is_known_as_reading_or_mutating():
 
 
 def test_a_key_never_preloaded_is_refused_a_preloaded_missing_one_answers_none(repo):
-    repo.load([ev("account.delinquency", account_id="acc-1"), ev("plan.created", plan_id="p")])
+    repo.load([ev("account.delinquency", account_id="acc-1"),
+               ev("plan.created", plan_id="p", account_id="acc-1")])  # fmt: skip
     assert repo.position("acc-1") is None
+    assert repo.case("case:acc-1:2026-01-31") is None
+    assert repo.plan_account("p") is None
     assert repo.current_case("acc-1") is None
     assert repo.case_exists("case:acc-1:2026-01-31") is False
     assert repo.has_plan("p") is False
@@ -63,6 +70,13 @@ def test_a_key_never_preloaded_is_refused_a_preloaded_missing_one_answers_none(r
         lambda: repo.has_plan("q"),
         lambda: repo.mark_paid("p", 1, DAY),
         lambda: repo.active_plans("acc-1", "EUR"),
+        lambda: repo.contact_exists("c-1"),
+        lambda: repo.contact_outcomes("case:acc-1:2026-01-31"),
+        lambda: repo.promises("case:acc-1:2026-01-31"),
+        lambda: repo.disputes("case:acc-1:2026-01-31"),
+        lambda: repo.open_promises("acc-2"),
+        lambda: repo.payments("acc-1"),
+        lambda: repo.is_paid("p", 1),
     ):
         with pytest.raises(NotLoaded):
             call()
@@ -91,6 +105,16 @@ def test_each_mutating_method_counts_a_change(repo):
         "set_plan_status": lambda: repo.set_plan_status("p", "completed"),
         "adjust_installments": lambda: repo.adjust_installments(
             "p", [{"seq": 1, "due_date": DAY, "principal": D("5")}], []
+        ),
+        "add_contact": lambda: repo.add_contact({"contact_id": "c-1", "case_id": case_id}),
+        "add_promise": lambda: repo.add_promise(
+            {"contact_id": "c-1", "case_id": case_id, "account_id": "acc-1", "status": "open"}
+        ),
+        "update_promise": lambda: repo.update_promise("c-1", status="kept"),
+        "add_dispute": lambda: repo.add_dispute({"contact_id": "c-2", "case_id": case_id}),
+        "resolve_dispute": lambda: repo.resolve_dispute("c-2", "c-3", DAY),
+        "add_payment": lambda: repo.add_payment(
+            {"plan_id": "p", "seq": 1, "account_id": "acc-1"}
         ),
     }
     assert set(calls) == MUTATES
