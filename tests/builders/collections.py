@@ -33,9 +33,10 @@ def plan_created(account_id: str, plan_id: str, principal: str, tenor: int,
     return envelope("plan.created", account_id, data, source="offers")
 
 
-def paid(account_id: str, plan_id: str, seq: int, amount: str) -> dict[str, Any]:
+def paid(account_id: str, plan_id: str, seq: int, amount: str,
+         paid_on: date = date(2026, 2, 15)) -> dict[str, Any]:  # fmt: skip
     data = {"plan_id": plan_id, "seq": seq, "amount": amount, "currency": "USD",
-            "paid_on": "2026-02-15"}  # fmt: skip
+            "paid_on": paid_on.isoformat()}  # fmt: skip
     return envelope("installment.paid", account_id, data, source="offers")
 
 
@@ -63,3 +64,20 @@ def plan_adjusted(account_id: str, plan_id: str, lines: dict[int, tuple[date, st
         "points_to_restore": 0,
     }  # fmt: skip
     return envelope("plan.adjusted", account_id, data, source="offers")
+
+
+def contact(account_id: str, case_id: str, outcome: str, contacted_on: date, *,
+            contact_id: str | None = None, promised_amount: str | None = None,
+            promised_date: date | None = None, currency: str = "USD") -> dict[str, Any]:  # fmt: skip
+    """A ``contact.recorded`` as the collections team's tools publish it (the promise
+    fields only with ``promise_to_pay``)."""
+    data: dict[str, Any] = {
+        "contact_id": contact_id or f"ct-{outcome}-{contacted_on.isoformat()}",
+        "case_id": case_id, "account_id": account_id, "outcome": outcome,
+        "contacted_on": contacted_on.isoformat(), "agent_ref": "agent-7",
+    }  # fmt: skip
+    if outcome == "promise_to_pay":
+        assert promised_amount is not None and promised_date is not None
+        data |= {"promised_amount": promised_amount, "currency": currency,
+                 "promised_date": promised_date.isoformat()}  # fmt: skip
+    return envelope("contact.recorded", account_id, data, source="collections-team")
