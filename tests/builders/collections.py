@@ -68,7 +68,8 @@ def plan_adjusted(account_id: str, plan_id: str, lines: dict[int, tuple[date, st
 
 def contact(account_id: str, case_id: str, outcome: str, contacted_on: date, *,
             contact_id: str | None = None, promised_amount: str | None = None,
-            promised_date: date | None = None, currency: str = "USD") -> dict[str, Any]:  # fmt: skip
+            promised_date: date | None = None,
+            currency: str = "USD") -> dict[str, Any]:  # fmt: skip
     """A ``contact.recorded`` as the collections team's tools publish it (the promise
     fields only with ``promise_to_pay``)."""
     data: dict[str, Any] = {
