@@ -116,3 +116,55 @@ def reserve(as_json: bool = typer.Option(False, "--json", help="print JSON inste
     if not lines:
         table.caption = "nothing outstanding"
     console.print(table)
+
+
+# --------------------------------------------------------------------- the console
+
+
+@app.command()
+def web(
+    host: str | None = typer.Option(None, help="interface (INSTALLMENTS_CONSOLE_HOST)"),
+    port: int | None = typer.Option(None, help="port (INSTALLMENTS_CONSOLE_PORT, 8080)"),
+) -> None:
+    """The collections console: work queue, case pages, contact outcomes (web)."""
+    from services.collections.console.server import serve
+    from services.collections.console.settings import ConsoleSettings
+
+    serve(ConsoleSettings(), host, port)
+
+
+@app.command("add-agent")
+def add_agent(
+    username: str = typer.Argument(..., help="the agent's sign-in name"),
+    agent_ref: str | None = typer.Option(
+        None, help="opaque reference carried by contact.recorded (default: the username)"
+    ),
+    users_file: str | None = typer.Option(
+        None, help="the users file (default: INSTALLMENTS_CONSOLE_USERS_FILE)"
+    ),
+    password_stdin: bool = typer.Option(
+        False, "--password-stdin", help="read the password from stdin instead of prompting"
+    ),
+) -> None:
+    """Add an agent to the console's users file, or set their new password (scrypt)."""
+    import sys
+
+    from services.collections.console.agents import add_agent as add
+    from services.collections.console.settings import ConsoleSettings
+
+    path = users_file or ConsoleSettings().console_users_file
+    if not path:
+        Console(stderr=True).print(
+            "[red]no users file[/red]: pass --users-file or set INSTALLMENTS_CONSOLE_USERS_FILE"
+        )
+        raise typer.Exit(2)
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        agent = add(path, username, password, agent_ref)
+    except ValueError as exc:
+        Console(stderr=True).print(f"[red]refused[/red]: {exc}")
+        raise typer.Exit(2) from exc
+    typer.echo(f"agent {agent.username} (agent_ref {agent.agent_ref}) saved in {path}")

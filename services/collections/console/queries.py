@@ -1,0 +1,377 @@
+"""Read models of the console over the collections service's tables (read only).
+
+- :func:`work_queue`: one page of the open cases, filtered (level, bucket, minimum
+  overdue amount, currency), sorted by days past due or overdue amount, with keyset
+  pagination (``after`` / ``before`` cursors: the sort value and the case id of the
+  last / first row shown): a page costs the same at page 1 and at page 2,000.
+- :func:`case_timeline`: a case and its timeline (case events with their delinquency
+  snapshot, the account's latest report, installments paid, and the contacts,
+  promises and holds the service records — whatever of those tables exists).
+
+Indexes: on PostgreSQL the queue reads ``cases`` through ``(status, days_past_due,
+case_id)`` / ``(status, overdue_amount, case_id)`` when they exist
+(:data:`QUEUE_INDEXES`; the benchmark creates them in its scratch schema and shows
+the difference).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from typing import Any, Literal
+
+from sqlalchemy import Column, Engine, Index, Numeric, String, cast, literal, select, tuple_
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
+
+from services.collections import tables
+from services.collections.tables import OPEN, case_events, cases, plan_installments, positions
+
+Sort = Literal["dpd", "amount"]
+Order = Literal["desc", "asc"]
+SORTS: tuple[Sort, ...] = ("dpd", "amount")
+ORDERS: tuple[Order, ...] = ("desc", "asc")
+BUCKETS = ("M1", "M2", "M3", "M4+")
+LEVELS = tuple(range(0, 7))
+
+#: The indexes the queue wants on ``cases`` (names are the console's; to be created
+#: by a migration of the collections service, which owns the table).
+QUEUE_INDEXES = (
+    Index("ix_cases_console_dpd", cases.c.status, cases.c.days_past_due, cases.c.case_id),
+    Index("ix_cases_console_amount", cases.c.status, cases.c.overdue_amount, cases.c.case_id),
+)
+
+
+@dataclass(frozen=True)
+class QueueFilter:
+    level: int | None = None
+    bucket: str | None = None
+    min_amount: Decimal | None = None
+    currency: str | None = None
+    sort: Sort = "dpd"
+    order: Order = "desc"
+
+    def params(self) -> dict[str, str]:
+        """The filter as query parameters (only those set)."""
+        out: dict[str, str] = {"sort": self.sort, "order": self.order}
+        if self.level is not None:
+            out["level"] = str(self.level)
+        if self.bucket:
+            out["bucket"] = self.bucket
+        if self.min_amount is not None:
+            out["min_amount"] = str(self.min_amount)
+        if self.currency:
+            out["currency"] = self.currency
+        return out
+
+
+def parse_filter(params: Any) -> tuple[QueueFilter, list[str]]:
+    """A :class:`QueueFilter` from query parameters, and the errors (bad values ignored)."""
+    errors: list[str] = []
+    level: int | None = None
+    raw = (params.get("level") or "").strip()
+    if raw:
+        if raw.isdigit() and int(raw) in LEVELS:
+            level = int(raw)
+        else:
+            errors.append("level must be 0 to 6")
+    bucket = (params.get("bucket") or "").strip() or None
+    if bucket is not None and bucket not in BUCKETS:
+        errors.append(f"bucket must be one of {', '.join(BUCKETS)}")
+        bucket = None
+    min_amount: Decimal | None = None
+    raw = (params.get("min_amount") or "").strip()
+    if raw:
+        try:
+            min_amount = Decimal(raw)
+            if not min_amount.is_finite() or min_amount < 0:
+                raise InvalidOperation
+        except InvalidOperation:
+            errors.append("minimum amount must be a non-negative number like 100.00")
+            min_amount = None
+    currency = (params.get("currency") or "").strip().upper() or None
+    if currency is not None and not (len(currency) == 3 and currency.isalpha()):
+        errors.append("currency must be a 3-letter code")
+        currency = None
+    sort: Sort = "dpd"
+    raw = params.get("sort") or "dpd"
+    if raw == "amount":
+        sort = "amount"
+    elif raw != "dpd":
+        errors.append("sort must be dpd or amount")
+    order: Order = "desc"
+    raw = params.get("order") or "desc"
+    if raw == "asc":
+        order = "asc"
+    elif raw != "desc":
+        errors.append("order must be desc or asc")
+    return QueueFilter(level, bucket, min_amount, currency, sort, order), errors
+
+
+@dataclass(frozen=True)
+class QueueRow:
+    case_id: str
+    account_id: str
+    level: int
+    action: str | None
+    bucket: str | None
+    days_past_due: int
+    overdue_amount: Decimal
+    currency: str
+    opened_on: date
+    business_date: date
+    held_until: date | None = None
+    hold_reason: str | None = None
+    promise: str | None = None  # state of the case's latest promise to pay
+
+
+@dataclass(frozen=True)
+class Page:
+    rows: list[QueueRow]
+    next_cursor: str | None  # pass as ``after`` for the next page
+    prev_cursor: str | None  # pass as ``before`` for the previous page
+    filter: QueueFilter = field(default_factory=QueueFilter)
+
+
+def _money_expr(column: Column[Any], dialect: str) -> ColumnElement[Any]:
+    # Money is text on SQLite (exact, never a float when stored); compare it as a number.
+    return cast(column, Numeric) if dialect == "sqlite" else column
+
+
+def _money_value(value: Decimal, dialect: str) -> ColumnElement[Any]:
+    if dialect == "sqlite":
+        return cast(literal(str(value), String), Numeric)
+    return literal(value, cases.c.overdue_amount.type)
+
+
+def _sort_key(sort: Sort, dialect: str) -> ColumnElement[Any]:
+    if sort == "amount":
+        return _money_expr(cases.c.overdue_amount, dialect)
+    return cases.c.days_past_due
+
+
+def encode_cursor(row: QueueRow, sort: Sort) -> str:
+    value = row.overdue_amount if sort == "amount" else row.days_past_due
+    return f"{value}~{row.case_id}"
+
+
+def decode_cursor(cursor: str, sort: Sort) -> tuple[Any, str] | None:
+    value, sep, case_id = cursor.partition("~")
+    if not sep or not case_id:
+        return None
+    try:
+        parsed: Any = Decimal(value) if sort == "amount" else int(value)
+        if sort == "amount" and not parsed.is_finite():
+            return None
+    except (InvalidOperation, ValueError):
+        return None
+    return parsed, case_id
+
+
+def work_queue(
+    engine: Engine,
+    filt: QueueFilter = QueueFilter(),
+    *,
+    after: str | None = None,
+    before: str | None = None,
+    limit: int = 50,
+) -> Page:
+    """One page of open cases (see the module docstring)."""
+    dialect = engine.dialect.name
+    key = _sort_key(filt.sort, dialect)
+    where: list[ColumnElement[bool]] = [cases.c.status == OPEN]
+    if filt.level is not None:
+        where.append(cases.c.level == filt.level)
+    if filt.bucket:
+        where.append(cases.c.bucket == filt.bucket)
+    if filt.min_amount is not None:
+        where.append(
+            _money_expr(cases.c.overdue_amount, dialect) >= _money_value(filt.min_amount, dialect)
+        )
+    if filt.currency:
+        where.append(cases.c.currency == filt.currency)
+
+    descending = filt.order == "desc"
+    backwards = bool(before) and not after
+    given = before if backwards else after
+    cursor = decode_cursor(given, filt.sort) if given else None
+    backwards = backwards and cursor is not None
+    if cursor is not None:
+        value, case_id = cursor
+        bound = (
+            _money_value(value, dialect) if filt.sort == "amount" else literal(value),
+            literal(case_id),
+        )
+        forward_later = descending != backwards  # rows "after" = smaller keys when desc
+        row_key = tuple_(key, cases.c.case_id)
+        where.append(row_key < tuple_(*bound) if forward_later else row_key > tuple_(*bound))
+    reverse = descending != backwards
+    order_by = (key.desc(), cases.c.case_id.desc()) if reverse else (key, cases.c.case_id)
+    query = (
+        select(
+            cases.c.case_id,
+            cases.c.account_id,
+            cases.c.level,
+            cases.c.action,
+            cases.c.bucket,
+            cases.c.days_past_due,
+            cases.c.overdue_amount,
+            cases.c.currency,
+            cases.c.opened_on,
+            cases.c.business_date,
+        )
+        .where(*where)
+        .order_by(*order_by)
+        .limit(limit + 1)
+    )
+    with engine.connect() as conn:
+        found = [dict(row._mapping) for row in conn.execute(query)]
+        more = len(found) > limit
+        found = found[:limit]
+        if backwards:
+            found.reverse()
+        holds = case_holds(conn, [r["case_id"] for r in found])
+    rows = [QueueRow(**r, **holds.get(r["case_id"], {})) for r in found]
+    if not rows:
+        return Page(rows, None, None, filt)
+    if cursor is None:
+        has_prev, has_next = False, more
+    elif backwards:
+        has_prev, has_next = more, True
+    else:
+        has_prev, has_next = True, more
+    return Page(
+        rows,
+        encode_cursor(rows[-1], filt.sort) if has_next else None,
+        encode_cursor(rows[0], filt.sort) if has_prev else None,
+        filt,
+    )
+
+
+# --------------------------------------------------------------- holds and promises
+
+
+def _table(name: str) -> Any:
+    """A table of the collections service, or None where this release has none."""
+    return tables.metadata.tables.get(name)
+
+
+def case_holds(conn: Connection, case_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """case id -> {held_until, hold_reason, promise} for the cases given (one query per
+    table; empty until the service has the tables)."""
+    return {}
+
+
+# --------------------------------------------------------------- the case page
+
+
+@dataclass(frozen=True)
+class TimelineItem:
+    on: date
+    kind: str  # opened, raised, resolved, closed, snapshot, payment, contact, promise, hold
+    title: str
+    detail: dict[str, Any]
+    order: int = 0  # tie-break within a date
+
+
+@dataclass(frozen=True)
+class CaseView:
+    case: dict[str, Any]
+    timeline: list[TimelineItem]
+    position: dict[str, Any] | None
+    holds: dict[str, Any]
+
+
+def find_case(engine: Engine, case_id: str) -> dict[str, Any] | None:
+    with engine.connect() as conn:
+        row = conn.execute(select(cases).where(cases.c.case_id == case_id)).mappings().first()
+    return dict(row) if row is not None else None
+
+
+def case_timeline(engine: Engine, case_id: str) -> CaseView | None:
+    """The case and its timeline, oldest first; None for an unknown case."""
+    with engine.connect() as conn:
+        found = conn.execute(select(cases).where(cases.c.case_id == case_id)).mappings().first()
+        if found is None:
+            return None
+        case = dict(found)
+        items: list[TimelineItem] = []
+        events = conn.execute(
+            select(case_events).where(case_events.c.case_id == case_id).order_by(case_events.c.seq)
+        ).mappings()
+        for n, ev in enumerate(events):
+            kind = str(ev["kind"])
+            if kind == "raised":
+                title = f"Escalated to level {ev['level']} ({ev['action']})"
+            elif kind == "resolved":
+                title = f"Resolved: {ev['resolution']}"
+            else:
+                title = {"opened": "Case opened", "closed": "Case closed"}.get(kind, kind)
+            items.append(
+                TimelineItem(
+                    ev["business_date"],
+                    kind,
+                    title,
+                    {
+                        "days past due": ev["days_past_due"],
+                        "overdue": f"{ev['overdue_amount']} {ev['currency']}",
+                        "bucket": ev["bucket"] or "-",
+                        **(
+                            {"written off": f"{ev['amount']} {ev['currency']}"}
+                            if ev["amount"] is not None
+                            else {}
+                        ),  # fmt: skip
+                    },
+                    order=n,
+                )
+            )
+        latest = (
+            conn.execute(select(positions).where(positions.c.account_id == case["account_id"]))
+            .mappings()
+            .first()
+        )
+        position = dict(latest) if latest is not None else None
+        if position is not None and position["business_date"] >= case["opened_on"]:
+            items.append(
+                TimelineItem(
+                    position["business_date"],
+                    "snapshot",
+                    f"Delinquency report: {position['days_past_due']} days past due",
+                    {
+                        "overdue": f"{position['overdue_amount']} {position['currency']}",
+                        "oldest unpaid due date": position["oldest_unpaid_due_date"] or "-",
+                    },
+                    order=10_000,
+                )
+            )
+        paid = conn.execute(
+            select(plan_installments)
+            .where(
+                plan_installments.c.account_id == case["account_id"],
+                plan_installments.c.paid.is_(True),
+                plan_installments.c.paid_on >= case["opened_on"],
+            )
+            .order_by(plan_installments.c.paid_on, plan_installments.c.plan_id)
+        ).mappings()
+        for row in paid:
+            items.append(
+                TimelineItem(
+                    row["paid_on"],
+                    "payment",
+                    f"Installment {row['seq']} of plan {row['plan_id']} paid",
+                    {"principal": str(row["principal"]), "due date": row["due_date"]},
+                    order=5_000,
+                )
+            )
+        items.extend(contact_items(conn, case_id))
+        holds = case_holds(conn, [case_id]).get(case_id, {})
+    items.sort(key=lambda item: (item.on, item.order))
+    return CaseView(case, items, position, holds)
+
+
+def contact_items(conn: Connection, case_id: str) -> list[TimelineItem]:
+    """The case's contacts and promises as timeline items (none before the service
+    records them)."""
+    return []
