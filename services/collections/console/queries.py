@@ -5,8 +5,8 @@
   pagination (``after`` / ``before`` cursors: the sort value and the case id of the
   last / first row shown): a page costs the same at page 1 and at page 2,000.
 - :func:`case_timeline`: a case and its timeline (case events with their delinquency
-  snapshot, the account's latest report, installments paid, and the contacts,
-  promises and holds the service records — whatever of those tables exists).
+  snapshot, the account's latest report, payments, contacts, promises and disputes).
+- :func:`case_holds`: held-until and promise state of a page of cases.
 
 Indexes: on PostgreSQL the queue reads ``cases`` through ``(status, days_past_due,
 case_id)`` / ``(status, overdue_amount, case_id)`` when they exist
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
@@ -26,8 +26,19 @@ from sqlalchemy import Column, Engine, Index, Numeric, String, cast, literal, se
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
-from services.collections import tables
-from services.collections.tables import OPEN, case_events, cases, plan_installments, positions
+from services.collections.tables import (
+    OPEN,
+    case_events,
+    cases,
+    contacts,
+    disputes,
+    payments,
+    plan_installments,
+    positions,
+    promises,
+)
+
+PROMISE_OPEN, PROMISE_KEPT, PROMISE_BROKEN = "open", "kept", "broken"
 
 Sort = Literal["dpd", "amount"]
 Order = Literal["desc", "asc"]
@@ -124,7 +135,8 @@ class QueueRow:
     business_date: date
     held_until: date | None = None
     hold_reason: str | None = None
-    promise: str | None = None  # state of the case's latest promise to pay
+    promise: str | None = None  # status of the case's latest promise to pay
+    promise_detail: str | None = None  # its amount and date
 
 
 @dataclass(frozen=True)
@@ -253,15 +265,54 @@ def work_queue(
 # --------------------------------------------------------------- holds and promises
 
 
-def _table(name: str) -> Any:
-    """A table of the collections service, or None where this release has none."""
-    return tables.metadata.tables.get(name)
+def _latest_promises(conn: Connection, case_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """case id -> its latest promise row (by contacted_on, then contact id)."""
+    rows = conn.execute(
+        select(promises)
+        .where(promises.c.case_id.in_(list(case_ids)))
+        .order_by(promises.c.case_id, promises.c.contacted_on, promises.c.contact_id)
+    ).mappings()
+    return {row["case_id"]: dict(row) for row in rows}  # the last one per case wins
 
 
 def case_holds(conn: Connection, case_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """case id -> {held_until, hold_reason, promise} for the cases given (one query per
-    table; empty until the service has the tables)."""
-    return {}
+    """case id -> {held_until, hold_reason, promise, promise_detail} for the cases given.
+
+    ``held_until``: the last business date whose close is held (inclusive) by an open
+    promise (``hold_until - 1``) or an unresolved dispute (``hold_through``), the later
+    of the two; ``promise``: the status of the case's latest promise to pay (open, kept,
+    broken, void). Two queries (promises, disputes) for the whole page.
+    """
+    if not case_ids:
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+
+    def hold(case_id: str, through: date, reason: str) -> None:
+        entry = out.setdefault(case_id, {})
+        if entry.get("held_until") is None or through > entry["held_until"]:
+            entry.update(held_until=through, hold_reason=reason)
+
+    for case_id, row in _latest_promises(conn, case_ids).items():
+        entry = out.setdefault(case_id, {})
+        entry["promise"] = row["status"]
+        entry["promise_detail"] = (
+            f"{row['promised_amount']} {row['currency']} by {row['promised_date']}"
+        )
+    open_promises = conn.execute(
+        select(promises.c.case_id, promises.c.hold_until).where(
+            promises.c.case_id.in_(list(case_ids)), promises.c.status == PROMISE_OPEN
+        )
+    )
+    for case_id, hold_until in open_promises:
+        hold(case_id, hold_until - timedelta(days=1), "promise")
+    open_disputes = conn.execute(
+        select(disputes.c.case_id, disputes.c.hold_through).where(
+            disputes.c.case_id.in_(list(case_ids)), disputes.c.resolved_by.is_(None)
+        )
+    )
+    for case_id, through in open_disputes:
+        hold(case_id, through, "dispute")
+    return out
 
 
 # --------------------------------------------------------------- the case page
@@ -346,32 +397,110 @@ def case_timeline(engine: Engine, case_id: str) -> CaseView | None:
                     order=10_000,
                 )
             )
-        paid = conn.execute(
-            select(plan_installments)
-            .where(
-                plan_installments.c.account_id == case["account_id"],
-                plan_installments.c.paid.is_(True),
-                plan_installments.c.paid_on >= case["opened_on"],
-            )
-            .order_by(plan_installments.c.paid_on, plan_installments.c.plan_id)
-        ).mappings()
-        for row in paid:
-            items.append(
-                TimelineItem(
-                    row["paid_on"],
-                    "payment",
-                    f"Installment {row['seq']} of plan {row['plan_id']} paid",
-                    {"principal": str(row["principal"]), "due date": row["due_date"]},
-                    order=5_000,
-                )
-            )
+        items.extend(_payment_items(conn, case))
         items.extend(contact_items(conn, case_id))
         holds = case_holds(conn, [case_id]).get(case_id, {})
     items.sort(key=lambda item: (item.on, item.order))
     return CaseView(case, items, position, holds)
 
 
+def _payment_items(conn: Connection, case: dict[str, Any]) -> list[TimelineItem]:
+    """Installments paid on the account since the case opened: the ``payments`` table
+    (amounts, second release), else ``plan_installments`` (paid before it existed)."""
+    seen: set[tuple[str, int]] = set()
+    items: list[TimelineItem] = []
+    for row in conn.execute(
+        select(payments)
+        .where(payments.c.account_id == case["account_id"], payments.c.paid_on >= case["opened_on"])
+        .order_by(payments.c.paid_on, payments.c.plan_id, payments.c.seq)
+    ).mappings():
+        seen.add((row["plan_id"], row["seq"]))
+        items.append(
+            TimelineItem(
+                row["paid_on"],
+                "payment",
+                f"Payment: installment {row['seq']} of plan {row['plan_id']} paid",
+                {"amount": f"{row['amount']} {row['currency']}"},
+                order=5_000,
+            )
+        )
+    for row in conn.execute(
+        select(plan_installments)
+        .where(
+            plan_installments.c.account_id == case["account_id"],
+            plan_installments.c.paid.is_(True),
+            plan_installments.c.paid_on >= case["opened_on"],
+        )
+        .order_by(plan_installments.c.paid_on, plan_installments.c.plan_id)
+    ).mappings():
+        if (row["plan_id"], row["seq"]) in seen:
+            continue
+        items.append(
+            TimelineItem(
+                row["paid_on"],
+                "payment",
+                f"Payment: installment {row['seq']} of plan {row['plan_id']} paid",
+                {"principal": str(row["principal"]), "due date": row["due_date"]},
+                order=5_000,
+            )
+        )
+    return items
+
+
 def contact_items(conn: Connection, case_id: str) -> list[TimelineItem]:
-    """The case's contacts and promises as timeline items (none before the service
-    records them)."""
-    return []
+    """The case's contacts, promises (made, kept, broken, void) and disputes."""
+    items: list[TimelineItem] = []
+    for row in conn.execute(
+        select(contacts).where(contacts.c.case_id == case_id).order_by(contacts.c.contacted_on)
+    ).mappings():
+        items.append(
+            TimelineItem(
+                row["contacted_on"],
+                "contact",
+                f"Contact: {str(row['outcome']).replace('_', ' ')}",
+                {"agent": row["agent_ref"], "contact id": row["contact_id"]},
+                order=2_000,
+            )
+        )
+    for row in conn.execute(
+        select(promises).where(promises.c.case_id == case_id).order_by(promises.c.contacted_on)
+    ).mappings():
+        money = f"{row['promised_amount']} {row['currency']}"
+        items.append(
+            TimelineItem(
+                row["contacted_on"],
+                "promise",
+                f"Promise to pay {money} by {row['promised_date']} ({row['status']})",
+                {"holds the ladder through": row["hold_until"] - timedelta(days=1)},
+                order=2_001,
+            )
+        )
+        if row["status"] in (PROMISE_KEPT, PROMISE_BROKEN) and row["decided_on"] is not None:
+            items.append(
+                TimelineItem(
+                    row["decided_on"],
+                    f"promise-{row['status']}",
+                    f"Promise {row['status']}: {row['paid_amount'] or '0'} of {money} paid",
+                    {"contact id": row["contact_id"]},
+                    order=6_000,
+                )
+            )
+    for row in conn.execute(
+        select(disputes).where(disputes.c.case_id == case_id).order_by(disputes.c.contacted_on)
+    ).mappings():
+        items.append(
+            TimelineItem(
+                row["contacted_on"],
+                "dispute",
+                "Dispute: the ladder is held",
+                {"at most through": row["hold_through"]},
+                order=2_002,
+            )
+        )
+        if row["resolved_on"] is not None:
+            items.append(
+                TimelineItem(
+                    row["resolved_on"], "dispute-resolved", "Dispute resolved", {}, order=2_003
+                )
+            )
+    return items

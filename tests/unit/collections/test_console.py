@@ -536,18 +536,132 @@ def test_a_broker_failure_is_shown_and_the_form_kept(
     assert f'value="{form["contact_id"]}"' in response.text  # a retry is the same event
 
 
-def test_the_log_names_agent_case_and_outcome_only(
-    client: TestClient, engine: Engine, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_the_log_names_agent_case_and_outcome_only(client: TestClient, engine: Engine) -> None:
+    import io
+
+    import structlog
+
     from shared.runtime.logging import configure_logging
 
-    configure_logging("INFO", "json", hooks=False)
-    seed(engine, [case_row(1)])
-    sign_in(client)
-    data = {**form_of(client), "outcome": "wrong_party", "contacted_on": "2026-03-02"}
-    client.post("/cases/case-00001", data=data, follow_redirects=False)
-    err = capsys.readouterr().err
-    line = next(line for line in err.splitlines() if "contact recorded" in line)
+    out = io.StringIO()
+    configure_logging("INFO", "json", stream=out, hooks=False)
+    try:
+        seed(engine, [case_row(1)])
+        sign_in(client)
+        data = {**form_of(client), "outcome": "wrong_party", "contacted_on": "2026-03-02"}
+        client.post("/cases/case-00001", data=data, follow_redirects=False)
+    finally:
+        structlog.reset_defaults()
+    text = out.getvalue()
+    line = next(line for line in text.splitlines() if "contact recorded" in line)
     assert '"agent": "agent-alice"' in line and '"case_id": "case-00001"' in line
     assert '"outcome": "wrong_party"' in line
-    assert PASSWORD not in err
+    assert PASSWORD not in text
+
+
+# ----------------------------------------------------------------------- holds
+
+
+def test_held_until_and_promise_state_in_queue_and_timeline(
+    client: TestClient, engine: Engine
+) -> None:
+    from services.collections.tables import contacts, disputes, payments, promises
+
+    seed(engine, [case_row(1), case_row(2), case_row(3)])
+    with engine.begin() as conn:
+        conn.execute(
+            insert(contacts),
+            [
+                {
+                    "contact_id": "k1",
+                    "case_id": "case-00001",
+                    "account_id": "acc-00001",
+                    "outcome": "promise_to_pay",
+                    "contacted_on": date(2026, 3, 2),
+                    "agent_ref": "agent-alice",
+                    "event_id": "e1",
+                },
+                {
+                    "contact_id": "k2",
+                    "case_id": "case-00002",
+                    "account_id": "acc-00002",
+                    "outcome": "dispute",
+                    "contacted_on": date(2026, 3, 2),
+                    "agent_ref": "agent-alice",
+                    "event_id": "e2",
+                },
+                {
+                    "contact_id": "k3",
+                    "case_id": "case-00003",
+                    "account_id": "acc-00003",
+                    "outcome": "promise_to_pay",
+                    "contacted_on": date(2026, 2, 1),
+                    "agent_ref": "bob",
+                    "event_id": "e3",
+                },
+            ],
+        )
+        conn.execute(
+            insert(promises),
+            [
+                {
+                    "contact_id": "k1",
+                    "case_id": "case-00001",
+                    "account_id": "acc-00001",
+                    "contacted_on": date(2026, 3, 2),
+                    "promised_date": date(2026, 3, 20),
+                    "promised_amount": Decimal("37.01"),
+                    "currency": "USD",
+                    "hold_until": date(2026, 3, 23),
+                    "status": "open",
+                    "paid_amount": None,
+                    "decided_on": None,
+                },
+                {
+                    "contact_id": "k3",
+                    "case_id": "case-00003",
+                    "account_id": "acc-00003",
+                    "contacted_on": date(2026, 2, 1),
+                    "promised_date": date(2026, 2, 10),
+                    "promised_amount": Decimal("50.00"),
+                    "currency": "USD",
+                    "hold_until": date(2026, 2, 13),
+                    "status": "kept",
+                    "paid_amount": Decimal("50.00"),
+                    "decided_on": date(2026, 2, 9),
+                },
+            ],
+        )
+        conn.execute(
+            insert(disputes),
+            [
+                {
+                    "contact_id": "k2",
+                    "case_id": "case-00002",
+                    "account_id": "acc-00002",
+                    "contacted_on": date(2026, 3, 2),
+                    "hold_through": date(2026, 4, 1),
+                },
+            ],
+        )
+        conn.execute(insert(payments), [
+            {"plan_id": "p3", "seq": 1, "account_id": "acc-00003", "amount": Decimal("50.00"),
+             "currency": "USD", "paid_on": date(2026, 2, 9), "event_id": "e9"},
+        ])  # fmt: skip
+    sign_in(client)
+    html = client.get("/").text
+    rows = dict(
+        zip(
+            case_ids(html),
+            zip(attr(html, "data-held-until"), attr(html, "data-promise"), strict=True),
+            strict=True,
+        )
+    )
+    assert rows == {
+        "case-00001": ("2026-03-22", "open"),  # held at the closes before promised + 3
+        "case-00002": ("2026-04-01", ""),
+        "case-00003": ("", "kept"),
+    }  # fmt: skip
+    case3 = client.get("/cases/case-00003").text
+    assert attr(case3, "data-kind") == ["contact", "promise", "payment", "promise-kept"]
+    assert 'data-promise="kept"' in case3
