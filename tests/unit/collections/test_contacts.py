@@ -13,11 +13,29 @@ from services.collections.tables import contacts, disputes, payments, promises
 from tests.builders.collections import contact, paid, plan_created
 from tests.builders.services import COLLECTIONS as SERVICE
 from tests.harness import Harness
-from tests.unit.collections.test_handlers import OLDEST, delinquency, raised
+from tests.support import envelope
 
 PLANS = "installments.plans.v1"
 OUTCOMES = "collections.outcomes.v1"
 CASE = "case:acc-1:2026-01-11"  # opened by the report at DPD 1
+OLDEST = date(2026, 1, 10)  # the oldest unpaid due date of the scenarios
+
+
+def delinquency(account_id: str, dpd: int, overdue: str = "250.00", *,
+                on: date | None = None) -> dict:  # fmt: skip
+    """account.delinquency as offers emits it (DPD 0: a payment cleared every overdue one)."""
+    business_date = on or OLDEST + timedelta(days=dpd)
+    data = {"account_id": account_id, "business_date": business_date.isoformat(),
+            "days_past_due": dpd, "overdue_amount": overdue if dpd else "0.00",
+            "currency": "USD"}  # fmt: skip
+    if dpd:
+        data["oldest_unpaid_due_date"] = (business_date - timedelta(days=dpd)).isoformat()
+    return envelope("account.delinquency", account_id, data, source="offers")
+
+
+def raised(events) -> list[tuple[int, str, str, int]]:
+    return [(e.data.level, e.data.action, e.data.bucket, e.data.days_past_due)
+            for e in events if e.type == "escalation.raised"]  # fmt: skip
 
 
 def day(dpd: int) -> date:
