@@ -30,12 +30,16 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import pytest
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import Select
@@ -112,17 +116,23 @@ def _start_console(
 def _wait(driver: WebDriver, predicate: Any, timeout: float = 15.0, what: str = "") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if predicate(driver):
-            return
+        try:
+            if predicate(driver):
+                return
+        except (StaleElementReferenceException, NoSuchElementException):
+            pass  # the page changed under the read: ask again
         time.sleep(0.1)
     raise AssertionError(
-        f"timed out waiting for {what} at {driver.current_url}:\n"
-        + driver.find_element(By.TAG_NAME, "body").text[:2000]
+        f"timed out waiting for {what} at {driver.current_url}:\n" + _body(driver)[:2000]
     )
 
 
 def _body(driver: WebDriver) -> str:
-    return driver.find_element(By.TAG_NAME, "body").text
+    """The page's text ("" while a navigation replaces the page under the read)."""
+    try:
+        return str(driver.find_element(By.TAG_NAME, "body").text)
+    except (StaleElementReferenceException, NoSuchElementException):
+        return ""
 
 
 def _fill(driver: WebDriver, name: str, value: str) -> None:
@@ -205,6 +215,12 @@ def test_console_in_a_real_browser(settings, tmp_path):
             _fill(driver, "username", USERNAME)
             _fill(driver, "password", PASSWORD)
             _submit(driver, "password")
+            # back to the page asked for before signing in (the case), then the queue
+            _wait(driver, lambda d: d.find_elements(By.ID, "case-title"), what="the case page")
+            assert driver.find_element(By.ID, "case-title").get_attribute("data-case-id") == (
+                case_id
+            )
+            driver.find_element(By.ID, "back-to-queue").click()
             _wait(driver, lambda d: ACCOUNT in _body(d), what="the case in the queue")
             assert OTHER_ACCOUNT in _body(driver)
 
@@ -227,9 +243,14 @@ def test_console_in_a_real_browser(settings, tmp_path):
             _wait(driver, lambda d: ACCOUNT in _body(d), what="the case back in the queue")
 
             # 3. the case page, from the queue
-            driver.find_element(By.CSS_SELECTOR, f"a[href*='{case_id}']").click()
+            driver.find_element(
+                By.CSS_SELECTOR, f"tr.case-row[data-case-id='{case_id}'] a.case-link"
+            ).click()
             _wait(driver, lambda d: d.find_elements(By.NAME, "outcome"), what="the contact form")
-            assert case_id in driver.current_url and ACCOUNT in _body(driver)
+            assert driver.current_url.endswith(f"/cases/{quote(case_id, safe='')}")
+            title = driver.find_element(By.ID, "case-title")
+            assert title.get_attribute("data-case-id") == case_id
+            assert driver.find_element(By.ID, "case-account").text == ACCOUNT
 
             promised_date = today + timedelta(days=7)
             _fill(driver, "outcome", "promise_to_pay")
@@ -252,30 +273,33 @@ def test_console_in_a_real_browser(settings, tmp_path):
             )  # fmt: skip
 
             # 4. a form post without the CSRF token is refused, and publishes nothing
-            form = driver.find_element(By.NAME, "outcome").find_element(
-                By.XPATH, "./ancestor::form"
-            )
-            action = form.get_attribute("action") or driver.current_url
-            fields = {
-                el.get_attribute("name"): el.get_attribute("value") or ""
-                for el in form.find_elements(By.CSS_SELECTOR, "input[name], select[name]")
-            }
-            tokens = [n for n in fields if "csrf" in n.lower()]
-            assert tokens, f"no CSRF field in the contact form: {sorted(fields)}"
-            fields = {k: v for k, v in fields.items() if k not in tokens}
-            fields |= {"outcome": "reached", "contacted_on": today.isoformat(),
-                       "promised_amount": "", "currency": "", "promised_date": ""}  # fmt: skip
-            status = driver.execute_async_script(
-                """
-                const [url, fields, done] = arguments;
-                fetch(url, {method: 'POST', body: new URLSearchParams(fields),
-                            credentials: 'same-origin', redirect: 'manual'})
-                  .then(r => done(r.status), e => done(String(e)));
-                """,
-                action,
-                fields,
-            )
-            assert status in (400, 403), f"a post without the CSRF token got {status}"
+            # the real form, its token taken out of the page: the console refuses the post
+            driver.find_element(By.ID, "back-to-queue").click()
+            _wait(driver, lambda d: d.find_elements(By.ID, "queue"), what="the queue")
+            driver.find_element(
+                By.CSS_SELECTOR, f"tr.case-row[data-case-id='{case_id}'] a.case-link"
+            ).click()
+            _wait(driver, lambda d: d.find_elements(By.NAME, "outcome"), what="the contact form")
+            tokens = driver.find_elements(By.CSS_SELECTOR, "#contact-form input[name=csrf_token]")
+            assert len(tokens) == 1 and tokens[0].get_attribute("value")
+            driver.execute_script("arguments[0].remove();", tokens[0])
+            _fill(driver, "outcome", "reached")
+            _submit(driver, "outcome")
+            _wait(driver, lambda d: d.find_elements(By.ID, "form-errors"), what="the refusal")
+            refusal = driver.find_element(By.ID, "form-errors").text
+            assert "expired or was not sent from this console" in refusal, refusal
+            # the same post outside the form (the session's cookie, no token): 403
+            cookie = "; ".join(f"{c['name']}={c['value']}" for c in driver.get_cookies())
+            request = urllib.request.Request(
+                f"{base}/cases/{quote(case_id, safe='')}",
+                data=urlencode({"outcome": "reached", "contacted_on": today.isoformat(),
+                                "contact_id": str(uuid.uuid4())}).encode(),
+                headers={"Cookie": cookie},
+                method="POST",
+            )  # fmt: skip
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(request, timeout=10)
+            assert refused.value.code == 403
             outcomes.settle(1.0)
             assert len(outcomes.records) == 1, "the refused post published a contact"
 
@@ -290,9 +314,11 @@ def test_console_in_a_real_browser(settings, tmp_path):
             assert kept.subject == ACCOUNT
             assert str(kept.data.case_id) == case_id
 
+            case_page = f"{base}/cases/{quote(case_id, safe='')}"
+
             def timeline_shows_kept(d: WebDriver) -> bool:
-                d.refresh()
-                return "kept" in _body(d).lower()
+                d.get(case_page)
+                return "kept" in d.find_element(By.ID, "timeline").text.lower()
 
             _wait(driver, timeline_shows_kept, 20, "promise kept on the case page")
             driver.save_screenshot(str(SCREENSHOTS / "console-case.png"))
