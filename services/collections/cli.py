@@ -168,3 +168,28 @@ def add_agent(
         Console(stderr=True).print(f"[red]refused[/red]: {exc}")
         raise typer.Exit(2) from exc
     typer.echo(f"agent {agent.username} (agent_ref {agent.agent_ref}) saved in {path}")
+
+
+@app.command("bench-console")
+def bench_console(
+    cases: int = typer.Option(100_000, help="cases to seed (80 % open)"),
+    page_size: int = typer.Option(50, help="rows per page"),
+    repeat: int = typer.Option(30, help="timed runs per scenario"),
+    out: str = typer.Option("docs/benchmarks/console.json", help="where to write the JSON"),
+) -> None:
+    """Time the console's work-queue pages on N cases in a scratch PostgreSQL schema."""
+    from services.collections.console import bench
+
+    result = bench.run(cases, page_size, repeat)
+    bench.write(result, out)
+    table = Table(title=f"Work queue page, {result['open_cases']:,} open of {cases:,} cases")
+    for name in ("scenario", "indexes", "rows", "median ms", "p95 ms"):
+        table.add_column(name, justify="left" if name in ("scenario", "indexes") else "right")
+    for label, scenarios in result["results"].items():
+        for name, figures in scenarios.items():
+            table.add_row(
+                name, label.split(" queue")[0], str(figures["rows"]),
+                str(figures["median_ms"]), str(figures["p95_ms"]),
+            )  # fmt: skip
+    console.print(table)
+    typer.echo(f"written to {out}")
