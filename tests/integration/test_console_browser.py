@@ -224,7 +224,7 @@ def test_console_in_a_real_browser(settings, tmp_path):
             _fill(driver, "username", USERNAME)
             _fill(driver, "password", "not the password")
             _submit(driver, "password")
-            _wait(driver, lambda d: d.find_elements(By.NAME, "password"), what="sign-in again")
+            _wait(driver, lambda d: d.find_elements(By.ID, "signin-error"), what="the refusal")
             assert ACCOUNT not in _body(driver)
 
             # 2. sign in: the queue
