@@ -205,6 +205,20 @@ def _create_second_release(conn: Connection) -> None:
     metadata.create_all(conn, tables=list(SECOND_RELEASE))
 
 
+#: The collections console's work queue reads open cases by days past due or by amount,
+#: a page at a time (migration 4; services/collections/console/queries.py).
+QUEUE_INDEXES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("ix_cases_console_dpd", ("status", "days_past_due", "case_id")),
+    ("ix_cases_console_amount", ("status", "overdue_amount", "case_id")),
+)
+
+
+def _index_the_queue(conn: Connection) -> None:
+    table = qualified_table(conn, "cases")
+    for name, columns in QUEUE_INDEXES:
+        conn.execute(text(f"CREATE INDEX IF NOT EXISTS {name} ON {table} ({', '.join(columns)})"))
+
+
 MIGRATIONS = [
     Migration(
         1, "cases, case_events, positions, plans, plan_installments", create_tables(metadata)
@@ -215,4 +229,5 @@ MIGRATIONS = [
         "contacts, promises, disputes, payments (contact.recorded)",
         _create_second_release,
     ),  # fmt: skip
+    Migration(4, "the console's work-queue indexes on cases", _index_the_queue),
 ]

@@ -4,7 +4,7 @@ Seeds ``cases`` (and promises / disputes on some of them) in a scratch PostgreSQ
 schema (``collections_console_bench`` of ``DATABASE_URL``'s database, dropped at the
 end), then times pages of :func:`queries.work_queue` — first page, a filtered page, a
 deep page (a keyset cursor half-way through the order) — without and then with the
-indexes the queue wants (:data:`queries.QUEUE_INDEXES`), and writes the figures as
+indexes the queue wants (:data:`QUEUE_INDEXES`), and writes the figures as
 JSON (``docs/benchmarks/console.json``). A figure, not a timed test: the machine's
 other work moves it.
 """
@@ -27,7 +27,7 @@ from sqlalchemy import Engine, select, text
 
 from services.collections.console import queries
 from services.collections.console.queries import QueueFilter
-from services.collections.tables import cases, disputes, metadata, promises
+from services.collections.tables import QUEUE_INDEXES, cases, disputes, metadata, promises
 from shared.runtime.db import bulk_insert, make_engine
 from shared.runtime.settings import Settings
 
@@ -140,7 +140,7 @@ def run(cases_count: int = 100_000, page_size: int = 50, repeat: int = 30,
         for indexed in (False, True):
             if indexed:
                 with engine.begin() as conn:
-                    for name, columns in queries.QUEUE_INDEXES:
+                    for name, columns in QUEUE_INDEXES:
                         names = ", ".join(f'"{c}"' for c in columns)
                         conn.execute(text(f'CREATE INDEX "{name}" ON "{SCHEMA}".cases ({names})'))
                     conn.execute(text("ANALYZE"))
@@ -168,7 +168,7 @@ def run(cases_count: int = 100_000, page_size: int = 50, repeat: int = 30,
                 # other work on the machine moves the figures: the 1-minute load at the end
                 "load_average_1m": round(os.getloadavg()[0], 2),
             },
-            "indexes": [f"{name} ({', '.join(cols)})" for name, cols in queries.QUEUE_INDEXES],
+            "indexes": [f"{name} ({', '.join(cols)})" for name, cols in QUEUE_INDEXES],
             "results": results,
             "filters": {
                 name: {k: str(v) for k, v in asdict(filt).items() if v is not None}

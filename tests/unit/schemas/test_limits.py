@@ -135,6 +135,7 @@ STORED_AS = {
     "requested": "points_to_restore",  # points.restorations
     "restored": "points",
     "cause_key": "refund_id",  # "cancelled" or "adjusted:<refund_id>" (+9 characters)
+    "resolved_by": "contact_id",  # collections.disputes: the dispute_resolved contact
 }
 
 #: String columns the services fill themselves (states, reasons, bookkeeping): no field.
