@@ -109,6 +109,8 @@ def run_demo(
             "cnp_purchases": stats.cnp_purchases,
             "reviews_closed": dict(stats.reviews),
             "plan_refunds": dict(stats.plan_refunds),
+            "contacts_recorded": dict(stats.contacts),
+            "promises_played": dict(stats.promises),
             "seconds": round(elapsed, 1),
         }
         from shared.ops.invariants import check
