@@ -45,21 +45,25 @@ class OpenCase:
     business_date: date  # of the latest report applied
 
 
+#: The columns of an :class:`OpenCase` (the CLI's table and the console's queue read them).
+OPEN_CASE_COLUMNS = (
+    cases.c.case_id,
+    cases.c.account_id,
+    cases.c.level,
+    cases.c.action,
+    cases.c.bucket,
+    cases.c.days_past_due,
+    cases.c.overdue_amount,
+    cases.c.currency,
+    cases.c.opened_on,
+    cases.c.business_date,
+)
+
+
 def open_cases(engine: Engine) -> list[OpenCase]:
     """Open cases by level (highest first), then oldest first (opened_on, case_id)."""
     query = (
-        select(
-            cases.c.case_id,
-            cases.c.account_id,
-            cases.c.level,
-            cases.c.action,
-            cases.c.bucket,
-            cases.c.days_past_due,
-            cases.c.overdue_amount,
-            cases.c.currency,
-            cases.c.opened_on,
-            cases.c.business_date,
-        )
+        select(*OPEN_CASE_COLUMNS)
         .where(cases.c.status == OPEN)
         .order_by(cases.c.level.desc(), cases.c.opened_on, cases.c.case_id)
     )

@@ -114,16 +114,7 @@ class BatchProcessing(RunnerBase):
         only the dead letter and the next stored offset (compare-and-set, as always).
         """
         reason = storage_reason(exc)
-        rec = d.record
-        log.error(
-            "record cannot be applied; sent to the DLQ",
-            service=self.service.name,
-            topic=d.contract_topic,
-            partition=rec.partition,
-            offset=rec.offset,
-            event_id=d.event.id if d.event else None,
-            reason=reason,
-        )
+        self._logger(d).error("record cannot be applied; sent to the DLQ", reason=reason)
         metrics.count(self.service.name, d.event.type if d.event else "?", "dlq")
         self._dead_letter_alone(d, reason, out)
 
@@ -221,20 +212,14 @@ class BatchProcessing(RunnerBase):
     ) -> str:
         """Run one record through its handler. Returns applied|skipped|dead|defer.
 
-        Not isolated (fast path): any refusal or failure raises :class:`_HandlerFailed`
-        so the caller replays the batch one record at a time. Isolated: the record's
-        changes are rolled back (savepoint) and it is dead-lettered or deferred.
+        Not isolated (fast path): a refusal that changed nothing is dead-lettered here;
+        any other refusal or failure raises :class:`_HandlerFailed`, and the caller splits
+        the batch at this record. Isolated: the record's changes are rolled back
+        (savepoint) and it is dead-lettered or deferred.
         """
         rec = d.record
         if d.event is None:
-            log.warning(
-                "undecodable message dead-lettered",
-                service=self.service.name,
-                topic=d.contract_topic,
-                partition=rec.partition,
-                offset=rec.offset,
-                reason=d.error,
-            )
+            self._logger(d).warning("undecodable message dead-lettered", reason=d.error)
             outbox_rows.append(self._dead_letter(d, d.error or "undecodable", now))
             metrics.count(self.service.name, "?", "dlq")
             return "dead"
@@ -244,15 +229,7 @@ class BatchProcessing(RunnerBase):
             if known is not None and known != d.digest:
                 # The same id with other content: never silently dropped (the first one
                 # stays applied; this one waits in the DLQ for a person to look).
-                log.warning(
-                    "event id reused with different content; dead-lettered",
-                    service=self.service.name,
-                    topic=d.contract_topic,
-                    partition=rec.partition,
-                    offset=rec.offset,
-                    event_id=event.id,
-                    type=event.type,
-                )
+                self._logger(d).warning("event id reused with different content; dead-lettered")
                 outbox_rows.append(
                     self._dead_letter(
                         d,
@@ -263,15 +240,7 @@ class BatchProcessing(RunnerBase):
                 )
                 metrics.count(self.service.name, event.type, "dlq")
                 return "dead"
-            log.info(
-                "duplicate event skipped",
-                service=self.service.name,
-                topic=d.contract_topic,
-                partition=rec.partition,
-                offset=rec.offset,
-                event_id=event.id,
-                type=event.type,
-            )
+            self._logger(d).info("duplicate event skipped")
             metrics.count(self.service.name, event.type, "duplicate")
             return "skipped"
         handler = self.service.handlers.get(event.type)
@@ -359,6 +328,19 @@ class BatchProcessing(RunnerBase):
         # the DLQ (a new offset) must be processed. The stored offset still keeps a
         # re-delivery of this record from being dead-lettered twice.
         return "dead"
+
+    def _logger(self, d: _Decoded) -> Any:
+        """A logger bound with the record's service, topic, partition, offset, event id
+        and type (the ones a handler gets from ``ctx.log``)."""
+        event = d.event
+        return log.bind(
+            service=self.service.name,
+            topic=d.contract_topic,
+            partition=d.record.partition,
+            offset=d.record.offset,
+            event_id=event.id if event else None,
+            type=event.type if event else None,
+        )
 
     def _decode(self, rec: Any) -> _Decoded:
         tp = TopicPartition(rec.topic, rec.partition)

@@ -26,6 +26,7 @@ from sqlalchemy import Column, Engine, Numeric, String, cast, literal, select, t
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
+from services.collections.queries import OPEN_CASE_COLUMNS
 from services.collections.tables import (
     OPEN,
     case_events,
@@ -218,23 +219,7 @@ def work_queue(
         where.append(row_key < tuple_(*bound) if forward_later else row_key > tuple_(*bound))
     reverse = descending != backwards
     order_by = (key.desc(), cases.c.case_id.desc()) if reverse else (key, cases.c.case_id)
-    query = (
-        select(
-            cases.c.case_id,
-            cases.c.account_id,
-            cases.c.level,
-            cases.c.action,
-            cases.c.bucket,
-            cases.c.days_past_due,
-            cases.c.overdue_amount,
-            cases.c.currency,
-            cases.c.opened_on,
-            cases.c.business_date,
-        )
-        .where(*where)
-        .order_by(*order_by)
-        .limit(limit + 1)
-    )
+    query = select(*OPEN_CASE_COLUMNS).where(*where).order_by(*order_by).limit(limit + 1)
     with engine.connect() as conn:
         found = [dict(row._mapping) for row in conn.execute(query)]
         more = len(found) > limit
