@@ -32,10 +32,21 @@ def _dump(document: Any) -> str:
     return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
+#: The JSON Schema dialect pydantic writes, and the base of each schema's ``$id``.
+DIALECT = "https://json-schema.org/draft/2020-12/schema"
+ID_BASE = "urn:card-installments:schema:"
+
+
+def _identified(event_type: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` with ``$schema`` (its dialect) and a stable ``$id`` (validators and
+    registries refer to it; the version is the envelope's ``schema_version``)."""
+    return {"$schema": DIALECT, "$id": f"{ID_BASE}{event_type}:v1", **schema}
+
+
 def render() -> dict[str, str]:
     """File name -> content of every file the export owns."""
     files = {
-        f"{event_type}.json": _dump(envelope.model_json_schema())
+        f"{event_type}.json": _dump(_identified(event_type, envelope.model_json_schema()))
         for event_type, envelope in ENVELOPES.items()
     }
     files["topics.json"] = _dump(
