@@ -32,6 +32,7 @@ from shared.runtime.records import (
     _HandlerFailed,
     content_digest,
     dead_letter_key,
+    event_type_of,
     is_transient,
     storage_reason,
 )
@@ -115,7 +116,7 @@ class BatchProcessing(RunnerBase):
         """
         reason = storage_reason(exc)
         self._logger(d).error("record cannot be applied; sent to the DLQ", reason=reason)
-        metrics.count(self.service.name, d.event.type if d.event else "?", "dlq")
+        metrics.count(self.service.name, event_type_of(d), "dlq")
         self._dead_letter_alone(d, reason, out)
 
     def _dead_letter_alone(self, d: _Decoded, reason: str, out: BatchResult) -> None:
@@ -221,7 +222,7 @@ class BatchProcessing(RunnerBase):
         if d.event is None:
             self._logger(d).warning("undecodable message dead-lettered", reason=d.error)
             outbox_rows.append(self._dead_letter(d, d.error or "undecodable", now))
-            metrics.count(self.service.name, "?", "dlq")
+            metrics.count(self.service.name, event_type_of(d), "dlq")
             return "dead"
         event = d.event
         if event.id in seen:

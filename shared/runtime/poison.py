@@ -14,7 +14,7 @@ from kafka import TopicPartition
 from shared.runtime import metrics
 from shared.runtime.batch import BatchProcessing
 from shared.runtime.db import utcnow
-from shared.runtime.records import BatchResult
+from shared.runtime.records import BatchResult, event_type_of
 from shared.runtime.store import load_poison_marks, note_poison_mark
 
 log = structlog.get_logger("runtime")
@@ -106,7 +106,7 @@ class PoisonWatch(BatchProcessing):
                 offset=d.record.offset,
                 deaths=deaths,
             )
-            metrics.count(self.service.name, d.event.type if d.event else "?", "dlq")
+            metrics.count(self.service.name, event_type_of(d), "dlq")
             self._dead_letter_alone(d, reason, out)
             return []
         return chosen

@@ -5,6 +5,7 @@ the batch's outcome; dead letters' keys and reasons; which errors are transient.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +15,7 @@ from kafka.errors import KafkaError
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import InterfaceError as SAInterfaceError
 
-from schemas import Envelope
+from schemas import EVENT_TYPES, Envelope
 from shared.runtime.api import NotLoaded
 from shared.runtime.logging import redact_text
 
@@ -134,3 +135,16 @@ def storage_reason(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None) or exc
     first_line = (str(orig).strip().splitlines() or [""])[0]
     return f"storage error: {type(orig).__name__}: {redact_text(first_line)[:300]}"
+
+
+def event_type_of(d: _Decoded) -> str:
+    """The record's event type for metrics labels: the decoded one, else the ``type`` of
+    the raw JSON when it names a contract event type (the label set stays bounded), else
+    ``"?"``. Only called for dead letters, so the extra parse costs nothing on the path."""
+    if d.event is not None:
+        return d.event.type
+    try:
+        kind = json.loads(d.record.value).get("type")
+    except (ValueError, TypeError, AttributeError):
+        return "?"
+    return kind if isinstance(kind, str) and kind in EVENT_TYPES else "?"

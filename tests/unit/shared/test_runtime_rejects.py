@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from shared.runtime import Context, NotLoaded, Reject, Service
 from tests.builders import messages as f
@@ -164,5 +165,22 @@ def test_a_key_the_preload_table_missed_is_a_bug_not_a_dead_letter(tmp_path):
     try:
         with pytest.raises(NotLoaded):
             h.runner.process_batch([h.publish(PURCHASES, batch(["p1"])[0])])
+    finally:
+        h.close()
+
+
+def test_a_dead_letter_is_counted_under_its_event_type_when_readable(tmp_path):
+    def dlq_count(event_type: str) -> float:
+        labels = {"service": PURCHASES_SERVICE.name, "type": event_type, "outcome": "dlq"}
+        return REGISTRY.get_sample_value("installments_events_total", labels) or 0.0
+
+    h = Harness(PURCHASES_SERVICE, tmp_path)
+    try:
+        bad = f.purchase("acc-1")
+        bad["data"]["amount"] = 12.5  # a JSON number in a money field: refused at decode
+        before = (dlq_count("purchase.posted"), dlq_count("?"))
+        out = h.feed(PURCHASES, bad, b"{not json")
+        assert len(out) == 2
+        assert (dlq_count("purchase.posted"), dlq_count("?")) == (before[0] + 1, before[1] + 1)
     finally:
         h.close()
