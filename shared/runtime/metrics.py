@@ -88,7 +88,7 @@ def readiness(runner: Any) -> tuple[bool, dict[str, Any]]:
     return bool(runner.ready and runner.assigned), detail
 
 
-def serve(port: int, runner: Any) -> ThreadingHTTPServer:
+def serve(port: int, runner: Any, host: str = "127.0.0.1") -> ThreadingHTTPServer:
     """Start the health/metrics server (all interfaces, ``port``) in a daemon thread."""
 
     def ready() -> Response:
@@ -100,4 +100,4 @@ def serve(port: int, runner: Any) -> ThreadingHTTPServer:
         return Response(200, generate_latest(), CONTENT_TYPE_LATEST)
 
     routes = {"/healthz": alive, "/readyz": ready, "/metrics": metrics}
-    return serve_routes(routes, "0.0.0.0", port, thread_name="http")
+    return serve_routes(routes, host, port, thread_name="http")

@@ -216,7 +216,11 @@ def run_service(service: Service, settings: Settings | None = None) -> None:
     configure_logging(settings.log_level, settings.log_format)
     runner = Runner(service, settings)
     _tune_gc()
-    server = metrics.serve(settings.http_port, runner) if settings.http_port is not None else None
+    server = (
+        metrics.serve(settings.http_port, runner, settings.http_host)
+        if settings.http_port is not None
+        else None
+    )
     try:
         runner.run()
     finally:

@@ -120,6 +120,9 @@ class Settings(BaseSettings):
 
     # --- operations ------------------------------------------------------
     http_port: int | None = Field(None, ge=0, le=65535)  # health + metrics; None = off
+    #: Where the health/metrics server (and the lag exporter) listens: loopback by
+    #: default; containers set 0.0.0.0 (docker-compose.yml) so their port can be mapped.
+    http_host: str = "127.0.0.1"
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
     policy_file: str | None = None  # YAML with business-rule overrides

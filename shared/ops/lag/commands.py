@@ -114,7 +114,9 @@ def _poll_or_exit(monitor: LagMonitor) -> list[GroupReport]:
 
 def exporter_command(
     port: int = typer.Option(DEFAULT_EXPORTER_PORT, "--port", "-p", min=0, max=65535),
-    host: str = typer.Option("0.0.0.0", "--host"),
+    host: str = typer.Option(
+        None, "--host", help="bind address (default: INSTALLMENTS_HTTP_HOST, 127.0.0.1)"
+    ),
     interval: float = typer.Option(
         DEFAULT_EXPORTER_INTERVAL_S, "--interval", "-i", min=0.1, help="Collection period (s)."
     ),
@@ -128,7 +130,13 @@ def exporter_command(
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
     monitor = _monitor(group, window, stop_window, pipeline)
-    run_exporter(monitor, host=host, port=port, interval_s=interval, log=get_logger(name="lag"))
+    run_exporter(
+        monitor,
+        host=host or settings.http_host,
+        port=port,
+        interval_s=interval,
+        log=get_logger(name="lag"),
+    )
 
 
 @lag_app.callback(invoke_without_command=True)

@@ -19,7 +19,9 @@ DEFAULT_EXPORTER_PORT = 9308  # kafka_exporter's port, by convention
 DEFAULT_EXPORTER_INTERVAL_S = 15.0
 
 
-def serve_metrics(monitor: LagMonitor, host: str = "0.0.0.0", port: int = 0) -> ThreadingHTTPServer:
+def serve_metrics(
+    monitor: LagMonitor, host: str = "127.0.0.1", port: int = 0
+) -> ThreadingHTTPServer:
     """Serve ``/metrics`` (the monitor's latest reports) and ``/healthz`` in a daemon
     thread; ``server.server_address[1]`` is the port (useful with ``port=0``). A query
     string is ignored (``/metrics?x`` is ``/metrics``)."""
@@ -34,7 +36,7 @@ def serve_metrics(monitor: LagMonitor, host: str = "0.0.0.0", port: int = 0) -> 
 def run_exporter(
     monitor: LagMonitor,
     *,
-    host: str = "0.0.0.0",
+    host: str = "127.0.0.1",
     port: int = DEFAULT_EXPORTER_PORT,
     interval_s: float = DEFAULT_EXPORTER_INTERVAL_S,
     stop: threading.Event | None = None,
