@@ -15,6 +15,14 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
   $SUDO apt-get update -qq >/dev/null
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
+# The alert rules are checked and unit-tested with promtool (tests/unit/test_alerts.py);
+# Debian's prometheus package ships it.
+if ! command -v promtool >/dev/null; then
+  echo "test: installing prometheus (promtool, alert rule tests)" >&2
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
 bash scripts/lint.sh
 installments stack up
 python -m pytest -p no:cacheprovider "$@"

@@ -19,7 +19,7 @@ from shared.registry import SERVICE_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
-PROMETHEUS = ROOT / "deploy" / "prometheus.yml"
+PROMETHEUS = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 GRAFANA = ROOT / "deploy" / "grafana"
 DASHBOARD = GRAFANA / "dashboards" / "installments.json"
 
@@ -232,7 +232,7 @@ def test_prometheus_scrapes_every_service_and_the_lag_exporter(
     for name in SERVICE_NAMES:
         assert f"{name}:{HTTP_PORT}" in targets, name
     assert f"lag-exporter:{EXPORTER_PORT}" in targets
-    assert "./deploy/prometheus.yml" in _binds(services["prometheus"])
+    assert _binds(services["prometheus"])["./deploy/prometheus"] == "/etc/prometheus"
 
 
 # ------------------------------------------------------------------ Grafana
