@@ -171,7 +171,16 @@ def test_stopped_consumer_keeps_its_lag_and_is_not_ok(settings: Settings, groups
     label = f'consumergroup="{stopped}",partition="0",topic="{topic}"'
     assert f"kafka_consumergroup_lag{{{label}}} {float(N - K)}" in lines
     assert f"kafka_consumergroup_current_offset{{{label}}} {float(K)}" in lines
-    assert f'kafka_consumergroup_lag_sum{{consumergroup="{stopped}"}} {float(N - K)}' in lines
+    group_topic = f'consumergroup="{stopped}",topic="{topic}"'
+    assert f"kafka_consumergroup_lag_sum{{{group_topic}}} {float(N - K)}" in lines
+    # partitions 1 and 2 have no commit: -1 in kafka_exporter's families, 0 in the extra
+    for n in (1, 2):
+        no_commit = f'consumergroup="{stopped}",partition="{n}",topic="{topic}"'
+        assert f"kafka_consumergroup_lag{{{no_commit}}} -1.0" in lines
+        assert f"kafka_consumergroup_current_offset{{{no_commit}}} -1.0" in lines
+        assert f"kafka_consumergroup_unconsumed_messages{{{no_commit}}} 0.0" in lines
+    log_end = f'kafka_topic_partition_current_offset{{partition="0",topic="{topic}"}}'
+    assert f"{log_end} {float(N)}" in lines
     assert f'kafka_consumergroup_members{{consumergroup="{stopped}"}} 0.0' in lines
     assert f"kafka_consumergroup_lag_seconds{{{label}}}" in text
     status_line = f'kafka_consumergroup_status{{consumergroup="{stopped}"}}'

@@ -249,7 +249,7 @@ def _dashboard_exprs() -> list[str]:
 def test_dashboard_shows_lag_and_service_metrics() -> None:
     text = "\n".join(_dashboard_exprs())
     for needed in (
-        "kafka_consumergroup_lag_sum",
+        "kafka_consumergroup_unconsumed_messages",
         "kafka_consumergroup_lag_seconds",
         "kafka_consumergroup_status",
         "installments_events_total",

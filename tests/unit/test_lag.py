@@ -309,14 +309,23 @@ def test_prometheus_text_uses_the_ecosystem_names_and_values():
     text = render_metrics(_reports(), last_success=1000.0).decode()
     lines = set(text.splitlines())
     g = 'consumergroup="installments-purchases"'
+    # kafka_exporter's figures: a partition with no commit is -1 in lag and current offset
     assert f'kafka_consumergroup_lag{{{g},partition="0",topic="{T}"}} 8.0' in lines
-    assert f'kafka_consumergroup_lag{{{g},partition="1",topic="{T}"}} 3.0' in lines
-    assert f'kafka_consumergroup_lag{{{g},partition="2",topic="{T}"}} 0.0' in lines
-    assert f"kafka_consumergroup_lag_sum{{{g}}} 11.0" in lines
+    assert f'kafka_consumergroup_lag{{{g},partition="1",topic="{T}"}} -1.0' in lines
+    assert f'kafka_consumergroup_lag{{{g},partition="2",topic="{T}"}} -1.0' in lines
     assert f'kafka_consumergroup_current_offset{{{g},partition="0",topic="{T}"}} 12.0' in lines
-    # no commit yet: no current offset series (kafka_exporter does the same)
-    assert f'kafka_consumergroup_current_offset{{{g},partition="1",topic="{T}"}}' not in text
+    assert f'kafka_consumergroup_current_offset{{{g},partition="1",topic="{T}"}} -1.0' in lines
+    # the sums are by group and topic, over the committed partitions only
+    assert f'kafka_consumergroup_lag_sum{{{g},topic="{T}"}} 8.0' in lines
+    assert f'kafka_consumergroup_current_offset_sum{{{g},topic="{T}"}} 12.0' in lines
     assert f"kafka_consumergroup_members{{{g}}} 0.0" in lines
+    assert f'kafka_topic_partitions{{topic="{T}"}} 3.0' in lines
+    assert f'kafka_topic_partition_current_offset{{partition="1",topic="{T}"}} 3.0' in lines
+    assert f'kafka_topic_partition_oldest_offset{{partition="1",topic="{T}"}} 0.0' in lines
+    # the project's extras: the lag that counts the partition with no commit too
+    assert f'kafka_consumergroup_unconsumed_messages{{{g},partition="0",topic="{T}"}} 8.0' in lines
+    assert f'kafka_consumergroup_unconsumed_messages{{{g},partition="1",topic="{T}"}} 3.0' in lines
+    assert f'kafka_consumergroup_unconsumed_messages{{{g},partition="2",topic="{T}"}} 0.0' in lines
     assert f'kafka_consumergroup_lag_seconds{{{g},partition="0",topic="{T}"}} 42.5' in lines
     # lag seconds unknown for partition 1: omitted rather than invented
     assert f'kafka_consumergroup_lag_seconds{{{g},partition="1",topic="{T}"}}' not in text
@@ -324,7 +333,37 @@ def test_prometheus_text_uses_the_ecosystem_names_and_values():
     assert 'kafka_consumergroup_status{consumergroup="installments-offers"} 0.0' in lines
     assert 'kafka_consumergroup_members{consumergroup="installments-offers"} 2.0' in lines
     assert "kafka_consumergroup_exporter_up 1.0" in lines
+    assert "kafka_consumergroup_exporter_last_success_timestamp_seconds 1000.0" in lines
     assert "# TYPE kafka_consumergroup_lag gauge" in lines
+
+
+def test_prometheus_text_leaves_out_a_topic_with_no_commit_like_kafka_exporter():
+    never = GroupSnapshot(
+        group="installments-points",
+        at=1000.0,
+        members=1,
+        partitions=[part(None, 5, 0), part(None, 0, 1), part(4, 6, 0, topic="other.v1")],
+    )
+    text = render_metrics([GroupReport(never, Status.OK, "")]).decode()
+    lines = set(text.splitlines())
+    g = 'consumergroup="installments-points"'
+    # kafka_exporter skips a topic on which the group has no commit at all ...
+    for family in ("lag", "current_offset", "lag_sum", "current_offset_sum"):
+        assert f'kafka_consumergroup_{family}{{{g},partition="0",topic="{T}"}}' not in text
+        assert f'kafka_consumergroup_{family}{{{g},topic="{T}"}}' not in text
+    assert f'kafka_consumergroup_lag_sum{{{g},topic="other.v1"}} 2.0' in lines
+    # ... the project's extra does not: 5 messages wait on partition 0
+    assert f'kafka_consumergroup_unconsumed_messages{{{g},partition="0",topic="{T}"}} 5.0' in lines
+    assert f'kafka_topic_partition_current_offset{{partition="0",topic="{T}"}} 5.0' in lines
+
+
+def test_kafka_exporter_lag_is_not_clamped():
+    # a committed offset past the log end (truncated log): kafka_exporter shows the difference
+    ahead = GroupSnapshot(group="g", at=1.0, members=1, partitions=[part(9, 7, 0)])
+    text = render_metrics([GroupReport(ahead, Status.OK, "")]).decode()
+    labels = f'{{consumergroup="g",partition="0",topic="{T}"}}'
+    assert f"kafka_consumergroup_lag{labels} -2.0" in text
+    assert f"kafka_consumergroup_unconsumed_messages{labels} 0.0" in text
 
 
 def test_prometheus_text_when_collection_failed():

@@ -33,15 +33,17 @@ Layout, one concern a module (imports point down this list):
 
 Every public name is importable from ``shared.ops.lag``.
 
-Prometheus names are the ones kafka_exporter made common:
-``kafka_consumergroup_lag{consumergroup,topic,partition}``,
-``kafka_consumergroup_lag_sum{consumergroup}``,
-``kafka_consumergroup_current_offset{consumergroup,topic,partition}`` (omitted for a
-partition with no commit yet), ``kafka_consumergroup_members{consumergroup}``, plus
-``kafka_consumergroup_lag_seconds{consumergroup,topic,partition}``,
-``kafka_consumergroup_status{consumergroup}`` (0=OK 1=WARNING 2=STALLED 3=STOPPED
-4=REWIND), ``kafka_consumergroup_exporter_up`` and
-``kafka_consumergroup_exporter_last_success_timestamp_seconds``.
+Prometheus: kafka_exporter's names, labels and figures
+(``kafka_consumergroup_{current_offset,lag}{consumergroup,topic,partition}``, -1 on a
+partition with no commit; ``kafka_consumergroup_{lag_sum,current_offset_sum}
+{consumergroup,topic}``; ``kafka_consumergroup_members{consumergroup}``;
+``kafka_topic_partitions`` and ``kafka_topic_partition_{current,oldest}_offset``), plus
+the project's extras: ``kafka_consumergroup_unconsumed_messages`` (the lag above, which
+also counts partitions with no commit), ``kafka_consumergroup_lag_seconds``,
+``kafka_consumergroup_status`` (0=OK 1=WARNING 2=STALLED 3=STOPPED 4=REWIND),
+``kafka_consumergroup_exporter_up`` and
+``kafka_consumergroup_exporter_last_success_timestamp_seconds``
+(:func:`shared.ops.lag.render.metric_families`; the differences in README, "Lag").
 """
 
 from shared.ops.lag.collector import LagMonitor, collect, pipeline_expectations

@@ -1,7 +1,7 @@
 """Rendering of lag reports: the CLI's rich table, JSON (``--json``) and Prometheus text.
 
-Metric names are kafka_exporter's (see :mod:`shared.ops.lag`); :func:`render_metrics`
-is what the exporter's ``/metrics`` serves.
+Metric names, labels and figures are kafka_exporter's, plus the project's extras (see
+:func:`metric_families`); :func:`render_metrics` is what the exporter's ``/metrics`` serves.
 """
 
 from __future__ import annotations
@@ -132,29 +132,79 @@ def reports_to_json(reports: Sequence[GroupReport], *, indent: int | None = 2) -
     return json.dumps([report_to_dict(r) for r in reports], indent=indent)
 
 
+# kafka_exporter's value for a partition the group never committed on (its OffsetFetch
+# answer), in both kafka_consumergroup_current_offset and kafka_consumergroup_lag.
+NO_OFFSET = -1
+
+
 def metric_families(
     reports: Sequence[GroupReport], *, up: bool = True, last_success: float | None = None
 ) -> list[Any]:
-    """Prometheus metric families for the reports (kafka_exporter names, see the module)."""
+    """Prometheus metric families for the reports.
+
+    kafka_exporter's families, with its names, labels and figures (see
+    ``kafka_exporter.go``): per partition ``kafka_consumergroup_current_offset`` and
+    ``kafka_consumergroup_lag`` (both ``-1`` on a partition the group never committed
+    on), per group and topic ``kafka_consumergroup_lag_sum`` (committed partitions
+    only) and ``kafka_consumergroup_current_offset_sum``, per group
+    ``kafka_consumergroup_members``, per topic ``kafka_topic_partitions``,
+    ``kafka_topic_partition_current_offset`` (log end) and
+    ``kafka_topic_partition_oldest_offset`` (log start). Like kafka_exporter, a topic
+    on which the group has no commit at all is left out of the consumergroup families.
+
+    The project's extras: ``kafka_consumergroup_unconsumed_messages`` (the lag that also
+    counts partitions with no commit: log end - log start, what a consumer starting
+    from ``earliest`` reads; topics with no commit at all included),
+    ``kafka_consumergroup_lag_seconds``, ``kafka_consumergroup_status``,
+    ``kafka_consumergroup_exporter_up`` and
+    ``kafka_consumergroup_exporter_last_success_timestamp_seconds``.
+    """
 
     tp_labels = ["consumergroup", "topic", "partition"]
+    group_topic = ["consumergroup", "topic"]
+    # -- kafka_exporter's
+    current = GaugeMetricFamily(
+        "kafka_consumergroup_current_offset",
+        "Committed offset of a consumer group at topic/partition (-1: no commit yet)",
+        labels=tp_labels,
+    )
+    current_sum = GaugeMetricFamily(
+        "kafka_consumergroup_current_offset_sum",
+        "Committed offsets of a consumer group summed over the topic's committed partitions",
+        labels=group_topic,
+    )
     lag = GaugeMetricFamily(
         "kafka_consumergroup_lag",
-        "Lag in messages: log end offset - committed offset (no commit yet: log end - log start)",
+        "Lag of a consumer group at topic/partition: log end - committed (-1: no commit yet)",
         labels=tp_labels,
     )
     lag_sum = GaugeMetricFamily(
         "kafka_consumergroup_lag_sum",
-        "Lag in messages over all partitions",
-        labels=["consumergroup"],
-    )
-    current = GaugeMetricFamily(
-        "kafka_consumergroup_current_offset",
-        "Committed offset (omitted when the group has no commit on the partition)",
-        labels=tp_labels,
+        "Lag of a consumer group summed over the topic's committed partitions",
+        labels=group_topic,
     )
     members = GaugeMetricFamily(
         "kafka_consumergroup_members", "Active members of the group", labels=["consumergroup"]
+    )
+    partitions = GaugeMetricFamily(
+        "kafka_topic_partitions", "Partitions of the topic", labels=["topic"]
+    )
+    log_end = GaugeMetricFamily(
+        "kafka_topic_partition_current_offset",
+        "Log end offset of the topic/partition",
+        labels=["topic", "partition"],
+    )
+    log_start = GaugeMetricFamily(
+        "kafka_topic_partition_oldest_offset",
+        "Log start offset of the topic/partition",
+        labels=["topic", "partition"],
+    )
+    # -- the project's
+    unconsumed = GaugeMetricFamily(
+        "kafka_consumergroup_unconsumed_messages",
+        "Messages the group has still to read: log end - committed "
+        "(no commit yet: log end - log start)",
+        labels=tp_labels,
     )
     lag_seconds = GaugeMetricFamily(
         "kafka_consumergroup_lag_seconds",
@@ -166,32 +216,64 @@ def metric_families(
         "Group status: 0=OK 1=WARNING 2=STALLED 3=STOPPED 4=REWIND",
         labels=["consumergroup"],
     )
+    topics: dict[str, dict[int, PartitionLag]] = {}
     for report in reports:
         snap = report.snapshot
         g = snap.group
-        lag_sum.add_metric([g], snap.total_lag)
         members.add_metric([g], snap.members)
         status.add_metric([g], int(report.status))
-        for p in snap.partitions:
+        by_topic: dict[str, list[PartitionLag]] = {}
+        for p in sorted(snap.partitions, key=lambda x: x.key):
+            by_topic.setdefault(p.topic, []).append(p)
+            topics.setdefault(p.topic, {})[p.partition] = p
             labels = [g, p.topic, str(p.partition)]
-            lag.add_metric(labels, p.lag)
-            if p.committed is not None:
-                current.add_metric(labels, p.committed)
+            unconsumed.add_metric(labels, p.lag)
             if p.lag_seconds is not None:
                 lag_seconds.add_metric(labels, p.lag_seconds)
+        for topic, parts in by_topic.items():
+            committed = [p for p in parts if p.committed is not None]
+            if not committed:  # kafka_exporter: "the topic is not consumed by that group"
+                continue
+            for p in parts:
+                labels = [g, topic, str(p.partition)]
+                if p.committed is None:
+                    current.add_metric(labels, NO_OFFSET)
+                    lag.add_metric(labels, NO_OFFSET)
+                else:
+                    current.add_metric(labels, p.committed)
+                    lag.add_metric(labels, p.log_end - p.committed)
+            current_sum.add_metric([g, topic], sum(p.committed or 0 for p in committed))
+            lag_sum.add_metric([g, topic], sum(p.log_end - (p.committed or 0) for p in committed))
+    for topic, by_partition in sorted(topics.items()):
+        partitions.add_metric([topic], len(by_partition))
+        for number, p in sorted(by_partition.items()):
+            log_end.add_metric([topic, str(number)], p.log_end)
+            log_start.add_metric([topic, str(number)], p.log_start)
     up_family = GaugeMetricFamily(
         "kafka_consumergroup_exporter_up", "1 when the last collection from Kafka succeeded"
     )
     up_family.add_metric([], 1 if up else 0)
-    families = [lag, lag_sum, current, members, lag_seconds, status, up_family]
+    ok = GaugeMetricFamily(
+        "kafka_consumergroup_exporter_last_success_timestamp_seconds",
+        "When the last successful collection finished (absent before the first one)",
+    )
     if last_success is not None:
-        ok = GaugeMetricFamily(
-            "kafka_consumergroup_exporter_last_success_timestamp_seconds",
-            "When the last successful collection finished",
-        )
         ok.add_metric([], last_success)
-        families.append(ok)
-    return families
+    return [
+        current,
+        current_sum,
+        lag,
+        lag_sum,
+        members,
+        partitions,
+        log_end,
+        log_start,
+        unconsumed,
+        lag_seconds,
+        status,
+        up_family,
+        ok,
+    ]
 
 
 class _Families:
