@@ -10,8 +10,12 @@
 # /healthz on INSTALLMENTS_HTTP_PORT, the lag exporter on its own port, `topics` and
 # `migrate` are one-shot), so docker-compose.yml defines one per service.
 
+# PYTHON_IMAGE: any CPython 3.11-3.13 image with venv and pip, `python` on the PATH
+# (scripts/docker.sh passes a local stand-in where python:3.11-slim cannot be pulled).
+ARG PYTHON_IMAGE=python:3.11-slim
+
 # ---------------------------------------------------------------- build stage
-FROM python:3.11-slim AS build
+FROM ${PYTHON_IMAGE} AS build
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -34,7 +38,7 @@ RUN pip install . \
  && installments --help > /dev/null
 
 # ---------------------------------------------------------------- runtime stage
-FROM python:3.11-slim
+FROM ${PYTHON_IMAGE}
 
 LABEL org.opencontainers.image.title="card-installments" \
       org.opencontainers.image.description="Event-driven credit-card installment pipeline (Kafka + PostgreSQL): services and tools"

@@ -1,0 +1,3 @@
+#!/bin/bash
+# As in the official image: kafka-broker-api-versions.sh --bootstrap-server HOST:PORT ...
+KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xmx256m}" exec "$(dirname "$0")/kafka-run-class.sh" org.apache.kafka.tools.BrokerApiVersionsCommand "$@"
