@@ -27,6 +27,15 @@ field. Nested models without a currency of their own (``AutoConvert``,
 ``OfferOption``, ``ScheduleLine``) set ``money_currency_field = None``; the enclosing
 payload checks them with its own ``currency``.
 
+The JSON Schema says the same (``python -m schemas.export``, the AsyncAPI document): a
+money field's ``pattern`` (:func:`money_pattern`) takes what :func:`parse_money` takes,
+with up to ``MONEY_SCALE_MAX`` decimal places, and excludes zero for the positive
+kinds; each payload with a currency adds ``if``/``then`` rules that narrow its money
+fields, nested ones included, to the currency's digits. A validator such as
+``jsonschema`` thus accepts exactly the amounts the services accept
+(``tests/unit/schemas/test_money_json_schema.py``); rules between fields (sums, a
+field required with another's value) are the models' alone.
+
 ``Rate`` is for decimal strings that are not money (``apr`` ``"13.03"``,
 ``monthly_fee_rate`` ``"0.0060"``): same "string only, plain decimal, >= 0" rule, up to
 8 decimal places, no currency, written back exactly as held.
@@ -40,8 +49,16 @@ import typing
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, PlainSerializer, PlainValidator, WithJsonSchema, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import (
+    BaseModel,
+    GetJsonSchemaHandler,
+    PlainSerializer,
+    PlainValidator,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, PydanticCustomError
 
 from schemas.limits import (
     AMOUNT_INTEGER_DIGITS,
@@ -187,15 +204,48 @@ def _format_decimal(value: Decimal) -> str:
     return format(value, "f")
 
 
+#: The end of the string in a JSON Schema ``pattern``. Not ``$``: Python's ``re`` (which
+#: the ``jsonschema`` package uses) and Java read ``$`` as "end, or before a final
+#: newline", so ``"1.00\n"`` would pass there; "no character follows" means the same in
+#: ECMA-262, Python and Java.
+PATTERN_END = r"(?![\s\S])"
+
+
+def money_pattern(integer_digits: int, scale: int, *, positive: bool) -> str:
+    """The JSON Schema ``pattern`` of a money string that :func:`parse_money` accepts and
+    the currency digit rule lets through for a currency with ``scale`` decimal places.
+
+    A plain decimal (no sign, exponent, spaces or leading zeros) with 1 to
+    ``integer_digits`` digits before the point and 1 to ``scale`` after it (none when
+    ``scale`` is 0); when ``positive``, not zero (``"0"``, ``"0.00"``)."""
+    whole = rf"[1-9][0-9]{{0,{integer_digits - 1}}}"
+    fraction = rf"(\.[0-9]{{1,{scale}}})?" if scale else ""
+    if not positive:
+        body = f"(0|{whole}){fraction}"
+    elif not scale:
+        body = whole
+    else:
+        # "0." then 1 to `scale` digits, one of them not zero: k zeros, a non-zero digit,
+        # then at most scale - 1 - k more digits.
+        below_one = "|".join(
+            "0" * zeros + "[1-9]" + (f"[0-9]{{0,{scale - 1 - zeros}}}" if zeros < scale - 1 else "")
+            for zeros in range(scale)
+        )
+        body = f"({whole}{fraction}|0\\.({below_one}))"
+    return f"^{body}{PATTERN_END}"
+
+
 def _money_schema(positive: bool, integer_digits: int = AMOUNT_INTEGER_DIGITS) -> dict[str, Any]:
     return {
         "type": "string",
-        "pattern": rf"^(0|[1-9][0-9]{{0,{integer_digits - 1}}})(\.[0-9]{{1,{MONEY_SCALE_MAX}}})?$",
+        "pattern": money_pattern(integer_digits, MONEY_SCALE_MAX, positive=positive),
         "maxLength": integer_digits + 1 + MONEY_SCALE_MAX,
         "description": (
             "Money: a decimal string with at most the currency's ISO 4217 minor-unit "
             f"digits and at most {integer_digits} digits before the point, "
             + ("greater than zero." if positive else "zero or more.")
+            + f" This pattern allows {MONEY_SCALE_MAX} decimal places, the most of any "
+            "currency; the enclosing payload narrows it by its `currency` (allOf/if/then)."
         ),
     }
 
@@ -290,35 +340,77 @@ Rate = Annotated[
     WithJsonSchema(
         {
             "type": "string",
-            "pattern": r"^(0|[1-9][0-9]{0,5})(\.[0-9]{1,8})?$",
+            "pattern": r"^(0|[1-9][0-9]{0,5})(\.[0-9]{1,8})?" + PATTERN_END,
             "description": "A decimal string (not money): at most 8 decimal places.",
         }
     ),
 ]
 
 
-def _money_marker(annotation: Any, metadata: list[Any]) -> bool:
-    """True when a field's annotation (possibly ``X | None``) is Money/PositiveMoney."""
-    if any(isinstance(m, _MoneyMarker) for m in metadata):
-        return True
+def _marker_of(annotation: Any, metadata: list[Any]) -> _MoneyMarker | None:
+    """The money marker of a field's annotation (possibly ``X | None``), or None."""
+    for m in metadata:
+        if isinstance(m, _MoneyMarker):
+            return m
     for arg in typing.get_args(annotation):
         if typing.get_origin(arg) is Annotated:
-            if any(isinstance(m, _MoneyMarker) for m in arg.__metadata__):
-                return True
-    return False
+            for m in arg.__metadata__:
+                if isinstance(m, _MoneyMarker):
+                    return m
+    return None
+
+
+def _money_marker(annotation: Any, metadata: list[Any]) -> bool:
+    """True when a field's annotation (possibly ``X | None``) is Money/PositiveMoney."""
+    return _marker_of(annotation, metadata) is not None
+
+
+def _child_model(annotation: Any) -> tuple[type[MoneyModel], bool] | None:
+    """(the nested MoneyModel class, whether it is a list of them) of a field, or None."""
+    candidates = [annotation, *typing.get_args(annotation)]
+    for candidate in candidates:
+        if isinstance(candidate, type) and issubclass(candidate, MoneyModel):
+            return candidate, False
+        if typing.get_origin(candidate) is list:
+            (item,) = typing.get_args(candidate)
+            if isinstance(item, type) and issubclass(item, MoneyModel):
+                return item, True
+    return None
 
 
 def _money_child(annotation: Any) -> bool:
     """True when a field holds a nested MoneyModel (or an optional one, or a list)."""
-    candidates = [annotation, *typing.get_args(annotation)]
-    for candidate in candidates:
-        if isinstance(candidate, type) and issubclass(candidate, MoneyModel):
-            return True
-        if typing.get_origin(candidate) is list:
-            (item,) = typing.get_args(candidate)
-            if isinstance(item, type) and issubclass(item, MoneyModel):
-                return True
-    return False
+    return _child_model(annotation) is not None
+
+
+#: The minor-unit digits of the known currencies (ISO 4217), for the JSON Schema's rules.
+_SCALES = sorted(set(MINOR_UNITS.values()))
+
+
+def _scale_rule(field: str, scale: int, properties: dict[str, Any]) -> dict[str, Any]:
+    """The JSON Schema rule "when ``field`` names a currency with at most ``scale``
+    minor-unit digits, the money ``properties`` have at most ``scale`` decimal places".
+
+    Written with the shorter list of currency codes: ``if`` currency is one of those
+    with at most ``scale`` digits ``then`` narrow, or ``if`` it is one of those with
+    more ``else`` narrow. The ``else`` form also narrows when the currency is absent
+    or unknown; such a message is refused anyway (the currency's own schema, or the
+    payload's rule that an amount comes with a currency)."""
+    at_most = sorted(c for c, digits in MINOR_UNITS.items() if digits <= scale)
+    more = sorted(c for c, digits in MINOR_UNITS.items() if digits > scale)
+    narrow = {"properties": properties}
+    if len(at_most) <= len(more):
+        return {
+            "$comment": f"{'/'.join(at_most)}: at most {scale} decimal places",
+            "if": {"properties": {field: {"enum": at_most}}, "required": [field]},
+            "then": narrow,
+        }
+    return {
+        "$comment": f"at most {scale} decimal places unless the currency has more "
+        f"({'/'.join(more)})",
+        "if": {"properties": {field: {"enum": more}}, "required": [field]},
+        "else": narrow,
+    }
 
 
 class MoneyModel(BaseModel):
@@ -353,6 +445,55 @@ class MoneyModel(BaseModel):
                 f"{cls.__name__} has money fields but no {currency_field!r} field; add one "
                 "or set money_currency_field = None (checked by the enclosing model)"
             )
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler, /
+    ) -> JsonSchemaValue:
+        """The model's JSON Schema, plus the currency digit rule where it has a currency.
+
+        A money field's own schema allows ``MONEY_SCALE_MAX`` decimal places (the most of
+        any currency). A model with a currency field adds to ``allOf``, for each smaller
+        number of minor-unit digits, a rule that its money fields (and those of its
+        nested parts) match the narrower pattern when the currency has at most that
+        many digits (:func:`_scale_rule`), so a validator accepts exactly the amounts
+        :meth:`_apply_currency` accepts (``"12.345"`` is refused in USD, ``"1000.5"``
+        in JPY)."""
+        json_schema = handler(core_schema)
+        field = cls.money_currency_field
+        if field is None or not (cls.__money_fields__ or cls.__money_children__):
+            return json_schema
+        rules = [
+            _scale_rule(field, scale, cls._money_json_properties(scale))
+            for scale in _SCALES
+            if scale < MONEY_SCALE_MAX
+        ]
+        target = handler.resolve_ref_schema(json_schema)
+        target["allOf"] = [*target.get("allOf", []), *rules]
+        return json_schema
+
+    @classmethod
+    def _money_json_properties(cls, scale: int) -> dict[str, Any]:
+        """JSON Schema ``properties`` narrowing every money field of this model and of its
+        nested parts to ``scale`` decimal places (``items`` for a list of parts; on
+        ``null`` these constraints hold trivially)."""
+        properties: dict[str, Any] = {}
+        for name in cls.__money_fields__:
+            info = cls.model_fields[name]
+            marker = _marker_of(info.annotation, info.metadata)
+            assert marker is not None
+            properties[name] = {
+                "pattern": money_pattern(marker.integer_digits, scale, positive=marker.positive)
+            }
+        for name in cls.__money_children__:
+            found = _child_model(cls.model_fields[name].annotation)
+            assert found is not None
+            child, is_list = found
+            nested = child._money_json_properties(scale)
+            if nested:  # a part without money (``merchant``) needs no rule
+                inner = {"properties": nested}
+                properties[name] = {"items": inner} if is_list else inner
+        return properties
 
     @model_validator(mode="after")
     def _check_money_digits(self) -> MoneyModel:

@@ -360,7 +360,12 @@ def test_the_exported_json_schemas_carry_the_limits():
     data = schema["$defs"]["PurchasePosted"]["properties"]
     assert data["purchase_id"]["maxLength"] == limits.ID_MAX
     assert data["purchase_id"]["pattern"] == limits.ID_PATTERN
-    assert data["amount"]["pattern"] == r"^(0|[1-9][0-9]{0,11})(\.[0-9]{1,3})?$"
+    # > 0, at most 12 digits before the point and 3 after (the payload narrows it by
+    # currency: tests/unit/schemas/test_money_json_schema.py)
+    assert data["amount"]["pattern"] == (
+        r"^([1-9][0-9]{0,11}(\.[0-9]{1,3})?|0\.([1-9][0-9]{0,2}|0[1-9][0-9]{0,1}|00[1-9]))"
+        r"(?![\s\S])"
+    )
     accepted = ENVELOPES["offer.accepted"].model_json_schema()["$defs"]["OfferAccepted"]
     assert accepted["properties"]["redeem_points"]["anyOf"][0]["maximum"] == limits.COUNT_MAX
     assert accepted["properties"]["offer_id"]["maxLength"] == limits.DERIVED_ID_MAX
