@@ -3,9 +3,10 @@
 ``python -m schemas.asyncapi`` builds the document from the code alone:
 
 - ``channels``: one per topic of :data:`schemas.registry.TOPICS` (address = topic
-  name; messages = its event types; producer, key rule and compaction in the
-  description and the Kafka binding), plus one ``<topic>.dlq`` per topic (the
-  dead-letter message with its ``error.*`` / ``original.*`` headers);
+  name; messages = its event types; producer, key rule, partitioner and compaction in
+  the description, ``x-partitioner`` and the Kafka binding), plus one ``<topic>.dlq``
+  per topic (the dead-letter message with its ``error.*`` / ``original.*`` headers);
+  each message's Kafka ``key`` binding names the key and the partitioner;
 - ``operations``: ``send`` for each topic's producer, ``receive`` for each consumer
   (:data:`CONSUMERS`), ``send`` to ``<topic>.dlq`` for each service that consumes
   ``<topic>``;
@@ -47,6 +48,8 @@ __all__ = [
     "SERVICES",
     "DLQ_HEADERS",
     "DLQ_MESSAGE",
+    "PARTITIONER",
+    "PARTITIONING",
     "document",
     "render",
     "drift",
@@ -133,6 +136,19 @@ DLQ_HEADERS: dict[str, dict[str, Any]] = {
 #: The component name of the dead-letter message.
 DLQ_MESSAGE = "dead-letter"
 
+#: The partitioner producers use (contract section 2), as each channel's
+#: ``x-partitioner``: murmur2 of the key's bytes, the Kafka Java client's default.
+PARTITIONER = "murmur2"
+
+#: What a producer must know about partitioning (channels and message keys say it).
+PARTITIONING = (
+    "Partitioner: murmur2 of the key's UTF-8 bytes (positive hash modulo the partition "
+    "count), the Kafka Java client's default and kafka-python's; librdkafka clients "
+    "(kcat, confluent-kafka) set `partitioner=murmur2_random`. Another partitioner that "
+    "maps one key to one partition keeps an account's events in order and costs speed, "
+    "never a wrong or double effect."
+)
+
 _KEY_RULES = {
     "account": "the account id (equal to the envelope `subject`, and to `data.account_id` "
     "where the payload has one)",
@@ -158,10 +174,20 @@ service name); `time` is RFC 3339 (written in UTC with `Z`); `schema_version` is
 on one partition; on `card.business-days.v1` the key and subject are the literal
 `{BUSINESS_DAY_KEY}`.
 
+**Partitioning.** Producers partition by murmur2 of the key (the Kafka Java client's
+default partitioner, as kafka-python does; every channel says so in `x-partitioner`);
+librdkafka-based clients (kcat, confluent-kafka) must set
+`partitioner=murmur2_random`. The services keep their state per account in the
+database, so a producer that partitions differently (but still maps one key to one
+partition) may cost speed, never correctness.
+
 **Money** is a JSON string holding a decimal with at most the currency's ISO 4217
 minor-unit digits (`"1234.50"` in EUR, `"1500"` in JPY), next to a `currency` field;
-a JSON number is never accepted for money. Rates (`apr`, `monthly_fee_rate`) are
-decimal strings too.
+a JSON number is never accepted for money. Each payload's schema checks the digits
+against its `currency` (`allOf` of `if`/`then` rules), and the positive amounts
+(purchases, payments, principals, installments) are above zero, so a schema-valid
+amount is one the services accept. Rates (`apr`, `monthly_fee_rate`) are decimal
+strings too.
 
 **Tolerant reader.** Producers evolve by adding optional fields, so consumers ignore
 fields they do not know, in the envelope and anywhere in `data`: a message is never
@@ -217,7 +243,7 @@ def _message_schemas() -> tuple[dict[str, Any], dict[str, Any]]:
         else:
             key = dict(schema["properties"]["subject"])
             key.pop("title", None)
-        key["description"] = "The Kafka key: " + _KEY_RULES[spec.key] + "."
+        key["description"] = f"The Kafka key: {_KEY_RULES[spec.key]}. {PARTITIONING}"
         doc = (payload_cls.__doc__ or "").strip()
         messages[event_type] = {
             "name": event_type,
@@ -268,12 +294,14 @@ def _channels() -> dict[str, Any]:
             if spec.compacted
             else "Not compacted (`cleanup.policy=delete`).",
             f"Refused messages go to `{dlq_topic(name)}`.",
+            PARTITIONING,
         ]
         channels[name] = {
             "address": name,
             "title": name,
             "summary": f"{', '.join(_in_order(spec))} (from {spec.producer})",
             "description": "\n".join(lines),
+            "x-partitioner": PARTITIONER,
             "messages": {t: _ref("components", "messages", t) for t in _in_order(spec)},
             "bindings": _kafka(
                 {
@@ -297,7 +325,9 @@ def _channels() -> dict[str, Any]:
                 "`installments topics`."
             )
             + f" Headers `original.topic` = `{name}`, `error.service`, `error.reason`, "
-            "`original.partition`, `original.offset`.",
+            "`original.partition`, `original.offset`. Keyed by the original key, "
+            "partitioned by murmur2 like every topic.",
+            "x-partitioner": PARTITIONER,
             "messages": {DLQ_MESSAGE: _ref("components", "messages", DLQ_MESSAGE)},
             "bindings": _kafka({"topicConfiguration": {"cleanup.policy": ["delete"]}}),
         }

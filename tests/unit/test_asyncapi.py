@@ -183,6 +183,19 @@ def _operations(doc: dict[str, Any], action: str) -> set[tuple[str, str]]:
     return found
 
 
+def test_every_channel_and_key_states_the_partitioner(doc: dict[str, Any]) -> None:
+    """#15: the document says how producers partition (contract section 2), per channel
+    (``x-partitioner``, description) and on every message's Kafka key binding."""
+    assert "murmur2_random" in doc["info"]["description"]
+    for name, channel in doc["channels"].items():
+        assert channel["x-partitioner"] == "murmur2", name
+        assert "murmur2" in channel["description"], name
+    for event_type in EVENT_TYPES:
+        key = doc["components"]["messages"][event_type]["bindings"]["kafka"]["key"]
+        assert "murmur2 of the key" in key["description"], event_type
+        assert "murmur2_random" in key["description"], event_type
+
+
 def test_producers_send_and_consumers_receive(doc: dict[str, Any]) -> None:
     sends = _operations(doc, "send")
     for name, spec in TOPICS.items():
