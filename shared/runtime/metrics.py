@@ -39,6 +39,9 @@ HANDLER_SECONDS = Histogram(
 )
 OUTBOX_BACKLOG = Gauge("installments_outbox_backlog", "Unpublished outbox rows", ["service"])
 ASSIGNED = Gauge("installments_assigned_partitions", "Partitions assigned", ["service"])
+READY = Gauge(
+    "installments_ready", "1 when the service is ready (/readyz answers 200), else 0", ["service"]
+)
 
 
 _children: dict[tuple[object, ...], object] = {}
@@ -71,7 +74,14 @@ def observe_handler(service: str, event_type: str, seconds: float) -> None:
 
 
 def readiness(runner: Any) -> tuple[bool, dict[str, Any]]:
-    """Ready when the loop polls with partitions assigned and the database answers."""
+    """Ready when the loop polls with partitions assigned and the database answers
+    (also sets the ``installments_ready`` gauge, which the alert rules watch)."""
+    ok, detail = _readiness(runner)
+    READY.labels(runner.service.name).set(1 if ok else 0)
+    return ok, detail
+
+
+def _readiness(runner: Any) -> tuple[bool, dict[str, Any]]:
     detail: dict[str, Any] = {"service": runner.service.name, "polling": runner.ready}
     try:
         with runner.engine.connect() as conn:
