@@ -31,6 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 
 from shared.runtime.db import BigId, Migration, create_tables, qualified_table, utcnow
+from shared.runtime.retention_tables import add_inbox_retention
 
 runtime_metadata = MetaData()
 
@@ -117,6 +118,8 @@ RUNTIME_MIGRATIONS = [
     Migration(1, "inbox, outbox, consumer offsets", create_tables(runtime_metadata)),
     Migration(2, "inbox content digest", _add_inbox_digest),
     Migration(3, "poison watch (crash counting)", create_tables(runtime_metadata)),
+    # retention (#16): inbox pruning by processed_at, and the pruned horizon replay checks
+    Migration(4, "inbox retention: processed_at index, pruned horizon", add_inbox_retention),
 ]
 
 
