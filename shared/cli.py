@@ -23,8 +23,9 @@ from shared.localstack.stack import app as stack_app
 from shared.ops.dlq import CONFIRMABLE, dead_letter_table, iter_rows, read_dead_letters, redrive
 from shared.ops.invariants import check as run_checks
 from shared.ops.lag import lag_app
-from shared.ops.replay import apply_replay, group_members, plan_replay
+from shared.ops.replay import apply_replay, beyond_retention, group_members, plan_replay
 from shared.ops.report import build_report, render_report
+from shared.ops.retention import retention_app
 from shared.registry import SERVICE_NAMES
 from shared.runtime import Service, run_service
 from shared.runtime.db import make_engine
@@ -205,8 +206,12 @@ def replay(
     topic: str = typer.Option(None, help="only this consumed topic"),
     dry_run: bool = typer.Option(False, "--dry-run", help="show the moves only"),
     force: bool = typer.Option(False, help="even if the group still has members"),
+    beyond_retention_ok: bool = typer.Option(
+        False, "--beyond-retention", help="even below the offsets whose inbox rows were pruned"
+    ),
 ) -> None:
-    """Replay a (stopped) service from an offset or a time; effects stay exactly once."""
+    """Replay a (stopped) service from an offset or a time; effects stay exactly once
+    (within the inbox retention window: README "Retention")."""
     if (to_offset is None) == (to_time is None):
         raise typer.BadParameter("give exactly one of --to-offset or --to-time")
     settings = Settings()
@@ -215,9 +220,20 @@ def replay(
     moves = plan_replay(settings, svc, to_offset=to_offset, to_time=when, topic=topic)
     for tp, (current, target) in sorted(moves.items()):
         console.print(f"{tp.topic}[{tp.partition}]: {current} -> {target}")
+    pruned = beyond_retention(settings, svc, moves)
+    for tp, offset in sorted(pruned.items()):
+        console.print(
+            f"[yellow]{tp.topic}[{tp.partition}]: inbox rows up to offset {offset} were"
+            " pruned; records there may apply a second time[/]"
+        )
     if dry_run:
         console.print("dry run: nothing moved")
         return
+    if pruned and not beyond_retention_ok:
+        console.print(
+            "[red]refused: replay from after the pruned offsets (or --beyond-retention)[/]"
+        )
+        raise typer.Exit(2)
     members = group_members(settings, registry.group_name(settings, service))
     if members and not force:
         console.print(f"[red]{service} still has {members} running consumer(s); stop it first[/]")
@@ -290,6 +306,9 @@ app.add_typer(
     cluster_app, name="cluster", help="A throwaway three-node Kafka cluster (failover tests)."
 )
 app.add_typer(lag_app, name="lag", help="Consumer-group lag: table, --json, --watch, exporter.")
+app.add_typer(
+    retention_app, name="retention", help="Prune inboxes and archive finished items (#16)."
+)
 for _name, (_service_app, _help) in registry.SERVICE_CLIS.items():
     app.add_typer(_service_app, name=_name, help=_help)
 

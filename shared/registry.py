@@ -16,11 +16,15 @@ import typer
 
 from services.collections.bootstrap import build as build_collections
 from services.collections.cli import app as collections_app
+from services.collections.retention import GROUPS as collections_retention
 from services.offers.bootstrap import build as build_offers
+from services.offers.retention import GROUPS as offers_retention
 from services.points.bootstrap import build as build_points
 from services.purchases.bootstrap import build as build_purchases
 from services.reminders.bootstrap import build as build_reminders
+from services.reminders.retention import GROUPS as reminders_retention
 from shared.runtime import Service
+from shared.runtime.retention import ArchiveGroup
 from shared.runtime.settings import Settings
 
 #: Service name -> its composition root, in pipeline order.
@@ -32,6 +36,15 @@ BUILDERS: dict[str, Callable[[Settings], Service]] = {
     "collections": build_collections,
 }
 SERVICE_NAMES: tuple[str, ...] = tuple(BUILDERS)
+#: What each service archives (``services/<name>/retention.py``); every service's inbox
+#: is pruned (README "Retention").
+RETENTION: dict[str, tuple[ArchiveGroup, ...]] = {
+    "purchases": (),
+    "offers": offers_retention,
+    "points": (),
+    "reminders": reminders_retention,
+    "collections": collections_retention,
+}
 #: Commands a service brings to ``installments`` (name -> typer app, help).
 SERVICE_CLIS: dict[str, tuple[typer.Typer, str]] = {
     "collections": (collections_app, "Collections: open cases by level, risk reserve."),

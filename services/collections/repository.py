@@ -33,6 +33,7 @@ from typing import Any
 from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
+from services.collections.retention import FINISHED_CASES, FINISHED_PLANS
 from services.collections.tables import (
     ACTIVE,
     CHARGED_OFF,
@@ -50,6 +51,7 @@ from services.collections.tables import (
 )
 from shared.runtime.api import NotLoaded
 from shared.runtime.db import among, bulk_insert, restrict_to_keys, update_rows
+from shared.runtime.retention import hold_off_archiving, restore
 
 Key = tuple[str, int]  # (plan_id, seq)
 
@@ -197,6 +199,13 @@ class CollectionsRepository:
             payer_accounts.update(wanted.payments)
             payer_plans.update(wanted.payer_plans)
         plan_ids |= payer_plans
+        # retention: nothing moves to the archive until this batch commits, and what the
+        # batch names comes back from it first (handled as if it never left)
+        conn = self.session.connection()
+        hold_off_archiving(conn)
+        restore(conn, FINISHED_PLANS, plan_ids | {k[0] for k in keys} | schedule_ids)
+        restore(conn, FINISHED_CASES,
+                {e.data.case_id for e in events if e.type == "contact.recorded"})  # fmt: skip
         self._plans_loaded.update(plan_ids)
         self._installments_loaded.update(keys)
         if plan_ids:

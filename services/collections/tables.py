@@ -44,6 +44,7 @@ from sqlalchemy import Boolean, Column, Date, Integer, MetaData, String, Table, 
 from sqlalchemy.engine import Connection
 
 from shared.runtime.db import ID_COLUMN, BigId, Migration, Money, create_tables, qualified_table
+from shared.runtime.retention import archive_tables
 
 metadata = MetaData()
 
@@ -219,6 +220,18 @@ def _index_the_queue(conn: Connection) -> None:
         conn.execute(text(f"CREATE INDEX IF NOT EXISTS {name} ON {table} ({', '.join(columns)})"))
 
 
+# --- retention (#16; services/collections/retention.py) -------------------------------
+
+archive_metadata = MetaData()
+
+#: ``<table>_archive``: cured and closed cases with their history, contacts, promises and
+#: disputes (``cases`` first: ``shared.runtime.retention.restore`` probes it) ...
+CASE_ARCHIVES = archive_tables(
+    archive_metadata, cases, case_events, contacts, promises, disputes, key="case_id"
+)
+#: ... and completed or cancelled plans with their installments.
+PLAN_ARCHIVES = archive_tables(archive_metadata, plans, plan_installments, key="plan_id")
+
 MIGRATIONS = [
     Migration(
         1, "cases, case_events, positions, plans, plan_installments", create_tables(metadata)
@@ -230,4 +243,7 @@ MIGRATIONS = [
         _create_second_release,
     ),  # fmt: skip
     Migration(4, "the console's work-queue indexes on cases", _index_the_queue),
+    Migration(
+        5, "retention: finished cases' and plans' archive tables", create_tables(archive_metadata)
+    ),
 ]

@@ -59,6 +59,7 @@ from services.offers.tables import (
 )
 from shared.runtime.api import NotLoaded
 from shared.runtime.db import among, bulk_insert, update_rows
+from shared.runtime.retention import hold_off_archiving
 
 ZERO = Decimal(0)
 Key = tuple[str, int]  # (plan_id, seq) of an installment
@@ -369,6 +370,8 @@ class OffersRepository:
     def load(self, events: list[Any]) -> None:
         """Bulk-read what ``events`` need (:attr:`preload`; one query per table)."""
         assert self.preload, "bootstrap.build passes handlers.PRELOAD"
+        # retention: no archive chunk moves a schedule until this batch commits
+        hold_off_archiving(self.session.connection())
         wanted = _Wanted()
         for e in events:
             preload = self.preload.get(e.type)

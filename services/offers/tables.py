@@ -32,6 +32,7 @@ from shared.runtime.db import (
     create_tables,
     qualified_table,
 )
+from shared.runtime.retention import archive_tables
 
 metadata = MetaData()
 
@@ -267,3 +268,16 @@ MIGRATIONS = [
     Migration(3, "waivers.points BIGINT", alter_column_types(waivers, "points")),
     Migration(4, "pre-approval, fraud reviews, points restored", _second_release),
 ]
+
+
+# --- retention (#16; services/offers/retention.py) -------------------------------------
+
+archive_metadata = MetaData()
+
+#: ``installments_archive``: the schedules of finished plans (every installment paid or
+#: removed, the plan completed, paid off or cancelled). The plan rows stay: an account's
+#: plans are few, and they answer a late refund (credit), ``plan_order`` and "already
+#: converted" exactly as before.
+ARCHIVES = archive_tables(archive_metadata, installments, key="plan_id")
+
+MIGRATIONS.append(Migration(5, "retention: installments_archive", create_tables(archive_metadata)))

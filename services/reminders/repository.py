@@ -33,6 +33,7 @@ from typing import Any
 from sqlalchemy import Table, func, select
 from sqlalchemy.orm import Session
 
+from services.reminders.retention import CLOSED_PLANS
 from services.reminders.tables import (
     accounts,
     business_days,
@@ -43,6 +44,7 @@ from services.reminders.tables import (
 )
 from shared.runtime.api import NotLoaded
 from shared.runtime.db import among, bulk_insert, restrict_to_keys, update_rows
+from shared.runtime.retention import hold_off_archiving, restore
 
 Key = tuple[str, int]  # (plan_id, seq)
 
@@ -165,6 +167,11 @@ class RemindersRepository:
         self._plans_loaded.update(plan_ids)
         self._days_loaded.update(days)
         self._clock_loaded = clock
+        # retention: nothing moves to the archive until this batch commits, and a plan
+        # the batch names comes back from it first (handled as if it never left)
+        conn = self.session.connection()
+        hold_off_archiving(conn)
+        restore(conn, CLOSED_PLANS, plan_ids | {k[0] for k in keys} | schedule_ids)
         if account_ids:
             rows = self.session.execute(
                 select(accounts).where(among(accounts.c.account_id, account_ids, self.dialect))

@@ -21,6 +21,7 @@
 from sqlalchemy import Boolean, Column, Date, Integer, MetaData, String, Table
 
 from shared.runtime.db import ID_COLUMN, Migration, Money, create_tables
+from shared.runtime.retention import archive_tables
 
 metadata = MetaData()
 
@@ -102,10 +103,22 @@ reminders = Table(
     Column("event_id", String(64), nullable=True),  # the reminder.requested id when sent
 )
 
+# --- retention (#16; services/reminders/retention.py) ---------------------------------
+
+archive_metadata = MetaData()
+
+#: ``<table>_archive``: a closed plan (completed or cancelled) with its installments, the
+#: reminders handled for them and its adjusted schedule. ``plans`` first: every archived
+#: plan has its row there (``shared.runtime.retention.restore`` probes it).
+ARCHIVES = archive_tables(
+    archive_metadata, plans, installments, reminders, schedule_lines, key="plan_id"
+)
+
 MIGRATIONS = [
     Migration(
         1, "business days, accounts, plans, installments, reminders", create_tables(metadata)
     ),
     # second release: plan.adjusted (create_all skips the tables that exist)
     Migration(2, "schedule_lines", create_tables(metadata)),
+    Migration(3, "retention: closed plans' archive tables", create_tables(archive_metadata)),
 ]

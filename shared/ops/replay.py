@@ -18,6 +18,7 @@ from sqlalchemy import and_, select, update
 
 from shared import registry
 from shared.runtime.db import make_engine, utcnow
+from shared.runtime.retention import pruned_horizon
 from shared.runtime.settings import Settings
 from shared.runtime.store import consumer_offsets
 
@@ -109,3 +110,23 @@ def apply_replay(
         consumer.commit({tp: OffsetAndMetadata(t, "", -1) for tp, (_c, t) in moves.items()})
     finally:
         consumer.close()
+
+
+def beyond_retention(
+    settings: Settings, service: Any, moves: dict[TopicPartition, tuple[int, int]]
+) -> dict[TopicPartition, int]:
+    """The partitions ``moves`` would take back to or below the highest offset whose inbox
+    row retention pruned (partition -> that offset): replaying those records could apply
+    an event a second time (README "Retention")."""
+    group = registry.group_name(settings, service.name)
+    engine = make_engine(settings, service.name)
+    try:
+        with engine.connect() as conn:
+            horizon = pruned_horizon(conn, group)
+    finally:
+        engine.dispose()
+    return {
+        tp: horizon[(tp.topic, tp.partition)]
+        for tp, (_current, target) in moves.items()
+        if (tp.topic, tp.partition) in horizon and target <= horizon[(tp.topic, tp.partition)]
+    }

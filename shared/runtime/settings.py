@@ -118,6 +118,18 @@ class Settings(BaseSettings):
     )
     auto_migrate: bool = True
 
+    # --- retention (README "Retention"; shared/runtime/retention.py) -------
+    #: Inbox rows (dedupe ids) older than this are pruned. At least the topics'
+    #: retention (Kafka's default: 7 days): every record still in a topic then has its
+    #: dedupe row, so replaying a whole topic stays exactly once. 35 days also covers a
+    #: monthly cycle and a producer re-sending an event weeks later.
+    retention_inbox_days: int = Field(35, ge=1)
+    #: Finished plans, closed plans' reminders and cured or closed cases move to the
+    #: ``*_archive`` tables this many days (business dates) after they finished.
+    retention_archive_after_days: int = Field(90, ge=1)
+    #: Rows a retention step deletes or moves per transaction (short locks).
+    retention_chunk_rows: int = Field(2000, ge=1)
+
     # --- operations ------------------------------------------------------
     http_port: int | None = Field(None, ge=0, le=65535)  # health + metrics; None = off
     #: Where the health/metrics server (and the lag exporter) listens: loopback by
