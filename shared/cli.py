@@ -32,7 +32,7 @@ from shared.runtime.db import make_engine
 from shared.runtime.settings import Settings
 from shared.runtime.store import migrate as apply_migrations
 from shared.runtime.topics import ensure_topics
-from shared.tools.bench import run_bench, with_reject_workloads
+from shared.tools.bench import QUICK_SIZE, Extras, GrowSize, run_bench, with_reject_workloads
 from shared.tools.chaos import run_fault_suite
 from shared.tools.demo import run_demo
 from shared.tools.simulator import SimConfig, Simulator, wait_groups_idle
@@ -135,9 +135,35 @@ def bench(
     e2e_offers_processes: list[int] = typer.Option(
         [1, 2], help="offers processes in the latency runs; repeat for several (each rate each)"
     ),
+    processes: list[int] = typer.Option([1, 2], help="process counts of the throughput runs"),
+    floor: bool = typer.Option(True, help="the kafka-python pass-through floor row (#16)"),
+    ceiling: bool = typer.Option(True, help="the in-process domain ceiling row (#16)"),
+    grown: bool = typer.Option(False, help="also run each service on a pre-grown database"),
+    grown_accounts: int = typer.Option(1_000_000, help="accounts of the grown database"),
+    grown_installments: int = typer.Option(
+        5_000_000, help="rows of each installment-like table of the grown database"
+    ),
+    grown_inbox: int = typer.Option(20_000_000, help="inbox rows of the grown database"),
+    baseline_tree: Path = typer.Option(
+        None,
+        help="another source tree (e.g. a git worktree of an older commit) whose services"
+        " are measured in the same run (same interpreter, PYTHONPATH at the tree)",
+    ),
+    quick: bool = typer.Option(
+        False,
+        "--quick",
+        help="smoke-test sizes: 3,000 events, 1 process, the grown database at 2,000"
+        " accounts, one 3 s latency run at 2,000/s with two offers processes",
+    ),
     out: str = typer.Option("docs/benchmarks", help="where latest.json and latest.md go"),
 ) -> None:
-    """Benchmarks on the local stack with PostgreSQL: throughput vs raw client, latency."""
+    """Benchmarks on the local stack with PostgreSQL: throughput vs raw client, the
+    pass-through floor and the in-process ceiling, a baseline tree, a grown database,
+    latency."""
+    size = GrowSize(grown_accounts, grown_installments, grown_inbox)
+    if quick:
+        events, processes, size = 3000, [1], QUICK_SIZE
+        e2e_rate, e2e_seconds, e2e_offers_processes = [2000], 3, [2]
     run_bench(
         events,
         with_reject_workloads(service or list(SERVICE_NAMES)),
@@ -146,6 +172,13 @@ def bench(
         Path(out),
         lambda msg: console.print(msg),
         tuple(e2e_offers_processes),
+        Extras(
+            floor=floor,
+            ceiling=ceiling,
+            grown=size if grown else None,
+            baseline_tree=baseline_tree.resolve() if baseline_tree else None,
+            processes=tuple(processes),
+        ),
     )
 
 

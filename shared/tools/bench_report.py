@@ -45,8 +45,17 @@ def markdown(r: dict[str, Any]) -> str:
         " peak RSS MiB |",
         "|---|---|---|---|---|---|---|",
     ]
+    if r.get("load"):
+        load = r["load"]
+        lines.insert(
+            3,
+            f"Load average (1, 5, 15 min) at the start {_fmt_load(load.get('start'))}, at the"
+            f" end {_fmt_load(load.get('end'))}: on a machine shared with other work, CPU µs"
+            " per event (the processes' own, and their PostgreSQL backends') compare better"
+            " than events/s.\n",
+        )
     for service, entry in r["services"].items():
-        for key in sorted(entry):
+        for key in sorted(k for k in entry if k.startswith("processes_")):
             e = entry[key]
             clean = f" ({e['ratio_to_clean']:.0%} of clean)" if "ratio_to_clean" in e else ""
             cpu = e.get("cpu_us_per_event")
@@ -58,6 +67,7 @@ def markdown(r: dict[str, Any]) -> str:
                 f"{e['raw_consume_per_s']:,} | {e['ratio_to_raw']:.0%} | "
                 f"{', '.join(map(str, e['peak_rss_mib']))} |"
             )
+    lines += _issue16_tables(r)
     if any(service in WORKLOAD_SERVICE for service in r["services"]):
         lines += [
             "",
@@ -78,9 +88,130 @@ def markdown(r: dict[str, Any]) -> str:
         ]
         for lat in r["latency"]:
             lines.append(
-                f"| {lat['offered_per_s']:,} | {lat.get('offers_processes', 1)} |"
+                f"| {lat['offered_per_s']:,} | {lat.get('offers_processes', 1)}"
+                f"{' (baseline)' if lat.get('baseline') else ''} |"
                 f" {lat['p50_ms']} | {lat['p95_ms']} |"
                 f" {lat['p99_ms']} | {lat['max_ms']} | {lat['offers_seen']:,} of"
                 f" {lat['purchases']:,} | {lat['peak_rss_mib']} |"
             )
     return "\n".join(lines) + "\n"
+
+
+def _fmt_load(values: Any) -> str:
+    return " / ".join(f"{v:.2f}" for v in values) if values else "-"
+
+
+def _n(value: Any, pattern: str = "{:,}") -> str:
+    return "-" if value is None else pattern.format(value)
+
+
+def _pct(value: Any) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+def _x(value: Any) -> str:
+    return "-" if value is None else f"{value:.2f}×"
+
+
+def _issue16_tables(r: dict[str, Any]) -> list[str]:
+    """The floor and ceiling shares, the baseline ratios and the grown database (#16)."""
+    services = r["services"]
+    lines: list[str] = []
+    rows = [
+        (name, key, e)
+        for name, entry in services.items()
+        for key, e in sorted(entry.items())
+        if key.startswith("processes_") and ("floor" in e or "share_of_ceiling" in e)
+    ]
+    if rows:
+        lines += [
+            "",
+            "Against the kafka-python pass-through floor (same input: consume, json.loads,"
+            " produce acks=all, commit per batch) and the in-process domain ceiling (the"
+            " handlers over the same records with the runtime's decode and encode, no Kafka,"
+            " no database; its rate is 1 / its CPU time, one thread). CPU µs per event:"
+            " process user+sys; PostgreSQL: the backends serving the run's database.",
+            "",
+            "| service | processes | events/s | floor events/s | share of floor |"
+            " ceiling events/s | share of ceiling | CPU µs/event service / floor / ceiling |"
+            " PostgreSQL CPU µs/event |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for name, _key, e in rows:
+            floor = e.get("floor") or {}
+            ceiling = services[name].get("ceiling") or {}
+            one = e["processes"] == 1
+            lines.append(
+                f"| {name} | {e['processes']} | {e['events_per_s']:,} |"
+                f" {_n(floor.get('events_per_s'))} | {_pct(e.get('share_of_floor'))} |"
+                f" {_n(ceiling.get('events_per_s')) if one else '-'} |"
+                f" {_pct(e.get('share_of_ceiling'))} |"
+                f" {_n(e.get('cpu_us_per_event'))} / {_n(floor.get('cpu_us_per_event'))} /"
+                f" {_n(ceiling.get('cpu_us_per_event')) if one else '-'} |"
+                f" {_n(e.get('pg_cpu_us_per_event'))} |"
+            )
+    base_rows = [
+        (name, e)
+        for name, entry in services.items()
+        for key, e in sorted(entry.items())
+        if key.startswith("processes_") and "baseline" in e
+    ]
+    if base_rows:
+        base = r.get("baseline") or {}
+        lines += [
+            "",
+            f"Against the baseline, measured in the same run: `{base.get('commit', '?')}`"
+            f" (its services run from `{base.get('tree', '?')}`, same interpreter and"
+            " packages).",
+            "",
+            "| service | processes | baseline events/s | events/s | × | baseline CPU µs/event"
+            " | CPU µs/event | × | baseline PostgreSQL µs/event | PostgreSQL µs/event |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for name, e in base_rows:
+            b = e["baseline"]
+            lines.append(
+                f"| {name} | {e['processes']} | {b['events_per_s']:,} | {e['events_per_s']:,}"
+                f" | {_x(e.get('ratio_to_baseline'))} | {_n(b.get('cpu_us_per_event'))} |"
+                f" {_n(e.get('cpu_us_per_event'))} | {_x(e.get('cpu_ratio_to_baseline'))} |"
+                f" {_n(b.get('pg_cpu_us_per_event'))} | {_n(e.get('pg_cpu_us_per_event'))} |"
+            )
+        ceilings = [
+            (name, entry["baseline_ceiling"], entry["ceiling"])
+            for name, entry in services.items()
+            if "baseline_ceiling" in entry and "ceiling" in entry
+        ]
+        if ceilings:
+            lines += [
+                "",
+                "| service | baseline ceiling events/s | ceiling events/s | × |",
+                "|---|---|---|---|",
+            ]
+            for name, b, c in ceilings:
+                ratio = c["events_per_s"] / b["events_per_s"] if b.get("events_per_s") else None
+                lines.append(
+                    f"| {name} | {_n(b.get('events_per_s'))} | {_n(c.get('events_per_s'))} |"
+                    f" {_x(ratio)} |"
+                )
+    grown = [(name, entry["grown"]) for name, entry in services.items() if "grown" in entry]
+    if grown:
+        size = grown[0][1].get("size", {})
+        lines += [
+            "",
+            "On a pre-grown database (one process; a clone of a template built once with the"
+            f" service's migrations: {size.get('accounts', 0):,} accounts,"
+            f" {size.get('installments', 0):,} installment-like rows,"
+            f" {size.get('inbox', 0):,} inbox rows; see `shared/tools/bench_grow.py`),"
+            " against the empty database of the 1-process run above:",
+            "",
+            "| service | events/s grown | grown / empty | CPU µs/event grown | PostgreSQL µs/event"
+            " grown | cost (process + PostgreSQL) grown / empty |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name, g in grown:
+            lines.append(
+                f"| {name} | {g['events_per_s']:,} | {_x(g.get('events_per_s_grown_over_empty'))}"
+                f" | {_n(g.get('cpu_us_per_event'))} | {_n(g.get('pg_cpu_us_per_event'))} |"
+                f" {_x(g.get('cost_grown_over_empty'))} |"
+            )
+    return lines

@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from shared import registry
 from shared.localstack.stack import ensure_stack
 from shared.runtime.settings import Settings
 from shared.runtime.topics import committed_offsets, delete_namespace, ensure_topics
+from shared.tools.bench_grow import GrowSize, ensure_template, grown_prefix
 from shared.tools.bench_workloads import WORKLOADS, _env, _purchase, accounts, service_of
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,11 +40,18 @@ class Bench:
         self.workdir = REPO / ".data" / f"bench-{self.run}"
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.db_urls: dict[str, str] = {}
+        #: workload -> the file of its input records (written by ``load``)
+        self.inputs: dict[str, Path] = {}
+        #: namespace -> a fixed topic prefix (grown runs), instead of the run's own
+        self.prefixes: dict[str, str] = {}
 
-    def _database(self, name: str) -> str:
+    def _database(self, name: str, template: str | None = None) -> str:
         admin = create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
+            if template is None:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+            else:
+                conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
         admin.dispose()
         return f"{self.admin_url.rpartition('/')[0]}/{name}"
 
@@ -52,9 +60,16 @@ class Bench:
         deleted once it is measured: the broker would otherwise carry hundreds of idle
         benchmark partitions into the next runs (and the latency runs come last), and a
         broker that keeps thousands of them takes minutes to start."""
-        namespaces = [namespace] if namespace is not None else list(self.db_urls)
+        namespaces = [
+            name
+            for name in ([namespace] if namespace is not None else list(self.db_urls))
+            if name in self.db_urls
+        ]
         for name in namespaces:
-            delete_namespace(self.settings(name))
+            if name in self.prefixes:
+                self._forget_namespace(self.settings(name))
+            else:
+                delete_namespace(self.settings(name))
         admin = create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
             for name in namespaces:
@@ -71,14 +86,45 @@ class Bench:
         return Settings(
             kafka_bootstrap_servers=self.bootstrap,
             database_url=self.db_urls[namespace],
-            topic_prefix=f"bench-{self.run}-{namespace}.",
+            topic_prefix=self.prefixes.get(namespace, f"bench-{self.run}-{namespace}."),
             topic_partitions=6,
         )
+
+    def grown_settings(self, service: str, size: GrowSize) -> tuple[Settings, float]:
+        """A namespace whose database is a clone of the service's grown template (built
+        the first time: :mod:`.bench_grow`), on the fixed topic prefix its inbox rows name;
+        that prefix's topics and consumer groups are deleted first. Returns the settings
+        and the seconds spent building the template (0 when cached)."""
+        prefix = grown_prefix(service)
+        template, built_s = ensure_template(self.admin_url, service, size, prefix, self.log)
+        namespace = f"grown-{service}"
+        self.prefixes[namespace] = prefix
+        name = f"bench_{self.run}_grown_{service.replace('-', '_')}"
+        self.db_urls[namespace] = self._database(name, template)
+        settings = self.settings(namespace)
+        self._forget_namespace(settings)
+        return settings, built_s
+
+    def _forget_namespace(self, settings: Settings) -> None:
+        """Delete a fixed prefix's topics and consumer groups (an earlier grown run's)."""
+        delete_namespace(settings)
+        admin = KafkaAdminClient(**settings.kafka_client_config())
+        try:
+            deadline = time.monotonic() + 60
+            while any(t.startswith(settings.topic_prefix) for t in admin.list_topics()):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"topics of {settings.topic_prefix} still there")
+                time.sleep(0.5)
+            groups = [g["group_id"] for g in admin.list_groups()]
+            doomed = [g for g in groups if g.startswith(settings.topic_prefix)]
+            if doomed:
+                admin.delete_groups(doomed)
+        finally:
+            admin.close()
 
     def load(self, settings: Settings, service: str) -> tuple[int, list[str]]:
         """Write the service's input to its namespace; returns (input count, topics)."""
         ensure_topics(settings)
-        n_accounts, events = WORKLOADS[service](self.events)
         producer = KafkaProducer(
             **settings.kafka_client_config(),
             acks=1,
@@ -88,13 +134,12 @@ class Bench:
         )
         topics: set[str] = set()
         count = 0
-        # Accounts only for a service that reads them: what it does not consume would
-        # never be committed, and the run would wait for it until its timeout.
-        consumes = registry.consumed_topics(settings, service_of(service))
-        reads_accounts = "card.accounts.v1" in consumes
-        for stream in (accounts(n_accounts) if reads_accounts else iter(()), events):
-            for topic, key, value in stream:
+        # The same records go to a file: the in-process ceiling's input (``ceiling``).
+        self.inputs[service] = self.workdir / f"{service}.input"
+        with open(self.inputs[service], "wb") as fh:
+            for topic, key, value in workload_records(settings, service, self.events):
                 producer.send(settings.topic(topic), key=key.encode(), value=value)
+                fh.write(topic.encode() + b"\t" + key.encode() + b"\t" + value + b"\n")
                 topics.add(topic)
                 count += 1
         producer.flush()
@@ -127,57 +172,138 @@ class Bench:
         return seen / elapsed
 
     def service_rate(
-        self, settings: Settings, service: str, topics: list[str], expected: int, processes: int
+        self,
+        settings: Settings,
+        service: str,
+        topics: list[str],
+        expected: int,
+        processes: int,
+        tree: Path = REPO,
+        label: str = "",
     ) -> dict[str, Any]:
-        """Start the service as ``processes`` OS processes; measure until its lag is 0."""
+        """Start the service as ``processes`` OS processes; measure until its lag is 0.
+
+        ``tree``: the source tree the processes run (``PYTHONPATH`` and working
+        directory; same interpreter and packages), e.g. a worktree of an older commit
+        measured in the same run (``--baseline-tree``)."""
         workload, service = service, service_of(service)
+        command = [sys.executable, "-m", f"services.{service}"]
+        group = registry.group_name(settings, service)
+        name = f"{workload}{label}-{processes}"
+        return self._measure(settings, [command] * processes, group, expected, name, tree)
+
+    def floor_rate(
+        self, settings: Settings, topics: list[str], expected: int, processes: int = 1
+    ) -> dict[str, Any]:
+        """The kafka-python pass-through floor over the same input (:mod:`.bench_floor`)."""
+        group = f"{settings.topic_prefix}bench-floor-{processes}"
+        out = settings.topic("bench.floor.v1")
+        admin = KafkaAdminClient(**settings.kafka_client_config())
+        try:
+            from kafka.admin import NewTopic
+
+            admin.create_topics([NewTopic(out, settings.topic_partitions, 1)])
+        except Exception as exc:  # already there (a second floor run on the namespace)
+            if "TopicAlreadyExists" not in type(exc).__name__:
+                raise
+        finally:
+            admin.close()
+        command = [
+            sys.executable,
+            "-P",
+            str(Path(__file__).with_name("bench_floor.py")),
+            "--bootstrap",
+            self.bootstrap,
+            "--group",
+            group,
+            "--out-topic",
+            out,
+            "--max-records",
+            str(settings.poll_max_records),
+            *(settings.topic(t) for t in topics),
+        ]
+        return self._measure(settings, [command] * processes, group, expected, f"floor-{processes}")
+
+    def ceiling(self, service: str, input_path: Path, tree: Path = REPO) -> dict[str, Any]:
+        """The in-process domain ceiling (:mod:`.bench_ceiling`) of ``service`` over the
+        input file, run in its own process with ``tree``'s code."""
+        env = self._env(tree)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-P",
+                str(Path(__file__).with_name("bench_ceiling.py")),
+                service_of(service),
+                str(input_path),
+            ],
+            env=env,
+            cwd=tree,
+            capture_output=True,
+            timeout=1800,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"ceiling of {service} failed: {done.stderr.decode()[-2000:]}")
+        result: dict[str, Any] = json.loads(done.stdout.decode().strip().splitlines()[-1])
+        return result
+
+    def _env(self, tree: Path, settings: Settings | None = None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("INSTALLMENTS_")}
         env.update(
             {
                 "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
-                "DATABASE_URL": settings.database_url,
-                "INSTALLMENTS_TOPIC_PREFIX": settings.topic_prefix,
                 "INSTALLMENTS_LOG_LEVEL": "WARNING",
                 "INSTALLMENTS_LOG_FORMAT": "json",
-                "PYTHONPATH": str(REPO),
+                "PYTHONPATH": str(tree),
             }
         )
-        log = open(self.workdir / f"{workload}-{processes}.log", "ab")
+        if settings is not None:
+            env["DATABASE_URL"] = settings.database_url
+            env["INSTALLMENTS_TOPIC_PREFIX"] = settings.topic_prefix
+        return env
+
+    def _measure(
+        self,
+        settings: Settings,
+        commands: list[list[str]],
+        group: str,
+        expected: int,
+        name: str,
+        tree: Path = REPO,
+    ) -> dict[str, Any]:
+        """Run ``commands`` (one process each) until ``group`` has committed ``expected``
+        records; the rate, the processes' CPU and PostgreSQL's per event, peak RSS."""
+        env = self._env(tree, settings)
+        log = open(self.workdir / f"{name}.log", "ab")
         procs = [
-            subprocess.Popen(
-                [sys.executable, "-m", f"services.{service}"],
-                env=env,
-                cwd=REPO,
-                stdout=log,
-                stderr=log,
-            )
-            for _ in range(processes)
+            subprocess.Popen(command, env=env, cwd=tree, stdout=log, stderr=log)
+            for command in commands
         ]
-        group = registry.group_name(settings, service)
+        processes = len(procs)
         admin = KafkaAdminClient(**settings.kafka_client_config())
+        pg = PgCpu(self.admin_url, settings.database_url.rpartition("/")[2])
         peak_kib = [0] * processes
         try:
-            samples: list[tuple[float, int, float]] = []
+            samples: list[tuple[float, int, float, float]] = []
             deadline = time.monotonic() + 600
             done = 0
             while done < expected:
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"{service}: {done}/{expected} after 600 s")
+                    raise TimeoutError(f"{name}: {done}/{expected} after 600 s")
                 for i, p in enumerate(procs):
                     if p.poll() is not None:
-                        raise RuntimeError(f"{service} exited {p.returncode}; see {log.name}")
+                        raise RuntimeError(f"{name} exited {p.returncode}; see {log.name}")
                     peak_kib[i] = max(peak_kib[i], _vm_hwm_kib(p.pid))
                 offsets = committed_offsets(admin, [group]).get(group, {})
                 done = sum(om.offset for tp, om in offsets.items() if om.offset > 0)
                 cpu = sum(_cpu_seconds(p.pid) for p in procs)
-                samples.append((time.monotonic(), done, cpu))
+                samples.append((time.monotonic(), done, cpu, pg.seconds()))
                 time.sleep(0.1)
             # From the last sample before any commit (the group had joined and was
             # working on its first batch) to the sample where everything was committed:
             # the first batch's time counts, so big first batches cannot inflate the rate.
             idle = [s for s in samples if s[1] == 0]
-            t0, _, cpu0 = idle[-1] if idle else samples[0]
-            t1, c1, cpu1 = samples[-1]
+            t0, _, cpu0, pg0 = idle[-1] if idle else samples[0]
+            t1, c1, cpu1, pg1 = samples[-1]
             rate = c1 / (t1 - t0) if t1 > t0 else float("nan")
             return {
                 "events": expected,
@@ -187,10 +313,13 @@ class Bench:
                 # The service processes' own CPU per event over the same span: unlike
                 # events/s, barely moved by other work on the machine.
                 "cpu_us_per_event": round((cpu1 - cpu0) * 1e6 / c1, 1) if c1 else None,
+                # The PostgreSQL backends serving this run's database, same span.
+                "pg_cpu_us_per_event": round((pg1 - pg0) * 1e6 / c1, 1) if c1 else None,
                 "peak_rss_mib": [round(k / 1024, 1) for k in peak_kib],
             }
         finally:
             admin.close()
+            pg.close()
             for p in procs:
                 p.send_signal(signal.SIGTERM)
             for p in procs:
@@ -199,10 +328,17 @@ class Bench:
                 except subprocess.TimeoutExpired:
                     p.kill()
 
-    def latency(self, rate: int, seconds: int, offers_processes: int = 1) -> dict[str, Any]:
+    def latency(
+        self,
+        rate: int,
+        seconds: int,
+        offers_processes: int = 1,
+        tree: Path = REPO,
+        label: str = "",
+    ) -> dict[str, Any]:
         """purchase.posted -> offer.made latency at a fixed offered load, with one
-        purchases process and ``offers_processes`` offers processes."""
-        settings = self.settings(f"e2e-{rate}-{offers_processes}")
+        purchases process and ``offers_processes`` offers processes (of ``tree``)."""
+        settings = self.settings(f"e2e-{rate}-{offers_processes}{label}")
         ensure_topics(settings)
         n_accounts = 2000
         producer = KafkaProducer(**settings.kafka_client_config(), acks=1, linger_ms=1)
@@ -217,10 +353,10 @@ class Bench:
                 "INSTALLMENTS_TOPIC_PREFIX": settings.topic_prefix,
                 "INSTALLMENTS_LOG_LEVEL": "WARNING",
                 "INSTALLMENTS_POLL_TIMEOUT_MS": "20",
-                "PYTHONPATH": str(REPO),
+                "PYTHONPATH": str(tree),
             }
         )
-        log = open(self.workdir / f"e2e-{rate}.log", "ab")
+        log = open(self.workdir / f"e2e-{rate}{label}.log", "ab")
         names = ["purchases"] + [
             f"offers#{i + 1}" if offers_processes > 1 else "offers" for i in range(offers_processes)
         ]
@@ -228,7 +364,7 @@ class Bench:
             name: subprocess.Popen(
                 [sys.executable, "-m", f"services.{name.partition('#')[0]}"],
                 env=env,
-                cwd=REPO,
+                cwd=tree,
                 stdout=log,
                 stderr=log,
             )
@@ -360,6 +496,51 @@ class Bench:
                 pid = body["data"].get("purchase_id")
                 if pid in sent_at and body["type"] in ("offer.made", "offer.not-eligible"):
                     out.append((r.timestamp / 1000 - sent_at[pid]) * 1000)
+
+
+class PgCpu:
+    """CPU time of the PostgreSQL backends connected to one database (the server runs on
+    this machine: ``/proc/<pid>/stat``). A backend that exits keeps its last reading."""
+
+    def __init__(self, admin_url: str, database: str) -> None:
+        self.database = database
+        self.engine = create_engine(admin_url, isolation_level="AUTOCOMMIT", pool_size=1)
+        self.cpu: dict[int, float] = {}
+        self.local = True
+
+    def seconds(self) -> float:
+        if self.local:
+            try:
+                with self.engine.connect() as conn:
+                    pids = conn.execute(
+                        text("SELECT pid FROM pg_stat_activity WHERE datname = :db"),
+                        {"db": self.database},
+                    ).scalars()
+                    for pid in pids:
+                        cpu = _cpu_seconds(int(pid))
+                        if cpu:
+                            self.cpu[int(pid)] = cpu
+                if self.cpu == {} and not Path("/proc/self/stat").exists():
+                    self.local = False
+            except Exception:
+                self.local = False
+        return sum(self.cpu.values())
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def workload_records(
+    settings: Settings, workload: str, events: int
+) -> Iterator[tuple[str, str, bytes]]:
+    """A workload's input records (contract topic, key, value), accounts first."""
+    n_accounts, stream = WORKLOADS[workload](events)
+    # Accounts only for a service that reads them: what it does not consume would
+    # never be committed, and the run would wait for it until its timeout.
+    consumes = registry.consumed_topics(settings, service_of(workload))
+    if "card.accounts.v1" in consumes:
+        yield from accounts(n_accounts)
+    yield from stream
 
 
 def _cpu_seconds(pid: int) -> float:
