@@ -8,7 +8,10 @@ does; the last commit is synchronous). No validation, no handler, no database. T
 benchmark measures it like a service (committed offsets of its group, the process's
 CPU): a service at 100 % of the floor would cost nothing but Kafka.
 
-Run by path (``python -P .../bench_floor.py``); it imports only kafka-python.
+Run by path (``python -P .../bench_floor.py``) with ``PYTHONPATH`` at this tree: besides
+kafka-python it imports only the runtime's patches of kafka-python 3.0.12
+(:mod:`shared.runtime.kafka_compat`; without them a consumer that joins its group under
+load can stay "rebalancing" for ever, as the services' consumers did).
 """
 
 from __future__ import annotations
@@ -20,6 +23,11 @@ import sys
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata
+
+try:  # the same client fixes as the services (patches on import)
+    from shared.runtime import kafka_compat  # noqa: F401
+except ImportError:  # pragma: no cover - a tree without them
+    pass
 
 
 def run(bootstrap: str, group: str, topics: list[str], out_topic: str, max_records: int) -> None:

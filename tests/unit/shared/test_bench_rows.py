@@ -111,7 +111,8 @@ def test_report_carries_the_floor_ceiling_baseline_and_grown_figures() -> None:
     }
     text = markdown(result)
     assert "3.00 / 2.00 / 1.00" in text
-    assert "| offers | 1 | 1,000 | 20,000 | 5% | 4,000 | 25% | 300.0 / 25.0 / 250.0 | 50.0 |" in text
+    floor_row = "| offers | 1 | 1,000 | 20,000 | 5% | 4,000 | 25% | 300.0 / 25.0 / 250.0 | 50.0 |"
+    assert floor_row in text
     assert "| offers | 1 | 500 | 1,000 | 2.00× | 600.0 | 300.0 | 0.50× |" in text
     assert "| offers | 2,000 | 4,000 | 2.00× |" in text
     assert "| offers | 1,000 | 0.90× | 300.0 | 50.0 | 1.10× |" in text
