@@ -1,0 +1,50 @@
+"""The benchmark's #16 rows on the real stack with tiny input, so that their code cannot
+rot: the pass-through floor, the in-process ceiling, PostgreSQL CPU per event and a run
+on a (tiny) grown database cloned from its template. No speed is asserted."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import create_engine, text
+
+from shared.tools.bench import Bench, GrowSize
+from shared.tools.bench_grow import template_name
+
+
+def test_floor_ceiling_and_grown_rows(stack: tuple[str, str]) -> None:
+    messages: list[str] = []
+    bench = Bench(200, messages.append)
+    size = GrowSize(accounts=50, installments=100, inbox=300)
+    try:
+        settings = bench.settings("collections-1")
+        count, topics = bench.load(settings, "collections")
+        run = bench.service_rate(settings, "collections", topics, count, 1)
+        assert run["events"] == count and run["cpu_us_per_event"] is not None
+        assert run["pg_cpu_us_per_event"] is not None
+        floor = bench.floor_rate(settings, topics, count, 1)
+        assert floor["events"] == count and floor["events_per_s"] > 0
+        ceiling: dict[str, Any] = bench.ceiling("collections", bench.inputs["collections"])
+        assert ceiling["events"] == count and ceiling["emitted"] > 0
+        bench.cleanup("collections-1")
+
+        grown_settings, _ = bench.grown_settings("collections", size)
+        count, topics = bench.load(grown_settings, "collections")
+        grown = bench.service_rate(grown_settings, "collections", topics, count, 1, label="-g")
+        assert grown["events"] == count
+        engine = create_engine(grown_settings.database_url)
+        with engine.connect() as conn:
+            inbox = conn.execute(text("SELECT count(*) FROM collections.inbox")).scalar()
+        engine.dispose()
+        assert inbox is not None and inbox >= size.inbox + count
+    finally:
+        bench.cleanup()
+        admin = create_engine(stack[1], isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            name = template_name("collections", size)
+            if conn.execute(
+                text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
+            ).first():
+                conn.execute(text(f'ALTER DATABASE "{name}" WITH IS_TEMPLATE false'))
+                conn.execute(text(f'DROP DATABASE "{name}"'))
+        admin.dispose()
