@@ -8,6 +8,8 @@ import hashlib
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -41,6 +43,22 @@ from shared.runtime.store import advance_offsets, consumer_offsets, inbox, outbo
 log = structlog.get_logger("runtime")
 
 
+@dataclass(eq=False)
+class _Handled:
+    """A transaction whose handlers have run (steps 3a-3c): still open, its writes
+    (step 3d) and its commit to do (:meth:`BatchProcessing._write`)."""
+
+    decoded: list[_Decoded]
+    session: Session
+    repo: Any
+    stored: dict[TopicPartition, int]
+    next_offsets: dict[TopicPartition, int]
+    inbox_rows: list[dict[str, Any]]
+    outbox_rows: list[dict[str, Any]]
+    deferred: set[TopicPartition]
+    now: Any
+
+
 class BatchProcessing(RunnerBase):
     """Steps 2 and 3 of the loop: decode, then the database transaction(s) of a batch,
     isolating what cannot be applied (see :meth:`_apply`)."""
@@ -63,7 +81,12 @@ class BatchProcessing(RunnerBase):
         metrics.observe_batch(self.service.name, len(records), time.perf_counter() - started)
         return out
 
-    def _apply(self, chunk: list[_Decoded], out: BatchResult) -> None:
+    def _apply(
+        self,
+        chunk: list[_Decoded],
+        out: BatchResult,
+        hand_off: Callable[[_Handled], None] | None = None,
+    ) -> None:
         """Step 3 over ``chunk`` (in partition order), isolating what cannot be applied.
 
         1. Try the whole chunk in one transaction (one record: isolated, with a savepoint
@@ -77,6 +100,11 @@ class BatchProcessing(RunnerBase):
            (:meth:`_quarantine`), and its partition moves on.
         Transient errors and fencing propagate: the caller retries the batch (what was
         committed is skipped then by the stored offsets).
+        4. ``hand_off`` (the overlapping loop, this level only, never the recursive calls):
+           the last transaction of the chunk runs its handlers here and is handed off open
+           (:class:`_Handled`) for its writes and commit; everything before it is
+           committed already. If that commit fails, the loop applies the handed-off
+           records again through this method, without ``hand_off`` (1 to 3).
         """
         pending = chunk
         while pending:
@@ -84,6 +112,9 @@ class BatchProcessing(RunnerBase):
             if not pending:
                 return
             try:
+                if hand_off is not None:
+                    hand_off(self._handle(pending, isolated=len(pending) == 1))
+                    return
                 out.add(self._transaction(pending, isolated=len(pending) == 1))
                 return
             except _HandlerFailed as exc:
@@ -136,14 +167,25 @@ class BatchProcessing(RunnerBase):
 
     def _transaction(self, decoded: list[_Decoded], *, isolated: bool) -> _Committed:
         """Step 3: one database transaction over ``decoded`` (in partition order)."""
+        return self._write(self._handle(decoded, isolated=isolated))
+
+    def _handle(self, decoded: list[_Decoded], *, isolated: bool) -> _Handled:
+        """Steps 3a to 3c of one transaction: open it, drop what the stored offsets say was
+        applied, look the rest up in the inbox, load the repository and run the handlers.
+        The transaction stays open; :meth:`_write` writes it and commits (on this thread,
+        or on the writer thread when the loop overlaps: :mod:`shared.runtime.runner`).
+        Any exception rolls it back and closes it here."""
         by_tp: dict[TopicPartition, list[_Decoded]] = defaultdict(list)
         for d in decoded:
             by_tp[d.tp].append(d)
-        with Session(self.engine, autoflush=False) as session, session.begin():
+        session = Session(self.engine, autoflush=False)
+        try:
+            session.begin()
             ctx = Context(self.service, self.settings, session, self)
             conn = session.connection()
             stored = self._load_offsets(conn, list(by_tp))
-            # Step 3a: drop what an earlier batch already applied (stored offset is ahead).
+            # Step 3a: drop what an earlier batch already applied (stored offset is ahead):
+            # no inbox look-up, no repository load, no handler for those records.
             todo = [
                 d
                 for tp, items in by_tp.items()
@@ -190,17 +232,34 @@ class BatchProcessing(RunnerBase):
                     )
                 next_offsets[d.tp] = rec.offset + 1
                 ctx.batch_progress[d.tp] = rec.offset + 1
-            # Step 3d: state, inbox, outbox and offsets, in the same transaction.
-            if ctx.repo is not None:
-                ctx.repo.save()
-            bulk_insert(conn, inbox, inbox_rows)
-            if outbox_rows:
+        except BaseException:
+            session.close()  # rolls the transaction back
+            raise
+        return _Handled(
+            decoded, session, ctx.repo, stored, next_offsets, inbox_rows, outbox_rows, deferred, now
+        )
+
+    def _write(self, h: _Handled) -> _Committed:
+        """Step 3d: state, inbox, outbox and offsets, in the transaction :meth:`_handle`
+        opened, then commit it. Any exception rolls it back (nothing of it is kept)."""
+        session = h.session
+        try:
+            conn = session.connection()
+            if h.repo is not None:
+                h.repo.save()
+            bulk_insert(conn, inbox, h.inbox_rows)
+            if h.outbox_rows:
                 batch = uuid.uuid4().hex
-                for row in outbox_rows:
+                for row in h.outbox_rows:
                     row["batch"] = batch
-                bulk_insert(conn, outbox, outbox_rows)
-            self._store_offsets(session, conn, stored, next_offsets, now)
-        return _Committed(next_offsets, outbox_rows, deferred)
+                bulk_insert(conn, outbox, h.outbox_rows)
+            self._store_offsets(session, conn, h.stored, h.next_offsets, h.now)
+            # A crash here loses the whole transaction (written, not committed).
+            faults.maybe_crash("while_writing", after="next_batch_decoded")
+            session.commit()
+        finally:
+            session.close()
+        return _Committed(h.next_offsets, h.outbox_rows, h.deferred)
 
     def _handle_one(
         self,

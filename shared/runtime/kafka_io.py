@@ -26,13 +26,17 @@ log = structlog.get_logger("runtime")
 class _Rebalance(ConsumerRebalanceListener):
     """Non-blocking: only notes partitions; the loop seeks them from the database."""
 
-    def __init__(self, runner: RunnerBase) -> None:
+    def __init__(self, runner: KafkaIO) -> None:
         self.runner = runner
 
     # kafka-python runs these on its IO thread: only touch state under the lock.
     def on_partitions_revoked(self, revoked: Any) -> None:
         if revoked:
             log.info("partitions revoked", service=self.runner.service.name, count=len(revoked))
+            # The loop overlaps: let the commit in flight land first, so the partitions'
+            # next owner reads the offsets it stored. Bounded (this blocks the client's
+            # heartbeats); correctness does not depend on it (compare-and-set offsets).
+            self.runner._await_commit(min(5.0, self.runner.settings.session_timeout_ms / 4000))
         self.runner.forget(revoked)
 
     def on_partitions_assigned(self, assigned: Any) -> None:
@@ -46,6 +50,9 @@ class _Rebalance(ConsumerRebalanceListener):
 class KafkaIO(RunnerBase):
     """Steps 4 and 5 of the loop, and seeking: publish the outbox, commit offsets to
     Kafka for lag tools, seek (re)assigned partitions to the offsets in the database."""
+
+    def _await_commit(self, timeout: float) -> None:
+        """Wait for the database commit in flight, if any (the overlapping loop)."""
 
     def _publish(self, sent: list[Any]) -> None:
         """Step 4: publish outbox rows in order, flush, then delete them (mark sent)."""
@@ -123,7 +130,11 @@ class KafkaIO(RunnerBase):
         on a quiet partition would otherwise show a lag that never goes away.
         """
         with self.lock:
-            self._kafka_pending.update(next_offsets)
+            for tp, offset in next_offsets.items():
+                # Never back: with the overlap, a batch the writer published late may
+                # report an offset older than one sought and committed since.
+                if offset >= self._kafka_requested.get(tp, -1):
+                    self._kafka_pending[tp] = offset
             for tp in [tp for tp in self._kafka_pending if tp not in self.assigned]:
                 del self._kafka_pending[tp]  # no longer ours: the new owner commits it
             owned = {

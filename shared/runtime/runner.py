@@ -26,6 +26,39 @@ A crash anywhere re-delivers; the stored offsets and the inbox make the
 re-delivery harmless. Transient failures (database or broker unavailable) roll
 the batch back and retry it with back-off, never skipping or committing.
 
+Overlap (``INSTALLMENTS_WRITE_OVERLAP``, on by default; PostgreSQL only, SQLite has one
+writer for the whole file). The database writes and the publishing of batch N run on a
+writer thread (:class:`_Writer`, one thread, jobs in order) while the loop polls and
+decodes batch N+1, and N's publish while the loop runs N+1's handlers:
+
+6. The loop runs steps 3a-3c of batch N (stored offsets, inbox, repository load,
+   handlers) in N's transaction and hands the transaction, still open, to the writer.
+7. The writer does step 3d of N (state, inbox, outbox and offsets, compare-and-set) and
+   commits it; only after the commit it publishes N's outbox (step 4) and gives N's
+   offsets to the loop, which commits them to Kafka at its next turn (step 5; the
+   consumer is only ever touched by the loop's thread).
+8. Meanwhile the loop polls and decodes N+1 (steps 1 and 2, no database), then waits
+   for N's commit before anything of N+1 touches the database (seeking, crash counting,
+   N+1's transaction). So N+1 reads what N wrote, and N+1's transaction begins after
+   N's ended: every transaction, what it reads and its order are those of the loop
+   without overlap; only where the loop waits for a commit moved. N+1's handlers run
+   while the writer publishes N (N+1's outbox goes out after N's: one writer, in order).
+9. N's commit failed: nothing of N's handed-off transaction was kept. Fenced, transient
+   or a programming error: as in step 3 (resync, retry with back-off, stop). Otherwise
+   the loop applies those records again itself through the split path (:meth:`_apply`:
+   the record the database refuses is dead-lettered, the rest applied). It then hands
+   the writer what was committed to publish, and throws N+1's decoded records away
+   (their partitions are fetched again from the stored offsets): N+1 had only been
+   decoded, so there is nothing of it to undo.
+10. A rebalance waits for the commit in flight before partitions are revoked (their
+   next owner reads the offsets stored); stopping waits for every job (commit and
+   publish) before the final Kafka commit.
+
+A crash with the overlap on leaves one of the states a crash leaves without it: N's
+transaction open (rolled back: the ``while_writing`` fault point, N+1 decoded), N
+committed and not (fully) published (``after_db_commit``, N+1's handlers running;
+``after_publish``), and N+1 never has a database effect before N's commit.
+
 No single record can stop a service (contract section 6):
 
 - A handler's rejection that changed nothing is dead-lettered inside the batch's
@@ -46,13 +79,15 @@ from __future__ import annotations
 
 import gc
 import os
+import queue
 import signal
 import threading
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from kafka import KafkaConsumer
+from kafka import KafkaConsumer, TopicPartition
 
 from shared.runtime import (
     faults,
@@ -60,18 +95,82 @@ from shared.runtime import (
     metrics,
 )
 from shared.runtime.api import Service
+from shared.runtime.batch import _Handled
 from shared.runtime.kafka_io import KafkaIO, _Rebalance
 from shared.runtime.logging import configure_logging
 from shared.runtime.poison import PoisonWatch
-from shared.runtime.records import BatchResult, Fenced, is_transient
+from shared.runtime.records import PROGRAMMING_ERRORS, BatchResult, Fenced, is_transient
 from shared.runtime.settings import Settings
 from shared.runtime.store import migrate
 
 log = structlog.get_logger("runtime")
 
 
+@dataclass(eq=False)
+class _Job:
+    """One batch for the writer: what it committed already (``out``) and, when the loop
+    overlaps, its last transaction still open (``handed``: steps 3d, then 4 and 5)."""
+
+    out: BatchResult
+    handed: _Handled | None
+    records: int
+    started: float
+    #: Set once ``handed`` is committed or failed (at once when nothing was handed off).
+    committed: threading.Event = field(default_factory=threading.Event)
+    #: Why ``handed`` could not be committed (nothing of it was kept).
+    error: BaseException | None = None
+
+
+class _Writer:
+    """The writer thread (steps 6-10 of the module's docstring): one job at a time, in
+    the order the loop hands them off."""
+
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+        self.jobs: queue.Queue[_Job | None] = queue.Queue()
+        #: A job that failed outside its commit (publishing, marking sent): fatal.
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True, name="writer")
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            job = self.jobs.get()
+            try:
+                if job is None:
+                    return
+                if self.error is None:
+                    self.runner._finish(job)
+                elif job.handed is not None:  # the loop stops on self.error: drop it
+                    job.error = self.error
+                    job.handed.session.close()
+            except BaseException as exc:  # the loop raises it (see Runner._settle)
+                self.error = exc
+            finally:
+                if job is not None:
+                    job.committed.set()
+                self.jobs.task_done()
+
+    def drain(self) -> None:
+        """Wait until every job handed off is committed and published."""
+        self.jobs.join()
+
+    def stop(self) -> None:
+        self.jobs.put(None)
+        self.thread.join(timeout=30)
+
+
 class Runner(PoisonWatch, KafkaIO):
     """Runs one service: the loop of :meth:`run_once` until stopped."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: The writer thread when the loop overlaps (started by :meth:`start`).
+        self._writer: _Writer | None = None
+        #: The last job handed to the writer whose commit the loop has not waited for.
+        self._inflight: _Job | None = None
+        #: Offsets of batches the writer committed and published, for the Kafka commit.
+        self._written: dict[TopicPartition, int] = {}
 
     def start(self) -> None:
         """Migrate (when allowed), publish leftovers, then join the consumer group."""
@@ -97,9 +196,25 @@ class Runner(PoisonWatch, KafkaIO):
         self._consumer = KafkaConsumer(**config)
         topics = [self.settings.topic(t) for t in self.service.consumes]
         self._consumer.subscribe(topics=topics, listener=_Rebalance(self))
-        log.info("service started", service=self.service.name, group=self.group, topics=topics)
+        if self.settings.write_overlap and self.engine.dialect.name == "postgresql":
+            self._writer = _Writer(self)
+        log.info(
+            "service started",
+            service=self.service.name,
+            group=self.group,
+            topics=topics,
+            overlap=self._writer is not None,
+        )
 
     def close(self) -> None:
+        if self._writer is not None:
+            # Step 10: every batch handed off committed and published (a publish that
+            # meets a broken broker gives up now: its rows go out at the next start).
+            self.stop_event.set()
+            self._writer.drain()
+            self._writer.stop()
+            self._writer = None
+            self._inflight = None
         if self._consumer is not None:
             self._final_commit()
             self._consumer.close(autocommit=False)
@@ -149,6 +264,8 @@ class Runner(PoisonWatch, KafkaIO):
 
     def run_once(self) -> int:
         """One poll-process-publish-commit cycle. Returns the number of records seen."""
+        if self._writer is not None:
+            return self._run_once_overlapped()
         # Step 1: poll a batch (auto-commit off). Rebalance callbacks run inside.
         batch = self.consumer.poll(
             timeout_ms=self.settings.poll_timeout_ms,
@@ -192,6 +309,140 @@ class Runner(PoisonWatch, KafkaIO):
         if failure is not None:
             self._retry_later(failure)
         return len(records)
+
+    def _run_once_overlapped(self) -> int:
+        """:meth:`run_once` with the writer thread (steps 6 to 10 of the module)."""
+        # Step 1: poll a batch (auto-commit off). Rebalance callbacks run inside.
+        batch = self.consumer.poll(
+            timeout_ms=self.settings.poll_timeout_ms,
+            max_records=self.settings.poll_max_records,
+        )
+        # Step 8: decode it (step 2) while the writer still writes the batch before.
+        decoded = [self._decode(r) for recs in batch.values() for r in recs]
+        if decoded:
+            faults.reached("next_batch_decoded")
+        # ... then wait for that commit before anything touches the database.
+        if not self._settle() and decoded:
+            self._refetch({d.tp for d in decoded})  # step 9: only decoded, thrown away
+            decoded = []
+        self.assigned = set(self.consumer.assignment())
+        self._seek_pending()
+        self._resume_deferred()
+        self.loop_at = time.monotonic()
+        with self.lock:
+            pending = set(self.pending_seek)
+            written, self._written = self._written, {}
+        todo_by_record = {id(d.record): d for d in decoded if d.tp not in pending}
+        records = [d.record for d in decoded if d.tp not in pending]
+        self.ready = True
+        if written or self._kafka_pending:
+            self._commit_kafka(written)  # step 5 of the batches the writer finished
+        if not records:
+            return 0
+        started = time.perf_counter()
+        out = BatchResult()
+        handed: list[_Handled] = []
+        failure: BaseException | None = None
+        try:
+            todo = self._watch_for_poison(records, out)
+            if todo:
+                faults.reached("next_batch_handling")
+                # Step 6: steps 3a-3c here; the last transaction goes to the writer open.
+                self._apply([todo_by_record[id(r)] for r in todo], out, handed.append)
+            self._backoff = 0.0
+        except Fenced as exc:
+            log.warning("partition fenced; resyncing from the database", reason=str(exc))
+            self._resync_all()
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            failure = exc
+        self._hand_off(_Job(out, handed[0] if handed else None, len(records), started))
+        if failure is not None:
+            self._retry_later(failure)
+        return len(records)
+
+    def _hand_off(self, job: _Job) -> None:
+        """Give the writer a batch: its open transaction to write and commit, and what it
+        committed already to publish (steps 6 and 7)."""
+        assert self._writer is not None
+        if job.handed is None:
+            if not job.out.sent and not job.out.next_offsets:
+                return
+            job.committed.set()  # nothing to commit: only publishing to do
+        else:
+            self._inflight = job
+        faults.restart_steps()
+        self._writer.jobs.put(job)
+
+    def _finish(self, job: _Job) -> None:
+        """The writer's part of a batch (step 7): write and commit the transaction handed
+        off, then publish what the batch committed and note its offsets for Kafka."""
+        if job.handed is not None:
+            try:
+                job.out.add(self._write(job.handed))
+            except BaseException as exc:
+                job.error = exc  # nothing of it kept; the loop takes it over (step 9)
+                return
+            finally:
+                job.committed.set()
+        metrics.observe_batch(self.service.name, job.records, time.perf_counter() - job.started)
+        if job.out.sent or job.out.next_offsets:
+            faults.maybe_crash("after_db_commit", after="next_batch_handling")
+        self._publish(job.out.sent)  # step 4
+        with self.lock:
+            self._written.update(job.out.next_offsets)  # step 5, by the loop
+
+    def _settle(self) -> bool:
+        """Wait for the commit of the transaction last handed to the writer (step 8).
+        False: it failed, and was taken over here (step 9)."""
+        job, self._inflight = self._inflight, None
+        writer = self._writer
+        if job is not None and writer is not None:
+            while not job.committed.wait(1.0):
+                if not writer.thread.is_alive():
+                    raise RuntimeError("the writer thread is gone")
+        if writer is not None and writer.error is not None:
+            raise writer.error  # publishing failed for good: stop, as the loop would
+        if job is None or job.error is None:
+            return True
+        self._take_over(job)
+        return False
+
+    def _take_over(self, job: _Job) -> None:
+        """Step 9: the handed-off transaction of ``job`` was not committed. Apply its
+        records again here (split path) unless the error says otherwise, then hand the
+        writer what the batch committed to publish."""
+        assert job.handed is not None and job.error is not None
+        exc = job.error
+        failure: BaseException | None = None
+        try:
+            if isinstance(exc, (Fenced, *PROGRAMMING_ERRORS)) or is_transient(exc):
+                raise exc
+            log.warning(
+                "batch could not be committed; applying it again, split",
+                service=self.service.name,
+                records=len(job.handed.decoded),
+                error=type(exc).__name__,
+            )
+            self._apply(job.handed.decoded, job.out)
+        except Fenced as fenced:
+            log.warning("partition fenced; resyncing from the database", reason=str(fenced))
+            self._resync_all()
+        except Exception as other:
+            if not is_transient(other):
+                raise
+            failure = other
+        self._hand_off(_Job(job.out, None, job.records, job.started))
+        if failure is not None:
+            self._retry_later(failure)
+
+    def _await_commit(self, timeout: float) -> None:
+        """Step 10 (a rebalance): wait, at most ``timeout`` seconds, for the commit in
+        flight. Only waits: a failure is taken over by the loop (:meth:`_settle`)."""
+        job = self._inflight
+        if job is not None:
+            job.committed.wait(timeout)
 
 
 #: Allocations between two young-generation collections (CPython's default: 700).

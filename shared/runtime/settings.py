@@ -109,6 +109,9 @@ class Settings(BaseSettings):
     max_poll_interval_ms: int = Field(300000, ge=1000)
     retry_backoff_max_s: float = Field(30.0, gt=0)
     loop_stall_timeout_s: float = Field(300.0, gt=0)  # watchdog: exit if the loop stalls
+    #: Write and publish batch N on a writer thread while the loop polls and decodes
+    #: batch N+1 (shared.runtime.runner, steps 6-10); PostgreSQL only. Off: one thread.
+    write_overlap: bool = True
 
     # --- database --------------------------------------------------------
     # A plain str for the code that reads it; repr() masks its password (__repr_args__).

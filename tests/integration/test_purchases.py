@@ -148,6 +148,58 @@ def test_sigkill_between_commits_leaves_no_duplicate_effect(settings, tmp_path, 
     assert _recorded_count(settings) == len(inputs)
 
 
+@pytest.mark.parametrize(
+    ("fault_point", "loop_step"),
+    [("while_writing", "next_batch_decoded"), ("after_db_commit", "next_batch_handling")],
+)
+def test_sigkill_while_batch_n_is_written_and_the_next_is_handled(
+    settings, tmp_path, fault_point, loop_step
+):
+    """#16, the loop's overlap: the writer thread dies on batch N (its state, inbox,
+    outbox and offsets written and not committed; or committed and not published) while
+    the loop holds batch N+1 (decoded; its handlers running). The restarted process
+    applies every record once and publishes every effect once."""
+    producer, out = Producer(settings), Collector(settings, OUT)
+    acc = f.new_id("acc")
+    inputs = [f.purchase(acc, f"{i}.00") for i in range(1, 41)]
+    producer.send_all(IN, inputs)
+    marker = str(tmp_path / "fault-fired")
+    env = {
+        "INSTALLMENTS_FAULT_POINT": fault_point,
+        "INSTALLMENTS_FAULT_MARKER": marker,
+        "INSTALLMENTS_POLL_MAX_RECORDS": "5",  # several batches: N and N+1
+        "INSTALLMENTS_WRITE_OVERLAP": "true",
+    }
+    log_path = str(tmp_path / "svc.log")
+    proc = start_process("purchases", settings, env, log_path=log_path)
+    try:
+        proc.wait(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL, open(log_path).read()[-3000:]
+    # the crash met the loop at the next batch (not the rendezvous' timeout)
+    assert open(marker).read() == f"{fault_point} {loop_step}"
+    restarted = start_process("purchases", settings, env, log_path=log_path)
+    try:
+        out.wait_for(
+            lambda rs: len({r.value for r in rs}) >= len(inputs), 90, "every purchase recorded"
+        )
+        out.settle()
+    finally:
+        restarted.send_signal(signal.SIGTERM)
+        restarted.wait(timeout=60)
+    events = out.events()
+    ids = Counter(e.id for e in events)
+    assert set(e.data.purchase_id for e in events) == {i["data"]["purchase_id"] for i in inputs}
+    assert len(ids) == len(inputs)  # one deterministic id per effect
+    assert max(ids.values()) == 1  # nothing of batch N was published before the crash
+    assert _recorded_count(settings) == len(inputs)
+    # in partition order: the account's purchases went out in the order they came in
+    amounts = [str(e.data.amount) for e in events]
+    assert amounts == [i["data"]["amount"] for i in inputs]
+
+
 def test_sigterm_exits_cleanly_with_offsets_committed(settings, tmp_path):
     producer, out = Producer(settings), Collector(settings, OUT)
     acc = f.new_id("acc")

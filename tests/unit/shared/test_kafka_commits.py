@@ -60,3 +60,15 @@ def test_shutdown_commits_synchronously(tmp_path):
     runner, consumer = _runner(tmp_path)
     runner._commit_kafka({TP: 5}, sync=True)
     assert consumer.sync_commits[0][TP].offset == 5 and consumer.async_commits == []
+
+
+def test_an_older_offset_asked_after_a_newer_one_is_not_committed(tmp_path):
+    """#16: with the overlap, the writer may report a batch's offsets after the loop sought
+    the partition and committed the (newer) stored offset: Kafka's never goes back."""
+    runner, consumer = _runner(tmp_path)
+    runner._commit_kafka({TP: 20})
+    runner._commit_kafka({TP: 12})
+    assert [c[0][TP].offset for c in consumer.async_commits] == [20]
+    runner._commit_kafka({TP: 20})  # the same again is harmless
+    runner._commit_kafka({TP: 25})
+    assert [c[0][TP].offset for c in consumer.async_commits] == [20, 20, 25]
