@@ -12,13 +12,24 @@ from shared.runtime.settings import Settings
 
 
 @pytest.fixture(scope="session")
-def stack() -> tuple[str, str]:
-    """Kafka bootstrap servers and the PostgreSQL URL (started by the project if needed)."""
+def stack() -> Iterator[tuple[str, str]]:
+    """Kafka bootstrap servers and the PostgreSQL URL.
+
+    ``INSTALLMENTS_TEST_STACK=local`` (default): the project's own broker and PostgreSQL
+    processes, started if needed (or KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL).
+    ``containers``: both as containers through testcontainers (:mod:`tests.containers`).
+    """
+    from tests import containers
+
+    if containers.wanted():
+        with containers.container_stack() as (bootstrap, db_url):
+            yield bootstrap, db_url
+        return
     from shared.localstack.stack import ensure_stack
 
     bootstrap, db_url = ensure_stack(need_postgres=True)
     assert db_url, "PostgreSQL is required for integration tests"
-    return bootstrap, db_url
+    yield bootstrap, db_url
 
 
 @pytest.fixture(scope="session", autouse=True)
