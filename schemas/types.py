@@ -32,7 +32,7 @@ import re
 import types
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -116,6 +116,33 @@ def tolerant_json_schema(schema: dict[str, Any], cls: type[Any]) -> None:
     )
 
 
+_object_setattr = object.__setattr__
+#: class -> (field names, defaults) for ContractModel.model_construct, or False when
+#: the class needs pydantic's own (computed on first use).
+_CONSTRUCT_PLANS: dict[type, tuple[tuple[str, ...], dict[str, Any]] | Literal[False]] = {}
+
+
+def _construct_plan(
+    cls: type[BaseModel],
+) -> tuple[tuple[str, ...], dict[str, Any]] | Literal[False]:
+    if (
+        cls.__pydantic_post_init__
+        or cls.__private_attributes__
+        or cls.model_config.get("extra") == "allow"
+        or cls.__pydantic_root_model__
+    ):
+        return False
+    defaults: dict[str, Any] = {}
+    for name, field in cls.model_fields.items():
+        if field.alias not in (None, name) or field.validation_alias is not None:
+            return False
+        if field.default_factory is not None:
+            return False
+        if not field.is_required():
+            defaults[name] = field.default
+    return tuple(cls.model_fields), defaults
+
+
 class ContractModel(BaseModel):
     """Base of every contract model: strict by default, tolerant when reading.
 
@@ -128,6 +155,36 @@ class ContractModel(BaseModel):
     dead-lettered. The raw message, unknown fields included, has been size-checked
     and scanned for card numbers before any model sees it.
     """
+
+    @classmethod
+    def model_construct(  # type: ignore[override]  # (the pydantic plugin rewrites it)
+        cls, _fields_set: set[str] | None = None, **values: Any
+    ) -> Self:
+        """Pydantic's ``model_construct`` (no validation: for data the project built
+        itself), without its per-field alias look-ups: a few times faster. Same result:
+        ``__dict__`` in field order, defaults filled in, ``model_fields_set`` the fields
+        given, unknown names ignored. A class this does not cover (a default factory, an
+        alias, a post-init hook) goes to pydantic's."""
+        plan = _CONSTRUCT_PLANS.get(cls)
+        if plan is None:
+            plan = _CONSTRUCT_PLANS[cls] = _construct_plan(cls)
+        if plan is False:
+            return super().model_construct(_fields_set, **values)
+        names, defaults = plan
+        fields: dict[str, Any] = {}
+        for name in names:
+            if name in values:
+                fields[name] = values[name]
+            elif name in defaults:
+                fields[name] = defaults[name]
+        model = cls.__new__(cls)
+        _object_setattr(model, "__dict__", fields)
+        if _fields_set is None:
+            _fields_set = values.keys() & fields.keys()
+        _object_setattr(model, "__pydantic_fields_set__", _fields_set)
+        _object_setattr(model, "__pydantic_extra__", None)
+        _object_setattr(model, "__pydantic_private__", None)
+        return model
 
     @model_validator(mode="before")
     @classmethod

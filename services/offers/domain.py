@@ -21,9 +21,9 @@ from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from decimal import ROUND_DOWN, ROUND_FLOOR, ROUND_HALF_UP, Decimal, localcontext
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal
 
-from services.offers.policy import OffersPolicy
+from services.offers.policy import OffersPolicy, Promotion
 
 ZERO = Decimal(0)
 Placement = Literal["first", "last"]
@@ -299,10 +299,74 @@ def offer_options(
     one APR whatever the amount. `fee_discount` (a pre-approved purchase) lowers every
     tenor's rate (`monthly_rate`); a promotion's rate still replaces it.
     """
+    options, promotion = offer_menu(
+        principal, account, purchase, policy, minor_digits, fee_discount
+    )
+    return list(options), promotion
+
+
+def offer_menu(
+    principal: Decimal,
+    account: AccountView,
+    purchase: PurchaseFacts,
+    policy: OffersPolicy,
+    minor_digits: int = 2,
+    fee_discount: Decimal | None = None,
+) -> tuple[tuple[OfferOption, ...], str | None]:
+    """`offer_options` as a tuple, computed once per shape: the menu depends only on the
+    amount, the policy, the account's segment and tier, the promotion that applies, the
+    currency's digits and the pre-approval discount (`_menu`, a bounded cache). The same
+    shape returns the same tuple object (callers may key caches of their own on it)."""
     promotion = policy.promotion_for(purchase.merchant_id, purchase.category, purchase.posted_on)
+    return _menu(
+        principal,
+        account.segment,
+        account.tier,
+        _Same(policy),
+        _Same(promotion),
+        minor_digits,
+        fee_discount,
+    )
+
+
+class _Same:
+    """A cache key part compared by identity (policies hold dicts: not hashable). The
+    cache holds the object, so its id is not reused while the entry lives."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: Any) -> None:
+        self.obj = obj
+
+    def __hash__(self) -> int:
+        return id(self.obj)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Same) and other.obj is self.obj
+
+
+#: Offer menus kept (bounded: at most this many shapes; least recently used dropped).
+MENU_CACHE_SIZE = 4096
+
+
+@lru_cache(maxsize=MENU_CACHE_SIZE)
+def _menu(
+    principal: Decimal,
+    segment: str,
+    tier: str,
+    policy_key: _Same,
+    promotion_key: _Same,
+    minor_digits: int,
+    fee_discount: Decimal | None,
+) -> tuple[tuple[OfferOption, ...], str | None]:
+    """The menu of one shape (see `offer_menu`). Pure: every input is in the key (the
+    amount by value: the options are quantized, so ``500.0`` and ``500.00`` give the same
+    menu)."""
+    policy: OffersPolicy = policy_key.obj
+    promotion: Promotion | None = promotion_key.obj
     options, promoted = [], False
-    for tenor in policy.tenors_for(account.tier):
-        rate = monthly_rate(tenor, account.segment, policy, fee_discount)
+    for tenor in policy.tenors_for(tier):
+        rate = monthly_rate(tenor, segment, policy, fee_discount)
         if promotion is not None and tenor in promotion.tenors:
             rate, promoted = promotion.monthly_fee_rate, True
         fee = total_fee(principal, rate, tenor, minor_digits)
@@ -320,7 +384,8 @@ def offer_options(
                 apr=flat_apr(rate, tenor),
             )
         )
-    return options, (promotion.id if promoted and promotion else None)
+    promotion_id = promotion.id if promoted and promotion is not None else None
+    return tuple(options), promotion_id
 
 
 def _end_installments(
@@ -473,7 +538,7 @@ def decide_offer(
     assert account is not None  # an unknown account always has a reason
     preapproved = pre_approved(account, purchase, outstanding)
     discount = account.pre_approval.fee_discount if preapproved and account.pre_approval else None
-    options, promotion = offer_options(
+    options, promotion = offer_menu(
         purchase.amount, account, purchase, policy, minor_digits, discount
     )
     missing_tenor = False
@@ -493,7 +558,7 @@ def decide_offer(
             )
         missing_tenor = True
     return MakeOffer(
-        tuple(options),
+        options,
         offer_expires_on(purchase.posted_on, policy),
         promotion,
         missing_tenor,

@@ -34,6 +34,7 @@ from decimal import ROUND_DOWN, Decimal
 
 from schemas import MINOR_UNITS, Envelope
 from schemas.business_days import CONFIRM_BUSINESS_DATE_JUMP, CONFIRM_HEADER, business_date_jump
+from schemas.encoder import SharedList
 from schemas.payloads import (
     AccountDelinquency,
     AccountUpserted,
@@ -156,7 +157,7 @@ def _create_plan(
     )
     ctx.emit(
         "plan.created",
-        PlanCreated(
+        PlanCreated.model_construct(
             plan_id=plan_id,
             offer_id=offer_id,
             purchase_id=purchase_id,
@@ -169,7 +170,7 @@ def _create_plan(
             auto_converted=auto_converted,
             redeem_points=redeem_points,
             schedule=[
-                ScheduleLine(
+                ScheduleLine.model_construct(
                     seq=line.seq,
                     due_date=line.due_date,
                     principal=line.principal,
@@ -209,7 +210,7 @@ def _apply_funds(
         if total > 0:
             ctx.emit(
                 "installment.paid",
-                InstallmentPaid(
+                InstallmentPaid.model_construct(
                     plan_id=plan_id, seq=seq, amount=total, currency=currency, paid_on=paid_on
                 ),
                 rule=f"{rule}paid:{plan_id}:{seq}",
@@ -242,7 +243,7 @@ def _apply_funds(
         )
         ctx.emit(
             "plan.cancelled",
-            PlanCancelled(
+            PlanCancelled.model_construct(
                 plan_id=payoff.plan_id,
                 reason="early_payoff",
                 principal_returned=ZERO,
@@ -260,7 +261,7 @@ def _apply_funds(
         repo.update_plan(plan_id, status="completed")
         ctx.emit(
             "plan.completed",
-            PlanCompleted(plan_id=plan_id),
+            PlanCompleted.model_construct(plan_id=plan_id),
             rule=f"{rule}completed:{plan_id}",
             subject=account_id,
         )
@@ -285,7 +286,7 @@ def _emit_cure_if_cured(
     repo.set_position(account_id, Position(position.credit, None))
     ctx.emit(
         "account.delinquency",
-        AccountDelinquency(
+        AccountDelinquency.model_construct(
             account_id=account_id,
             business_date=as_of,
             days_past_due=0,
@@ -302,11 +303,11 @@ def _reject_decision(
 ) -> None:
     ctx.emit(
         "offer.rejected",
-        OfferRejected(
+        OfferRejected.model_construct(
             offer_id=offer_id,
             account_id=account_id,
             purchase_id=rejected.purchase_id,
-            reason=rejected.reason,
+            reason=rejected.reason,  # type: ignore[arg-type]  # a domain str, checked in tests
         ),
         rule="rejected",
         subject=account_id,
@@ -410,13 +411,44 @@ def offer_purchase(ctx: Context, event: Envelope) -> None:
     _consider(ctx, purchase, under_review=bool(p.risk_flags) and review is None, new=True)
 
 
+#: Menu (the domain's cached tuple, by identity) -> its ``offer.made`` options, built once
+#: and written to JSON once (``SharedList``). Each entry holds its menu, so an id is not
+#: reused while it is here; bounded (cleared when full).
+_OPTION_MODELS: dict[int, tuple[tuple[domain.OfferOption, ...], SharedList]] = {}
+OPTION_MODELS_MAX = 4096
+
+
+def _option_models(options: tuple[domain.OfferOption, ...]) -> SharedList:
+    """The ``offer.made`` options of a menu: the same models for the same menu (the domain
+    computes a menu once per shape: ``domain.offer_menu``)."""
+    cached = _OPTION_MODELS.get(id(options))
+    if cached is not None and cached[0] is options:
+        return cached[1]
+    models = SharedList(
+        OfferOption.model_construct(
+            tenor_months=o.tenor_months,
+            fee_model=o.fee_model,  # type: ignore[arg-type]  # a domain str, checked in tests
+            monthly_fee_rate=o.monthly_fee_rate,
+            total_fee=o.total_fee,
+            first_installment=o.first_installment,
+            regular_installment=o.regular_installment,
+            apr=o.apr,
+        )
+        for o in options
+    )
+    if len(_OPTION_MODELS) >= OPTION_MODELS_MAX:
+        _OPTION_MODELS.clear()
+    _OPTION_MODELS[id(options)] = (options, models)
+    return models
+
+
 def _emit_not_eligible(ctx: Context, purchase: Purchase, reasons: tuple[str, ...]) -> None:
     ctx.emit(
         "offer.not-eligible",
-        OfferNotEligible(
+        OfferNotEligible.model_construct(
             purchase_id=purchase.purchase_id,
             account_id=purchase.account_id,
-            reasons=list(reasons),
+            reasons=list(reasons),  # type: ignore[arg-type]  # a domain str, checked in tests
         ),
         rule="not-eligible",
         subject=purchase.account_id,
@@ -493,7 +525,7 @@ def _consider(ctx: Context, purchase: Purchase, *, under_review: bool, new: bool
     )
     ctx.emit(
         "offer.made",
-        OfferMade(
+        OfferMade.model_construct(
             offer_id=offer_id,
             purchase_id=purchase.purchase_id,
             account_id=purchase.account_id,
@@ -502,18 +534,7 @@ def _consider(ctx: Context, purchase: Purchase, *, under_review: bool, new: bool
             expires_on=decision.expires_on,
             promotion=decision.promotion,
             pre_approved=decision.pre_approved,
-            options=[
-                OfferOption(
-                    tenor_months=o.tenor_months,
-                    fee_model=o.fee_model,
-                    monthly_fee_rate=o.monthly_fee_rate,
-                    total_fee=o.total_fee,
-                    first_installment=o.first_installment,
-                    regular_installment=o.regular_installment,
-                    apr=o.apr,
-                )
-                for o in decision.options
-            ],
+            options=_option_models(decision.options),
         ),
         rule="offer",
         subject=purchase.account_id,
@@ -731,7 +752,7 @@ def refund_purchase(ctx: Context, event: Envelope) -> None:
     if outcome.cancelled:
         ctx.emit(
             "plan.cancelled",
-            PlanCancelled(
+            PlanCancelled.model_construct(
                 plan_id=plan.plan_id,
                 reason="refund",
                 principal_returned=outcome.principal_returned,
@@ -746,7 +767,7 @@ def refund_purchase(ctx: Context, event: Envelope) -> None:
         unpaid_before = {i.seq for i in before if not i.is_paid}
         ctx.emit(
             "plan.adjusted",
-            PlanAdjusted(
+            PlanAdjusted.model_construct(
                 plan_id=plan.plan_id,
                 account_id=r.account_id,
                 reason="refund",
@@ -757,7 +778,7 @@ def refund_purchase(ctx: Context, event: Envelope) -> None:
                 currency=plan.currency,
                 points_to_restore=points,
                 schedule=[
-                    ScheduleLine(
+                    ScheduleLine.model_construct(
                         seq=i.seq,
                         due_date=i.due_date,
                         principal=i.principal,
@@ -840,7 +861,7 @@ def waive_fees_for_points(ctx: Context, event: Envelope) -> None:
         return
     ctx.emit(
         "fee.waived",
-        FeeWaived(
+        FeeWaived.model_construct(
             plan_id=plan.plan_id, amount=result.waived, currency=plan.currency, points=r.points
         ),
         rule="fee-waived",
@@ -898,7 +919,7 @@ def close_business_day(ctx: Context, event: Envelope) -> None:
         repo.close_offer(offer.offer_id, "expired")
         ctx.emit(
             "offer.expired",
-            OfferExpired(
+            OfferExpired.model_construct(
                 offer_id=offer.offer_id,
                 purchase_id=offer.purchase_id,
                 account_id=offer.account_id,
@@ -920,7 +941,7 @@ def close_business_day(ctx: Context, event: Envelope) -> None:
         for soon in domain.due_soon(items, day, policy.due_soon_days):
             ctx.emit(
                 "installment.due-soon",
-                InstallmentDueSoon(
+                InstallmentDueSoon.model_construct(
                     plan_id=soon.plan_id,
                     seq=soon.seq,
                     due_date=soon.due_date,
@@ -937,7 +958,7 @@ def close_business_day(ctx: Context, event: Envelope) -> None:
             repo.set_position(account_id, Position(position.credit, day))
             ctx.emit(
                 "account.delinquency",
-                AccountDelinquency(
+                AccountDelinquency.model_construct(
                     account_id=account_id,
                     business_date=day,
                     days_past_due=late.days_past_due,

@@ -151,7 +151,7 @@ def _book(
         refs["purchase_id"] = purchase_id
     out = ctx.emit(
         event_type,
-        payload(
+        payload.model_construct(
             account_id=account_id,
             points=abs(entry.points),
             balance_after=balance_after,
@@ -382,13 +382,13 @@ def _redeem_for_fee(ctx: Context, plan: PlanCreated, policy: PointsPolicy) -> tu
     if outcome.reason in (domain.INSUFFICIENT_POINTS, domain.NOTHING_TO_WAIVE):
         ctx.emit(
             "points.redemption-rejected",
-            PointsRedemptionRejected(
+            PointsRedemptionRejected.model_construct(
                 account_id=plan.account_id,
                 points=outcome.points or plan.redeem_points,
                 balance_after=balance,
-                reason=domain.FEE_REDEMPTION,
+                reason=domain.FEE_REDEMPTION,  # type: ignore[arg-type]  # a domain str, checked in tests
                 plan_id=plan.plan_id,
-                why=outcome.reason,
+                why=outcome.reason,  # type: ignore[arg-type]  # a domain str, checked in tests
             ),
             rule="redemption-rejected",
             subject=plan.account_id,

@@ -87,14 +87,14 @@ def record_purchase(ctx: Context, event: Envelope) -> None:
     )
     ctx.emit(
         "purchase.recorded",
-        PurchaseRecorded(**p.model_dump(), risk_flags=flags),
+        PurchaseRecorded.model_construct(**p.__dict__, risk_flags=flags),
         rule="recorded",
     )
     if flags:
         ctx.log.info("purchase flagged", purchase_id=p.purchase_id, flags=flags)
         ctx.emit(
             "purchase.flagged",
-            PurchaseFlagged(
+            PurchaseFlagged.model_construct(
                 purchase_id=p.purchase_id,
                 account_id=p.account_id,
                 amount=p.amount,
@@ -135,7 +135,7 @@ def record_refund(ctx: Context, event: Envelope) -> None:
     )
     ctx.emit(
         "refund.recorded",
-        RefundRecorded(
+        RefundRecorded.model_construct(
             **r.model_dump(),
             refunded_total=outcome.refunded_total,
             fully_refunded=outcome.fully_refunded,

@@ -18,10 +18,30 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from schemas import Envelope, encode, new_event, topic_for
+from schemas.codec import encode_with_pydantic
 from schemas.registry import consumer_group
 from shared.runtime.db import Migration
 from shared.runtime.settings import Settings
 from shared.runtime.store import stored_offsets
+
+
+def checked_encoding(
+    event_type: str, data: BaseModel, fields: dict[str, Any]
+) -> tuple[Envelope, bytes]:
+    """The trusted event and its bytes, checked: the payload validated from its fields
+    (``new_event``'s default), and the trusted build written by :func:`schemas.encode`
+    equal to the validated build written by pydantic, byte for byte. Raises the
+    validation error, or ``AssertionError`` when the bytes differ (a bug either way)."""
+    validated = new_event(event_type, data=data, **fields)
+    out = new_event(event_type, data=data, trusted=True, **fields)
+    value = encode(out)
+    reference = encode_with_pydantic(validated)
+    if value != reference:
+        raise AssertionError(
+            f"{event_type}: the trusted encoding differs from pydantic's:\n"
+            f"  {value!r}\n  {reference!r}"
+        )
+    return out, value
 
 
 class RunnerView(Protocol):
@@ -167,18 +187,28 @@ class Context:
         The id is derived from the cause's id and ``rule``: a replay emits the same
         ids, so downstream dedupe holds. ``rule`` must be unique per emitted event
         of one cause.
+
+        ``data`` may be built with ``model_construct`` (no validation): what a service
+        builds itself is not validated again on the way out (``new_event(trusted=True)``,
+        then :func:`schemas.encode`). In the test environment (``environment="test"``,
+        as tests/harness.py runs every service) each event is also built the validating
+        way and written by pydantic, and the two must be the same bytes
+        (:func:`checked_encoding`): a malformed event fails the test that emits it.
         """
         assert self.event is not None, "emit() outside a handler"
-        out = new_event(
-            event_type,
-            subject=subject or self.event.subject,
-            data=data,
-            source=self.service.name,
-            cause=self.event,
-            rule=rule,
-        )
+        fields: dict[str, Any] = {
+            "subject": subject or self.event.subject,
+            "source": self.service.name,
+            "cause": self.event,
+            "rule": rule,
+        }
+        if self.settings.environment == "test":
+            out, value = checked_encoding(event_type, data, fields)
+        else:
+            out = new_event(event_type, data=data, trusted=True, **fields)
+            value = encode(out)
         topic = self.settings.topic(topic_for(event_type))
-        self.staged.append((topic, out.subject, encode(out), out.id))
+        self.staged.append((topic, out.subject, value, out.id))
         return out
 
     def stored_offsets(self, topic: str) -> dict[int, int]:
