@@ -47,12 +47,13 @@ def markdown(r: dict[str, Any]) -> str:
     ]
     if r.get("load"):
         load = r["load"]
+        lines.insert(3, "")
         lines.insert(
-            3,
+            4,
             f"Load average (1, 5, 15 min) at the start {_fmt_load(load.get('start'))}, at the"
             f" end {_fmt_load(load.get('end'))}: on a machine shared with other work, CPU µs"
             " per event (the processes' own, and their PostgreSQL backends') compare better"
-            " than events/s.\n",
+            " than events/s.",
         )
     for service, entry in r["services"].items():
         for key in sorted(k for k in entry if k.startswith("processes_")):
