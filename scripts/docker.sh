@@ -8,6 +8,7 @@
 #                                    # /readyz), a short simulated story through the containers,
 #                                    # lag 0, `installments check` 0 violations, compose down -v
 #   bash scripts/docker.sh down      # compose down -v (the project's containers and volumes)
+#   bash scripts/docker.sh stop-engine  # stop the dockerd that `engine` started, if it did
 #
 # Images: the public ones (apache/kafka, postgres, python, prom/prometheus) are used where
 # they can be pulled. Where they cannot (a closed network), local stand-ins are built
@@ -51,6 +52,7 @@ engine() {
   say "starting dockerd (log: $CACHE/dockerd.log)"
   $SUDO sh -c "nohup dockerd > '$CACHE/dockerd.log' 2>&1 & echo \$! > '$CACHE/dockerd.pid'"
   STARTED_ENGINE=$(cat "$CACHE/dockerd.pid")
+  echo "$STARTED_ENGINE" > "$CACHE/dockerd.started-by-us"  # for `stop-engine`
   for _ in $(seq 1 60); do
     docker info >/dev/null 2>&1 && { say "engine up (dockerd pid $STARTED_ENGINE)"; return 0; }
     sleep 1
@@ -61,6 +63,7 @@ engine() {
 
 stop_engine() {
   [ -n "$STARTED_ENGINE" ] || return 0
+  rm -f "$CACHE/dockerd.started-by-us"
   say "stopping the dockerd this script started (pid $STARTED_ENGINE)"
   $SUDO kill -TERM "$STARTED_ENGINE" 2>/dev/null || true
   for _ in $(seq 1 30); do kill -0 "$STARTED_ENGINE" 2>/dev/null || return 0; sleep 1; done
@@ -251,5 +254,7 @@ case "${1:-story}" in
   images) engine; images ;;
   story) story ;;
   down) down ;;
-  *) die "unknown command ${1} (engine | compose | images | story | down)" ;;
+  stop-engine)  # stop the dockerd that `engine` started (nothing when the engine was already up)
+    STARTED_ENGINE=$(cat "$CACHE/dockerd.started-by-us" 2>/dev/null || true); stop_engine ;;
+  *) die "unknown command ${1} (engine | compose | images | story | down | stop-engine)" ;;
 esac
