@@ -360,8 +360,9 @@ WRITTEN_DEFAULTS: dict[str, dict[str, Any]] = {
 
 
 def second_release_payload(event_type: str) -> dict[str, Any]:
-    """The example ``data`` of ``event_type`` with the second release's added fields."""
-    return {**copy.deepcopy(PAYLOADS[event_type]), **SECOND_RELEASE_FIELDS.get(event_type, {})}
+    """The example ``data`` of ``event_type`` with the second release's added fields (a
+    deep copy: a test may change it without changing the next test's example)."""
+    return copy.deepcopy({**PAYLOADS[event_type], **SECOND_RELEASE_FIELDS.get(event_type, {})})
 
 
 SOURCES = {
