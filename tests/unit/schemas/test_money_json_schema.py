@@ -159,7 +159,7 @@ def _part_model(annotation: Any) -> type[MoneyModel]:
 
 
 def _message(event_type: str, currency: str) -> dict[str, Any]:
-    data = copy.deepcopy(examples.second_release_payload(event_type))  # shares nested dicts
+    data = examples.second_release_payload(event_type)  # a deep copy
     data["currency"] = currency
     _money_in(EVENT_TYPES[event_type], data, currency)
     return examples.envelope(event_type, data=data)
