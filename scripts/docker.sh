@@ -80,6 +80,7 @@ compose_plugin() {
     src=$(go mod download -json "github.com/docker/compose/v5@$COMPOSE_VERSION" \
           | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
     local work="$CACHE/compose-src"
+    mkdir -p "$CACHE"
     rm -rf "$work"; cp -r "$src" "$work"; chmod -R u+w "$work"
     mkdir -p "$(dirname "$plugin")"
     (cd "$work" && CGO_ENABLED=0 go build -trimpath \
