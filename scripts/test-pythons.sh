@@ -10,8 +10,9 @@
 # $PYENV_ROOT, or ~/.pyenv; PYTHON3_12=/path/to/python overrides the search), keeps a venv
 # OUTSIDE the clone in ${INSTALLMENTS_PY_VENVS:-${XDG_CACHE_HOME:-~/.cache}/card-installments/venvs}/py3.X,
 # installs the project with its dev dependencies there (`pip install -e .[dev]`, as
-# scripts/setup.sh does) once, and again when pyproject.toml, the interpreter or the
-# clone changes (a hash stamp), then runs `python -m pytest tests/unit -q`.
+# scripts/setup.sh does) once, and again when pyproject.toml or the interpreter changes
+# (a hash stamp); another clone only re-links the editable install (`--no-deps`).
+# Then it runs `python -m pytest tests/unit -q`.
 #
 # Exit status: 0 when every suite that ran passed; 1 when one failed (or its venv could not
 # be built). An interpreter that is not installed is skipped with a loud warning, not a
@@ -64,10 +65,19 @@ find_python() {
 ensure_venv() {
   local venv="$1" python="$2" stamp want
   want="$( { cat "$root/pyproject.toml"; "$python" -c 'import sys; print(sys.version)'; \
-    printf '%s\n' "$python" "$root"; } | sha256sum | cut -d' ' -f1)"
+    printf '%s\n' "$python"; } | sha256sum | cut -d' ' -f1)"
   stamp="$venv/.installed-sha256"
   if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
-    say "venv $venv is up to date"
+    # Dependencies up to date; the editable install must point at this clone (CI clones
+    # afresh each run): re-linking it alone takes seconds, not a whole resolve.
+    if [ "$(cat "$venv/.clone" 2>/dev/null)" != "$root" ]; then
+      say "venv $venv: linking the project at $root (dependencies up to date)"
+      "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -e "$root" \
+        || return 1
+      printf '%s\n' "$root" >"$venv/.clone"
+    else
+      say "venv $venv is up to date"
+    fi
     return 0
   fi
   if [ -e "$venv" ] && ! "$venv/bin/python" -c 'import sys' >/dev/null 2>&1; then
@@ -82,6 +92,7 @@ ensure_venv() {
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip || return 1
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$root[dev]" || return 1
   printf '%s\n' "$want" >"$stamp"
+  printf '%s\n' "$root" >"$venv/.clone"
 }
 
 failed=()
