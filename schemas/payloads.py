@@ -290,9 +290,14 @@ Share = Annotated[
 ]
 
 
+_RISK_FLAG_ORDER = list(typing.get_args(RiskFlag))
+
+
 def _canonical_flags(flags: Sequence[str], field: str) -> None:
     """Risk flags are distinct and listed in :data:`RiskFlag` order (section 5.1)."""
-    order = list(typing.get_args(RiskFlag))
+    if not flags:
+        return  # the common case: a clean purchase
+    order = _RISK_FLAG_ORDER
     if list(flags) != sorted(set(flags), key=order.index):
         raise ValueError(f"{field} must be distinct and in the order {', '.join(order)}")
 

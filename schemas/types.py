@@ -32,6 +32,7 @@ import re
 import types
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
+from functools import lru_cache
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
@@ -190,7 +191,8 @@ class ContractModel(BaseModel):
     @classmethod
     def _ignore_unknown_fields(cls, data: Any, info: ValidationInfo) -> Any:
         if type(data) is dict and info.context is not None:
-            known = cls.model_fields
+            # the class attribute, not ``cls.model_fields`` (a descriptor: 3x slower)
+            known = cls.__pydantic_fields__
             if not data.keys() <= known.keys() and info.context.get("tolerant_reader"):
                 return {name: value for name, value in data.items() if name in known}
         return data
@@ -401,6 +403,8 @@ def _parse_date(value: Any) -> date:
 
 
 def _parse_datetime(value: Any) -> datetime:
+    if type(value) is str:
+        return _parse_datetime_text(value)
     if isinstance(value, datetime):
         if value.tzinfo is None or value.utcoffset() is None:
             raise ValueError("must be timezone-aware (UTC)")
@@ -419,6 +423,21 @@ def _parse_datetime(value: Any) -> datetime:
     raise ValueError(
         f'must be an RFC 3339 time string like "2026-11-28T09:30:00Z", got {describe_kind(value)}'
     )
+
+
+@lru_cache(maxsize=4096)
+def _parse_datetime_text(value: str) -> datetime:
+    """An RFC 3339 string as a UTC datetime. Cached (bounded): an event's envelope
+    ``time`` and its payload's time are often the same string, and so are the events
+    of one moment; a datetime is immutable, so sharing one is safe. Raises
+    ``ValueError`` (never cached) for anything else."""
+    if _DATETIME_RE.fullmatch(value):
+        try:
+            # upper(): RFC 3339 allows "t" and "z"; fromisoformat wants "T"/"Z".
+            return datetime.fromisoformat(value.upper()).astimezone(UTC)
+        except (ValueError, OverflowError):
+            pass
+    raise ValueError('must be an RFC 3339 time like "2026-11-28T09:30:00Z"')
 
 
 def _format_datetime(value: datetime) -> str:

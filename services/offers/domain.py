@@ -363,12 +363,9 @@ def _menu(
     amount by value: the options are quantized, so ``500.0`` and ``500.00`` give the same
     menu)."""
     policy: OffersPolicy = policy_key.obj
-    promotion: Promotion | None = promotion_key.obj
-    options, promoted = [], False
-    for tenor in policy.tenors_for(tier):
-        rate = monthly_rate(tenor, segment, policy, fee_discount)
-        if promotion is not None and tenor in promotion.tenors:
-            rate, promoted = promotion.monthly_fee_rate, True
+    options = []
+    priced = _priced_tenors(segment, tier, policy_key, promotion_key, fee_discount)
+    for tenor, rate, tenor_apr in priced:
         fee = total_fee(principal, rate, tenor, minor_digits)
         first, last = _end_installments(
             principal, fee, tenor, policy.remainder_placement, minor_digits
@@ -381,11 +378,34 @@ def _menu(
                 total_fee=fee,
                 first_installment=first,
                 regular_installment=last if policy.remainder_placement == "first" else first,
-                apr=flat_apr(rate, tenor),
+                apr=tenor_apr,
             )
         )
+    promotion: Promotion | None = promotion_key.obj
+    promoted = promotion is not None and any(tenor in promotion.tenors for tenor, _, _ in priced)
     promotion_id = promotion.id if promoted and promotion is not None else None
     return tuple(options), promotion_id
+
+
+@lru_cache(maxsize=256)
+def _priced_tenors(
+    segment: str,
+    tier: str,
+    policy_key: _Same,
+    promotion_key: _Same,
+    fee_discount: Decimal | None,
+) -> tuple[tuple[int, Decimal, Decimal], ...]:
+    """(tenor, monthly rate, APR) of each tenor the tier sees, ascending: what a menu
+    shows whatever the amount (a promotion listing the tenor replaces its rate)."""
+    policy: OffersPolicy = policy_key.obj
+    promotion: Promotion | None = promotion_key.obj
+    priced = []
+    for tenor in policy.tenors_for(tier):
+        rate = monthly_rate(tenor, segment, policy, fee_discount)
+        if promotion is not None and tenor in promotion.tenors:
+            rate = promotion.monthly_fee_rate
+        priced.append((tenor, rate, flat_apr(rate, tenor)))
+    return tuple(priced)
 
 
 def _end_installments(
@@ -393,19 +413,19 @@ def _end_installments(
 ) -> tuple[Decimal, Decimal]:
     """The amounts of the first and the last installment of `build_schedule(principal, fee,
     tenor, ...)`, without building it (an offer shows only these, for every tenor): the
-    same rule as `split_equally`, for its first and last part only."""
+    same rule as `split_equally`, for its first and last part only, in whole minor units
+    (``divmod``: the part rounded down, the remainder on the first or last part)."""
     unit = minor_unit(minor_digits)
-    first = last = ZERO
+    if tenor < 1:
+        raise ValueError("parts must be at least 1")
+    first = last = 0
     for total in (principal, fee):
-        if tenor < 1:
-            raise ValueError("parts must be at least 1")
         if total != total.quantize(unit) or total < 0:
             raise ValueError(f"{total} is not a non-negative amount in minor units of {unit}")
-        base = (total / tenor).quantize(unit, rounding=ROUND_DOWN)
-        extra = total - base * tenor
-        first += (base + extra if remainder == "first" or tenor == 1 else base).quantize(unit)
-        last += (base + extra if remainder != "first" or tenor == 1 else base).quantize(unit)
-    return first, last
+        base, extra = divmod(int(total.scaleb(minor_digits)), tenor)
+        first += base + extra if remainder == "first" or tenor == 1 else base
+        last += base + extra if remainder != "first" or tenor == 1 else base
+    return Decimal(first).scaleb(-minor_digits), Decimal(last).scaleb(-minor_digits)
 
 
 def offer_expires_on(posted_on: date, policy: OffersPolicy) -> date:

@@ -109,3 +109,27 @@ def test_a_cached_menu_is_the_menu_computed_afresh(
 
 def test_the_cache_is_bounded() -> None:
     assert domain._menu.cache_info().maxsize == domain.MENU_CACHE_SIZE
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    units=st.integers(min_value=1, max_value=10**15),
+    fee_units=st.integers(min_value=0, max_value=10**13),
+    tenor=st.integers(min_value=1, max_value=120),
+    remainder=st.sampled_from(["first", "last"]),
+    digits=st.sampled_from([0, 2, 3]),
+)
+def test_the_menu_shows_the_schedules_first_and_last_installment(
+    units: int, fee_units: int, tenor: int, remainder: str, digits: int
+) -> None:
+    principal, fee = D(units).scaleb(-digits), D(fee_units).scaleb(-digits)
+    schedule = domain.build_schedule(
+        principal,
+        fee,
+        tenor,
+        date(2026, 1, 31),
+        remainder,
+        digits,  # type: ignore[arg-type]
+    )
+    first, last = domain._end_installments(principal, fee, tenor, remainder, digits)  # type: ignore[arg-type]
+    assert (str(first), str(last)) == (str(schedule[0].amount), str(schedule[-1].amount))

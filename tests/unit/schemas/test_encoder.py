@@ -10,6 +10,7 @@ for every event a service emits (``Context.emit``; the harness tests run that wa
 from __future__ import annotations
 
 import copy
+import os
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -155,7 +156,7 @@ def _loosened(model: Any) -> Any:
 
 
 @settings(
-    max_examples=300,
+    max_examples=int(os.environ.get("ENCODER_EXAMPLES", "300")),
     deadline=None,
     suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow],
 )
