@@ -210,9 +210,10 @@ def test_a_version_3_database_on_postgresql_gets_the_second_release_state(pg_dat
                 event_id="e",
             )  # fmt: skip
         )
-    assert migrate(engine, tables.MIGRATIONS) == [
-        "service:4 pre-approval, fraud reviews, points restored"
-    ]
+    applied = migrate(engine, tables.MIGRATIONS)
+    # migration 4 upgrades the first release's rows; later ones (retention) follow it
+    assert applied[0] == "service:4 pre-approval, fraud reviews, points restored"
+    assert len(applied) == len(tables.MIGRATIONS) - 3
     assert migrate(engine, tables.MIGRATIONS) == []
     with engine.connect() as conn:
         for name, added in ADDED.items():
