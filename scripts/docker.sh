@@ -236,14 +236,26 @@ groups = json.load(sys.stdin)["data"]["groups"]
 rules = sum(len(g["rules"]) for g in groups)
 print(f"  {rules} rules in {len(groups)} groups", file=sys.stderr)
 sys.exit(0 if rules else "docker: Prometheus loaded no alert rules")'
-  compose exec -T prometheus wget -q -O - http://localhost:9090/api/v1/targets | python3 -c '
+  # Health is refreshed at each scrape (15 s): a target busy at its last scrape gets a
+  # minute to answer again; the last error of one still down is printed.
+  local attempt
+  for attempt in 1 2 3 4 5 6 7; do
+    if compose exec -T prometheus wget -q -O - http://localhost:9090/api/v1/targets | python3 -c '
 import json, sys
 targets = json.load(sys.stdin)["data"]["activeTargets"]
-down = [t["labels"].get("job", "?") + " " + t["scrapeUrl"] for t in targets if t["health"] != "up"]
+down = [t for t in targets if t["health"] != "up"]
 print("  %d targets scraped, %d not up" % (len(targets), len(down)), file=sys.stderr)
-for target in down:
-    print("    not up: " + target, file=sys.stderr)
-sys.exit("docker: a Prometheus target is not up" if down or not targets else 0)'
+for t in down:
+    print("    not up: %s %s: %s" % (t["labels"].get("job", "?"), t["scrapeUrl"], t.get("lastError")), file=sys.stderr)
+sys.exit(1 if down or not targets else 0)'; then break; fi
+    [ "$attempt" -lt 7 ] || die "a Prometheus target is not up"
+    sleep 10
+  done
+
+  say "no container restarted (a crash would have been restarted by compose)"
+  local restarts
+  restarts=$(docker inspect -f '{{.Name}} {{.RestartCount}}' $(compose ps -q) | awk '$2 > 0')
+  [ -z "$restarts" ] || die "restarted containers: $restarts"
   say "story done in $((SECONDS - started)) s"
 }
 
