@@ -26,10 +26,12 @@ A crash anywhere re-delivers; the stored offsets and the inbox make the
 re-delivery harmless. Transient failures (database or broker unavailable) roll
 the batch back and retry it with back-off, never skipping or committing.
 
-Overlap (``INSTALLMENTS_WRITE_OVERLAP``, on by default; PostgreSQL only, SQLite has one
-writer for the whole file). The database writes and the publishing of batch N run on a
-writer thread (:class:`_Writer`, one thread, jobs in order) while the loop polls and
-decodes batch N+1, and N's publish while the loop runs N+1's handlers:
+Overlap (``INSTALLMENTS_WRITE_OVERLAP=true``; off by default: exactly-once holds, but the
+writer thread takes the GIL from the loop and the offers service measured ~10 % slower
+on 2 cores, docs/benchmarks; PostgreSQL only, SQLite has one writer for the whole file).
+The database writes and the publishing of batch N run on a writer thread
+(:class:`_Writer`, one thread, jobs in order) while the loop polls and decodes batch
+N+1, and N's publish while the loop runs N+1's handlers:
 
 6. The loop runs steps 3a-3c of batch N (stored offsets, inbox, repository load,
    handlers) in N's transaction and hands the transaction, still open, to the writer.

@@ -110,8 +110,10 @@ class Settings(BaseSettings):
     retry_backoff_max_s: float = Field(30.0, gt=0)
     loop_stall_timeout_s: float = Field(300.0, gt=0)  # watchdog: exit if the loop stalls
     #: Write and publish batch N on a writer thread while the loop polls and decodes
-    #: batch N+1 (shared.runtime.runner, steps 6-10); PostgreSQL only. Off: one thread.
-    write_overlap: bool = True
+    #: batch N+1 (shared.runtime.runner, steps 6-10); PostgreSQL only. Off by default:
+    #: proven exactly-once, but ~10 % slower for offers on a 2-core machine (the writer
+    #: takes the GIL from the loop; docs/benchmarks, "#16 database overlap").
+    write_overlap: bool = False
 
     # --- database --------------------------------------------------------
     # A plain str for the code that reads it; repr() masks its password (__repr_args__).
