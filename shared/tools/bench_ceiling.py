@@ -105,7 +105,9 @@ def measure(service_name: str, input_path: Path, workdir: Path) -> dict[str, Any
 
     configure_logging("WARNING", "json")  # as the process runs of the benchmark
     settings = Settings(
-        environment="test",
+        # as the services run in the bench (and in production): not "test", where every
+        # emitted event is built twice to check the trusted encoding against pydantic's
+        environment="development",
         database_url=f"sqlite:///{workdir}/{{service}}.sqlite3",
         topic_prefix="ceiling.",
     )
