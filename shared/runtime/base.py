@@ -64,6 +64,9 @@ class RunnerBase:
         #: death, up to the offset noted.
         self._poison_fresh: set[TopicPartition] = set()
         self._careful: dict[TopicPartition, int] = {}
+        #: Partitions came by a rebalance: send the outbox rows a dead peer may have left
+        #: (:meth:`KafkaIO._seek_pending`); not for a re-seek of partitions already held.
+        self._leftovers_due = False
 
     @property
     def consumer(self) -> KafkaConsumer:

@@ -43,6 +43,8 @@ class _Rebalance(ConsumerRebalanceListener):
         with self.runner.lock:
             self.runner.pending_seek.update(assigned)
             self.runner._poison_fresh.update(assigned)
+            if assigned:
+                self.runner._leftovers_due = True
         if assigned:
             self.runner.consumer.pause(*assigned)
 
@@ -111,7 +113,8 @@ class KafkaIO(RunnerBase):
             log.warning("closing the failed producer", error=type(close_exc).__name__)
 
     def publish_pending(self) -> int:
-        """Publish outbox rows left by an earlier run (crash after commit, before send)."""
+        """Publish outbox rows left by an earlier run or a dead peer (crash after commit,
+        before send): at start, and whenever partitions are assigned."""
         with self.engine.connect() as conn:
             rows = conn.execute(select(outbox).order_by(outbox.c.seq)).mappings().all()
         if rows:
@@ -187,6 +190,23 @@ class KafkaIO(RunnerBase):
         try:
             with self.engine.connect() as conn:
                 stored = self._load_offsets(conn, tps)
+            with self.lock:
+                due = self._leftovers_due and bool(tps)
+                if due:
+                    self._leftovers_due = False
+            if due:
+                # A peer that died between its database commit and its publish (step 4)
+                # left outbox rows that no process sent until one started: its partitions
+                # come by a rebalance, so send them now, before any newer record of theirs
+                # is handled (per-key order). A row a live peer is sending right now may
+                # go out twice: same id, same bytes, and every consumer's inbox drops it.
+                # (A re-seek of partitions already held does not look: its own rows are
+                # published by the loop.)
+                try:
+                    self.publish_pending()
+                except BaseException:
+                    self._leftovers_due = True  # tried again with the seek
+                    raise
         except Exception as exc:
             if not is_transient(exc):
                 raise
