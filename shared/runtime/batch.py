@@ -5,6 +5,7 @@ it when one record cannot be applied (the record is dead-lettered, the rest appl
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 import time
 import uuid
 from collections import defaultdict
@@ -59,6 +60,19 @@ class _Handled:
     now: Any
 
 
+def _inbox_race(exc: BaseException) -> bool:
+    """The inbox's primary key (consumer, event id) refused a row: another transaction
+    committed that event id since this one looked it up (PostgreSQL ``inbox_pkey``;
+    SQLite ``UNIQUE constraint failed: inbox.``)."""
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc  # COPY raises the driver's own
+    if isinstance(orig, sqlite3.IntegrityError):
+        return str(orig).startswith("UNIQUE constraint failed: inbox.")
+    diag = getattr(orig, "diag", None)
+    return getattr(orig, "sqlstate", None) == "23505" and (
+        getattr(diag, "constraint_name", None) == "inbox_pkey"
+    )
+
+
 class BatchProcessing(RunnerBase):
     """Steps 2 and 3 of the loop: decode, then the database transaction(s) of a batch,
     isolating what cannot be applied (see :meth:`_apply`)."""
@@ -107,6 +121,7 @@ class BatchProcessing(RunnerBase):
            records again through this method, without ``hand_off`` (1 to 3).
         """
         pending = chunk
+        races = 0
         while pending:
             pending = [d for d in pending if d.tp not in out.blocked]
             if not pending:
@@ -126,6 +141,19 @@ class BatchProcessing(RunnerBase):
             except Exception as exc:
                 if isinstance(exc, (Fenced, *PROGRAMMING_ERRORS)) or is_transient(exc):
                     raise
+                if _inbox_race(exc) and races < 3:
+                    # Another consumer of the group committed one of these event ids after
+                    # this transaction's inbox look-up (the same id in two partitions,
+                    # read by two processes at once). Not the record's fault: try again;
+                    # the look-up now sees the id, and the record is skipped as a duplicate
+                    # (or dead-lettered as a conflict when its content differs).
+                    races += 1
+                    log.info(
+                        "event id committed concurrently by another consumer; trying again",
+                        service=self.service.name,
+                        records=len(pending),
+                    )
+                    continue
                 if len(pending) == 1:
                     self._quarantine(pending[0], exc, out)
                     return

@@ -65,3 +65,22 @@ def test_a_process_whose_stored_offset_was_moved_by_another_is_fenced(h, monkeyp
     # nothing of the fenced batch was written: the record is still to do, once
     assert len(h.process(rec)) == 1
     assert h.process(rec) == []
+
+
+def test_an_event_id_another_consumer_committed_meanwhile_is_a_duplicate(h, monkeypatch):
+    """The same event id in two partitions, read by two processes at once (a producer that
+    sent it twice, the second time with another partitioner): the transaction whose inbox
+    look-up came before the other's commit meets the inbox's primary key at its own
+    commit. That record is a duplicate to skip, not a record to dead-letter."""
+    message = f.purchase("acc-0")
+    assert [e.topic for e in h.feed(IN, message, partition=0)] == ["purchases.recorded.v1"]
+    real = h.runner._seen_ids
+    calls: list[list[str]] = []
+
+    def looked_up_before_the_other_commit(conn, ids):
+        calls.append(ids)
+        return {} if len(calls) == 1 else real(conn, ids)
+
+    monkeypatch.setattr(h.runner, "_seen_ids", looked_up_before_the_other_commit)
+    assert h.feed(IN, message, partition=1) == []  # no second effect, no dead letter
+    assert len(calls) == 2  # refused once by the inbox's key, then seen
