@@ -48,3 +48,17 @@ def test_floor_ceiling_and_grown_rows(stack: tuple[str, str]) -> None:
                 conn.execute(text(f'ALTER DATABASE "{name}" WITH IS_TEMPLATE false'))
                 conn.execute(text(f'DROP DATABASE "{name}"'))
         admin.dispose()
+
+
+def test_latency_run_sees_an_offer_for_every_purchase(stack: tuple[str, str]) -> None:
+    """The end-to-end latency run (prepared purchases sent in 5 ms bursts): every
+    purchase it sent is answered by an offer, and the percentiles are of those."""
+    bench = Bench(100, lambda _message: None)
+    try:
+        lat = bench.latency(rate=300, seconds=2, offers_processes=1)
+        assert lat["purchases"] == 600
+        assert lat["offers_seen"] == 600
+        assert 0 < lat["p50_ms"] <= lat["p95_ms"] <= lat["p99_ms"] <= lat["max_ms"]
+        assert 250 <= lat["offered_per_s"] <= 350
+    finally:
+        bench.cleanup()
