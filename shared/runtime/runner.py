@@ -191,6 +191,8 @@ class Runner(PoisonWatch, KafkaIO):
             "max_poll_interval_ms": self.settings.max_poll_interval_ms,
             "max_poll_records": self.settings.poll_max_records,
             "fetch_max_bytes": 52428800,
+            "fetch_min_bytes": self.settings.fetch_min_bytes,
+            "fetch_max_wait_ms": self.settings.fetch_max_wait_ms,
             "max_partition_fetch_bytes": 4194304,
             "metadata_max_age_ms": 30000,  # see new partitions/topics within 30 s
         }

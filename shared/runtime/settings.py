@@ -107,6 +107,12 @@ class Settings(BaseSettings):
     poll_timeout_ms: int = Field(200, ge=1)
     session_timeout_ms: int = Field(10000, ge=1000)
     max_poll_interval_ms: int = Field(300000, ge=1000)
+    #: Kafka's fetch.min.bytes / fetch.max.wait.ms for the services' consumers: the broker
+    #: answers a fetch once this many bytes wait, or after this long. Each batch costs a
+    #: database transaction of fixed cost (about 5 ms of CPU), so under a trickle of
+    #: records a loop that takes whatever arrived spends a core on tiny batches.
+    fetch_min_bytes: int = Field(1, ge=1)
+    fetch_max_wait_ms: int = Field(500, ge=0)
     retry_backoff_max_s: float = Field(30.0, gt=0)
     loop_stall_timeout_s: float = Field(300.0, gt=0)  # watchdog: exit if the loop stalls
     #: Write and publish batch N on a writer thread while the loop polls and decodes

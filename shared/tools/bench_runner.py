@@ -259,6 +259,7 @@ class Bench:
         if settings is not None:
             env["DATABASE_URL"] = settings.database_url
             env["INSTALLMENTS_TOPIC_PREFIX"] = settings.topic_prefix
+        env.update(_service_env())
         return env
 
     def _measure(
@@ -356,6 +357,7 @@ class Bench:
                 "PYTHONPATH": str(tree),
             }
         )
+        env.update(_service_env())
         log = open(self.workdir / f"e2e-{rate}{label}.log", "ab")
         names = ["purchases"] + [
             f"offers#{i + 1}" if offers_processes > 1 else "offers" for i in range(offers_processes)
@@ -505,6 +507,17 @@ class Bench:
                 pid = body["data"].get("purchase_id")
                 if pid in sent_at and body["type"] in ("offer.made", "offer.not-eligible"):
                     out.append((r.timestamp / 1000 - sent_at[pid]) * 1000)
+
+
+def _service_env() -> dict[str, str]:
+    """``BENCH_SERVICE_ENV="INSTALLMENTS_X=1 INSTALLMENTS_Y=2"``: settings given to every
+    service process the benchmark starts (throughput and latency runs), to compare a
+    setting's effect (the benchmark otherwise drops the caller's ``INSTALLMENTS_*``)."""
+    pairs = os.environ.get("BENCH_SERVICE_ENV", "").split()
+    bad = [p for p in pairs if "=" not in p]
+    if bad:
+        raise ValueError(f"BENCH_SERVICE_ENV: expected KEY=VALUE, got {bad[0]!r}")
+    return dict(p.split("=", 1) for p in pairs)
 
 
 class PgCpu:

@@ -63,6 +63,21 @@ def accounts(count: int) -> Iterator[tuple[str, str, bytes]]:
         )
 
 
+#: Purchase ``i`` is posted ``i // 4`` seconds after 08:00 of DAY0 (wrapping after 16 hours,
+#: so every posting stays on DAY0): four purchases a second across the accounts, each
+#: account's purchases ``n_accounts / 4`` seconds apart. Posted all at one instant (as
+#: before), every purchase of an account fell in the velocity window of the others: the
+#: screen flagged all but the first four and kept every one of them as state, which grew
+#: through the run (the purchases service's cost per event with it).
+_POSTED_FROM = 8 * 3600
+_POSTED_SPAN = 16 * 3600
+
+
+def _posted_at(i: int) -> str:
+    second = _POSTED_FROM + (i // 4) % _POSTED_SPAN
+    return f"{DAY0.isoformat()}T{second // 3600:02d}:{second // 60 % 60:02d}:{second % 60:02d}Z"
+
+
 def _purchase(i: int, n_accounts: int) -> tuple[str, dict[str, Any]]:
     acc = f"acc-{_letters(i % n_accounts)}"
     return acc, {
@@ -79,7 +94,7 @@ def _purchase(i: int, n_accounts: int) -> tuple[str, dict[str, Any]]:
             "category": "electronics",
         },
         "channel": "pos",
-        "posted_at": "2026-03-02T10:00:00Z",
+        "posted_at": _posted_at(i),
     }
 
 

@@ -116,3 +116,29 @@ def test_report_carries_the_floor_ceiling_baseline_and_grown_figures() -> None:
     assert "| offers | 1 | 500 | 1,000 | 2.00× | 600.0 | 300.0 | 0.50× |" in text
     assert "| offers | 2,000 | 4,000 | 2.00× |" in text
     assert "| offers | 1,000 | 0.90× | 300.0 | 50.0 | 1.10× |" in text
+
+
+def test_purchases_are_posted_through_the_day_so_the_velocity_screen_sees_real_spacing() -> None:
+    from datetime import datetime, timedelta
+
+    from shared.tools.bench_workloads import DAY0, _purchase
+
+    times = [datetime.fromisoformat(_purchase(i, 2000)[1]["posted_at"]) for i in range(0, 40_000)]
+    assert all(t.date() == DAY0 for t in times)
+    same_account = [t for i, t in enumerate(times) if i % 2000 == 7]
+    gaps = {b - a for a, b in zip(same_account, same_account[1:], strict=False)}
+    assert gaps == {timedelta(seconds=500)}  # 2,000 accounts, four purchases a second
+    wrapped = datetime.fromisoformat(_purchase(4 * 16 * 3600, 2000)[1]["posted_at"])
+    assert wrapped == times[0]
+
+
+def test_bench_service_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    from shared.tools.bench_runner import _service_env
+
+    monkeypatch.setenv("BENCH_SERVICE_ENV", "INSTALLMENTS_FETCH_MIN_BYTES=262144  A=b=c")
+    assert _service_env() == {"INSTALLMENTS_FETCH_MIN_BYTES": "262144", "A": "b=c"}
+    monkeypatch.setenv("BENCH_SERVICE_ENV", "NOT_A_PAIR")
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        _service_env()
+    monkeypatch.delenv("BENCH_SERVICE_ENV")
+    assert _service_env() == {}

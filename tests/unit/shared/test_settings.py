@@ -105,3 +105,15 @@ def test_repr_and_str_hide_the_database_password() -> None:
 )
 def test_mask_url_password(url: str, masked: str) -> None:
     assert mask_url_password(url) == masked
+
+
+def test_fetch_settings_default_to_kafkas_and_read_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert (Settings().fetch_min_bytes, Settings().fetch_max_wait_ms) == (1, 500)
+    monkeypatch.setenv("INSTALLMENTS_FETCH_MIN_BYTES", "262144")
+    monkeypatch.setenv("INSTALLMENTS_FETCH_MAX_WAIT_MS", "50")
+    assert (Settings().fetch_min_bytes, Settings().fetch_max_wait_ms) == (262144, 50)
+    monkeypatch.setenv("INSTALLMENTS_FETCH_MIN_BYTES", "0")
+    with pytest.raises(ValidationError):
+        Settings()
