@@ -117,3 +117,27 @@ def test_fetch_settings_default_to_kafkas_and_read_the_environment(
     monkeypatch.setenv("INSTALLMENTS_FETCH_MIN_BYTES", "0")
     with pytest.raises(ValidationError):
         Settings()
+
+
+def test_the_services_consumer_is_built_with_the_fetch_settings(tmp_path, monkeypatch) -> None:
+    from shared.runtime import runner as runner_module
+    from tests.builders.services import PURCHASES
+
+    built: dict[str, object] = {}
+
+    class RecordingConsumer:
+        def __init__(self, **config: object) -> None:
+            built.update(config)
+
+        def subscribe(self, topics: list[str], listener: object) -> None:
+            built["topics"] = topics
+
+    monkeypatch.setattr(runner_module, "KafkaConsumer", RecordingConsumer)
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path}/{{service}}.db",
+        environment="test",
+        fetch_min_bytes=262144,
+        fetch_max_wait_ms=50,
+    )
+    runner_module.Runner(PURCHASES, settings).start()
+    assert built["fetch_min_bytes"] == 262144 and built["fetch_max_wait_ms"] == 50
