@@ -60,17 +60,15 @@ class _Handled:
     now: Any
 
 
-def _inbox_race(exc: BaseException) -> bool:
-    """The inbox's primary key (consumer, event id) refused a row: another transaction
-    committed that event id since this one looked it up (PostgreSQL ``inbox_pkey``;
-    SQLite ``UNIQUE constraint failed: inbox.``)."""
+def _unique_race(exc: BaseException) -> bool:
+    """A unique constraint refused a row (PostgreSQL sqlstate 23505; SQLite ``UNIQUE
+    constraint failed``): most often another transaction committed the same row since
+    this one looked: the inbox's (consumer, event id) when the same event id sits in two
+    partitions read by two processes, or a state row that two events create."""
     orig = exc.orig if isinstance(exc, DBAPIError) else exc  # COPY raises the driver's own
     if isinstance(orig, sqlite3.IntegrityError):
-        return str(orig).startswith("UNIQUE constraint failed: inbox.")
-    diag = getattr(orig, "diag", None)
-    return getattr(orig, "sqlstate", None) == "23505" and (
-        getattr(diag, "constraint_name", None) == "inbox_pkey"
-    )
+        return str(orig).startswith("UNIQUE constraint failed:")
+    return getattr(orig, "sqlstate", None) == "23505"
 
 
 class BatchProcessing(RunnerBase):
@@ -141,17 +139,21 @@ class BatchProcessing(RunnerBase):
             except Exception as exc:
                 if isinstance(exc, (Fenced, *PROGRAMMING_ERRORS)) or is_transient(exc):
                     raise
-                if _inbox_race(exc) and races < 3:
-                    # Another consumer of the group committed one of these event ids after
-                    # this transaction's inbox look-up (the same id in two partitions,
-                    # read by two processes at once). Not the record's fault: try again;
-                    # the look-up now sees the id, and the record is skipped as a duplicate
-                    # (or dead-lettered as a conflict when its content differs).
+                if _unique_race(exc) and races < 3:
+                    # Another consumer of the group committed one of these event ids (or a
+                    # row they create) after this transaction looked (the same id in two
+                    # partitions, read by two processes at once). Not the record's fault:
+                    # try again; the look-up now sees the id, and the record is skipped as a
+                    # duplicate (or dead-lettered as a conflict when its content differs).
+                    # A refusal that is no race fails the same way three times, and the
+                    # chunk is then split as below.
                     races += 1
                     log.info(
-                        "event id committed concurrently by another consumer; trying again",
+                        "a unique constraint refused a row, maybe committed concurrently by"
+                        " another consumer; trying again",
                         service=self.service.name,
                         records=len(pending),
+                        attempt=races,
                     )
                     continue
                 if len(pending) == 1:
@@ -273,9 +275,12 @@ class BatchProcessing(RunnerBase):
         session = h.session
         try:
             conn = session.connection()
+            # The inbox first: an event another process is committing at the same moment
+            # (the same id in two partitions) then waits on, and fails at, the inbox's key,
+            # before any state row of it is written (_unique_race, in _apply).
+            bulk_insert(conn, inbox, h.inbox_rows)
             if h.repo is not None:
                 h.repo.save()
-            bulk_insert(conn, inbox, h.inbox_rows)
             if h.outbox_rows:
                 batch = uuid.uuid4().hex
                 for row in h.outbox_rows:

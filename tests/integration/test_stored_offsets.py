@@ -84,3 +84,50 @@ def test_an_event_id_another_consumer_committed_meanwhile_is_a_duplicate(h, monk
     monkeypatch.setattr(h.runner, "_seen_ids", looked_up_before_the_other_commit)
     assert h.feed(IN, message, partition=1) == []  # no second effect, no dead letter
     assert len(calls) == 2  # refused once by the inbox's key, then seen
+
+
+def test_two_processes_applying_the_same_event_at_once_give_one_effect(pg_database, tmp_path):
+    """Truly at once, on PostgreSQL: process A has written the event (its inbox row and
+    its state), not committed; process B looks the id up (not there yet), runs the
+    handler and writes, and waits on A's uncommitted key; A commits. B's transaction is
+    refused by a unique key; it is tried again, finds the id, and skips it as a duplicate:
+    one effect, no dead letter (before: a dead letter with a storage error)."""
+    import threading
+    import time
+
+    from shared.runtime import faults
+
+    a = Harness(SERVICE, tmp_path, database_url=pg_database)
+    b = Harness(SERVICE, tmp_path, database_url=pg_database)
+    message = f.purchase("acc-9")
+    a_wrote, b_looked = threading.Event(), threading.Event()
+    real_crash, real_write = faults.maybe_crash, b.runner._write
+
+    def hold_a_before_its_commit(point, *, after=None):
+        if point == "while_writing" and threading.current_thread().name == "A":
+            a_wrote.set()
+            assert b_looked.wait(30)
+            time.sleep(0.5)  # B is now blocked on A's uncommitted key
+        return real_crash(point, after=after)
+
+    def b_write(handled):
+        b_looked.set()
+        return real_write(handled)
+
+    b.runner._write = b_write  # type: ignore[method-assign]
+    results: dict[str, list] = {}
+    faults.maybe_crash = hold_a_before_its_commit  # type: ignore[assignment]
+    try:
+        ta = threading.Thread(
+            name="A", target=lambda: results.update(a=a.feed(IN, message, partition=0))
+        )
+        ta.start()
+        assert a_wrote.wait(30)
+        results["b"] = b.feed(IN, message, partition=1)
+        ta.join(30)
+    finally:
+        faults.maybe_crash = real_crash  # type: ignore[assignment]
+        a.close()
+        b.close()
+    assert [e.topic for e in results["a"]] == ["purchases.recorded.v1"]
+    assert results["b"] == []  # no second effect, no dead letter
