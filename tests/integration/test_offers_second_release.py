@@ -11,6 +11,7 @@ from decimal import Decimal as D
 
 import pytest
 
+from shared.runtime.store import stored_offsets
 from tests.builders import messages as f
 from tests.builders.offers import (
     ACCOUNTS,
@@ -42,6 +43,20 @@ def _start(settings) -> ServiceThread:
             return thread
         thread.stop()
     raise AssertionError("the offers service never got its partitions")
+
+
+def _wait_applied(thread: ServiceThread, topic: str, records: int, timeout: float = 30) -> None:
+    """Until the service has applied ``records`` records of ``topic`` (its stored offsets:
+    the topic is the test's own, so they count from 0)."""
+    runner = thread.runner
+    deadline = time.monotonic() + timeout
+    while True:
+        with runner.engine.connect() as conn:
+            done = sum(stored_offsets(conn, runner.group, runner.settings.topic(topic)).values())
+        if done >= records:
+            return
+        assert time.monotonic() < deadline, f"{done} of {records} records of {topic} applied"
+        time.sleep(0.1)
 
 
 def _of(events, event_type, account_id):
@@ -78,6 +93,10 @@ def test_a_flagged_purchase_is_held_then_offered_and_a_partial_refund_adjusts_a_
                 review_closed(b, early, "cleared", "2026-03-12"),
             ],
         )
+        # b's review must be applied before its purchase comes: the two are on different
+        # topics, which a consumer reads in no set order (a purchase read first is held,
+        # then offered once the review comes: another story than this one)
+        _wait_applied(thread, FRAUD, 2)
         producer.send_all(
             RECORDED,
             [purchase_recorded(b, "900.00", purchase_id=early, risk_flags=["amount_spike"])],
