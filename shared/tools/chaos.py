@@ -467,7 +467,7 @@ def run_fault_suite(
     bootstrap, admin_url = ensure_stack(need_postgres=True)
     if not admin_url:
         raise RuntimeError("the fault suite needs PostgreSQL")
-    run = datetime.now().strftime("%Y%m%d%H%M%S")
+    run = datetime.now().strftime("%Y%m%dT%H%M%S")  # no 14-digit run: see bench_runner
     base = Settings(
         kafka_bootstrap_servers=bootstrap,
         database_url=admin_url,

@@ -39,7 +39,7 @@ def run_demo(
     from shared.localstack.stack import ensure_stack
     from shared.runtime.topics import ensure_topics
 
-    run = datetime.now().strftime("%Y%m%d%H%M%S")
+    run = datetime.now().strftime("%Y%m%dT%H%M%S")  # no 14-digit run: see bench_runner
     workdir = REPO / ".data" / f"demo-{run}"
     (workdir / "logs").mkdir(parents=True, exist_ok=True)
     console.print(f"[bold]1/6[/] local stack (run {run}, files in {workdir})")
