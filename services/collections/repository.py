@@ -50,10 +50,42 @@ from services.collections.tables import (
     promises,
 )
 from shared.runtime.api import NotLoaded
-from shared.runtime.db import among, bulk_insert, restrict_to_keys, update_rows
+from shared.runtime.db import (
+    Prebuilt,
+    among,
+    bulk_insert,
+    key_params,
+    restrict_to_keys,
+    update_rows,
+)
 from shared.runtime.retention import hold_off_archiving, restore
 
 Key = tuple[str, int]  # (plan_id, seq)
+
+
+# A batch's reads, built once (shared.runtime.db.Prebuilt); the ids bound as "ids".
+_PLANS = Prebuilt(lambda among: select(plans).where(among(plans.c.plan_id)))
+_CONTACTS = Prebuilt(lambda among: select(contacts).where(among(contacts.c.contact_id)))
+_PAYMENTS = Prebuilt(lambda among: select(payments).where(among(payments.c.account_id)))
+_SCHEDULES = Prebuilt(
+    lambda among: select(plan_installments).where(among(plan_installments.c.plan_id))
+)
+_POSITIONS = Prebuilt(lambda among: select(positions).where(among(positions.c.account_id)))
+_CASES = Prebuilt(lambda among: select(cases).where(among(cases.c.account_id)))
+_INSTALLMENTS = Prebuilt(
+    lambda among: restrict_to_keys(
+        select(
+            plan_installments.c.plan_id,
+            plan_installments.c.seq,
+            plan_installments.c.paid,
+            plan_installments.c.paid_on,
+        ),
+        plan_installments,
+        ("plan_id", "seq"),
+        None,
+        among.dialect,
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -209,9 +241,7 @@ class CollectionsRepository:
         self._plans_loaded.update(plan_ids)
         self._installments_loaded.update(keys)
         if plan_ids:
-            rows = self.session.execute(
-                select(plans).where(among(plans.c.plan_id, plan_ids, self.dialect))
-            )
+            rows = self._rows(_PLANS, plan_ids)
             self._plans = {r.plan_id: dict(r._mapping) for r in rows}
         account_ids.update(self._plans[p]["account_id"] for p in payer_plans if p in self._plans)
         self._accounts_loaded.update(account_ids)
@@ -219,18 +249,14 @@ class CollectionsRepository:
             self._load_cases(account_ids)
         if contact_ids:
             self._contacts_loaded.update(contact_ids)
-            rows = self.session.execute(
-                select(contacts).where(among(contacts.c.contact_id, contact_ids, self.dialect))
-            )
+            rows = self._rows(_CONTACTS, contact_ids)
             for r in rows:
                 self._contacts.setdefault(r.contact_id, dict(r._mapping))
         payer_accounts |= {p["account_id"] for p in self._promises.values()
                            if p["status"] == "open"}  # fmt: skip
         if payer_accounts:
             self._payments_loaded.update(payer_accounts)
-            rows = self.session.execute(
-                select(payments).where(among(payments.c.account_id, payer_accounts, self.dialect))
-            )
+            rows = self._rows(_PAYMENTS, payer_accounts)
             for r in rows:
                 self._payments.setdefault((r.plan_id, r.seq), dict(r._mapping))
         if keys:
@@ -240,8 +266,7 @@ class CollectionsRepository:
 
     def _load_schedules(self, plan_ids: set[str]) -> None:
         """Every installment (full row) of the plans, under the batch's changes."""
-        t = plan_installments
-        for r in self.session.execute(select(t).where(among(t.c.plan_id, plan_ids, self.dialect))):
+        for r in self._rows(_SCHEDULES, plan_ids):
             line = self._installments.setdefault((r.plan_id, r.seq), dict(r._mapping))
             self._installments_loaded.add((r.plan_id, r.seq))
             for name, value in r._mapping.items():  # complete partial rows, keep paid
@@ -249,13 +274,9 @@ class CollectionsRepository:
         self._schedules_loaded.update(plan_ids)
 
     def _load_cases(self, account_ids: set[str]) -> None:
-        rows = self.session.execute(
-            select(positions).where(among(positions.c.account_id, account_ids, self.dialect))
-        )
+        rows = self._rows(_POSITIONS, account_ids)
         self._positions = {r.account_id: Position(**r._mapping) for r in rows}
-        rows = self.session.execute(
-            select(cases).where(among(cases.c.account_id, account_ids, self.dialect))
-        )
+        rows = self._rows(_CASES, account_ids)
         self._cases = {r.case_id: Case(**r._mapping) for r in rows}
         in_play = [c.case_id for c in self._cases.values() if c.status in (OPEN, CHARGED_OFF)]
         self._raised = {case_id: [] for case_id in in_play}
@@ -298,11 +319,13 @@ class CollectionsRepository:
                 line.setdefault(name, value)  # partial: complete them, keep paid / paid_on
         self._accounts_with_plans_loaded.add(account_id)
 
+    def _rows(self, statement: Prebuilt, ids: Iterable[Any]) -> Any:
+        """Run a prebuilt read with ``ids`` bound."""
+        return self.session.execute(statement(self.dialect), {"ids": list(ids)})
+
     def _load_installments(self, keys: set[Key]) -> None:
-        t = plan_installments
-        query = select(t.c.plan_id, t.c.seq, t.c.paid, t.c.paid_on)
-        query = restrict_to_keys(query, t, ("plan_id", "seq"), keys, self.dialect)
-        for r in self.session.execute(query):
+        query = _INSTALLMENTS(self.dialect)
+        for r in self.session.execute(query, key_params(keys, self.dialect)):
             self._installments[(r.plan_id, r.seq)] = dict(r._mapping)
 
     # --- reads, in memory -----------------------------------------------------------

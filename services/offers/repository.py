@@ -58,11 +58,49 @@ from services.offers.tables import (
     waivers,
 )
 from shared.runtime.api import NotLoaded
-from shared.runtime.db import among, bulk_insert, update_rows
+from shared.runtime.db import Prebuilt, among, bulk_insert, update_rows
 from shared.runtime.retention import hold_off_archiving
 
 ZERO = Decimal(0)
 Key = tuple[str, int]  # (plan_id, seq) of an installment
+
+
+def _state_queries(
+    accounts_where: Callable[[Any], Any], plans_among: Callable[[Any], Any] | None = None
+) -> tuple[Any, Any, Any]:
+    """``_load_state``'s three reads: the positions, every plan and the open installments
+    of the accounts ``accounts_where(column)`` selects, plus the plans ``plans_among``
+    selects with all their installments."""
+    plan_filter = accounts_where(plans.c.account_id)
+    inst_filter = and_(accounts_where(installments.c.account_id), installments.c.open.is_(True))
+    if plans_among is not None:
+        plan_filter = or_(plan_filter, plans_among(plans.c.plan_id))
+        inst_filter = or_(inst_filter, plans_among(installments.c.plan_id))
+    return (
+        select(positions).where(accounts_where(positions.c.account_id)),
+        select(plans).where(plan_filter).order_by(plans.c.plan_order),
+        select(installments)
+        .where(inst_filter)
+        .order_by(installments.c.plan_id, installments.c.seq),
+    )
+
+
+# A batch's reads, built once (shared.runtime.db.Prebuilt); the ids bound as "ids".
+_STATE = Prebuilt(lambda among: _state_queries(among))
+_STATE_AND_PLANS = Prebuilt(lambda among: _state_queries(among, lambda c: among(c, "plans")))
+_OFFERS = Prebuilt(lambda among: select(offers).where(among(offers.c.offer_id)))
+_ACCOUNTS = Prebuilt(lambda among: select(accounts).where(among(accounts.c.account_id)))
+_OPTIONS = Prebuilt(lambda among: select(offer_options).where(among(offer_options.c.offer_id)))
+_PURCHASES = Prebuilt(lambda among: select(purchases).where(among(purchases.c.purchase_id)))
+_PAYMENTS = Prebuilt(
+    lambda among: select(payments.c.payment_id).where(among(payments.c.payment_id))
+)
+_REFUNDS = Prebuilt(lambda among: select(refunds.c.refund_id).where(among(refunds.c.refund_id)))
+_CLOSED_DAYS = Prebuilt(
+    lambda among: select(business_days.c.business_date).where(among(business_days.c.business_date))
+)
+_LAST_DAY = select(func.max(business_days.c.business_date))
+_REVIEWS = Prebuilt(lambda among: select(fraud_reviews).where(among(fraud_reviews.c.purchase_id)))
 
 
 def offer_id_for(purchase_id: str) -> str:
@@ -367,6 +405,10 @@ class OffersRepository:
     def _among(self, column: Any, values: Iterable[Any]) -> Any:
         return among(column, values, self.dialect)
 
+    def _rows(self, statement: Prebuilt, ids: Iterable[Any]) -> Any:
+        """Run a prebuilt read with ``ids`` bound."""
+        return self.session.execute(statement(self.dialect), {"ids": list(ids)})
+
     def load(self, events: list[Any]) -> None:
         """Bulk-read what ``events`` need (:attr:`preload`; one query per table)."""
         assert self.preload, "bootstrap.build passes handlers.PRELOAD"
@@ -383,16 +425,14 @@ class OffersRepository:
         """Bulk-read the union of a batch's :class:`Keys`."""
         account_ids, purchase_ids = set(wanted.accounts), set(wanted.purchases)
         if wanted.offers:
-            self._load_offers(select(offers).where(self._among(offers.c.offer_id, wanted.offers)))
+            self._load_offers(_OFFERS(self.dialect), {"ids": list(wanted.offers)})
             for offer_id in wanted.offers:
                 self._offers.setdefault(offer_id, None)
             named = [self._offers[o] for o in wanted.offers]
             purchase_ids.update(o.purchase_id for o in named if o is not None)
             account_ids.update(o.account_id for o in named if o is not None)
         if account_ids:
-            rows = self.session.execute(
-                select(accounts).where(self._among(accounts.c.account_id, account_ids))
-            )
+            rows = self._rows(_ACCOUNTS, account_ids)
             for row in rows:
                 self._accounts[row.account_id] = _from_row(Account, row)
                 self._accounts_stored.add(row.account_id)
@@ -402,48 +442,30 @@ class OffersRepository:
             self._load_state(account_ids, whole_plans=wanted.plans)
             self._plans_loaded.update(wanted.plans)
         if wanted.options:
-            rows = self.session.execute(
-                select(offer_options).where(self._among(offer_options.c.offer_id, wanted.options))
-            )
+            rows = self._rows(_OPTIONS, wanted.options)
             for row in rows:
                 self._options.setdefault(row.offer_id, {})[row.tenor_months] = _option(row)
             self._options_loaded.update(wanted.options)
         if purchase_ids:
-            rows = self.session.execute(
-                select(purchases).where(self._among(purchases.c.purchase_id, purchase_ids))
-            )
+            rows = self._rows(_PURCHASES, purchase_ids)
             for row in rows:
                 self._purchases[row.purchase_id] = _from_row(Purchase, row)
             for purchase_id in purchase_ids:
                 self._purchases.setdefault(purchase_id, None)
         if wanted.payments:
-            rows = self.session.execute(
-                select(payments.c.payment_id).where(
-                    self._among(payments.c.payment_id, wanted.payments)
-                )
-            )
+            rows = self._rows(_PAYMENTS, wanted.payments)
             self._payment_ids.update(r[0] for r in rows)
             self._payments_loaded.update(wanted.payments)
         if wanted.refunds:
-            rows = self.session.execute(
-                select(refunds.c.refund_id).where(self._among(refunds.c.refund_id, wanted.refunds))
-            )
+            rows = self._rows(_REFUNDS, wanted.refunds)
             self._refund_ids.update(r[0] for r in rows)
             self._refunds_loaded.update(wanted.refunds)
         if wanted.days:
-            rows = self.session.execute(
-                select(business_days.c.business_date).where(
-                    self._among(business_days.c.business_date, wanted.days)
-                )
-            )
+            rows = self._rows(_CLOSED_DAYS, wanted.days)
             self._closed_days.update(r[0] for r in rows)
             self._days_loaded.update(wanted.days)
         if wanted.reviews:
-            rows = self.session.execute(
-                select(fraud_reviews).where(
-                    self._among(fraud_reviews.c.purchase_id, wanted.reviews)
-                )
-            )
+            rows = self._rows(_REVIEWS, wanted.reviews)
             for row in rows:
                 self._reviews.setdefault(row.purchase_id, _from_row(Review, row))
             for purchase_id in wanted.reviews:
@@ -462,36 +484,31 @@ class OffersRepository:
         fresh = account_ids - self._state_loaded
         if not fresh and not whole_plans:
             return
-        if accounts_where is None:
-            ids = sorted(fresh)
-            accounts_where = lambda column: self._among(column, ids)  # noqa: E731
         whole = whole_plans or set()
+        if accounts_where is None:
+            params: dict[str, Any] = {"ids": sorted(fresh)}
+            if whole:
+                params["plans"] = sorted(whole)
+            queries = (_STATE_AND_PLANS if whole else _STATE)(self.dialect)
+        else:
+            params = {}
+            queries = _state_queries(
+                accounts_where, (lambda column: self._among(column, whole)) if whole else None
+            )
+        positions_query, plans_query, installments_query = queries
         for account_id in fresh:
             self._plans_of.setdefault(account_id, [])
             self._installments_of.setdefault(account_id, {})
 
-        for row in self.session.execute(
-            select(positions).where(accounts_where(positions.c.account_id))
-        ):
+        for row in self.session.execute(positions_query, params):
             if row.account_id in fresh:
                 self._positions[row.account_id] = Position(row.credit, row.overdue_as_of)
                 self._positions_stored.add(row.account_id)
-        plan_filter = accounts_where(plans.c.account_id)
-        if whole:
-            plan_filter = or_(plan_filter, self._among(plans.c.plan_id, whole))
-        query = select(plans).where(plan_filter).order_by(plans.c.plan_order)
-        for row in self.session.execute(query):
+        for row in self.session.execute(plans_query, params):
             if row.plan_id not in self._plans and (row.account_id in fresh or row.plan_id in whole):
                 self._plans[row.plan_id] = _from_row(Plan, row)
                 self._plans_of.setdefault(row.account_id, []).append(row.plan_id)
-        inst_filter = and_(accounts_where(installments.c.account_id), installments.c.open.is_(True))
-        if whole:
-            inst_filter = or_(inst_filter, self._among(installments.c.plan_id, whole))
-        for row in self.session.execute(
-            select(installments)
-            .where(inst_filter)
-            .order_by(installments.c.plan_id, installments.c.seq)
-        ):
+        for row in self.session.execute(installments_query, params):
             key = (row.plan_id, row.seq)
             if key in self._installments or (
                 row.account_id not in fresh and row.plan_id not in whole
@@ -513,11 +530,11 @@ class OffersRepository:
             )
         self._state_loaded.update(fresh)
 
-    def _load_offers(self, query: Any) -> list[Offer]:
+    def _load_offers(self, query: Any, params: Mapping[str, Any] | None = None) -> list[Offer]:
         """Offers from ``query``, added to the view unless already there; returns the
         view's value of each (in the query's order)."""
         found = []
-        for row in self.session.execute(query):
+        for row in self.session.execute(query, params):
             current = self._offers.get(row.offer_id)
             if current is None:
                 current = self._offers[row.offer_id] = _from_row(Offer, row)
@@ -783,9 +800,7 @@ class OffersRepository:
 
     def last_business_date(self) -> date | None:
         if self._last_day is _NOT_LOADED:
-            self._last_day = self.session.execute(
-                select(func.max(business_days.c.business_date))
-            ).scalar()
+            self._last_day = self.session.execute(_LAST_DAY).scalar()
         return self._last_day
 
     def close_business_day(self, day: date, event_id: str) -> None:

@@ -40,7 +40,41 @@ from sqlalchemy.orm import Session
 
 from services.points.tables import accounts, ledger, plans, purchases, restorations
 from shared.runtime.api import NotLoaded
-from shared.runtime.db import among, bulk_insert, update_rows
+from shared.runtime.db import Prebuilt, bulk_insert, update_rows
+
+# A batch's statements, built once (shared.runtime.db.Prebuilt); the ids bound as "ids".
+_RESTORATIONS = Prebuilt(lambda among: select(restorations).where(among(restorations.c.plan_id)))
+# One lock for the whole batch, taken in account id order (no deadlock between processes).
+_LOCK_ACCOUNTS = Prebuilt(
+    lambda among: (
+        select(
+            accounts.c.account_id, accounts.c.tier, accounts.c.had_plan, accounts.c.first_plan_id
+        )
+        .where(among(accounts.c.account_id))
+        .order_by(accounts.c.account_id)
+        .with_for_update()
+    )
+)
+_BALANCES = Prebuilt(
+    lambda among: (
+        select(ledger.c.account_id, func.sum(ledger.c.points))
+        .where(among(ledger.c.account_id))
+        .group_by(ledger.c.account_id)
+    )
+)
+_PURCHASES = Prebuilt(lambda among: select(purchases).where(among(purchases.c.purchase_id)))
+_PLANS = Prebuilt(lambda among: select(plans).where(among(plans.c.plan_id)))
+_BONUS_PLANS = Prebuilt(
+    lambda among: select(plans).where(among(plans.c.purchase_id), plans.c.bonus_points > 0)
+)
+_PG_CREATE_ACCOUNTS = (
+    pg_insert(accounts)
+    .from_select(
+        ["account_id", "tier", "had_plan"],
+        select(func.unnest(bindparam("ids", type_=ARRAY(String))), null(), false()),
+    )
+    .on_conflict_do_nothing(index_elements=["account_id"])
+)
 
 
 @dataclass
@@ -160,11 +194,7 @@ class PointsRepository:
         self._bonus_loaded.update(refunded_ids)
         if restored_ids:
             self._restorations.update({plan_id: {} for plan_id in restored_ids})
-            rows = self.session.execute(
-                select(restorations).where(
-                    among(restorations.c.plan_id, restored_ids, self.dialect)
-                )
-            )
+            rows = self._rows(_RESTORATIONS, restored_ids)
             for r in rows:
                 self._restorations[r.plan_id][r.cause_key] = dict(r._mapping)
         if not account_ids:
@@ -174,43 +204,20 @@ class PointsRepository:
         # One lock for the whole batch, taken in account id order (no deadlock between
         # processes): one account's events arrive on three topics whose partitions may
         # be owned by different processes.
-        rows = self.session.execute(
-            select(
-                accounts.c.account_id,
-                accounts.c.tier,
-                accounts.c.had_plan,
-                accounts.c.first_plan_id,
-            )
-            .where(among(accounts.c.account_id, ordered, self.dialect))
-            .order_by(accounts.c.account_id)
-            .with_for_update()
-        )
+        rows = self._rows(_LOCK_ACCOUNTS, ordered)
         self._accounts = {r[0]: Account(*r) for r in rows}
         if balance_ids:
             self._balances = dict.fromkeys(balance_ids, 0)
-            rows = self.session.execute(
-                select(ledger.c.account_id, func.sum(ledger.c.points))
-                .where(among(ledger.c.account_id, sorted(balance_ids), self.dialect))
-                .group_by(ledger.c.account_id)
-            )
+            rows = self._rows(_BALANCES, sorted(balance_ids))
             self._balances.update({r[0]: int(r[1]) for r in rows})
         if purchase_ids:
-            rows = self.session.execute(
-                select(purchases).where(among(purchases.c.purchase_id, purchase_ids, self.dialect))
-            )
+            rows = self._rows(_PURCHASES, purchase_ids)
             self._purchases = {r.purchase_id: Purchase(**r._mapping) for r in rows}
         if plan_ids:
-            rows = self.session.execute(
-                select(plans).where(among(plans.c.plan_id, plan_ids, self.dialect))
-            )
+            rows = self._rows(_PLANS, plan_ids)
             self._plans = {r.plan_id: Plan(**r._mapping) for r in rows}
         if refunded_ids:
-            rows = self.session.execute(
-                select(plans).where(
-                    among(plans.c.purchase_id, refunded_ids, self.dialect),
-                    plans.c.bonus_points > 0,
-                )
-            )
+            rows = self._rows(_BONUS_PLANS, refunded_ids)
             for r in rows:
                 self._plans.setdefault(r.plan_id, Plan(**r._mapping))
         for plan in self._plans.values():
@@ -218,17 +225,14 @@ class PointsRepository:
             if plan.bonus_points > 0:
                 self._bonus_plans[plan.purchase_id] = plan
 
+    def _rows(self, statement: Prebuilt, ids: Iterable[Any]) -> Any:
+        """Run a prebuilt read with ``ids`` bound."""
+        return self.session.execute(statement(self.dialect), {"ids": list(ids)})
+
     def _create_missing_accounts(self, ordered: list[str]) -> None:
         """``INSERT ... ON CONFLICT DO NOTHING`` of the batch's accounts (sorted)."""
         if self.dialect == "postgresql":
-            ids = bindparam("ids", ordered, type_=ARRAY(String))
-            self.session.execute(
-                pg_insert(accounts)
-                .from_select(
-                    ["account_id", "tier", "had_plan"], select(func.unnest(ids), null(), false())
-                )
-                .on_conflict_do_nothing(index_elements=["account_id"])
-            )
+            self.session.execute(_PG_CREATE_ACCOUNTS, {"ids": ordered})
         elif self.dialect == "sqlite":
             self.session.execute(
                 sqlite_insert(accounts).on_conflict_do_nothing(index_elements=["account_id"]),

@@ -12,7 +12,7 @@ table misses it: a programming error); a key loaded and not found answers None /
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -32,7 +32,34 @@ from services.purchases.tables import (
     screening_merchants,
 )
 from shared.runtime.api import NotLoaded
-from shared.runtime.db import among, bulk_insert, restrict_to_keys
+from shared.runtime.db import Prebuilt, among, bulk_insert, restrict_to_keys
+
+# A batch's reads, built once (shared.runtime.db.Prebuilt); the ids bound as "ids".
+_PURCHASES = Prebuilt(
+    lambda among: select(
+        purchases.c.purchase_id,
+        purchases.c.account_id,
+        purchases.c.amount,
+        purchases.c.currency,
+        purchases.c.refunded_total,
+    ).where(among(purchases.c.purchase_id))
+)
+_REFUNDS = Prebuilt(lambda among: select(refunds.c.refund_id).where(among(refunds.c.refund_id)))
+_CARD_TIMES = Prebuilt(
+    lambda among: select(
+        screening_card_times.c.account_id,
+        screening_card_times.c.card_token,
+        screening_card_times.c.posted_at,
+        screening_card_times.c.purchase_id,
+    ).where(among(screening_card_times.c.account_id))
+)
+_AMOUNTS = Prebuilt(
+    lambda among: (
+        select(screening_amounts.c.account_id, screening_amounts.c.seq, screening_amounts.c.amount)
+        .where(among(screening_amounts.c.account_id))
+        .order_by(screening_amounts.c.account_id, screening_amounts.c.seq)
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -94,23 +121,15 @@ class PurchasesRepository:
         self._refunds_loaded.update(refund_ids)
         self._load_screening(accounts - self._screening_loaded, merchants - self._merchants_loaded)
         if purchase_ids:
-            rows = self.session.execute(
-                select(
-                    purchases.c.purchase_id,
-                    purchases.c.account_id,
-                    purchases.c.amount,
-                    purchases.c.currency,
-                    purchases.c.refunded_total,
-                ).where(among(purchases.c.purchase_id, purchase_ids, self.dialect))
-            )
+            rows = self._rows(_PURCHASES, purchase_ids)
             self._purchases.update({r[0]: RecordedPurchase(*r) for r in rows})
         if refund_ids:
-            rows = self.session.execute(
-                select(refunds.c.refund_id).where(
-                    among(refunds.c.refund_id, refund_ids, self.dialect)
-                )
-            )
+            rows = self._rows(_REFUNDS, refund_ids)
             self._refund_ids.update(r[0] for r in rows)
+
+    def _rows(self, statement: Prebuilt, ids: Iterable[Any]) -> Any:
+        """Run a prebuilt read with ``ids`` bound."""
+        return self.session.execute(statement(self.dialect), {"ids": list(ids)})
 
     def _load_screening(self, accounts: set[str], merchants: set[tuple[str, str]]) -> None:
         for account_id in accounts:
@@ -119,22 +138,12 @@ class PurchasesRepository:
         self._screening_loaded.update(accounts)
         self._merchants_loaded.update(merchants)
         if accounts:
-            t = screening_card_times
-            times = self.session.execute(
-                select(t.c.account_id, t.c.card_token, t.c.posted_at, t.c.purchase_id).where(
-                    among(t.c.account_id, accounts, self.dialect)
-                )
-            )
+            times = self._rows(_CARD_TIMES, accounts)
             for account_id, token, posted_at, purchase_id in times:
                 self._card_times[account_id].setdefault(token, []).append(
                     (_aware(posted_at), purchase_id)
                 )
-            a = screening_amounts
-            amounts = self.session.execute(
-                select(a.c.account_id, a.c.seq, a.c.amount)
-                .where(among(a.c.account_id, accounts, self.dialect))
-                .order_by(a.c.account_id, a.c.seq)
-            )
+            amounts = self._rows(_AMOUNTS, accounts)
             for account_id, seq, amount in amounts:
                 self._amounts[account_id].append((seq, amount))
         if merchants:

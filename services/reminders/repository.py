@@ -43,10 +43,29 @@ from services.reminders.tables import (
     schedule_lines,
 )
 from shared.runtime.api import NotLoaded
-from shared.runtime.db import among, bulk_insert, restrict_to_keys, update_rows
+from shared.runtime.db import Prebuilt, bulk_insert, key_params, restrict_to_keys, update_rows
 from shared.runtime.retention import hold_off_archiving, restore
 
 Key = tuple[str, int]  # (plan_id, seq)
+
+# A batch's reads, built once (shared.runtime.db.Prebuilt); the ids bound as "ids".
+_ACCOUNTS = Prebuilt(lambda among: select(accounts).where(among(accounts.c.account_id)))
+_PLANS = Prebuilt(lambda among: select(plans).where(among(plans.c.plan_id)))
+_SCHEDULES = Prebuilt(lambda among: select(schedule_lines).where(among(schedule_lines.c.plan_id)))
+_DAYS = Prebuilt(
+    lambda among: select(business_days.c.business_date).where(among(business_days.c.business_date))
+)
+_CLOCK = select(func.max(business_days.c.business_date))
+_INSTALLMENTS = Prebuilt(
+    lambda among: restrict_to_keys(
+        select(installments), installments, ("plan_id", "seq"), None, among.dialect
+    )
+)
+_REMINDERS = Prebuilt(
+    lambda among: restrict_to_keys(
+        select(reminders), reminders, ("plan_id", "seq"), None, among.dialect
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -173,44 +192,34 @@ class RemindersRepository:
         hold_off_archiving(conn)
         restore(conn, CLOSED_PLANS, plan_ids | {k[0] for k in keys} | schedule_ids)
         if account_ids:
-            rows = self.session.execute(
-                select(accounts).where(among(accounts.c.account_id, account_ids, self.dialect))
-            )
+            rows = self._rows(_ACCOUNTS, account_ids)
             self._accounts = {r.account_id: Account(**r._mapping) for r in rows}
         if keys:
             self._load_installments(keys)
         if plan_ids:
-            rows = self.session.execute(
-                select(plans).where(among(plans.c.plan_id, plan_ids, self.dialect))
-            )
+            rows = self._rows(_PLANS, plan_ids)
             self._plans = {r.plan_id: Plan(**r._mapping) for r in rows}
         if schedule_ids:
             self._schedules.update({plan_id: {} for plan_id in schedule_ids})
-            rows = self.session.execute(
-                select(schedule_lines).where(
-                    among(schedule_lines.c.plan_id, schedule_ids, self.dialect)
-                )
-            )
+            rows = self._rows(_SCHEDULES, schedule_ids)
             for r in rows:
                 self._schedules[r.plan_id][r.seq] = dict(r._mapping)
         if clock:
-            self._clock = self.session.execute(
-                select(func.max(business_days.c.business_date))
-            ).scalar()
+            self._clock = self.session.execute(_CLOCK).scalar()
         if days:
-            rows = self.session.execute(
-                select(business_days.c.business_date).where(
-                    among(business_days.c.business_date, days, self.dialect)
-                )
-            )
+            rows = self._rows(_DAYS, days)
             self._days = {r[0] for r in rows}
+
+    def _rows(self, statement: Prebuilt, ids: Iterable[Any]) -> Any:
+        """Run a prebuilt read with ``ids`` bound."""
+        return self.session.execute(statement(self.dialect), {"ids": list(ids)})
 
     def _load_installments(self, keys: set[Key]) -> None:
         """The installments and their handled reminder offsets, by (plan id, seq)."""
         self._handled = {k: set() for k in keys}
-        for table in (installments, reminders):
-            query = restrict_to_keys(select(table), table, ("plan_id", "seq"), keys, self.dialect)
-            for r in self.session.execute(query):
+        params = key_params(keys, self.dialect)
+        for table, query in ((installments, _INSTALLMENTS), (reminders, _REMINDERS)):
+            for r in self.session.execute(query(self.dialect), params):
                 key = (r.plan_id, r.seq)
                 if table is installments:
                     self._installments[key] = Installment(**r._mapping)

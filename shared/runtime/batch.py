@@ -15,7 +15,7 @@ from typing import Any
 
 import structlog
 from kafka import TopicPartition
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -23,7 +23,7 @@ from schemas import InvalidEvent, decode, dlq_topic
 from shared.runtime import faults, metrics
 from shared.runtime.api import Context, Defer, NotLoaded, Reject
 from shared.runtime.base import RunnerBase
-from shared.runtime.db import among, bulk_insert, utcnow
+from shared.runtime.db import Prebuilt, bulk_insert, utcnow
 from shared.runtime.logging import redact_text
 from shared.runtime.records import (
     DEAD_LETTER_OVERHEAD,
@@ -42,6 +42,13 @@ from shared.runtime.records import (
 from shared.runtime.store import advance_offsets, consumer_offsets, inbox, outbox
 
 log = structlog.get_logger("runtime")
+
+#: Step 3b's inbox look-up: the content digest of each id of a batch already applied.
+_SEEN_IDS = Prebuilt(
+    lambda among: select(inbox.c.event_id, inbox.c.digest).where(
+        inbox.c.consumer == bindparam("consumer"), among(inbox.c.event_id)
+    )
+)
 
 
 @dataclass(eq=False)
@@ -488,11 +495,7 @@ class BatchProcessing(RunnerBase):
         """The inbox's content digest of each id of ``ids`` already applied."""
         if not ids:
             return {}
-        rows = conn.execute(
-            select(inbox.c.event_id, inbox.c.digest).where(
-                inbox.c.consumer == self.group, among(inbox.c.event_id, ids, conn.dialect.name)
-            )
-        )
+        rows = conn.execute(_SEEN_IDS(conn.dialect.name), {"consumer": self.group, "ids": ids})
         return {row[0]: row[1] for row in rows}
 
     def _store_offsets(

@@ -28,6 +28,7 @@ and its write. Only one retention run per service at a time (a session lock).
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -53,7 +54,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
-from shared.runtime.db import among, utcnow
+from shared.runtime.db import Prebuilt, among, utcnow
 from shared.runtime.retention_tables import inbox_horizon
 from shared.runtime.settings import Settings
 from shared.runtime.store import inbox
@@ -123,14 +124,16 @@ def _lock_key(conn: Connection) -> str:
     return f"installments-retention:{schema or 'public'}"
 
 
+#: built once: a ``text()`` is parsed for its parameters each time it is built
+_HOLD_OFF = text("SELECT pg_advisory_xact_lock_shared(hashtext(:k))")
+
+
 def hold_off_archiving(conn: Connection) -> None:
     """In a batch transaction, before it reads the service's state: no archive chunk
     moves anything until this transaction ends (a shared advisory lock on PostgreSQL;
     SQLite's single writer serialises anyway)."""
     if conn.dialect.name == "postgresql":
-        conn.execute(
-            text("SELECT pg_advisory_xact_lock_shared(hashtext(:k))"), {"k": _lock_key(conn)}
-        )
+        conn.execute(_HOLD_OFF, {"k": _lock_key(conn)})
 
 
 def _lock_out_batches(conn: Connection, patience_s: float = 5.0) -> None:
@@ -181,6 +184,12 @@ def move_to_archive(conn: Connection, group: ArchiveGroup, ids: Sequence[Any]) -
         conn.execute(delete(table).where(among(table.c[group.key], ids, dialect)))
 
 
+@functools.cache
+def _probe(archive: Table, key: str) -> Prebuilt:
+    """:func:`restore`'s probe, run by every batch: built once per archive table."""
+    return Prebuilt(lambda among: select(archive.c[key]).where(among(archive.c[key])))
+
+
 def restore(conn: Connection, group: ArchiveGroup, ids: Iterable[Any]) -> set[Any]:
     """Bring the archived items among ``ids`` back into the hot tables (in the caller's
     transaction, which holds :func:`hold_off_archiving`); returns those found. One
@@ -190,15 +199,8 @@ def restore(conn: Connection, group: ArchiveGroup, ids: Iterable[Any]) -> set[An
     if not wanted:
         return set()
     dialect = conn.dialect.name
-    first = group.archive_of(group.tables[0])
-    found = sorted(
-        {
-            r[0]
-            for r in conn.execute(
-                select(first.c[group.key]).where(among(first.c[group.key], wanted, dialect))
-            )
-        }
-    )
+    probe = _probe(group.archive_of(group.tables[0]), group.key)(dialect)
+    found = sorted({r[0] for r in conn.execute(probe, {"ids": wanted})})
     if not found:
         return set()
     for table in group.tables:
