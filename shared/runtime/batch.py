@@ -197,7 +197,7 @@ class BatchProcessing(RunnerBase):
                 return  # applied (or dead-lettered) by an earlier batch
             rows = [self._dead_letter(d, reason, now)]
             rows[0]["batch"] = uuid.uuid4().hex
-            bulk_insert(conn, outbox, rows)
+            bulk_insert(conn, outbox, rows, binary=True)
             next_offsets = {d.tp: d.record.offset + 1}
             self._store_offsets(session, conn, stored, next_offsets, now)
         out.add(_Committed(next_offsets, rows, set()))
@@ -285,14 +285,14 @@ class BatchProcessing(RunnerBase):
             # The inbox first: an event another process is committing at the same moment
             # (the same id in two partitions) then waits on, and fails at, the inbox's key,
             # before any state row of it is written (_unique_race, in _apply).
-            bulk_insert(conn, inbox, h.inbox_rows)
+            bulk_insert(conn, inbox, h.inbox_rows, binary=True)
             if h.repo is not None:
                 h.repo.save()
             if h.outbox_rows:
                 batch = uuid.uuid4().hex
                 for row in h.outbox_rows:
                     row["batch"] = batch
-                bulk_insert(conn, outbox, h.outbox_rows)
+                bulk_insert(conn, outbox, h.outbox_rows, binary=True)
             self._store_offsets(session, conn, h.stored, h.next_offsets, h.now)
             # A crash here loses the whole transaction (written, not committed).
             faults.maybe_crash("while_writing", after="next_batch_decoded")

@@ -95,9 +95,10 @@ ROWS = [
 ]
 
 
-def test_every_value_comes_back_exactly(engine):
+@pytest.mark.parametrize("binary", [False, True], ids=["text", "binary"])
+def test_every_value_comes_back_exactly(engine, binary):
     with engine.begin() as conn:
-        bulk_insert(conn, wide, ROWS)
+        bulk_insert(conn, wide, ROWS, binary=binary)
     with engine.connect() as conn:
         got = {r.id: r._asdict() for r in conn.execute(select(wide))}
     expected = {r["id"]: dict(r) for r in ROWS}
@@ -122,11 +123,12 @@ def test_rows_with_some_columns_and_one_column_tables(engine):
         assert sorted(r.id for r in conn.execute(select(narrow))) == ["one", "two"]
 
 
-def test_a_value_the_database_refuses_fails_the_whole_insert(engine):
+@pytest.mark.parametrize("binary", [False, True], ids=["text", "binary"])
+def test_a_value_the_database_refuses_fails_the_whole_insert(engine, binary):
     if engine.dialect.name != "postgresql":
         pytest.skip("SQLite stores a NUL and enforces no VARCHAR length")
     for bad in ({"id": "nul\x00inside"}, {"id": "z" * 41}):
         with pytest.raises((DBAPIError, Exception)), engine.begin() as conn:
-            bulk_insert(conn, narrow, [{"id": "fine"}, bad])
+            bulk_insert(conn, narrow, [{"id": "fine"}, bad], binary=binary)
         with engine.connect() as conn:
             assert conn.execute(select(narrow)).all() == []
