@@ -62,3 +62,33 @@ def test_latency_run_sees_an_offer_for_every_purchase(stack: tuple[str, str]) ->
         assert 250 <= lat["offered_per_s"] <= 350
     finally:
         bench.cleanup()
+
+
+def test_batch_cost_measures_both_sizes_and_drops_its_database(stack: tuple[str, str]) -> None:
+    from shared.tools.bench_batch import fit, measure
+
+    admin = create_engine(stack[1], isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        before = set(conn.execute(text("SELECT datname FROM pg_database")).scalars())
+    result = measure("offers", [5, 50], stack[1], events_per_size=100)
+    with admin.connect() as conn:
+        after = set(conn.execute(text("SELECT datname FROM pg_database")).scalars())
+    admin.dispose()
+    assert not {d for d in after - before if d.startswith("bench_batch_")}
+    sizes = result["sizes"]
+    assert [r["batch_size"] for r in sizes] == [5, 50]
+    assert [r["batches"] for r in sizes] == [20, 2]
+    assert all(r["events"] == 100 and r["cpu_ms_per_batch"] > 0 for r in sizes)
+    assert result["fit"] == fit(sizes) and result["fit"] is not None
+
+
+def test_batch_cost_fit_is_the_line_through_the_smallest_and_largest_size() -> None:
+    from shared.tools.bench_batch import fit
+
+    rows = [
+        {"batch_size": 10, "cpu_ms_per_batch": 7.0},
+        {"batch_size": 100, "cpu_ms_per_batch": 20.0},
+        {"batch_size": 1000, "cpu_ms_per_batch": 160.0},
+    ]
+    assert fit(rows) == {"fixed_cpu_ms_per_batch": 5.455, "cpu_us_per_record": 154.5}
+    assert fit(rows[:1]) is None

@@ -1,0 +1,84 @@
+"""Ids bound at execution as one array parameter (shared.runtime.db.Prebuilt, among,
+restrict_to_keys with key_params): every id a hostile producer can make the schemas
+accept comes back exactly, and none matches another."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, select
+from sqlalchemy.exc import DBAPIError
+
+from shared.runtime.db import Prebuilt, among, key_params, restrict_to_keys
+
+pytestmark = pytest.mark.integration
+
+metadata = MetaData()
+things = Table(
+    "array_param_things",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+)
+
+HOSTILE = [
+    "plain",
+    'with "quotes"',
+    "back\\slash",
+    "trailing\\",
+    "comma,inside",
+    "{braces}",
+    "NULL",
+    "null",
+    "",
+    " spaces ",
+    "tab\tnewline\n",
+    "üñí €",
+    "x" * 200,
+]
+_BY_ID = Prebuilt(lambda among: select(things.c.id).where(among(things.c.id)))
+_BY_KEY = Prebuilt(
+    lambda among: restrict_to_keys(select(things), things, ("id", "seq"), None, among.dialect)
+)
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def engine(request, tmp_path):
+    url = (
+        request.getfixturevalue("pg_database")
+        if request.param == "postgresql"
+        else f"sqlite:///{tmp_path}/a.db"
+    )
+    eng = create_engine(url)
+    metadata.create_all(eng)
+    with eng.begin() as conn:
+        conn.execute(things.insert(), [{"id": i, "seq": n} for n, i in enumerate(HOSTILE)])
+    yield eng
+    eng.dispose()
+
+
+def test_every_hostile_id_is_found_and_only_itself(engine):
+    dialect = engine.dialect.name
+    with engine.connect() as conn:
+        for one in HOSTILE:
+            assert conn.execute(_BY_ID(dialect), {"ids": [one]}).scalars().all() == [one]
+            assert conn.execute(
+                select(things.c.id).where(among(things.c.id, [one], dialect))
+            ).scalars().all() == [one]
+        found = conn.execute(_BY_ID(dialect), {"ids": HOSTILE + ["absent"]}).scalars().all()
+        assert sorted(found) == sorted(HOSTILE)
+        assert conn.execute(_BY_ID(dialect), {"ids": []}).scalars().all() == []
+
+
+def test_pairs_of_a_hostile_id_and_a_number(engine):
+    dialect = engine.dialect.name
+    keys = {(i, n) for n, i in enumerate(HOSTILE)} | {("NULL", 99), ("plain", 1)}
+    with engine.connect() as conn:
+        rows = conn.execute(_BY_KEY(dialect), key_params(keys, dialect)).all()
+    assert sorted(rows) == sorted((i, n) for n, i in enumerate(HOSTILE))
+
+
+def test_a_nul_in_an_id_is_refused_by_the_database_layer(engine):
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite stores a NUL")
+    with pytest.raises((DBAPIError, ValueError)), engine.connect() as conn:
+        conn.execute(_BY_ID("postgresql"), {"ids": ["nul\x00inside"]}).all()
