@@ -241,7 +241,7 @@ class CollectionsRepository:
         self._plans_loaded.update(plan_ids)
         self._installments_loaded.update(keys)
         if plan_ids:
-            rows = self._rows(_PLANS, plan_ids)
+            rows = _PLANS.rows(self.session, self.dialect, plan_ids)
             self._plans = {r.plan_id: dict(r._mapping) for r in rows}
         account_ids.update(self._plans[p]["account_id"] for p in payer_plans if p in self._plans)
         self._accounts_loaded.update(account_ids)
@@ -249,14 +249,14 @@ class CollectionsRepository:
             self._load_cases(account_ids)
         if contact_ids:
             self._contacts_loaded.update(contact_ids)
-            rows = self._rows(_CONTACTS, contact_ids)
+            rows = _CONTACTS.rows(self.session, self.dialect, contact_ids)
             for r in rows:
                 self._contacts.setdefault(r.contact_id, dict(r._mapping))
         payer_accounts |= {p["account_id"] for p in self._promises.values()
                            if p["status"] == "open"}  # fmt: skip
         if payer_accounts:
             self._payments_loaded.update(payer_accounts)
-            rows = self._rows(_PAYMENTS, payer_accounts)
+            rows = _PAYMENTS.rows(self.session, self.dialect, payer_accounts)
             for r in rows:
                 self._payments.setdefault((r.plan_id, r.seq), dict(r._mapping))
         if keys:
@@ -266,7 +266,7 @@ class CollectionsRepository:
 
     def _load_schedules(self, plan_ids: set[str]) -> None:
         """Every installment (full row) of the plans, under the batch's changes."""
-        for r in self._rows(_SCHEDULES, plan_ids):
+        for r in _SCHEDULES.rows(self.session, self.dialect, plan_ids):
             line = self._installments.setdefault((r.plan_id, r.seq), dict(r._mapping))
             self._installments_loaded.add((r.plan_id, r.seq))
             for name, value in r._mapping.items():  # complete partial rows, keep paid
@@ -274,9 +274,9 @@ class CollectionsRepository:
         self._schedules_loaded.update(plan_ids)
 
     def _load_cases(self, account_ids: set[str]) -> None:
-        rows = self._rows(_POSITIONS, account_ids)
+        rows = _POSITIONS.rows(self.session, self.dialect, account_ids)
         self._positions = {r.account_id: Position(**r._mapping) for r in rows}
-        rows = self._rows(_CASES, account_ids)
+        rows = _CASES.rows(self.session, self.dialect, account_ids)
         self._cases = {r.case_id: Case(**r._mapping) for r in rows}
         in_play = [c.case_id for c in self._cases.values() if c.status in (OPEN, CHARGED_OFF)]
         self._raised = {case_id: [] for case_id in in_play}
@@ -318,10 +318,6 @@ class CollectionsRepository:
             for name, value in r._mapping.items():  # rows loaded for installment.paid are
                 line.setdefault(name, value)  # partial: complete them, keep paid / paid_on
         self._accounts_with_plans_loaded.add(account_id)
-
-    def _rows(self, statement: Prebuilt, ids: Iterable[Any]) -> Any:
-        """Run a prebuilt read with ``ids`` bound."""
-        return self.session.execute(statement(self.dialect), {"ids": list(ids)})
 
     def _load_installments(self, keys: set[Key]) -> None:
         query = _INSTALLMENTS(self.dialect)

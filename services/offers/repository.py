@@ -405,10 +405,6 @@ class OffersRepository:
     def _among(self, column: Any, values: Iterable[Any]) -> Any:
         return among(column, values, self.dialect)
 
-    def _rows(self, statement: Prebuilt, ids: Iterable[Any]) -> Any:
-        """Run a prebuilt read with ``ids`` bound."""
-        return self.session.execute(statement(self.dialect), {"ids": list(ids)})
-
     def load(self, events: list[Any]) -> None:
         """Bulk-read what ``events`` need (:attr:`preload`; one query per table)."""
         assert self.preload, "bootstrap.build passes handlers.PRELOAD"
@@ -432,7 +428,7 @@ class OffersRepository:
             purchase_ids.update(o.purchase_id for o in named if o is not None)
             account_ids.update(o.account_id for o in named if o is not None)
         if account_ids:
-            rows = self._rows(_ACCOUNTS, account_ids)
+            rows = _ACCOUNTS.rows(self.session, self.dialect, account_ids)
             for row in rows:
                 self._accounts[row.account_id] = _from_row(Account, row)
                 self._accounts_stored.add(row.account_id)
@@ -442,30 +438,30 @@ class OffersRepository:
             self._load_state(account_ids, whole_plans=wanted.plans)
             self._plans_loaded.update(wanted.plans)
         if wanted.options:
-            rows = self._rows(_OPTIONS, wanted.options)
+            rows = _OPTIONS.rows(self.session, self.dialect, wanted.options)
             for row in rows:
                 self._options.setdefault(row.offer_id, {})[row.tenor_months] = _option(row)
             self._options_loaded.update(wanted.options)
         if purchase_ids:
-            rows = self._rows(_PURCHASES, purchase_ids)
+            rows = _PURCHASES.rows(self.session, self.dialect, purchase_ids)
             for row in rows:
                 self._purchases[row.purchase_id] = _from_row(Purchase, row)
             for purchase_id in purchase_ids:
                 self._purchases.setdefault(purchase_id, None)
         if wanted.payments:
-            rows = self._rows(_PAYMENTS, wanted.payments)
+            rows = _PAYMENTS.rows(self.session, self.dialect, wanted.payments)
             self._payment_ids.update(r[0] for r in rows)
             self._payments_loaded.update(wanted.payments)
         if wanted.refunds:
-            rows = self._rows(_REFUNDS, wanted.refunds)
+            rows = _REFUNDS.rows(self.session, self.dialect, wanted.refunds)
             self._refund_ids.update(r[0] for r in rows)
             self._refunds_loaded.update(wanted.refunds)
         if wanted.days:
-            rows = self._rows(_CLOSED_DAYS, wanted.days)
+            rows = _CLOSED_DAYS.rows(self.session, self.dialect, wanted.days)
             self._closed_days.update(r[0] for r in rows)
             self._days_loaded.update(wanted.days)
         if wanted.reviews:
-            rows = self._rows(_REVIEWS, wanted.reviews)
+            rows = _REVIEWS.rows(self.session, self.dialect, wanted.reviews)
             for row in rows:
                 self._reviews.setdefault(row.purchase_id, _from_row(Review, row))
             for purchase_id in wanted.reviews:

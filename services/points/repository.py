@@ -194,7 +194,7 @@ class PointsRepository:
         self._bonus_loaded.update(refunded_ids)
         if restored_ids:
             self._restorations.update({plan_id: {} for plan_id in restored_ids})
-            rows = self._rows(_RESTORATIONS, restored_ids)
+            rows = _RESTORATIONS.rows(self.session, self.dialect, restored_ids)
             for r in rows:
                 self._restorations[r.plan_id][r.cause_key] = dict(r._mapping)
         if not account_ids:
@@ -204,30 +204,26 @@ class PointsRepository:
         # One lock for the whole batch, taken in account id order (no deadlock between
         # processes): one account's events arrive on three topics whose partitions may
         # be owned by different processes.
-        rows = self._rows(_LOCK_ACCOUNTS, ordered)
+        rows = _LOCK_ACCOUNTS.rows(self.session, self.dialect, ordered)
         self._accounts = {r[0]: Account(*r) for r in rows}
         if balance_ids:
             self._balances = dict.fromkeys(balance_ids, 0)
-            rows = self._rows(_BALANCES, sorted(balance_ids))
+            rows = _BALANCES.rows(self.session, self.dialect, sorted(balance_ids))
             self._balances.update({r[0]: int(r[1]) for r in rows})
         if purchase_ids:
-            rows = self._rows(_PURCHASES, purchase_ids)
+            rows = _PURCHASES.rows(self.session, self.dialect, purchase_ids)
             self._purchases = {r.purchase_id: Purchase(**r._mapping) for r in rows}
         if plan_ids:
-            rows = self._rows(_PLANS, plan_ids)
+            rows = _PLANS.rows(self.session, self.dialect, plan_ids)
             self._plans = {r.plan_id: Plan(**r._mapping) for r in rows}
         if refunded_ids:
-            rows = self._rows(_BONUS_PLANS, refunded_ids)
+            rows = _BONUS_PLANS.rows(self.session, self.dialect, refunded_ids)
             for r in rows:
                 self._plans.setdefault(r.plan_id, Plan(**r._mapping))
         for plan in self._plans.values():
             self._bonus_loaded.add(plan.purchase_id)  # a purchase has at most one plan
             if plan.bonus_points > 0:
                 self._bonus_plans[plan.purchase_id] = plan
-
-    def _rows(self, statement: Prebuilt, ids: Iterable[Any]) -> Any:
-        """Run a prebuilt read with ``ids`` bound."""
-        return self.session.execute(statement(self.dialect), {"ids": list(ids)})
 
     def _create_missing_accounts(self, ordered: list[str]) -> None:
         """``INSERT ... ON CONFLICT DO NOTHING`` of the batch's accounts (sorted)."""

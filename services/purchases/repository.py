@@ -12,7 +12,7 @@ table misses it: a programming error); a key loaded and not found answers None /
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -121,15 +121,11 @@ class PurchasesRepository:
         self._refunds_loaded.update(refund_ids)
         self._load_screening(accounts - self._screening_loaded, merchants - self._merchants_loaded)
         if purchase_ids:
-            rows = self._rows(_PURCHASES, purchase_ids)
+            rows = _PURCHASES.rows(self.session, self.dialect, purchase_ids)
             self._purchases.update({r[0]: RecordedPurchase(*r) for r in rows})
         if refund_ids:
-            rows = self._rows(_REFUNDS, refund_ids)
+            rows = _REFUNDS.rows(self.session, self.dialect, refund_ids)
             self._refund_ids.update(r[0] for r in rows)
-
-    def _rows(self, statement: Prebuilt, ids: Iterable[Any]) -> Any:
-        """Run a prebuilt read with ``ids`` bound."""
-        return self.session.execute(statement(self.dialect), {"ids": list(ids)})
 
     def _load_screening(self, accounts: set[str], merchants: set[tuple[str, str]]) -> None:
         for account_id in accounts:
@@ -138,12 +134,12 @@ class PurchasesRepository:
         self._screening_loaded.update(accounts)
         self._merchants_loaded.update(merchants)
         if accounts:
-            times = self._rows(_CARD_TIMES, accounts)
+            times = _CARD_TIMES.rows(self.session, self.dialect, accounts)
             for account_id, token, posted_at, purchase_id in times:
                 self._card_times[account_id].setdefault(token, []).append(
                     (_aware(posted_at), purchase_id)
                 )
-            amounts = self._rows(_AMOUNTS, accounts)
+            amounts = _AMOUNTS.rows(self.session, self.dialect, accounts)
             for account_id, seq, amount in amounts:
                 self._amounts[account_id].append((seq, amount))
         if merchants:

@@ -192,27 +192,23 @@ class RemindersRepository:
         hold_off_archiving(conn)
         restore(conn, CLOSED_PLANS, plan_ids | {k[0] for k in keys} | schedule_ids)
         if account_ids:
-            rows = self._rows(_ACCOUNTS, account_ids)
+            rows = _ACCOUNTS.rows(self.session, self.dialect, account_ids)
             self._accounts = {r.account_id: Account(**r._mapping) for r in rows}
         if keys:
             self._load_installments(keys)
         if plan_ids:
-            rows = self._rows(_PLANS, plan_ids)
+            rows = _PLANS.rows(self.session, self.dialect, plan_ids)
             self._plans = {r.plan_id: Plan(**r._mapping) for r in rows}
         if schedule_ids:
             self._schedules.update({plan_id: {} for plan_id in schedule_ids})
-            rows = self._rows(_SCHEDULES, schedule_ids)
+            rows = _SCHEDULES.rows(self.session, self.dialect, schedule_ids)
             for r in rows:
                 self._schedules[r.plan_id][r.seq] = dict(r._mapping)
         if clock:
             self._clock = self.session.execute(_CLOCK).scalar()
         if days:
-            rows = self._rows(_DAYS, days)
+            rows = _DAYS.rows(self.session, self.dialect, days)
             self._days = {r[0] for r in rows}
-
-    def _rows(self, statement: Prebuilt, ids: Iterable[Any]) -> Any:
-        """Run a prebuilt read with ``ids`` bound."""
-        return self.session.execute(statement(self.dialect), {"ids": list(ids)})
 
     def _load_installments(self, keys: set[Key]) -> None:
         """The installments and their handled reminder offsets, by (plan id, seq)."""

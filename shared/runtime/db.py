@@ -286,7 +286,7 @@ class Prebuilt:
     returns the statement::
 
         _ACCOUNTS = Prebuilt(lambda among: select(accounts).where(among(accounts.c.account_id)))
-        rows = session.execute(_ACCOUNTS(dialect), {"ids": list(account_ids)})
+        rows = _ACCOUNTS.rows(session, dialect, account_ids)
     """
 
     __slots__ = ("_build", "_built")
@@ -300,6 +300,10 @@ class Prebuilt:
         if statement is None:
             statement = self._built[dialect] = self._build(Among(dialect))
         return statement
+
+    def rows(self, executor: Any, dialect: str, ids: Iterable[Any]) -> Any:
+        """Run it on ``executor`` (a Session or a Connection) with ``ids`` as "ids"."""
+        return executor.execute(self(dialect), {"ids": list(ids)})
 
 
 def among(column: Any, values: Iterable[Any], dialect: str) -> Any:
