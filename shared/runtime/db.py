@@ -255,17 +255,11 @@ def _copy_types(table: Table, names: tuple[str, ...], dialect: Dialect) -> list[
     return found
 
 
-def among_param(column: Any, name: str = "ids", *, dialect: str) -> Any:
-    """``column IN :name`` with the values bound at execution: one array parameter on
-    PostgreSQL (``= ANY(:name)``), an expanding ``IN`` elsewhere. For :class:`Prebuilt`."""
-    if dialect == "postgresql":
-        return column == any_(bindparam(name, type_=ARRAY(column.type)))
-    return column.in_(bindparam(name, expanding=True))
-
-
 class Among:
     """What :class:`Prebuilt` hands its builder: ``among(column, name="ids")`` is
-    :func:`among_param` for the statement's dialect (``among.dialect``)."""
+    ``column IN :name`` with the values bound at execution, as :func:`among` writes it
+    for the statement's dialect (``among.dialect``): one array parameter on PostgreSQL
+    (``= ANY(:name)``), an expanding ``IN`` elsewhere."""
 
     __slots__ = ("dialect",)
 
@@ -273,7 +267,9 @@ class Among:
         self.dialect = dialect
 
     def __call__(self, column: Any, name: str = "ids") -> Any:
-        return among_param(column, name, dialect=self.dialect)
+        if self.dialect == "postgresql":
+            return column == any_(bindparam(name, type_=ARRAY(column.type)))
+        return column.in_(bindparam(name, expanding=True))
 
 
 class Prebuilt:
@@ -314,9 +310,6 @@ def among(column: Any, values: Iterable[Any], dialect: str) -> Any:
     """
     values = list(values)
     if dialect == "postgresql":
-        from sqlalchemy import any_, bindparam
-        from sqlalchemy.dialects.postgresql import ARRAY
-
         return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
     return column.in_(values)
 
@@ -336,8 +329,7 @@ def update_rows(
     """
     if not rows:
         return
-    from sqlalchemy import and_, bindparam, func
-    from sqlalchemy.dialects.postgresql import ARRAY
+    from sqlalchemy import and_, func
 
     names = (*keys, *columns)
     if conn.dialect.name == "postgresql":

@@ -199,8 +199,8 @@ def restore(conn: Connection, group: ArchiveGroup, ids: Iterable[Any]) -> set[An
     if not wanted:
         return set()
     dialect = conn.dialect.name
-    probe = _probe(group.archive_of(group.tables[0]), group.key)(dialect)
-    found = sorted({r[0] for r in conn.execute(probe, {"ids": wanted})})
+    probe = _probe(group.archive_of(group.tables[0]), group.key)
+    found = sorted({r[0] for r in probe.rows(conn, dialect, wanted)})
     if not found:
         return set()
     for table in group.tables:
