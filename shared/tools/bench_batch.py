@@ -38,6 +38,7 @@ def measure(
     from shared import registry
     from shared.runtime import Runner
     from shared.runtime.db import create_database, drop_databases
+    from shared.runtime.runner import _tune_gc
     from shared.runtime.logging import configure_logging
     from shared.runtime.settings import Settings
     from shared.runtime.store import migrate
@@ -57,6 +58,7 @@ def measure(
         service = registry.build(service_name, settings)
         runner = Runner(service, settings, consumer=_NoConsumer())  # type: ignore[arg-type]
         migrate(runner.engine, service.migrations)
+        _tune_gc()  # the garbage-collector settings of a service process
         accounts = [r for r in records if ".accounts." in r.topic]
         events = [r for r in records if ".accounts." not in r.topic]
         for start in range(0, len(accounts), 500):
