@@ -38,8 +38,8 @@ def measure(
     from shared import registry
     from shared.runtime import Runner
     from shared.runtime.db import create_database, drop_databases
-    from shared.runtime.runner import _tune_gc
     from shared.runtime.logging import configure_logging
+    from shared.runtime.runner import _tune_gc
     from shared.runtime.settings import Settings
     from shared.runtime.store import migrate
     from shared.tools.bench_ceiling import _NoConsumer, read_input, write_input

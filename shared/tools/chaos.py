@@ -35,6 +35,7 @@ databases (the calm run) reproduced identical state.
 
 from __future__ import annotations
 
+import json
 import random
 import signal
 import threading
@@ -404,8 +405,50 @@ def compare_outputs(calm: Settings, chaotic: Settings) -> tuple[int, list[str]]:
         if a != b:
             differences.append(
                 f"{topic}: {len(a - b)} only in the calm run, {len(b - a)} only in the chaos run"
+                + "".join(f"; {line}" for line in explain_difference(a - b, b - a))
             )
     return total, differences
+
+
+def explain_difference(calm: set[bytes], chaotic: set[bytes], limit: int = 5) -> list[str]:
+    """What differs between the events only one run has: per event id, the fields whose
+    values differ (``data.balance_after``), or that the id is in one run only. Names
+    fields and event ids (UUIDs), never a value: a value may be an account id. At most
+    ``limit`` lines, and a count of the rest."""
+
+    def by_id(values: set[bytes]) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for value in values:
+            try:
+                event = json.loads(value)
+                out[str(event["id"])] = event
+            except (ValueError, KeyError, TypeError):
+                continue
+        return out
+
+    def flat(event: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, value in event.items():
+            if isinstance(value, dict):
+                out.update(flat(value, f"{prefix}{name}."))
+            else:
+                out[f"{prefix}{name}"] = value
+        return out
+
+    a, b = by_id(calm), by_id(chaotic)
+    lines: list[str] = []
+    for event_id in sorted(a.keys() | b.keys()):
+        if event_id not in b:
+            lines.append(f"{event_id} ({a[event_id].get('type')}) only in the calm run")
+        elif event_id not in a:
+            lines.append(f"{event_id} ({b[event_id].get('type')}) only in the chaos run")
+        else:
+            fa, fb = flat(a[event_id]), flat(b[event_id])
+            fields = sorted(k for k in fa.keys() | fb.keys() if fa.get(k) != fb.get(k))
+            lines.append(f"{event_id} ({a[event_id].get('type')}) differs in {', '.join(fields)}")
+    if len(lines) > limit:
+        lines = [*lines[:limit], f"and {len(lines) - limit} more"]
+    return lines
 
 
 def run_chaos(
