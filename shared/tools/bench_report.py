@@ -84,8 +84,8 @@ def markdown(r: dict[str, Any]) -> str:
             " two offers processes, the load generator on the same machine):",
             "",
             "| offered purchases/s | offers processes | p50 ms | p95 ms | p99 ms | max ms |"
-            " offers seen | peak RSS MiB |",
-            "|---|---|---|---|---|---|---|---|",
+            " offers seen | peak RSS MiB | load generator, cores |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for lat in r["latency"]:
             lines.append(
@@ -94,6 +94,7 @@ def markdown(r: dict[str, Any]) -> str:
                 f" {lat['p50_ms']} | {lat['p95_ms']} |"
                 f" {lat['p99_ms']} | {lat['max_ms']} | {lat['offers_seen']:,} of"
                 f" {lat['purchases']:,} | {lat['peak_rss_mib']} |"
+                f" {_n(lat.get('generator_cores'), '{:.2f}')} |"
             )
     return "\n".join(lines) + "\n"
 

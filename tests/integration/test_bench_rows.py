@@ -60,6 +60,7 @@ def test_latency_run_sees_an_offer_for_every_purchase(stack: tuple[str, str]) ->
         assert lat["offers_seen"] == 600
         assert 0 < lat["p50_ms"] <= lat["p95_ms"] <= lat["p99_ms"] <= lat["max_ms"]
         assert 250 <= lat["offered_per_s"] <= 350
+        assert 0 < lat["generator_cores"] < 2  # its CPU while sending, per second
     finally:
         bench.cleanup()
 

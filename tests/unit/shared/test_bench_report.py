@@ -50,6 +50,7 @@ RESULT = {
         {
             "offers_processes": 2,
             "offered_per_s": 1999,
+            "generator_cores": 0.123,
             "purchases": 20000,
             "offers_seen": 20000,
             "p50_ms": 534.0,
@@ -71,10 +72,13 @@ def test_markdown_table_carries_every_figure():
         in text
     )
     assert "| 1,999 | 2 | 534.0 | 1086.2 | 1413.7 | 1600.2 | 20,000 of 20,000 |" in text
+    assert "| {'purchases': 90.1} | 0.12 |" in text  # the load generator's CPU
     assert "2 cores (Test CPU)" in text
 
 
 def test_older_results_without_the_process_count_read_as_one_process():
     old = {**RESULT, "latency": [{**RESULT["latency"][0]}]}
     del old["latency"][0]["offers_processes"]
+    del old["latency"][0]["generator_cores"]
     assert "| 1,999 | 1 | 534.0 |" in markdown(old)
+    assert "| {'purchases': 90.1} | - |" in markdown(old)
