@@ -32,7 +32,7 @@ from services.purchases.tables import (
     screening_merchants,
 )
 from shared.runtime.api import NotLoaded
-from shared.runtime.db import Prebuilt, among, bulk_insert, restrict_to_keys
+from shared.runtime.db import Prebuilt, among, bulk_insert, key_params, restrict_to_keys
 
 # A batch's reads, built once (shared.runtime.db.Prebuilt); the ids bound as "ids".
 _PURCHASES = Prebuilt(
@@ -58,6 +58,16 @@ _AMOUNTS = Prebuilt(
         select(screening_amounts.c.account_id, screening_amounts.c.seq, screening_amounts.c.amount)
         .where(among(screening_amounts.c.account_id))
         .order_by(screening_amounts.c.account_id, screening_amounts.c.seq)
+    )
+)
+# the (account, merchant) pairs: bound as shared.runtime.db.key_params
+_MERCHANTS = Prebuilt(
+    lambda among: restrict_to_keys(
+        select(screening_merchants.c.account_id, screening_merchants.c.merchant_id),
+        screening_merchants,
+        ("account_id", "merchant_id"),
+        None,
+        among.dialect,
     )
 )
 
@@ -143,15 +153,10 @@ class PurchasesRepository:
             for account_id, seq, amount in amounts:
                 self._amounts[account_id].append((seq, amount))
         if merchants:
-            m = screening_merchants
-            query = restrict_to_keys(
-                select(m.c.account_id, m.c.merchant_id),
-                m,
-                ("account_id", "merchant_id"),
-                merchants,
-                self.dialect,
+            rows = self.session.execute(
+                _MERCHANTS(self.dialect), key_params(merchants, self.dialect)
             )
-            self._merchants.update((r[0], r[1]) for r in self.session.execute(query))
+            self._merchants.update((r[0], r[1]) for r in rows)
 
     # --- reads and changes, in memory ------------------------------------------
 

@@ -35,9 +35,19 @@ HOSTILE = [
     "üñí €",
     "x" * 200,
 ]
+#: pairs of two strings, as purchases' (account, merchant) read
+pairs = Table(
+    "array_param_pairs",
+    metadata,
+    Column("a", String(200), primary_key=True),
+    Column("b", String(200), primary_key=True),
+)
 _BY_ID = Prebuilt(lambda among: select(things.c.id).where(among(things.c.id)))
 _BY_KEY = Prebuilt(
     lambda among: restrict_to_keys(select(things), things, ("id", "seq"), None, among.dialect)
+)
+_BY_PAIR = Prebuilt(
+    lambda among: restrict_to_keys(select(pairs), pairs, ("a", "b"), None, among.dialect)
 )
 
 
@@ -52,6 +62,7 @@ def engine(request, tmp_path):
     metadata.create_all(eng)
     with eng.begin() as conn:
         conn.execute(things.insert(), [{"id": i, "seq": n} for n, i in enumerate(HOSTILE)])
+        conn.execute(pairs.insert(), [{"a": i, "b": j} for i, j in zip(HOSTILE, HOSTILE[1:])])
     yield eng
     eng.dispose()
 
@@ -75,6 +86,17 @@ def test_pairs_of_a_hostile_id_and_a_number(engine):
     with engine.connect() as conn:
         rows = conn.execute(_BY_KEY(dialect), key_params(keys, dialect)).all()
     assert sorted(rows) == sorted((i, n) for n, i in enumerate(HOSTILE))
+
+
+def test_pairs_of_two_hostile_ids(engine):
+    dialect = engine.dialect.name
+    stored = set(zip(HOSTILE, HOSTILE[1:]))
+    swapped = {(j, i) for i, j in stored}  # each half matches a row, the pair none
+    with engine.connect() as conn:
+        rows = conn.execute(_BY_PAIR(dialect), key_params(stored | swapped, dialect)).all()
+        assert sorted(rows) == sorted(stored)
+        for pair in stored:
+            assert conn.execute(_BY_PAIR(dialect), key_params({pair}, dialect)).all() == [pair]
 
 
 def test_a_nul_in_an_id_is_refused_by_the_database_layer(engine):
