@@ -19,7 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, func, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.schema import Table
 
@@ -32,7 +32,7 @@ from services.purchases.tables import (
     screening_merchants,
 )
 from shared.runtime.api import NotLoaded
-from shared.runtime.db import Prebuilt, among, bulk_insert, key_params, restrict_to_keys
+from shared.runtime.db import Prebuilt, bulk_insert, key_params, restrict_to_keys
 
 # A batch's reads, built once (shared.runtime.db.Prebuilt); the ids bound as "ids".
 _PURCHASES = Prebuilt(
@@ -59,6 +59,18 @@ _AMOUNTS = Prebuilt(
         .where(among(screening_amounts.c.account_id))
         .order_by(screening_amounts.c.account_id, screening_amounts.c.seq)
     )
+)
+# The batch's writes other than COPY, built once as well.
+_SET_REFUNDED_TOTAL = (
+    update(purchases)
+    .where(purchases.c.purchase_id == bindparam("pid"))
+    .values(refunded_total=bindparam("total"))
+)
+_DROP_CARD_TIMES = Prebuilt(
+    lambda among: delete(screening_card_times).where(among(screening_card_times.c.purchase_id))
+)
+_DROP_AMOUNTS = Prebuilt(
+    lambda among: _pairs_delete(screening_amounts, ("account_id", "seq"), among.dialect)
 )
 # the (account, merchant) pairs: bound as shared.runtime.db.key_params
 _MERCHANTS = Prebuilt(
@@ -263,22 +275,17 @@ class PurchasesRepository:
         bulk_insert(conn, purchases, list(self._new_purchases.values()))
         if self._changed_totals:
             self.session.execute(
-                update(purchases)
-                .where(purchases.c.purchase_id == bindparam("pid"))
-                .values(refunded_total=bindparam("total")),
+                _SET_REFUNDED_TOTAL,
                 [{"pid": k, "total": v} for k, v in self._changed_totals.items()],
             )
         bulk_insert(conn, refunds, self._new_refunds)
         if self._dropped_card_times:
-            self.session.execute(
-                delete(screening_card_times).where(
-                    among(
-                        screening_card_times.c.purchase_id, self._dropped_card_times, self.dialect
-                    )
-                )
-            )
+            _DROP_CARD_TIMES.rows(self.session, self.dialect, self._dropped_card_times)
         bulk_insert(conn, screening_card_times, list(self._new_card_times.values()))
-        _delete_pairs(conn, screening_amounts, ("account_id", "seq"), self._dropped_amounts)
+        if self._dropped_amounts:
+            self.session.execute(
+                _DROP_AMOUNTS(self.dialect), _pairs_params(self._dropped_amounts, self.dialect)
+            )
         bulk_insert(
             conn,
             screening_amounts,
@@ -292,29 +299,27 @@ def _aware(t: datetime) -> datetime:
     return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
 
 
-def _delete_pairs(
-    conn: Connection, table: Table, names: tuple[str, str], pairs: set[tuple[Any, Any]]
-) -> None:
-    """Delete the rows of ``table`` whose (``names``) pair is in ``pairs``: one statement on
-    PostgreSQL (a join on ``unnest`` of two arrays), executemany elsewhere."""
-    if not pairs:
-        return
-    from sqlalchemy.dialects.postgresql import ARRAY
-
+def _pairs_delete(table: Table, names: tuple[str, str], dialect: str) -> Any:
+    """DELETE the rows of ``table`` whose (``names``) pair is one of the pairs bound at
+    execution as ``k_first`` / ``k_second``: arrays joined through ``unnest`` on
+    PostgreSQL (one statement, :func:`~shared.runtime.db.key_params`), one pair per
+    parameter set (executemany) elsewhere."""
     a, b = (table.c[n] for n in names)
-    ordered = sorted(pairs)
-    if conn.dialect.name == "postgresql":
+    if dialect == "postgresql":
         k = (
             func.unnest(
-                bindparam("d_first", [x for x, _ in ordered], type_=ARRAY(a.type)),
-                bindparam("d_second", [y for _, y in ordered], type_=ARRAY(b.type)),
+                bindparam("k_first", type_=ARRAY(a.type)),
+                bindparam("k_second", type_=ARRAY(b.type)),
             )
             .table_valued("first", "second")
             .render_derived(name="k")
         )
-        conn.execute(delete(table).where(and_(a == k.c.first, b == k.c.second)))
-        return
-    conn.execute(
-        delete(table).where(and_(a == bindparam("d_first"), b == bindparam("d_second"))),
-        [{"d_first": x, "d_second": y} for x, y in ordered],
-    )
+        return delete(table).where(and_(a == k.c.first, b == k.c.second))
+    return delete(table).where(and_(a == bindparam("k_first"), b == bindparam("k_second")))
+
+
+def _pairs_params(pairs: set[tuple[Any, Any]], dialect: str) -> Any:
+    """The parameters of a :func:`_pairs_delete` statement."""
+    if dialect == "postgresql":
+        return key_params(pairs, dialect)
+    return [{"k_first": x, "k_second": y} for x, y in sorted(pairs)]

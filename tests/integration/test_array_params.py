@@ -4,6 +4,8 @@ accept comes back exactly, and none matches another."""
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, select
 from sqlalchemy.exc import DBAPIError
@@ -62,7 +64,7 @@ def engine(request, tmp_path):
     metadata.create_all(eng)
     with eng.begin() as conn:
         conn.execute(things.insert(), [{"id": i, "seq": n} for n, i in enumerate(HOSTILE)])
-        conn.execute(pairs.insert(), [{"a": i, "b": j} for i, j in zip(HOSTILE, HOSTILE[1:])])
+        conn.execute(pairs.insert(), [{"a": i, "b": j} for i, j in pairwise(HOSTILE)])
     yield eng
     eng.dispose()
 
@@ -90,7 +92,7 @@ def test_pairs_of_a_hostile_id_and_a_number(engine):
 
 def test_pairs_of_two_hostile_ids(engine):
     dialect = engine.dialect.name
-    stored = set(zip(HOSTILE, HOSTILE[1:]))
+    stored = set(pairwise(HOSTILE))
     swapped = {(j, i) for i, j in stored}  # each half matches a row, the pair none
     with engine.connect() as conn:
         rows = conn.execute(_BY_PAIR(dialect), key_params(stored | swapped, dialect)).all()

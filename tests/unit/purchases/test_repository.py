@@ -25,9 +25,15 @@ MUTATES = {"add_purchase", "add_refund", "remember_screening"}
 LIFECYCLE = {"load", "save"}
 
 
-@pytest.fixture
-def repo(tmp_path) -> Iterator[PurchasesRepository]:
-    engine = create_engine(f"sqlite:///{tmp_path}/purchases.sqlite3")
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def repo(request, tmp_path) -> Iterator[PurchasesRepository]:
+    """On SQLite, and on PostgreSQL (the writes there are arrays joined through unnest)."""
+    url = (
+        request.getfixturevalue("pg_database")
+        if request.param == "postgresql"
+        else f"sqlite:///{tmp_path}/purchases.sqlite3"
+    )
+    engine = create_engine(url)
     migrate(engine, MIGRATIONS)
     with Session(engine) as session:
         yield PurchasesRepository(session, PRELOAD)
