@@ -280,6 +280,7 @@ class PurchasesRepository:
             )
         bulk_insert(conn, refunds, self._new_refunds)
         if self._dropped_card_times:
+            # Prebuilt.rows runs it with the ids bound (a DELETE: nothing to read back)
             _DROP_CARD_TIMES.rows(self.session, self.dialect, self._dropped_card_times)
         bulk_insert(conn, screening_card_times, list(self._new_card_times.values()))
         if self._dropped_amounts:
