@@ -11,6 +11,7 @@ installments demo                   the whole pipeline on a generated stream
 from __future__ import annotations
 
 import json
+import signal
 from datetime import datetime
 from pathlib import Path
 
@@ -346,5 +347,21 @@ for _name, (_service_app, _help) in registry.SERVICE_CLIS.items():
     app.add_typer(_service_app, name=_name, help=_help)
 
 
+def exit_on_sigterm() -> None:
+    """End this process on SIGTERM as on an error: ``finally`` blocks run.
+
+    The commands that start processes (``demo``, ``faults``, ``bench``, ``simulate``)
+    stop them in ``finally`` blocks, but CPython's default for SIGTERM ends the process
+    without running any: a ``kill`` of ``installments faults`` left its service processes
+    running, retrying forever against the database it had dropped. ``installments run``
+    replaces this with the service's own handler (a graceful stop)."""
+    signal.signal(signal.SIGTERM, _exit_143)
+
+
+def _exit_143(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
+    exit_on_sigterm()
     app()
