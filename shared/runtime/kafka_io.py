@@ -216,7 +216,14 @@ class KafkaIO(RunnerBase):
         # partition waiting for an offset reset that can get lost (paused at the time),
         # and the partition is then never fetched again.
         fresh = [tp for tp in tps if tp not in stored]
-        beginnings = self.consumer.beginning_offsets(fresh) if fresh else {}
+        try:
+            beginnings = self.consumer.beginning_offsets(fresh) if fresh else {}
+        except (KafkaError, KeyError) as exc:
+            # The broker could not say where a partition begins (a timeout, or its topic
+            # deleted under the service: kafka-python 3.0.12 then raises KeyError). The
+            # partitions stay paused and pending; a rebalance revokes those that are gone.
+            self._retry_later(exc)
+            return
         if tps:
             self.consumer.resume(*tps)  # resume first: a seek on a paused partition that
             # had buffered records can leave it unfetched (kafka-python 3.0.12)

@@ -371,3 +371,39 @@ def test_stopping_waits_for_the_writer(pg_database):
         assert consumer.commits and consumer.commits[-1][tp].offset == 20  # the final commit
     finally:
         _close(runner)
+
+
+@pytest.mark.parametrize("error", ["topic_deleted", "timeout"])
+def test_a_partition_whose_beginning_is_unknown_waits_and_is_sought_again(pg_database, error):
+    """A partition assigned with no stored offset is sought to its beginning. When the
+    broker cannot say where that is (a timeout, or the topic deleted under the service:
+    kafka-python 3.0.12 then raises KeyError), the loop retries later instead of stopping;
+    every record is then applied once."""
+    from kafka.errors import KafkaTimeoutError
+
+    ids = {0: _ids(0, 10), 1: _ids(1, 10)}
+    runner, consumer, producer = _setup(pg_database, ids, per_poll=5)
+    real_beginning = consumer.beginning_offsets
+    calls: list[list[TopicPartition]] = []
+
+    def unknown_at_first(tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        calls.append(list(tps))
+        if len(calls) <= 2:
+            if error == "timeout":
+                raise KafkaTimeoutError("ListOffsets timed out")
+            raise KeyError(tps[0])
+        return real_beginning(tps)
+
+    consumer.beginning_offsets = unknown_at_first  # type: ignore[method-assign]
+    assigned = consumer.assignment()
+    runner.pending_seek.update(assigned)  # as a new assignment leaves them
+    consumer.pause(*assigned)
+    try:
+        _run(runner, consumer)
+        assert len(calls) >= 3
+        everything = ids[0] + ids[1]
+        assert sorted(_notes(runner)) == sorted(everything)
+        assert Counter(_recorded_ids(producer)) == Counter(everything)
+        assert _stored(runner, consumer) == {0: 10, 1: 10}
+    finally:
+        _close(runner)
