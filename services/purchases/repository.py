@@ -18,10 +18,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, select, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.schema import Table
 
 from services.purchases.domain import RecordedPurchase
 from services.purchases.tables import (
@@ -32,7 +30,7 @@ from services.purchases.tables import (
     screening_merchants,
 )
 from shared.runtime.api import NotLoaded
-from shared.runtime.db import Prebuilt, bulk_insert, key_params, restrict_to_keys
+from shared.runtime.db import Prebuilt, bulk_insert, delete_keys, key_params, restrict_to_keys
 
 # A batch's reads, built once (shared.runtime.db.Prebuilt); the ids bound as "ids".
 _PURCHASES = Prebuilt(
@@ -70,7 +68,7 @@ _DROP_CARD_TIMES = Prebuilt(
     lambda among: delete(screening_card_times).where(among(screening_card_times.c.purchase_id))
 )
 _DROP_AMOUNTS = Prebuilt(
-    lambda among: _pairs_delete(screening_amounts, ("account_id", "seq"), among.dialect)
+    lambda among: delete_keys(screening_amounts, ("account_id", "seq"), among.dialect)
 )
 # the (account, merchant) pairs: bound as shared.runtime.db.key_params
 _MERCHANTS = Prebuilt(
@@ -285,7 +283,7 @@ class PurchasesRepository:
         bulk_insert(conn, screening_card_times, list(self._new_card_times.values()))
         if self._dropped_amounts:
             self.session.execute(
-                _DROP_AMOUNTS(self.dialect), _pairs_params(self._dropped_amounts, self.dialect)
+                _DROP_AMOUNTS(self.dialect), key_params(self._dropped_amounts, self.dialect)
             )
         bulk_insert(
             conn,
@@ -298,29 +296,3 @@ class PurchasesRepository:
 def _aware(t: datetime) -> datetime:
     """SQLite gives back naive datetimes (stored in UTC): make them aware again."""
     return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
-
-
-def _pairs_delete(table: Table, names: tuple[str, str], dialect: str) -> Any:
-    """DELETE the rows of ``table`` whose (``names``) pair is one of the pairs bound at
-    execution as ``k_first`` / ``k_second``: arrays joined through ``unnest`` on
-    PostgreSQL (one statement, :func:`~shared.runtime.db.key_params`), one pair per
-    parameter set (executemany) elsewhere."""
-    a, b = (table.c[n] for n in names)
-    if dialect == "postgresql":
-        k = (
-            func.unnest(
-                bindparam("k_first", type_=ARRAY(a.type)),
-                bindparam("k_second", type_=ARRAY(b.type)),
-            )
-            .table_valued("first", "second")
-            .render_derived(name="k")
-        )
-        return delete(table).where(and_(a == k.c.first, b == k.c.second))
-    return delete(table).where(and_(a == bindparam("k_first"), b == bindparam("k_second")))
-
-
-def _pairs_params(pairs: set[tuple[Any, Any]], dialect: str) -> Any:
-    """The parameters of a :func:`_pairs_delete` statement."""
-    if dialect == "postgresql":
-        return key_params(pairs, dialect)
-    return [{"k_first": x, "k_second": y} for x, y in sorted(pairs)]

@@ -28,11 +28,15 @@ from sqlalchemy import (
     Numeric,
     String,
     Table,
+    and_,
     any_,
     bindparam,
     create_engine,
+    delete,
     event,
+    func,
     text,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -329,8 +333,6 @@ def update_rows(
     """
     if not rows:
         return
-    from sqlalchemy import and_, func
-
     names = (*keys, *columns)
     if conn.dialect.name == "postgresql":
         arrays = [
@@ -351,6 +353,27 @@ def update_rows(
     )
 
 
+def _key_pairs(
+    table: Table, names: tuple[str, str], keys: Iterable[tuple[Any, Any]] | None = None
+) -> Any:
+    """PostgreSQL: the pairs as two array parameters (``k_first``, ``k_second``: bound at
+    execution by :func:`key_params` when ``keys`` is None) joined through ``unnest`` as
+    the derived table ``k``."""
+    a, b = (table.c[n] for n in names)
+    first = second = None
+    if keys is not None:
+        bound = key_params(keys, "postgresql")
+        first, second = bound["k_first"], bound["k_second"]
+    return (
+        func.unnest(
+            bindparam("k_first", first, type_=ARRAY(a.type)),
+            bindparam("k_second", second, type_=ARRAY(b.type)),
+        )
+        .table_valued("first", "second")
+        .render_derived(name="k")
+    )
+
+
 def restrict_to_keys(
     query: Any,
     table: Table,
@@ -364,25 +387,24 @@ def restrict_to_keys(
     whatever the number of keys). Elsewhere: a row-value ``IN`` list. ``keys=None``
     leaves the pairs to bind at execution (:func:`key_params`): for :class:`Prebuilt`.
     """
-    from sqlalchemy import func, tuple_
-
-    ordered = sorted(keys) if keys is not None else None
     a, b = (table.c[n] for n in names)
     if dialect == "postgresql":
-        first = [x for x, _ in ordered] if ordered is not None else None
-        second = [y for _, y in ordered] if ordered is not None else None
-        k = (
-            func.unnest(
-                bindparam("k_first", first, type_=ARRAY(a.type)),
-                bindparam("k_second", second, type_=ARRAY(b.type)),
-            )
-            .table_valued("first", "second")
-            .render_derived(name="k")
-        )
+        k = _key_pairs(table, names, keys)
         return query.join(k, (a == k.c.first) & (b == k.c.second))
-    if ordered is None:
+    if keys is None:
         return query.where(tuple_(a, b).in_(bindparam("k_pairs", expanding=True)))
-    return query.where(tuple_(a, b).in_(ordered))
+    return query.where(tuple_(a, b).in_(sorted(keys)))
+
+
+def delete_keys(table: Table, names: tuple[str, str], dialect: str) -> Any:
+    """``DELETE`` of the rows of ``table`` whose (``names``) pair is one of the pairs bound
+    at execution (:func:`key_params`), as :func:`restrict_to_keys` reads them: one
+    statement whatever their number. For :class:`Prebuilt`."""
+    a, b = (table.c[n] for n in names)
+    if dialect == "postgresql":
+        k = _key_pairs(table, names)
+        return delete(table).where(and_(a == k.c.first, b == k.c.second))
+    return delete(table).where(tuple_(a, b).in_(bindparam("k_pairs", expanding=True)))
 
 
 def key_params(keys: Iterable[tuple[Any, Any]], dialect: str) -> dict[str, Any]:

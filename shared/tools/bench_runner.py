@@ -410,8 +410,9 @@ class Bench:
             # offers are read after the last purchase is sent: a latency is the offer's
             # record timestamp (set by the offers service's producer) minus when its
             # purchase was sent, so reading later changes no figure. Built in the loop and
-            # paced one by one, it took about a quarter of the 2 cores at 2,000/s; reading
-            # during the run, about 0.34 of a core with the sending.
+            # paced one by one, it took about a quarter of the 2 cores at 2,000/s; what
+            # it takes now is reported (generator_cores; docs/benchmarks, "The latency
+            # run's load generator").
             purchases_topic = settings.topic("card.purchases.v1")
             partitions = sorted(producer.partitions_for(purchases_topic) or ())
             prepared: list[tuple[int, bytes, bytes, str]] = []

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, select
 from sqlalchemy.exc import DBAPIError
 
-from shared.runtime.db import Prebuilt, among, key_params, restrict_to_keys
+from shared.runtime.db import Prebuilt, among, delete_keys, key_params, restrict_to_keys
 
 pytestmark = pytest.mark.integration
 
@@ -99,6 +99,18 @@ def test_pairs_of_two_hostile_ids(engine):
         assert sorted(rows) == sorted(stored)
         for pair in stored:
             assert conn.execute(_BY_PAIR(dialect), key_params({pair}, dialect)).all() == [pair]
+
+
+def test_deleting_pairs_of_two_hostile_ids_removes_only_them(engine):
+    dialect = engine.dialect.name
+    stored = set(pairwise(HOSTILE))
+    gone = set(sorted(stored)[::2])
+    swapped = {(j, i) for i, j in stored}  # each half matches a row, the pair none
+    drop = Prebuilt(lambda among: delete_keys(pairs, ("a", "b"), among.dialect))
+    with engine.begin() as conn:
+        conn.execute(drop(dialect), key_params(gone | swapped, dialect))
+        left = set(conn.execute(_BY_PAIR(dialect), key_params(stored, dialect)).all())
+    assert left == stored - gone
 
 
 def test_a_nul_in_an_id_is_refused_by_the_database_layer(engine):
