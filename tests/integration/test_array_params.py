@@ -1,6 +1,7 @@
 """Ids bound at execution as one array parameter (shared.runtime.db.Prebuilt, among,
 restrict_to_keys with key_params): every id a hostile producer can make the schemas
-accept comes back exactly, and none matches another."""
+accept comes back exactly, and none matches another. On PostgreSQL the arrays go in the
+binary format, as the services' engines send them (shared.runtime.db.binary_arrays)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,15 @@ import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, select
 from sqlalchemy.exc import DBAPIError
 
-from shared.runtime.db import Prebuilt, among, delete_keys, key_params, restrict_to_keys
+from shared.runtime.db import (
+    Prebuilt,
+    among,
+    binary_arrays,
+    delete_keys,
+    key_params,
+    make_engine,
+    restrict_to_keys,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -61,6 +70,8 @@ def engine(request, tmp_path):
         else f"sqlite:///{tmp_path}/a.db"
     )
     eng = create_engine(url)
+    if request.param == "postgresql":
+        binary_arrays(eng)  # as make_engine: the services' path
     metadata.create_all(eng)
     with eng.begin() as conn:
         conn.execute(things.insert(), [{"id": i, "seq": n} for n, i in enumerate(HOSTILE)])
@@ -118,3 +129,21 @@ def test_a_nul_in_an_id_is_refused_by_the_database_layer(engine):
         pytest.skip("SQLite stores a NUL")
     with pytest.raises((DBAPIError, ValueError)), engine.connect() as conn:
         conn.execute(_BY_ID("postgresql"), {"ids": ["nul\x00inside"]}).all()
+
+
+def test_the_services_engines_send_arrays_in_the_binary_format(settings):
+    """What the fixture above reproduces is what make_engine gives every service."""
+    from psycopg.adapt import PyFormat
+    from psycopg.types.array import ListBinaryDumper
+
+    engine = make_engine(settings, "array_params")
+    try:
+        metadata.create_all(engine)
+        with engine.begin() as conn:
+            raw = conn.connection.dbapi_connection
+            assert issubclass(raw.adapters.get_dumper(list, PyFormat.AUTO), ListBinaryDumper)
+            conn.execute(things.insert(), [{"id": i, "seq": n} for n, i in enumerate(HOSTILE)])
+            found = conn.execute(_BY_ID("postgresql"), {"ids": HOSTILE}).scalars().all()
+        assert sorted(found) == sorted(HOSTILE)
+    finally:
+        engine.dispose()

@@ -19,7 +19,7 @@ from sqlalchemy import (
     select,
 )
 
-from shared.runtime.db import Money, update_rows
+from shared.runtime.db import Money, binary_arrays, update_rows
 
 pytestmark = pytest.mark.integration
 
@@ -42,6 +42,8 @@ def engine(request, tmp_path):
     else:
         url = f"sqlite:///{tmp_path}/u.db"
     eng = create_engine(url)
+    if request.param == "postgresql":
+        binary_arrays(eng)  # as make_engine: the services' path
     metadata.create_all(eng)
     yield eng
     eng.dispose()
@@ -91,3 +93,36 @@ def test_restrict_to_keys_selects_exactly_the_pairs(engine):
             {("a", 2), ("b", 1), ("c", 1)}, engine.dialect.name,
         )  # fmt: skip
         assert sorted(tuple(r) for r in conn.execute(query)) == [("a", 2), ("b", 1)]
+
+
+def test_hostile_values_go_through_exactly(engine):
+    """The longest key, quotes and braces, the largest amounts, year 9999, None."""
+    hostile = ["x" * 40, 'q"uo\\te', "{a,b}", "NULL", "", "üñí €"]
+    rows = [
+        {"plan_id": p, "seq": s, "amount": Decimal("1.00"), "paid": False, "paid_on": None}
+        for p in hostile
+        for s in (-(2**31), 0, 2**31 - 1)
+    ]
+    amounts = [Decimal("999999999999.99"), Decimal("-0.01"), Decimal("0.000001")]
+    with engine.begin() as conn:
+        conn.execute(items.insert(), rows)
+        update_rows(
+            conn,
+            items,
+            ("plan_id", "seq"),
+            ("amount", "paid", "paid_on"),
+            [
+                {**r, "amount": amounts[n % 3], "paid": n % 2 == 0,
+                 "paid_on": date(9999, 12, 31) if n % 2 else None}
+                for n, r in enumerate(rows)
+            ],
+        )  # fmt: skip
+        got = {
+            (r.plan_id, r.seq): (r.amount, r.paid, r.paid_on) for r in conn.execute(select(items))
+        }
+    assert got == {
+        (r["plan_id"], r["seq"]): (
+            amounts[n % 3], n % 2 == 0, date(9999, 12, 31) if n % 2 else None
+        )
+        for n, r in enumerate(rows)
+    }  # fmt: skip
