@@ -11,6 +11,7 @@ from typing import Any
 
 import structlog
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.partitioner.default import DefaultPartitioner
 from sqlalchemy import Engine
 
 from shared.runtime.api import Service
@@ -19,6 +20,44 @@ from shared.runtime.settings import Settings
 from shared.runtime.store import load_offsets
 
 log = structlog.get_logger("runtime")
+
+#: Keys whose partition :class:`KeyPartitioner` remembers (then it starts afresh).
+PARTITION_MEMO_KEYS = 65536
+
+
+class KeyPartitioner(DefaultPartitioner):
+    """kafka-python's default partitioner (murmur2 of the key, as the Java client, so a
+    key lands where every other producer puts it), remembering the partition of the
+    last keys seen: the default hashes every record's key in pure Python and sorts the
+    topic's partitions each time (about 4.5 µs a record, measured), and an account's
+    events follow one another. An entry holds the topic's partition count it was
+    computed for, so a topic that gains partitions is hashed again; at
+    :data:`PARTITION_MEMO_KEYS` entries the memo is emptied (bounded memory)."""
+
+    def __init__(self) -> None:
+        self._memo: dict[tuple[str, bytes], tuple[int, int]] = {}
+
+    def partition(
+        self,
+        topic: str,
+        key: Any,
+        serialized_key: bytes | None,
+        value: Any,
+        serialized_value: bytes | None,
+        cluster: Any,
+    ) -> int:
+        partitions = cluster.partitions_for_topic(topic)
+        if serialized_key is None or not partitions:
+            return int(super().partition(topic, key, serialized_key, value, None, cluster))
+        count = len(partitions)
+        hit = self._memo.get((topic, serialized_key))
+        if hit is not None and hit[0] == count:
+            return hit[1]
+        chosen = int(super().partition(topic, key, serialized_key, value, None, cluster))
+        if len(self._memo) >= PARTITION_MEMO_KEYS:
+            self._memo.clear()
+        self._memo[(topic, serialized_key)] = (count, chosen)
+        return chosen
 
 
 class RunnerBase:
@@ -81,6 +120,7 @@ class RunnerBase:
                 enable_idempotence=True,
                 acks="all",
                 linger_ms=5,
+                partitioner=KeyPartitioner(),
                 # Big producer batches: every full batch wakes the sender thread, which
                 # then competes for the GIL with the loop (profiled: half the publish
                 # time went to wake-ups with the 16 KiB default). flush() ends each one.
