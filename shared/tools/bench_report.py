@@ -84,8 +84,9 @@ def markdown(r: dict[str, Any]) -> str:
             " two offers processes, the load generator on the same machine):",
             "",
             "| offered purchases/s | offers processes | p50 ms | p95 ms | p99 ms | max ms |"
-            " offers seen | peak RSS MiB | load generator, cores |",
-            "|---|---|---|---|---|---|---|---|---|",
+            " offers seen | peak RSS MiB | load generator, cores |"
+            " p50 / p99 ms, hop purchases | hop offers |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for lat in r["latency"]:
             lines.append(
@@ -95,8 +96,15 @@ def markdown(r: dict[str, Any]) -> str:
                 f" {lat['p99_ms']} | {lat['max_ms']} | {lat['offers_seen']:,} of"
                 f" {lat['purchases']:,} | {lat['peak_rss_mib']} |"
                 f" {_n(lat.get('generator_cores'), '{:.2f}')} |"
+                f" {_hop(lat, 'purchases')} | {_hop(lat, 'offers')} |"
             )
     return "\n".join(lines) + "\n"
+
+
+def _hop(lat: dict[str, Any], name: str) -> str:
+    """One hop's share of the latency (purchase.posted -> purchase.recorded -> the offer)."""
+    hop = (lat.get("hops") or {}).get(name)
+    return f"{hop['p50_ms']} / {hop['p99_ms']}" if hop else "-"
 
 
 def _fmt_load(values: Any) -> str:

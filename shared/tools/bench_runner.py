@@ -375,13 +375,9 @@ class Bench:
             )
             for name in names
         }
-        reader = KafkaConsumer(
-            **settings.kafka_client_config(), group_id=None, enable_auto_commit=False
-        )
-        out = settings.topic("installments.offers.v1")
-        tps = [TopicPartition(out, p) for p in reader.partitions_for_topic(out) or set()]
-        reader.assign(tps)
-        reader.seek_to_end(*tps)
+        reader = _reader_at_end(settings, "installments.offers.v1")
+        # purchases' output too: its record timestamps split a latency into two hops
+        middle = _reader_at_end(settings, "purchases.recorded.v1")
         try:
             # warm-up: wait until both services answer one purchase end to end, and
             # until every offers process is a member of a stable group (a late joiner's
@@ -401,6 +397,7 @@ class Bench:
             )
             sent_at: dict[str, float] = {}
             lat_ms: list[float] = []
+            offered_at: dict[str, float] = {}
             total = rate * seconds
             # The load generator shares the machine with what it measures, so it does in
             # the measured window only what the card system would: send. Before the clock
@@ -438,12 +435,30 @@ class Bench:
             offered = total / sending
             deadline = time.monotonic() + 120
             while len(lat_ms) < total and time.monotonic() < deadline:
-                self._collect(reader, sent_at, lat_ms, timeout_ms=100)
+                self._collect(reader, sent_at, lat_ms, timeout_ms=100, stamps=offered_at)
+            recorded_at: dict[str, float] = {}
+            while len(recorded_at) < len(offered_at) and time.monotonic() < deadline:
+                _stamps(middle, ("purchase.recorded",), sent_at, recorded_at, timeout_ms=100)
+            hops = {
+                "purchases": [
+                    (recorded_at[pid] - sent_at[pid]) * 1000
+                    for pid in offered_at
+                    if pid in recorded_at
+                ],
+                "offers": [
+                    (offered_at[pid] - recorded_at[pid]) * 1000
+                    for pid in offered_at
+                    if pid in recorded_at
+                ],
+            }
             lat_ms.sort()
             peaks = {s: round(_vm_hwm_kib(p.pid) / 1024, 1) for s, p in procs.items()}
 
-            def pct(q: float) -> float:
-                return round(lat_ms[min(len(lat_ms) - 1, int(q * len(lat_ms)))], 1)
+            def pct(q: float, values: list[float] = lat_ms) -> float:
+                return round(values[min(len(values) - 1, int(q * len(values)))], 1)
+
+            for values in hops.values():
+                values.sort()
 
             return {
                 "offers_processes": offers_processes,
@@ -455,10 +470,19 @@ class Bench:
                 "p95_ms": pct(0.95),
                 "p99_ms": pct(0.99),
                 "max_ms": round(lat_ms[-1], 1),
+                # each hop: purchase.posted sent -> purchase.recorded (purchases' producer
+                # timestamp), then -> the offer's; both timestamps are set after the
+                # service's database commit, when it publishes
+                "hops": {
+                    name: {"p50_ms": pct(0.50, values), "p99_ms": pct(0.99, values)}
+                    for name, values in hops.items()
+                    if values
+                },
                 "peak_rss_mib": peaks,
             }
         finally:
             reader.close()
+            middle.close()
             producer.close()
             for p in procs.values():
                 p.send_signal(signal.SIGTERM)
@@ -513,15 +537,51 @@ class Bench:
 
     @staticmethod
     def _collect(
-        reader: KafkaConsumer, sent_at: dict[str, float], out: list[float], timeout_ms: int
+        reader: KafkaConsumer,
+        sent_at: dict[str, float],
+        out: list[float],
+        timeout_ms: int,
+        stamps: dict[str, float] | None = None,
     ) -> None:
-        """Latency of each offer seen: its record timestamp minus when its purchase was sent."""
-        for records in reader.poll(timeout_ms=timeout_ms, max_records=5000).values():
-            for r in records:
-                body = json.loads(r.value)
-                pid = body["data"].get("purchase_id")
-                if pid in sent_at and body["type"] in ("offer.made", "offer.not-eligible"):
-                    out.append((r.timestamp / 1000 - sent_at[pid]) * 1000)
+        """Latency of each offer seen: its record timestamp minus when its purchase was
+        sent (``stamps``: also each offer's timestamp by purchase id)."""
+        seen: dict[str, float] = {}
+        _stamps(reader, ("offer.made", "offer.not-eligible"), sent_at, seen, timeout_ms)
+        for pid, at in seen.items():
+            out.append((at - sent_at[pid]) * 1000)
+        if stamps is not None:
+            stamps.update(seen)
+
+
+def _reader_at_end(settings: Settings, topic: str) -> KafkaConsumer:
+    """A consumer of every partition of ``topic`` (no group), at its end."""
+    reader = KafkaConsumer(
+        **settings.kafka_client_config(), group_id=None, enable_auto_commit=False
+    )
+    name = settings.topic(topic)
+    tps = [TopicPartition(name, p) for p in reader.partitions_for_topic(name) or set()]
+    reader.assign(tps)
+    reader.seek_to_end(*tps)
+    for tp in tps:  # resolve the end now (seek_to_end is lazy: resolved at a later poll,
+        reader.position(tp)  # it would skip what was published meanwhile)
+    return reader
+
+
+def _stamps(
+    reader: KafkaConsumer,
+    types: tuple[str, ...],
+    sent_at: dict[str, float],
+    out: dict[str, float],
+    timeout_ms: int,
+) -> None:
+    """The record timestamp (seconds) of each event of ``types`` about a purchase sent in
+    the measurement, by purchase id."""
+    for records in reader.poll(timeout_ms=timeout_ms, max_records=5000).values():
+        for r in records:
+            body = json.loads(r.value)
+            pid = body["data"].get("purchase_id")
+            if pid in sent_at and body["type"] in types:
+                out[pid] = r.timestamp / 1000
 
 
 def _service_env() -> dict[str, str]:

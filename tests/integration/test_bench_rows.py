@@ -61,6 +61,13 @@ def test_latency_run_sees_an_offer_for_every_purchase(stack: tuple[str, str]) ->
         assert 0 < lat["p50_ms"] <= lat["p95_ms"] <= lat["p99_ms"] <= lat["max_ms"]
         assert 250 <= lat["offered_per_s"] <= 350
         assert 0 < lat["generator_cores"] < 2  # its CPU while sending, per second
+        # each hop of the latency, from purchase.recorded's timestamp: both positive, and
+        # together no more than the whole (each p50 is of the same purchases)
+        hops = lat["hops"]
+        assert set(hops) == {"purchases", "offers"}
+        for hop in hops.values():
+            assert 0 < hop["p50_ms"] <= hop["p99_ms"] <= lat["max_ms"]
+        assert hops["purchases"]["p50_ms"] < lat["p99_ms"]
     finally:
         bench.cleanup()
 

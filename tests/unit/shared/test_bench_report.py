@@ -58,6 +58,10 @@ RESULT = {
             "p99_ms": 1413.7,
             "max_ms": 1600.2,
             "peak_rss_mib": {"purchases": 90.1},
+            "hops": {
+                "purchases": {"p50_ms": 201.5, "p99_ms": 700.1},
+                "offers": {"p50_ms": 330.0, "p99_ms": 800.9},
+            },
         }
     ],
 }
@@ -73,6 +77,7 @@ def test_markdown_table_carries_every_figure():
     )
     assert "| 1,999 | 2 | 534.0 | 1086.2 | 1413.7 | 1600.2 | 20,000 of 20,000 |" in text
     assert "| {'purchases': 90.1} | 0.12 |" in text  # the load generator's CPU
+    assert "| 0.12 | 201.5 / 700.1 | 330.0 / 800.9 |" in text  # each hop
     assert "2 cores (Test CPU)" in text
 
 
@@ -80,5 +85,6 @@ def test_older_results_without_the_process_count_read_as_one_process():
     old = {**RESULT, "latency": [{**RESULT["latency"][0]}]}
     del old["latency"][0]["offers_processes"]
     del old["latency"][0]["generator_cores"]
+    del old["latency"][0]["hops"]
     assert "| 1,999 | 1 | 534.0 |" in markdown(old)
-    assert "| {'purchases': 90.1} | - |" in markdown(old)
+    assert "| {'purchases': 90.1} | - | - | - |" in markdown(old)
