@@ -321,7 +321,7 @@ class CollectionsRepository:
 
     def _load_installments(self, keys: set[Key]) -> None:
         query = _INSTALLMENTS(self.dialect)
-        for r in self.session.execute(query, key_params(keys, self.dialect)):
+        for r in self.session.execute(query, key_params(keys, self.dialect)).all():
             self._installments[(r.plan_id, r.seq)] = dict(r._mapping)
 
     # --- reads, in memory -----------------------------------------------------------

@@ -496,15 +496,15 @@ class OffersRepository:
             self._plans_of.setdefault(account_id, [])
             self._installments_of.setdefault(account_id, {})
 
-        for row in self.session.execute(positions_query, params):
+        for row in self.session.execute(positions_query, params).all():
             if row.account_id in fresh:
                 self._positions[row.account_id] = Position(row.credit, row.overdue_as_of)
                 self._positions_stored.add(row.account_id)
-        for row in self.session.execute(plans_query, params):
+        for row in self.session.execute(plans_query, params).all():
             if row.plan_id not in self._plans and (row.account_id in fresh or row.plan_id in whole):
                 self._plans[row.plan_id] = _from_row(Plan, row)
                 self._plans_of.setdefault(row.account_id, []).append(row.plan_id)
-        for row in self.session.execute(installments_query, params):
+        for row in self.session.execute(installments_query, params).all():
             key = (row.plan_id, row.seq)
             if key in self._installments or (
                 row.account_id not in fresh and row.plan_id not in whole
@@ -530,7 +530,7 @@ class OffersRepository:
         """Offers from ``query``, added to the view unless already there; returns the
         view's value of each (in the query's order)."""
         found = []
-        for row in self.session.execute(query, params):
+        for row in self.session.execute(query, params).all():
             current = self._offers.get(row.offer_id)
             if current is None:
                 current = self._offers[row.offer_id] = _from_row(Offer, row)

@@ -165,7 +165,7 @@ class PurchasesRepository:
         if merchants:
             rows = self.session.execute(
                 _MERCHANTS(self.dialect), key_params(merchants, self.dialect)
-            )
+            ).all()
             self._merchants.update((r[0], r[1]) for r in rows)
 
     # --- reads and changes, in memory ------------------------------------------

@@ -215,7 +215,7 @@ class RemindersRepository:
         self._handled = {k: set() for k in keys}
         params = key_params(keys, self.dialect)
         for table, query in ((installments, _INSTALLMENTS), (reminders, _REMINDERS)):
-            for r in self.session.execute(query(self.dialect), params):
+            for r in self.session.execute(query(self.dialect), params).all():
                 key = (r.plan_id, r.seq)
                 if table is installments:
                     self._installments[key] = Installment(**r._mapping)

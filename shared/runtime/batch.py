@@ -495,7 +495,9 @@ class BatchProcessing(RunnerBase):
         """The inbox's content digest of each id of ``ids`` already applied."""
         if not ids:
             return {}
-        rows = conn.execute(_SEEN_IDS(conn.dialect.name), {"consumer": self.group, "ids": ids})
+        rows = conn.execute(
+            _SEEN_IDS(conn.dialect.name), {"consumer": self.group, "ids": ids}
+        ).all()
         return {row[0]: row[1] for row in rows}
 
     def _store_offsets(

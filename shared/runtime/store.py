@@ -220,7 +220,7 @@ def load_offsets(
         return {}
     if conn.dialect.name == "postgresql":
         topics = sorted({t for t, _ in wanted})
-        rows = conn.execute(_PG_LOAD_OFFSETS, {"p_consumer": consumer, "p_topics": topics})
+        rows = conn.execute(_PG_LOAD_OFFSETS, {"p_consumer": consumer, "p_topics": topics}).all()
     else:
         rows = conn.execute(
             select(
@@ -231,7 +231,7 @@ def load_offsets(
                 consumer_offsets.c.consumer == consumer,
                 consumer_offsets.c.topic.in_(sorted({t for t, _ in wanted})),
             )
-        )
+        ).all()
     found = {(r.topic, r.partition): r.next_offset for r in rows}
     return {tp: offset for tp, offset in found.items() if tp in wanted}
 
