@@ -95,6 +95,9 @@ class RunnerBase:
         self._consumer_overrides = dict(consumer_overrides or {})
         self._consumer: KafkaConsumer | None = consumer
         self._producer: KafkaProducer | None = None
+        #: Outbox batches published and not yet marked sent (deleted): the next batch's
+        #: transaction deletes them (step 4 of shared.runtime.runner).
+        self._published_batches: set[str] = set()
         self._backoff = 0.0
         self._kafka_pending: dict[TopicPartition, int] = {}  # to commit to Kafka
         self._kafka_requested: dict[TopicPartition, int] = {}  # last commit asked for

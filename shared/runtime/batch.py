@@ -15,7 +15,7 @@ from typing import Any
 
 import structlog
 from kafka import TopicPartition
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import bindparam, delete, insert, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -49,6 +49,9 @@ _SEEN_IDS = Prebuilt(
         inbox.c.consumer == bindparam("consumer"), among(inbox.c.event_id)
     )
 )
+
+#: Step 3d's marking sent: the outbox rows of batches published since the last commit.
+_DELETE_SENT = Prebuilt(lambda among: delete(outbox).where(among(outbox.c.batch)))
 
 
 @dataclass(eq=False)
@@ -280,6 +283,7 @@ class BatchProcessing(RunnerBase):
         """Step 3d: state, inbox, outbox and offsets, in the transaction :meth:`_handle`
         opened, then commit it. Any exception rolls it back (nothing of it is kept)."""
         session = h.session
+        published: list[str] = []
         try:
             conn = session.connection()
             # The inbox first: an event another process is committing at the same moment
@@ -294,11 +298,20 @@ class BatchProcessing(RunnerBase):
                     row["batch"] = batch
                 bulk_insert(conn, outbox, h.outbox_rows, binary=True)
             self._store_offsets(session, conn, h.stored, h.next_offsets, h.now)
+            # Step 4's marking sent of the batches published before this one (their rows
+            # are out; deleted here instead of in a transaction of their own).
+            with self.lock:
+                published = sorted(self._published_batches)
+            if published:
+                _DELETE_SENT.rows(conn, conn.dialect.name, published)
             # A crash here loses the whole transaction (written, not committed).
             faults.maybe_crash("while_writing", after="next_batch_decoded")
             session.commit()
         finally:
             session.close()
+        if published:
+            with self.lock:
+                self._published_batches.difference_update(published)
         return _Committed(h.next_offsets, h.outbox_rows, h.deferred)
 
     def _handle_one(

@@ -56,8 +56,11 @@ class KafkaIO(RunnerBase):
     def _await_commit(self, timeout: float) -> None:
         """Wait for the database commit in flight, if any (the overlapping loop)."""
 
-    def _publish(self, sent: list[Any]) -> None:
-        """Step 4: publish outbox rows in order, flush, then delete them (mark sent)."""
+    def _publish(self, sent: list[Any], *, mark_later: bool = False) -> None:
+        """Step 4: publish outbox rows in order, flush, then mark them sent (delete them):
+        here, in a transaction of their own, or (``mark_later``: a batch's own rows) in
+        the next batch's transaction (:meth:`BatchProcessing._write`), or by
+        :meth:`mark_published` when the loop goes idle or stops."""
         if not sent:
             return
         while True:
@@ -85,9 +88,28 @@ class KafkaIO(RunnerBase):
                     log.warning("stopping with unsent outbox rows; they go out at next start")
                     return
                 self._sleep_backoff(exc)
-        # Mark sent. The rows are out: a database failure here must not kill the loop
-        # (the rows would only be re-published, same ids, at the next start): retry.
         batches = sorted({row["batch"] for row in sent})
+        metrics.count_emitted(self.service.name, len(sent))
+        if mark_later:
+            with self.lock:
+                self._published_batches.update(batches)
+            return
+        self._mark_sent(batches)
+
+    def mark_published(self) -> None:
+        """Mark sent, in a transaction of their own, the batches published and not yet
+        marked (no batch came after them: the loop is idle, or stopping)."""
+        with self.lock:
+            batches = sorted(self._published_batches)
+        if batches:
+            self._mark_sent(batches)
+            with self.lock:
+                self._published_batches.difference_update(batches)
+
+    def _mark_sent(self, batches: list[str]) -> None:
+        """Delete the outbox rows of ``batches``. The rows are out: a database failure
+        here must not kill the loop (the rows would only be re-published, same ids, at
+        the next start): retry."""
         while True:
             try:
                 with self.engine.begin() as conn:
@@ -100,7 +122,6 @@ class KafkaIO(RunnerBase):
                     log.warning("stopping before marking sent; re-published at next start")
                     return
                 self._sleep_backoff(exc)
-        metrics.count_emitted(self.service.name, len(sent))
 
     def _replace_producer(self, exc: BaseException) -> None:
         producer, self._producer = self._producer, None
@@ -117,6 +138,8 @@ class KafkaIO(RunnerBase):
         before send): at start, and whenever partitions are assigned."""
         with self.engine.connect() as conn:
             rows = conn.execute(select(outbox).order_by(outbox.c.seq)).mappings().all()
+        with self.lock:  # this process's own, published and waiting to be marked sent
+            rows = [row for row in rows if row["batch"] not in self._published_batches]
         if rows:
             log.info("publishing outbox leftovers", count=len(rows))
             self._publish([dict(row) for row in rows])

@@ -86,7 +86,13 @@ def _readiness(runner: Any) -> tuple[bool, dict[str, Any]]:
     try:
         with runner.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
-            backlog = conn.execute(select(func.count()).select_from(outbox)).scalar_one()
+            by_batch = conn.execute(
+                select(outbox.c.batch, func.count()).group_by(outbox.c.batch)
+            ).all()
+        # rows this process published already and marks sent with its next batch are out
+        with runner.lock:
+            published = set(runner._published_batches)
+        backlog = sum(n for batch, n in by_batch if batch not in published)
         OUTBOX_BACKLOG.labels(runner.service.name).set(backlog)
         detail["database"] = "ok"
         detail["outbox_backlog"] = backlog
