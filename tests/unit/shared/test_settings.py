@@ -110,7 +110,7 @@ def test_mask_url_password(url: str, masked: str) -> None:
 def test_fetch_settings_default_to_kafkas_and_read_the_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    assert (Settings().fetch_min_bytes, Settings().fetch_max_wait_ms) == (1, 500)
+    assert (Settings().fetch_min_bytes, Settings().fetch_max_wait_ms) == (1, 100)
     monkeypatch.setenv("INSTALLMENTS_FETCH_MIN_BYTES", "262144")
     monkeypatch.setenv("INSTALLMENTS_FETCH_MAX_WAIT_MS", "50")
     assert (Settings().fetch_min_bytes, Settings().fetch_max_wait_ms) == (262144, 50)
