@@ -15,7 +15,7 @@ from typing import Any
 
 import structlog
 from kafka import TopicPartition
-from sqlalchemy import bindparam, delete, insert, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -39,7 +39,7 @@ from shared.runtime.records import (
     is_transient,
     storage_reason,
 )
-from shared.runtime.store import advance_offsets, consumer_offsets, inbox, outbox
+from shared.runtime.store import advance_offsets, consumer_offsets, delete_sent, inbox, outbox
 
 log = structlog.get_logger("runtime")
 
@@ -49,9 +49,6 @@ _SEEN_IDS = Prebuilt(
         inbox.c.consumer == bindparam("consumer"), among(inbox.c.event_id)
     )
 )
-
-#: Step 3d's marking sent: the outbox rows of batches published since the last commit.
-_DELETE_SENT = Prebuilt(lambda among: delete(outbox).where(among(outbox.c.batch)))
 
 
 @dataclass(eq=False)
@@ -303,7 +300,7 @@ class BatchProcessing(RunnerBase):
             with self.lock:
                 published = sorted(self._published_batches)
             if published:
-                _DELETE_SENT.rows(conn, conn.dialect.name, published)
+                delete_sent(conn, published)
             # A crash here loses the whole transaction (written, not committed).
             faults.maybe_crash("while_writing", after="next_batch_decoded")
             session.commit()

@@ -13,12 +13,12 @@ from kafka import TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
-from sqlalchemy import delete, select
+from sqlalchemy import select
 
 from shared.runtime import faults, metrics
 from shared.runtime.base import RunnerBase
 from shared.runtime.records import is_transient
-from shared.runtime.store import outbox
+from shared.runtime.store import delete_sent, outbox
 
 log = structlog.get_logger("runtime")
 
@@ -113,7 +113,7 @@ class KafkaIO(RunnerBase):
         while True:
             try:
                 with self.engine.begin() as conn:
-                    conn.execute(delete(outbox).where(outbox.c.batch.in_(batches)))
+                    delete_sent(conn, batches)
                 break
             except Exception as exc:
                 if not is_transient(exc):

@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Table,
     bindparam,
+    delete,
     insert,
     select,
     text,
@@ -30,7 +31,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
-from shared.runtime.db import BigId, Migration, create_tables, qualified_table, utcnow
+from shared.runtime.db import (
+    BigId,
+    Migration,
+    Prebuilt,
+    create_tables,
+    qualified_table,
+    utcnow,
+)
 from shared.runtime.retention_tables import add_inbox_retention
 
 runtime_metadata = MetaData()
@@ -316,3 +324,12 @@ def advance_offsets(
         )
         moved += int(result.rowcount)
     return moved
+
+
+#: Marking sent (the runtime's step 4): the outbox rows of published batches.
+_DELETE_SENT = Prebuilt(lambda among: delete(outbox).where(among(outbox.c.batch)))
+
+
+def delete_sent(conn: Connection, batches: list[str]) -> None:
+    """Mark ``batches`` sent: delete their outbox rows (one array parameter)."""
+    _DELETE_SENT.rows(conn, conn.dialect.name, batches)

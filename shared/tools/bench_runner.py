@@ -396,7 +396,6 @@ class Bench:
                 120,
             )
             sent_at: dict[str, float] = {}
-            lat_ms: list[float] = []
             offered_at: dict[str, float] = {}
             total = rate * seconds
             # The load generator shares the machine with what it measures, so it does in
@@ -434,8 +433,10 @@ class Bench:
             generator_cores = (time.process_time() - cpu_started) / sending
             offered = total / sending
             deadline = time.monotonic() + 120
-            while len(lat_ms) < total and time.monotonic() < deadline:
-                self._collect(reader, sent_at, lat_ms, timeout_ms=100, stamps=offered_at)
+            # a latency: the offer's record timestamp minus when its purchase was sent
+            answers = ("offer.made", "offer.not-eligible")
+            while len(offered_at) < total and time.monotonic() < deadline:
+                _stamps(reader, answers, sent_at, offered_at, timeout_ms=100)
             recorded_at: dict[str, float] = {}
             while len(recorded_at) < len(offered_at) and time.monotonic() < deadline:
                 _stamps(middle, ("purchase.recorded",), sent_at, recorded_at, timeout_ms=100)
@@ -451,7 +452,7 @@ class Bench:
                     if pid in recorded_at
                 ],
             }
-            lat_ms.sort()
+            lat_ms = sorted((at - sent_at[pid]) * 1000 for pid, at in offered_at.items())
             peaks = {s: round(_vm_hwm_kib(p.pid) / 1024, 1) for s, p in procs.items()}
 
             def pct(q: float, values: list[float] = lat_ms) -> float:
@@ -534,23 +535,6 @@ class Bench:
                 raise TimeoutError("no offer.made within the warm-up")
             for records in reader.poll(timeout_ms=200).values():
                 seen += len(records)
-
-    @staticmethod
-    def _collect(
-        reader: KafkaConsumer,
-        sent_at: dict[str, float],
-        out: list[float],
-        timeout_ms: int,
-        stamps: dict[str, float] | None = None,
-    ) -> None:
-        """Latency of each offer seen: its record timestamp minus when its purchase was
-        sent (``stamps``: also each offer's timestamp by purchase id)."""
-        seen: dict[str, float] = {}
-        _stamps(reader, ("offer.made", "offer.not-eligible"), sent_at, seen, timeout_ms)
-        for pid, at in seen.items():
-            out.append((at - sent_at[pid]) * 1000)
-        if stamps is not None:
-            stamps.update(seen)
 
 
 def _reader_at_end(settings: Settings, topic: str) -> KafkaConsumer:
