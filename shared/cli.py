@@ -136,6 +136,12 @@ def bench(
     e2e_offers_processes: list[int] = typer.Option(
         [1, 2], help="offers processes in the latency runs; repeat for several (each rate each)"
     ),
+    e2e_repeat: int = typer.Option(
+        1,
+        min=1,
+        help="runs of each latency configuration (this tree and --baseline-tree"
+        " interleaved); latest.md adds the median p99",
+    ),
     processes: list[int] = typer.Option([1, 2], help="process counts of the throughput runs"),
     floor: bool = typer.Option(True, help="the kafka-python pass-through floor row (#16)"),
     ceiling: bool = typer.Option(True, help="the in-process domain ceiling row (#16)"),
@@ -179,6 +185,7 @@ def bench(
             grown=size if grown else None,
             baseline_tree=baseline_tree.resolve() if baseline_tree else None,
             processes=tuple(processes),
+            e2e_repeat=e2e_repeat,
         ),
     )
 

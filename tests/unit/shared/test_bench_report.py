@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from shared.tools.bench import markdown
+from shared.tools.bench_report import latency_summary
 
 RESULT = {
     "when": "2026-11-28T15:00:00+00:00",
@@ -88,3 +89,45 @@ def test_older_results_without_the_process_count_read_as_one_process():
     del old["latency"][0]["hops"]
     assert "| 1,999 | 1 | 534.0 |" in markdown(old)
     assert "| {'purchases': 90.1} | - | - | - |" in markdown(old)
+
+
+def test_repeated_latency_runs_are_summarised_per_configuration():
+    one = RESULT["latency"][0]
+    runs = [
+        {**one, "rate": 2000, "run": 1, "p50_ms": 100.0, "p99_ms": 210.0},
+        {**one, "rate": 2000, "run": 1, "p50_ms": 300.0, "p99_ms": 700.0, "baseline": True},
+        {**one, "rate": 2000, "run": 2, "p50_ms": 120.0, "p99_ms": 330.5},
+        {**one, "rate": 2000, "run": 2, "p50_ms": 310.0, "p99_ms": 650.0, "baseline": True},
+        {**one, "rate": 2000, "run": 3, "p50_ms": 110.0, "p99_ms": 190.0},
+        {**one, "rate": 2000, "run": 3, "p50_ms": 290.0, "p99_ms": 800.0, "baseline": True},
+    ]
+    summary = latency_summary(runs)
+    assert summary == [
+        {
+            "rate": 2000,
+            "offers_processes": 2,
+            "baseline": False,
+            "runs": 3,
+            "p50_ms_median": 110.0,
+            "p99_ms_median": 210.0,
+            "p99_ms": [210.0, 330.5, 190.0],
+        },
+        {
+            "rate": 2000,
+            "offers_processes": 2,
+            "baseline": True,
+            "runs": 3,
+            "p50_ms_median": 300.0,
+            "p99_ms_median": 700.0,
+            "p99_ms": [700.0, 650.0, 800.0],
+        },
+    ]
+    text = markdown({**RESULT, "latency": runs, "latency_summary": summary})
+    assert "| 1,999 | 2 (baseline), run 2 | 310.0 |" in text
+    assert "| 2,000 | 2 | 3 | 110.0 | 210.0 | 210.0, 330.5, 190.0 |" in text
+    assert "| 2,000 | 2 (baseline) | 3 | 300.0 | 700.0 | 700.0, 650.0, 800.0 |" in text
+
+
+def test_a_single_latency_run_gets_no_summary_table():
+    text = markdown({**RESULT, "latency_summary": latency_summary(RESULT["latency"])})
+    assert "p99 ms, median" not in text
