@@ -142,6 +142,13 @@ def bench(
         help="runs of each latency configuration (this tree and --baseline-tree"
         " interleaved); latest.md adds the median p99",
     ),
+    pairs: int = typer.Option(
+        0,
+        min=0,
+        help="with --baseline-tree: this many more throughput runs of each service and of"
+        " the baseline, one process, interleaved; latest.md adds each pair's ratio and the"
+        " median",
+    ),
     processes: list[int] = typer.Option([1, 2], help="process counts of the throughput runs"),
     floor: bool = typer.Option(True, help="the kafka-python pass-through floor row (#16)"),
     ceiling: bool = typer.Option(True, help="the in-process domain ceiling row (#16)"),
@@ -186,6 +193,7 @@ def bench(
             baseline_tree=baseline_tree.resolve() if baseline_tree else None,
             processes=tuple(processes),
             e2e_repeat=e2e_repeat,
+            pairs=pairs,
         ),
     )
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -92,6 +93,9 @@ class Extras:
     #: runs of each latency configuration, this tree and the baseline's interleaved: one
     #: p99 of a 15 s run moves by a third between identical runs on 2 shared cores
     e2e_repeat: int = 1
+    #: more throughput runs of each service against the baseline tree, one process,
+    #: this tree and the baseline interleaved (a pair at a time): the median ratio
+    pairs: int = 0
 
 
 def _ratio(a: float | None, b: float | None, digits: int = 3) -> float | None:
@@ -279,6 +283,10 @@ def run_bench(
                     f" cost grown/empty {grown['cost_grown_over_empty']}"
                 )
             results["services"][service] = entry
+        if extras.pairs and base_tree is not None:
+            results["pairs"] = throughput_pairs(
+                bench, [s for s in services if s == service_of(s)], extras.pairs, base_tree, log
+            )
         if e2e_rates:
             results["latency"] = []
             trees: list[tuple[Path, str]] = [(REPO, "")]
@@ -314,6 +322,49 @@ def run_bench(
     (out_dir / "latest.json").write_text(json.dumps(results, indent=2))
     (out_dir / "latest.md").write_text(markdown(results))
     return results
+
+
+def throughput_pairs(
+    bench: Bench, services: list[str], pairs: int, base_tree: Path, log: Callable[[str], None]
+) -> dict[str, Any]:
+    """``pairs`` interleaved runs of each service and of the baseline tree's, one process
+    each on the same input (a run's own topics and database): each pair's ratio of
+    events/s and of CPU per event, and their medians. One run's events/s moves by a third
+    between identical runs on this machine's 2 shared cores; a pair measured back to back
+    shares the machine's state, and the median of several pairs is what a target is read
+    against."""
+    out: dict[str, Any] = {}
+    for service in services:
+        rows = []
+        for i in range(1, pairs + 1):
+            row: dict[str, Any] = {"pair": i}
+            for tree, label in ((REPO, ""), (base_tree, "-baseline")):
+                namespace = f"{service}-pair{i}{label}"
+                settings = bench.settings(namespace)
+                count, topics = bench.load(settings, service)
+                run = bench.service_rate(
+                    settings, service, topics, count, 1, tree, f"-pair{i}{label}"
+                )
+                bench.cleanup(namespace)
+                row["baseline" if label else "this"] = run
+            row["ratio"] = _ratio(row["this"]["events_per_s"], row["baseline"]["events_per_s"])
+            row["cpu_ratio"] = _ratio(
+                row["this"]["cpu_us_per_event"], row["baseline"]["cpu_us_per_event"]
+            )
+            log(
+                f"{service} pair {i}: {row['this']['events_per_s']:,} against"
+                f" {row['baseline']['events_per_s']:,} events/s ({row['ratio']}x), CPU per"
+                f" event {row['cpu_ratio']}x"
+            )
+            rows.append(row)
+        ratios = [r["ratio"] for r in rows if r["ratio"] is not None]
+        cpu = [r["cpu_ratio"] for r in rows if r["cpu_ratio"] is not None]
+        out[service] = {
+            "pairs": rows,
+            "median_ratio": round(statistics.median(ratios), 3) if ratios else None,
+            "median_cpu_ratio": round(statistics.median(cpu), 3) if cpu else None,
+        }
+    return out
 
 
 def _grown_run(bench: Bench, service: str, size: GrowSize) -> dict[str, Any]:

@@ -100,6 +100,24 @@ def markdown(r: dict[str, Any]) -> str:
                 f" {_n(lat.get('generator_cores'), '{:.2f}')} |"
                 f" {_hop(lat, 'purchases')} | {_hop(lat, 'offers')} |"
             )
+    if r.get("pairs"):
+        lines += [
+            "",
+            "Interleaved pairs against the baseline (one process each, back to back on the"
+            " same input; a pair shares the machine's state, single runs do not):",
+            "",
+            "| service | pairs | events/s × of each pair | median × |"
+            " CPU µs/event × of each pair | median × |",
+            "|---|---|---|---|---|---|",
+        ]
+        for service, p in r["pairs"].items():
+            ratios = ", ".join(_n(x.get("ratio"), "{:.2f}") for x in p["pairs"])
+            cpu = ", ".join(_n(x.get("cpu_ratio"), "{:.2f}") for x in p["pairs"])
+            lines.append(
+                f"| {service} | {len(p['pairs'])} | {ratios} |"
+                f" {_n(p.get('median_ratio'), '{:.2f}')}× | {cpu} |"
+                f" {_n(p.get('median_cpu_ratio'), '{:.2f}')}× |"
+            )
     several = [row for row in r.get("latency_summary") or () if row["runs"] > 1]
     if several:
         lines += [

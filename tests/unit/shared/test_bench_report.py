@@ -131,3 +131,19 @@ def test_repeated_latency_runs_are_summarised_per_configuration():
 def test_a_single_latency_run_gets_no_summary_table():
     text = markdown({**RESULT, "latency_summary": latency_summary(RESULT["latency"])})
     assert "p99 ms, median" not in text
+
+
+def test_interleaved_pairs_show_each_ratio_and_the_median():
+    pairs = {
+        "points": {
+            "pairs": [
+                {"pair": 1, "ratio": 1.41, "cpu_ratio": 0.8},
+                {"pair": 2, "ratio": 1.1, "cpu_ratio": 0.86},
+                {"pair": 3, "ratio": None, "cpu_ratio": None},
+            ],
+            "median_ratio": 1.255,
+            "median_cpu_ratio": 0.83,
+        }
+    }
+    text = markdown({**RESULT, "pairs": pairs})
+    assert "| points | 3 | 1.41, 1.10, - | 1.25× | 0.80, 0.86, - | 0.83× |" in text
