@@ -285,7 +285,12 @@ def run_bench(
             results["services"][service] = entry
         if extras.pairs and base_tree is not None:
             results["pairs"] = throughput_pairs(
-                bench, [s for s in services if s == service_of(s)], extras.pairs, base_tree, log
+                bench,
+                [s for s in services if s == service_of(s)],
+                extras.pairs,
+                base_tree,
+                log,
+                results,
             )
         if e2e_rates:
             results["latency"] = []
@@ -325,14 +330,20 @@ def run_bench(
 
 
 def throughput_pairs(
-    bench: Bench, services: list[str], pairs: int, base_tree: Path, log: Callable[[str], None]
+    bench: Bench,
+    services: list[str],
+    pairs: int,
+    base_tree: Path,
+    log: Callable[[str], None],
+    results: dict[str, Any],
 ) -> dict[str, Any]:
     """``pairs`` interleaved runs of each service and of the baseline tree's, one process
     each on the same input (a run's own topics and database): each pair's ratio of
     events/s and of CPU per event, and their medians. One run's events/s moves by a third
     between identical runs on this machine's 2 shared cores; a pair measured back to back
     shares the machine's state, and the median of several pairs is what a target is read
-    against."""
+    against. A run that fails is noted under ``errors`` and leaves its pair without a
+    ratio (``results``: the benchmark's, as :func:`_guarded` notes failures)."""
     out: dict[str, Any] = {}
     for service in services:
         rows = []
@@ -342,18 +353,26 @@ def throughput_pairs(
                 namespace = f"{service}-pair{i}{label}"
                 settings = bench.settings(namespace)
                 count, topics = bench.load(settings, service)
-                run = bench.service_rate(
-                    settings, service, topics, count, 1, tree, f"-pair{i}{label}"
+                row["baseline" if label else "this"] = _guarded(
+                    results,
+                    f"{service} pair {i}{label}",
+                    log,
+                    bench.service_rate,
+                    settings,
+                    service,
+                    topics,
+                    count,
+                    1,
+                    tree,
+                    f"-pair{i}{label}",
                 )
                 bench.cleanup(namespace)
-                row["baseline" if label else "this"] = run
-            row["ratio"] = _ratio(row["this"]["events_per_s"], row["baseline"]["events_per_s"])
-            row["cpu_ratio"] = _ratio(
-                row["this"]["cpu_us_per_event"], row["baseline"]["cpu_us_per_event"]
-            )
+            this, before = row["this"] or {}, row["baseline"] or {}
+            row["ratio"] = _ratio(this.get("events_per_s"), before.get("events_per_s"))
+            row["cpu_ratio"] = _ratio(this.get("cpu_us_per_event"), before.get("cpu_us_per_event"))
             log(
-                f"{service} pair {i}: {row['this']['events_per_s']:,} against"
-                f" {row['baseline']['events_per_s']:,} events/s ({row['ratio']}x), CPU per"
+                f"{service} pair {i}: {this.get('events_per_s')} against"
+                f" {before.get('events_per_s')} events/s ({row['ratio']}x), CPU per"
                 f" event {row['cpu_ratio']}x"
             )
             rows.append(row)
