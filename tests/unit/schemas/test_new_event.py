@@ -6,8 +6,11 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from schemas import EVENT_ID_NAMESPACE, Envelope, decode, encode, new_event, topic_for
+from schemas.codec import event_id
 from schemas.payloads import OfferDeclined, PlanCompleted, PurchasePosted, PurchaseRecorded
 from tests.builders.examples import ACCOUNT, CAUSE_ID, EVENT_ID, PAYLOADS, envelope, raw
 
@@ -129,3 +132,17 @@ def test_payload_account_id_reads_the_field_or_gives_none():
     due_soon = EVENT_TYPES["installment.due-soon"].model_validate(PAYLOADS["installment.due-soon"])
     assert payload_account_id(due_soon) is None  # installment.due-soon has no account_id
     assert payload_account_id({"account_id": "acc-1"}) is None  # a raw mapping is not a payload
+
+
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=300))
+@settings(max_examples=500)
+def test_event_ids_are_uuid5_of_the_namespace(name: str) -> None:
+    """schemas.codec.event_id spells uuid5 out without the UUID object: the same
+    characters for any name (non-ASCII, NUL, the longest ids)."""
+    assert event_id(name) == str(uuid.uuid5(EVENT_ID_NAMESPACE, name))
+
+
+def test_an_emitted_events_id_is_uuid5_of_its_cause_and_rule(
+    cause: Envelope[PurchasePosted],
+) -> None:
+    assert recorded(cause).id == str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{cause.id}:recorded"))
