@@ -190,23 +190,17 @@ def run_bench(
                 entry[f"processes_{processes}"] = measured
                 bench.cleanup(f"{service}-{processes}")
                 if base_tree is not None and not variant:
-                    namespace = f"{service}-{processes}-baseline"
-                    settings = bench.settings(namespace)
-                    count, topics = bench.load(settings, service)
-                    before = _guarded(
+                    before = _run_apart(
+                        bench,
                         results,
-                        f"{service} x{processes} baseline",
                         log,
-                        bench.service_rate,
-                        settings,
+                        f"{service} x{processes} baseline",
+                        f"{service}-{processes}-baseline",
                         service,
-                        topics,
-                        count,
                         processes,
                         base_tree,
                         "-baseline",
                     )
-                    bench.cleanup(namespace)
                     if before is None:
                         continue
                     measured["baseline"] = before
@@ -350,23 +344,17 @@ def throughput_pairs(
         for i in range(1, pairs + 1):
             row: dict[str, Any] = {"pair": i}
             for tree, label in ((REPO, ""), (base_tree, "-baseline")):
-                namespace = f"{service}-pair{i}{label}"
-                settings = bench.settings(namespace)
-                count, topics = bench.load(settings, service)
-                row["baseline" if label else "this"] = _guarded(
+                row["baseline" if label else "this"] = _run_apart(
+                    bench,
                     results,
-                    f"{service} pair {i}{label}",
                     log,
-                    bench.service_rate,
-                    settings,
+                    f"{service} pair {i}{label}",
+                    f"{service}-pair{i}{label}",
                     service,
-                    topics,
-                    count,
                     1,
                     tree,
                     f"-pair{i}{label}",
                 )
-                bench.cleanup(namespace)
             this, before = row["this"] or {}, row["baseline"] or {}
             row["ratio"] = _ratio(this.get("events_per_s"), before.get("events_per_s"))
             row["cpu_ratio"] = _ratio(this.get("cpu_us_per_event"), before.get("cpu_us_per_event"))
@@ -384,6 +372,40 @@ def throughput_pairs(
             "median_cpu_ratio": round(statistics.median(cpu), 3) if cpu else None,
         }
     return out
+
+
+def _run_apart(
+    bench: Bench,
+    results: dict[str, Any],
+    log: Callable[[str], None],
+    what: str,
+    namespace: str,
+    service: str,
+    processes: int,
+    tree: Path,
+    label: str,
+) -> dict[str, Any] | None:
+    """One throughput run of ``service`` from ``tree`` on a namespace of its own (topics
+    and database, dropped after it): its figures, or None when it failed (noted under
+    ``errors`` by :func:`_guarded`). ``label`` names the run's log file."""
+    settings = bench.settings(namespace)
+    count, topics = bench.load(settings, service)
+    try:
+        return _guarded(
+            results,
+            what,
+            log,
+            bench.service_rate,
+            settings,
+            service,
+            topics,
+            count,
+            processes,
+            tree,
+            label,
+        )
+    finally:
+        bench.cleanup(namespace)
 
 
 def _grown_run(bench: Bench, service: str, size: GrowSize) -> dict[str, Any]:
