@@ -4,6 +4,7 @@ on a (tiny) grown database cloned from its template. No speed is asserted."""
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from sqlalchemy import create_engine, text
@@ -100,3 +101,30 @@ def test_batch_cost_fit_is_the_line_through_the_smallest_and_largest_size() -> N
     ]
     assert fit(rows) == {"fixed_cpu_ms_per_batch": 5.455, "cpu_us_per_record": 154.5}
     assert fit(rows[:1]) is None
+
+
+def test_client_floor_runs_each_client_in_its_own_process(stack: tuple[str, str]) -> None:
+    """The client floor (``bench_client_floor``): kafka-python passes every input record
+    through in a process of its own; confluent-kafka, not a dependency of the project, is
+    measured where the interpreter given has it and otherwise reported as missing while
+    the other client is still measured. No speed is asserted."""
+    import importlib.util
+
+    from shared.tools.bench_client_floor import measure
+
+    messages: list[str] = []
+    pythons = {"kafka-python": sys.executable, "confluent-kafka": sys.executable}
+    result = measure("collections", 150, 1, pythons, log=messages.append)
+    runs = {r["client"]: r for r in result["runs"]}
+    assert set(runs) == {"kafka-python", "confluent-kafka"}
+    assert result["events"] == 150  # the service's benchmark input
+    assert runs["kafka-python"]["events"] == result["events"]
+    assert runs["kafka-python"]["cpu_us_per_event"] > 0
+    if importlib.util.find_spec("confluent_kafka") is None:
+        assert runs["confluent-kafka"]["error"] == (
+            f"confluent-kafka is not installed for {sys.executable}"
+        )
+        assert set(result["medians"]) == {"kafka-python"}
+    else:
+        assert runs["confluent-kafka"]["events"] == result["events"]
+    assert any(m.startswith("run 1, kafka-python: ") for m in messages)
