@@ -203,12 +203,14 @@ def _issue16_tables(r: dict[str, Any]) -> list[str]:
             " produce acks=all, commit per batch) and the in-process domain ceiling (the"
             " handlers over the same records with the runtime's decode and encode, no Kafka,"
             " no database; its rate is 1 / its CPU time, one thread). CPU µs per event:"
-            " process user+sys; PostgreSQL: the backends serving the run's database.",
+            " process user+sys; PostgreSQL: the backends serving the run's database. Loop"
+            " busy: the share of the run the service's main thread (its consumer loop) was"
+            " on a core; the rest it waited for PostgreSQL, the broker or the GIL.",
             "",
             "| service | processes | events/s | floor events/s | share of floor |"
             " ceiling events/s | share of ceiling | CPU µs/event service / floor / ceiling |"
-            " PostgreSQL CPU µs/event |",
-            "|---|---|---|---|---|---|---|---|---|",
+            " PostgreSQL CPU µs/event | loop busy |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for name, _key, e in rows:
             floor = e.get("floor") or {}
@@ -221,7 +223,7 @@ def _issue16_tables(r: dict[str, Any]) -> list[str]:
                 f" {_pct(e.get('share_of_ceiling'))} |"
                 f" {_n(e.get('cpu_us_per_event'))} / {_n(floor.get('cpu_us_per_event'))} /"
                 f" {_n(ceiling.get('cpu_us_per_event')) if one else '-'} |"
-                f" {_n(e.get('pg_cpu_us_per_event'))} |"
+                f" {_n(e.get('pg_cpu_us_per_event'))} | {_pct(e.get('loop_busy'))} |"
             )
     base_rows = [
         (name, e)

@@ -287,7 +287,7 @@ class Bench:
         pg = PgCpu(self.admin_url, settings.database_url.rpartition("/")[2])
         peak_kib = [0] * processes
         try:
-            samples: list[tuple[float, int, float, float]] = []
+            samples: list[tuple[float, int, float, float, float]] = []
             deadline = time.monotonic() + 600
             done = 0
             while done < expected:
@@ -300,14 +300,15 @@ class Bench:
                 offsets = committed_offsets(admin, [group]).get(group, {})
                 done = sum(om.offset for tp, om in offsets.items() if om.offset > 0)
                 cpu = sum(_cpu_seconds(p.pid) for p in procs)
-                samples.append((time.monotonic(), done, cpu, pg.seconds()))
+                loop = sum(_cpu_seconds(p.pid, thread=p.pid) for p in procs)
+                samples.append((time.monotonic(), done, cpu, pg.seconds(), loop))
                 time.sleep(0.1)
             # From the last sample before any commit (the group had joined and was
             # working on its first batch) to the sample where everything was committed:
             # the first batch's time counts, so big first batches cannot inflate the rate.
             idle = [s for s in samples if s[1] == 0]
-            t0, _, cpu0, pg0 = idle[-1] if idle else samples[0]
-            t1, c1, cpu1, pg1 = samples[-1]
+            t0, _, cpu0, pg0, loop0 = idle[-1] if idle else samples[0]
+            t1, c1, cpu1, pg1, loop1 = samples[-1]
             rate = c1 / (t1 - t0) if t1 > t0 else float("nan")
             return {
                 "events": expected,
@@ -319,6 +320,12 @@ class Bench:
                 "cpu_us_per_event": round((cpu1 - cpu0) * 1e6 / c1, 1) if c1 else None,
                 # The PostgreSQL backends serving this run's database, same span.
                 "pg_cpu_us_per_event": round((pg1 - pg0) * 1e6 / c1, 1) if c1 else None,
+                # The share of the span each process's main thread (the consumer loop)
+                # was on a core: the rest it waited (PostgreSQL, the broker's acks, the
+                # GIL). The other threads (the client's I/O) are in cpu_us_per_event.
+                "loop_busy": round((loop1 - loop0) / ((t1 - t0) * processes), 3)
+                if t1 > t0
+                else None,
                 "peak_rss_mib": [round(k / 1024, 1) for k in peak_kib],
             }
         finally:
@@ -624,10 +631,12 @@ def workload_records(
     yield from stream
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (0 once it is gone)."""
+def _cpu_seconds(pid: int, thread: int | None = None) -> float:
+    """User + system CPU time of a process (or of one of its threads) so far (0 once it
+    is gone)."""
+    path = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
     try:
-        with open(f"/proc/{pid}/stat") as fh:
+        with open(path) as fh:
             fields = fh.read().rpartition(")")[2].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):

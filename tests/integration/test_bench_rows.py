@@ -23,6 +23,9 @@ def test_floor_ceiling_and_grown_rows(stack: tuple[str, str]) -> None:
         run = bench.service_rate(settings, "collections", topics, count, 1)
         assert run["events"] == count and run["cpu_us_per_event"] is not None
         assert run["pg_cpu_us_per_event"] is not None
+        # the loop thread's share of the run (clock ticks of 10 ms on a run this short:
+        # only that it was measured, and is a share)
+        assert run["loop_busy"] is not None and 0 <= run["loop_busy"] < 1.5
         floor = bench.floor_rate(settings, topics, count, 1)
         assert floor["events"] == count and floor["events_per_s"] > 0
         ceiling: dict[str, Any] = bench.ceiling("collections", bench.inputs["collections"])

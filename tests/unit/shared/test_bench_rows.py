@@ -94,6 +94,7 @@ def test_report_carries_the_floor_ceiling_baseline_and_grown_figures() -> None:
                     "floor": {"events_per_s": 20000, "cpu_us_per_event": 25.0},
                     "share_of_floor": 0.05,
                     "share_of_ceiling": 0.25,
+                    "loop_busy": 0.613,
                     "baseline": {**run, "events_per_s": 500, "cpu_us_per_event": 600.0},
                     "ratio_to_baseline": 2.0,
                     "cpu_ratio_to_baseline": 0.5,
@@ -111,7 +112,9 @@ def test_report_carries_the_floor_ceiling_baseline_and_grown_figures() -> None:
     }
     text = markdown(result)
     assert "3.00 / 2.00 / 1.00" in text
-    floor_row = "| offers | 1 | 1,000 | 20,000 | 5% | 4,000 | 25% | 300.0 / 25.0 / 250.0 | 50.0 |"
+    floor_row = (
+        "| offers | 1 | 1,000 | 20,000 | 5% | 4,000 | 25% | 300.0 / 25.0 / 250.0 | 50.0 | 61% |"
+    )
     assert floor_row in text
     assert "| offers | 1 | 500 | 1,000 | 2.00× | 600.0 | 300.0 | 0.50× |" in text
     assert "| offers | 2,000 | 4,000 | 2.00× |" in text
