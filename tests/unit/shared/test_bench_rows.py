@@ -145,3 +145,23 @@ def test_bench_service_env(monkeypatch: pytest.MonkeyPatch) -> None:
         _service_env()
     monkeypatch.delenv("BENCH_SERVICE_ENV")
     assert _service_env() == {}
+
+
+def test_client_floor_medians_leave_out_failed_runs() -> None:
+    from shared.tools.bench_client_floor import _medians
+
+    runs = [
+        {"client": "kafka-python", "events_per_s": 30000, "cpu_us_per_event": 32.0},
+        {"client": "kafka-python", "events_per_s": 28000, "cpu_us_per_event": 34.0},
+        {"client": "kafka-python", "events_per_s": 31000, "cpu_us_per_event": 31.0},
+        {"client": "confluent-kafka", "error": "confluent-kafka is not installed for x"},
+    ]
+    assert _medians(runs) == {
+        "kafka-python": {"runs": 3, "events_per_s": 30000, "cpu_us_per_event": 32.0}
+    }
+    runs[-1] = {"client": "confluent-kafka", "events_per_s": 140000, "cpu_us_per_event": 6.5}
+    assert _medians(runs)["confluent-kafka"] == {
+        "runs": 1,
+        "events_per_s": 140000,
+        "cpu_us_per_event": 6.5,
+    }
