@@ -53,7 +53,7 @@ class _KafkaPython:
         from kafka import KafkaConsumer, KafkaProducer
 
         from shared.runtime import kafka_compat  # noqa: F401 (the runtime's client patches)
-        from shared.runtime.base import KeyPartitioner
+        from shared.runtime.base import PRODUCER_SETTINGS, KeyPartitioner
 
         self.consumer = KafkaConsumer(
             *topics,
@@ -66,12 +66,7 @@ class _KafkaPython:
             max_partition_fetch_bytes=4194304,
         )
         self.producer = KafkaProducer(
-            bootstrap_servers=bootstrap,
-            enable_idempotence=True,
-            acks="all",
-            linger_ms=5,
-            batch_size=1048576,
-            partitioner=KeyPartitioner(),
+            bootstrap_servers=bootstrap, **PRODUCER_SETTINGS, partitioner=KeyPartitioner()
         )
         self._offsets: dict[Any, Any] = {}
 
